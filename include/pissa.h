@@ -1,0 +1,13 @@
+/* libpissa — PiSSA and LoRA fine-tuning of transformer checkpoints. Umbrella header. */
+#ifndef PISSA_H
+#define PISSA_H
+
+#include "pissa/common.h"
+#include "pissa/tensor.h"
+#include "pissa/svd.h"
+#include "pissa/adapter.h"
+#include "pissa/safetensors.h"
+#include "pissa/checkpoint.h"
+#include "pissa/peft.h"
+
+#endif

@@ -1,0 +1,63 @@
+/* libpissa — initialisation of one LoRA/PiSSA adapter for one linear weight, exactly as Hugging Face PEFT
+ * does it (see docs/api.md and REFERENCE §1).
+ *
+ * Weight W (out, in) row-major, y = x·Wᵀ. Rank r, alpha α, scale s = α/r (or α/√r with rsLoRA).
+ * The adapted layer computes y = x·W_resᵀ + s·(x·Aᵀ)·Bᵀ with A (r, in), B (out, r).
+ *   LORA      A ~ U(−1/√in, 1/√in) (kaiming_uniform, a = √5), B = 0, W_res = W
+ *   GAUSSIAN  A ~ N(0, (1/r)²), B = 0, W_res = W
+ *   PISSA     exact SVD W = U·S·Vᵀ; S_r = S[:r]/s; A = diag(√S_r)·Vᵀ[:r]; B = U[:, :r]·diag(√S_r)
+ *   PISSA_NITER  the same from the randomized SVD with niter iterations and the given oversampling
+ * For every kind W_res = W − s·B·A is computed in float32 from the A and B produced. */
+#ifndef PISSA_ADAPTER_H
+#define PISSA_ADAPTER_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Pinned values. */
+typedef enum pissa_init_kind {
+    PISSA_INIT_LORA = 0,
+    PISSA_INIT_GAUSSIAN = 1,
+    PISSA_INIT_PISSA = 2,
+    PISSA_INIT_PISSA_NITER = 3,
+} pissa_init_kind;
+
+typedef struct pissa_init_opts {
+    pissa_init_kind kind;
+    int64_t rank;       /* r >= 1, r <= min(out, in) for the PiSSA kinds */
+    double alpha;       /* lora_alpha */
+    int use_rslora;     /* scale α/√r instead of α/r */
+    int niter;          /* PISSA_NITER only */
+    int64_t oversample; /* PISSA_NITER only; 0 reproduces PEFT's torch.svd_lowrank(q=r) */
+    uint64_t seed;      /* LORA, GAUSSIAN, PISSA_NITER */
+} pissa_init_opts;
+
+/* kind LORA, rank 8, alpha 8, no rsLoRA, niter 4, oversample PISSA_RSVD_DEFAULT_OVERSAMPLE, seed 0. */
+PISSA_API pissa_init_opts pissa_init_default_opts(void);
+
+/* Parses PEFT's init_lora_weights spelling: "lora" or "true" (LORA), "gaussian", "pissa",
+ * "pissa_niter_N" (N >= 0). Sets kind and niter only. */
+PISSA_API pissa_status pissa_init_parse(const char *s, pissa_init_opts *opts);
+/* Writes the PEFT spelling of opts (true is written as "true") into buf. */
+PISSA_API pissa_status pissa_init_name(const pissa_init_opts *opts, char *buf, size_t size);
+
+/* s = α/r or α/√r. */
+PISSA_API double pissa_lora_scale(double alpha, int64_t rank, int use_rslora);
+
+/* Initialise the adapter of W (out, in).
+ * A (r, in) and B (out, r) are written. W_res (out, in) receives W − s·B·A; it may alias W (in place) or be
+ * NULL when not wanted. Caller owns all buffers. */
+PISSA_API pissa_status pissa_adapter_init(const float *W, int64_t out, int64_t in, const pissa_init_opts *opts, float *A,
+                                          float *B, float *W_res);
+
+/* W_res = W − s·B·A in float32 (one sgemm). W_res may alias W. */
+PISSA_API pissa_status pissa_adapter_residual(const float *W, int64_t out, int64_t in, int64_t r, const float *A,
+                                              const float *B, double scale, float *W_res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,92 @@
+/* libpissa — Hugging Face PEFT LoRA adapters on disk (REFERENCE §3).
+ *
+ * A directory holding adapter_model.safetensors and adapter_config.json. For a module path MOD of the
+ * base model (e.g. "model.layers.0.self_attn.q_proj") the tensors are
+ *   base_model.model.MOD.lora_A.weight  (r, in)
+ *   base_model.model.MOD.lora_B.weight  (out, r)
+ * adapter_config.json is written with sorted keys and an indent of 2, as PEFT writes it. */
+#ifndef PISSA_PEFT_H
+#define PISSA_PEFT_H
+
+#include "common.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum pissa_target_kind {
+    PISSA_TARGET_LIST = 0,       /* target_modules is a JSON list of module-name suffixes */
+    PISSA_TARGET_REGEX = 1,      /* a string other than "all-linear": a full-match regex */
+    PISSA_TARGET_ALL_LINEAR = 2, /* "all-linear" */
+} pissa_target_kind;
+
+#define PISSA_PEFT_MAX_PATTERNS 64
+
+typedef struct pissa_peft_pattern {
+    char key[128];
+    double value;
+} pissa_peft_pattern;
+
+typedef struct pissa_peft_config {
+    int64_t r;
+    double lora_alpha;
+    double lora_dropout;
+    int use_rslora;
+    int use_dora;
+    int fan_in_fan_out;
+    char bias[16];                 /* "none" */
+    char init_lora_weights[32];    /* "true", "false", "pissa", "pissa_niter_4", "gaussian", ... */
+    pissa_target_kind target_kind;
+    char target_modules[1024];     /* LIST: comma-separated names; REGEX: the pattern; ALL_LINEAR: "all-linear" */
+    char task_type[32];            /* "CAUSAL_LM" */
+    char base_model_name_or_path[512];
+    int64_t n_rank_pattern, n_alpha_pattern;
+    pissa_peft_pattern rank_pattern[PISSA_PEFT_MAX_PATTERNS];
+    pissa_peft_pattern alpha_pattern[PISSA_PEFT_MAX_PATTERNS];
+    int has_layers_to_transform;
+    int64_t n_layers_to_transform;
+    int64_t layers_to_transform[256];
+    int has_modules_to_save;       /* modules_to_save present and not null */
+    int has_lora_bias;             /* lora_bias true */
+} pissa_peft_config;
+
+/* r 8, lora_alpha 8, dropout 0, bias "none", init "true", target LIST "q_proj,v_proj", task "CAUSAL_LM". */
+PISSA_API pissa_peft_config pissa_peft_default_config(void);
+
+/* Parses adapter_config.json text. SOURCE names it in errors. Fields libpissa does not know are ignored
+ * (as PEFT ignores them); peft_type must be "LORA". Unsupported features are reported by the loader that
+ * applies the adapter, not here. */
+PISSA_API pissa_status pissa_peft_config_parse(const char *json, size_t len, const char *source, pissa_peft_config *out);
+/* Serialises CFG as PEFT does (sorted keys, indent 2). Caller frees *out with free(). */
+PISSA_API pissa_status pissa_peft_config_to_json(const pissa_peft_config *cfg, char **out);
+
+typedef struct pissa_peft_adapter pissa_peft_adapter;
+
+/* New empty adapter with a copy of CFG. Caller frees with pissa_peft_adapter_free. */
+PISSA_API pissa_status pissa_peft_adapter_create(const pissa_peft_config *cfg, pissa_peft_adapter **out);
+PISSA_API void pissa_peft_adapter_free(pissa_peft_adapter *a); /* NULL is a no-op */
+PISSA_API const pissa_peft_config *pissa_peft_adapter_config(const pissa_peft_adapter *a); /* borrowed */
+PISSA_API pissa_peft_config *pissa_peft_adapter_config_mut(pissa_peft_adapter *a);      /* borrowed */
+
+/* Adds module MOD (e.g. "model.layers.3.mlp.down_proj") with A (r, in) and B (out, r), copied. */
+PISSA_API pissa_status pissa_peft_adapter_add(pissa_peft_adapter *a, const char *module, int64_t r, int64_t in,
+                                              int64_t out, const float *A, const float *B);
+PISSA_API size_t pissa_peft_adapter_count(const pissa_peft_adapter *a);
+/* Module I: its path and borrowed A (r, in) and B (out, r) float32 tensors (valid while A lives). */
+PISSA_API pissa_status pissa_peft_adapter_module(const pissa_peft_adapter *a, size_t i, const char **module,
+                                                 const pissa_tensor **A, const pissa_tensor **B);
+/* Index of module MOD, or PISSA_ERR_NOT_FOUND. */
+PISSA_API pissa_status pissa_peft_adapter_find(const pissa_peft_adapter *a, const char *module, size_t *index);
+
+/* Writes DIR/adapter_model.safetensors (tensors in DTYPE) and DIR/adapter_config.json, creating DIR if
+ * needed. Both files are written atomically. */
+PISSA_API pissa_status pissa_peft_adapter_save(const pissa_peft_adapter *a, const char *dir, pissa_dtype dtype);
+/* Reads DIR (F32, F16 or BF16 tensors, converted to float32). Every lora_A must have its lora_B with a
+ * matching rank, else PISSA_ERR_FORMAT naming the tensor. Caller frees with pissa_peft_adapter_free. */
+PISSA_API pissa_status pissa_peft_adapter_load(const char *dir, pissa_peft_adapter **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,92 @@
+/* Internal helpers shared by the library's source files. Not installed. */
+#ifndef PISSA_INTERNAL_H
+#define PISSA_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "pissa.h"
+
+/* ---- errors and logging (error.c) ---- */
+
+/* Records a printf-style message as the calling thread's last error and returns S. */
+pissa_status pissa__fail(pissa_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pissa__log(pissa_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define PISSA_TRY(expr)                      \
+    do {                                     \
+        pissa_status pissa__s = (expr);      \
+        if (pissa__s != PISSA_OK) return pissa__s; \
+    } while (0)
+
+/* calloc/malloc of n * size bytes with an overflow check; NULL on overflow or failure. */
+void *pissa__alloc(size_t n, size_t size);
+void *pissa__calloc(size_t n, size_t size);
+char *pissa__strdup(const char *s);
+
+/* ---- read-only file mappings, reference counted (tensor.c) ---- */
+
+typedef struct pissa_mapping {
+    const unsigned char *base;
+    size_t size;
+    atomic_int refs;
+} pissa_mapping;
+
+/* Maps PATH read-only (refs = 1). An empty file maps to base = NULL, size = 0. */
+pissa_status pissa__mapping_open(const char *path, pissa_mapping **out);
+void pissa__mapping_retain(pissa_mapping *m);
+void pissa__mapping_release(pissa_mapping *m); /* unmaps at zero; NULL is a no-op */
+
+struct pissa_tensor {
+    float *data;
+    int ndim;
+    int64_t shape[PISSA_MAX_DIMS];
+    int64_t numel;
+    pissa_ownership own;
+    pissa_mapping *map; /* MAPPED only: the reference this tensor holds */
+};
+
+/* New MAPPED tensor over DATA (4-byte aligned, inside M); takes a new reference to M. */
+pissa_status pissa__tensor_mapped(pissa_mapping *m, const float *data, int ndim, const int64_t *shape, pissa_tensor **out);
+/* Product of SHAPE, or -1 if a dim is negative or the product overflows int64. */
+int64_t pissa__numel(int ndim, const int64_t *shape);
+
+/* ---- random numbers (rng.c): xoshiro256** seeded by splitmix64 ---- */
+
+typedef struct pissa_rng {
+    uint64_t s[4];
+} pissa_rng;
+
+void pissa__rng_seed(pissa_rng *r, uint64_t seed);
+uint64_t pissa__rng_u64(pissa_rng *r);
+double pissa__rng_uniform(pissa_rng *r); /* [0, 1), 53 bits */
+double pissa__rng_normal(pissa_rng *r);  /* N(0, 1), Box–Muller */
+
+/* ---- files (fileio.c) ---- */
+
+/* An output file written to PATH.tmp.XXXXXX and renamed over PATH on commit. */
+typedef struct pissa_atomic_file {
+    FILE *fp;
+    char *tmp_path;
+    char *path;
+} pissa_atomic_file;
+
+pissa_status pissa__atomic_open(const char *path, pissa_atomic_file *af);
+pissa_status pissa__atomic_write(pissa_atomic_file *af, const void *data, size_t len);
+/* fflush, fsync, fclose, rename, fsync of the directory. On failure the temporary file is removed. */
+pissa_status pissa__atomic_commit(pissa_atomic_file *af);
+void pissa__atomic_abort(pissa_atomic_file *af); /* removes the temporary file; safe after commit */
+
+/* Creates DIR and its parents (like mkdir -p). */
+pissa_status pissa__mkdir_p(const char *dir);
+/* Reads a whole file into a NUL-terminated malloc'd buffer. Caller frees. */
+pissa_status pissa__read_file(const char *path, char **out, size_t *len);
+/* "DIR/NAME" in a malloc'd string (NULL on failure). */
+char *pissa__path_join(const char *dir, const char *name);
+
+/* ---- JSON output in Python's json.dumps(obj, indent=2, sort_keys=True) style (json.c) ---- */
+struct cJSON;
+/* Caller frees *out with free(). Object keys are sorted; non-ASCII is escaped as \uXXXX. */
+pissa_status pissa__json_dump_sorted(const struct cJSON *item, char **out);
+
+#endif

@@ -1,0 +1,104 @@
+#include "testutil.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "internal.h"
+
+char *tu_tempdir(const char *tag) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    char *p = malloc(strlen(base) + strlen(tag) + 32);
+    sprintf(p, "%s/pissa-%s-XXXXXX", base, tag);
+    if (!mkdtemp(p)) fail_msg("mkdtemp(%s) failed", p);
+    return p;
+}
+
+void tu_rmtree(const char *dir) {
+    char *cmd = malloc(strlen(dir) + 16);
+    sprintf(cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    free(cmd);
+}
+
+char *tu_path(const char *dir, const char *name) { return pissa__path_join(dir, name); }
+
+void tu_write_bytes(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot write %s", path);
+    if (len && fwrite(data, 1, len, f) != len) fail_msg("short write %s", path);
+    fclose(f);
+}
+
+void tu_gaussian(float *x, size_t n, uint64_t seed) {
+    pissa_rng r;
+    pissa__rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) x[i] = (float)pissa__rng_normal(&r);
+}
+
+/* Q (rows, k) with orthonormal columns: Householder QR of a Gaussian matrix, in double. */
+static double *random_orthonormal(int64_t rows, int64_t k, pissa_rng *r) {
+    double *q = malloc(sizeof(double) * (size_t)(rows * k));
+    double *tau = malloc(sizeof(double) * (size_t)k);
+    for (int64_t i = 0; i < rows * k; i++) q[i] = pissa__rng_normal(r);
+    if (LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (int)rows, (int)k, q, (int)k, tau) != 0 ||
+        LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (int)rows, (int)k, (int)k, q, (int)k, tau) != 0)
+        fail_msg("LAPACK QR failed");
+    free(tau);
+    return q;
+}
+
+void tu_matrix_with_spectrum(float *W, int64_t m, int64_t n, const double *sigma, uint64_t seed) {
+    int64_t k = m < n ? m : n;
+    pissa_rng r;
+    pissa__rng_seed(&r, seed);
+    double *U = random_orthonormal(m, k, &r), *V = random_orthonormal(n, k, &r);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t t = 0; t < k; t++) s += U[i * k + t] * sigma[t] * V[j * k + t];
+            W[i * n + j] = (float)s;
+        }
+    free(U);
+    free(V);
+}
+
+double tu_diff_norm(const float *x, const float *y, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+    return sqrt(s);
+}
+
+double tu_norm(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+double tu_max_abs_diff(const float *x, const float *y, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i] - y[i]));
+    return m;
+}
+
+int tu_run(const char *cmd, const char *out_path) {
+    char *full = malloc(strlen(cmd) + (out_path ? strlen(out_path) : 0) + 32);
+    if (out_path)
+        sprintf(full, "%s >'%s' 2>&1", cmd, out_path);
+    else
+        sprintf(full, "%s", cmd);
+    int st = system(full);
+    free(full);
+    if (st == -1 || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
+
+char *tu_slurp(const char *path, size_t *len) {
+    char *buf;
+    if (pissa__read_file(path, &buf, len) != PISSA_OK) return NULL;
+    return buf;
+}

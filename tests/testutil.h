@@ -1,0 +1,44 @@
+/* Shared helpers for the CMocka tests. */
+#ifndef PISSA_TESTUTIL_H
+#define PISSA_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "pissa.h"
+
+/* Fails the test with the library's last error when EXPR is not PISSA_OK. */
+#define assert_ok(expr)                                                                                  \
+    do {                                                                                                 \
+        pissa_status s_ = (expr);                                                                        \
+        if (s_ != PISSA_OK) fail_msg("%s -> %s: %s", #expr, pissa_status_name(s_), pissa_last_error()); \
+    } while (0)
+
+/* New empty directory under $TMPDIR (or /tmp); caller frees the string (the directory is left for
+ * inspection when a test fails; tu_rmtree removes it). */
+char *tu_tempdir(const char *tag);
+void tu_rmtree(const char *dir);
+char *tu_path(const char *dir, const char *name); /* malloc'd "dir/name" */
+void tu_write_bytes(const char *path, const void *data, size_t len);
+
+/* Random matrices (row-major, float32), deterministic for a seed. */
+void tu_gaussian(float *x, size_t n, uint64_t seed);
+/* W (m, n) = U·diag(sigma)·Vᵀ with random orthonormal U (m, k), V (n, k), k = min(m, n), computed in
+ * double and rounded to float. sigma has k values. */
+void tu_matrix_with_spectrum(float *W, int64_t m, int64_t n, const double *sigma, uint64_t seed);
+
+/* ‖X − Y‖_F and ‖X‖_F in double. */
+double tu_diff_norm(const float *x, const float *y, size_t n);
+double tu_norm(const float *x, size_t n);
+/* max |X − Y| */
+double tu_max_abs_diff(const float *x, const float *y, size_t n);
+
+/* Runs a shell command, returns its exit status (or -1); output goes to OUT_PATH if not NULL. */
+int tu_run(const char *cmd, const char *out_path);
+/* Whole file as a malloc'd NUL-terminated string, or NULL. */
+char *tu_slurp(const char *path, size_t *len);
+
+#endif
