@@ -284,6 +284,16 @@ pissa_status pissa_matmul(pissa_tensor *C, const pissa_tensor *A, int trans_a, c
     return PISSA_OK;
 }
 
+void pissa_set_num_threads(int n) {
+    if (n <= 0) {
+        const char *env = getenv("OPENBLAS_NUM_THREADS");
+        n = env && atoi(env) > 0 ? atoi(env) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    }
+    openblas_set_num_threads(n > 0 ? n : 1);
+}
+
+int pissa_get_num_threads(void) { return openblas_get_num_threads(); }
+
 double pissa_tensor_norm(const pissa_tensor *t) {
     double s = 0;
     if (t)

@@ -1,0 +1,33 @@
+/* Small helpers shared by the example programs: option parsing and one-line fatal errors. Programs (unlike
+ * the library) may exit. */
+#ifndef PISSA_CLI_H
+#define PISSA_CLI_H
+
+#include <stdint.h>
+
+#include "pissa.h"
+
+/* Program name used as the prefix of error lines. */
+extern const char *cli_prog;
+
+/* Prints "PROG: message" on stderr and exits with status 2 (usage) or 1 (runtime). */
+void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* If S is not PISSA_OK: "PROG: WHAT: <library message>" and exit 1. */
+void cli_check(pissa_status s, const char *what);
+
+/* Option values; each exits with a usage error naming OPT on bad input. */
+int64_t cli_int(const char *opt, const char *val, int64_t min, int64_t max);
+double cli_double(const char *opt, const char *val);
+uint64_t cli_u64(const char *opt, const char *val);
+
+/* Returns the value of option argv[*i] (advancing *i), or exits if it is missing. */
+const char *cli_value(int argc, char **argv, int *i);
+
+/* Seconds since an arbitrary origin (monotonic). */
+double cli_now(void);
+
+/* Forwards library warnings and errors to stderr ("PROG: warning: ..."). */
+void cli_log_to_stderr(pissa_log_level level, const char *msg, void *user);
+
+#endif

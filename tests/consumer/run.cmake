@@ -1,0 +1,33 @@
+# Installs the build tree into WORK/prefix, then builds tests/consumer against it two ways:
+# find_package(pissa) (shared and static targets) and pkg-config (pissa.pc). Runs every executable.
+file(REMOVE_RECURSE ${WORK})
+set(prefix ${WORK}/prefix)
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+  message(STATUS "${out}")
+endfunction()
+set(flags "")
+if(SANITIZE)
+  set(flags "-fsanitize=address,undefined")
+endif()
+run(${CMAKE_COMMAND} --install ${BUILD} --prefix ${prefix})
+run(${CMAKE_COMMAND} -S ${SRC}/tests/consumer -B ${WORK}/build -DCMAKE_PREFIX_PATH=${prefix}
+    -DCMAKE_C_FLAGS=${flags} -DCMAKE_EXE_LINKER_FLAGS=${flags})
+run(${CMAKE_COMMAND} --build ${WORK}/build)
+run(${WORK}/build/consumer_shared)
+run(${WORK}/build/consumer_static)
+# pkg-config: compile and link against the installed pissa.pc
+set(ENV{PKG_CONFIG_PATH} ${prefix}/lib/pkgconfig:${prefix}/lib/x86_64-linux-gnu/pkgconfig)
+execute_process(COMMAND pkg-config --cflags --libs pissa OUTPUT_VARIABLE pc RESULT_VARIABLE rc
+                OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pkg-config cannot find pissa.pc under ${prefix}")
+endif()
+separate_arguments(pc UNIX_COMMAND "${pc}")
+separate_arguments(flag_list UNIX_COMMAND "${flags}")
+run(cc -std=c11 ${flag_list} ${SRC}/tests/consumer/main.c -o ${WORK}/consumer_pc ${pc} -lm)
+set(ENV{LD_LIBRARY_PATH} ${prefix}/lib)
+run(${WORK}/consumer_pc)
