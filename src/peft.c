@@ -104,8 +104,9 @@ static pissa_status parse_targets(const cJSON *root, const char *src, pissa_peft
                                e->valuestring);
         size_t k = strlen(e->valuestring);
         if (n + (n > 0) + k >= sizeof c->target_modules)
-            return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: field 'target_modules' is too long (at most %zu bytes joined)",
-                               src, sizeof c->target_modules - 1);
+            return pissa__fail(PISSA_ERR_UNSUPPORTED,
+                               "%s: field 'target_modules' is too long (at most %zu bytes joined)", src,
+                               sizeof c->target_modules - 1);
         if (n > 0) c->target_modules[n++] = ',';
         memcpy(c->target_modules + n, e->valuestring, k + 1);
         n += k;
@@ -292,7 +293,8 @@ pissa_status pissa_peft_config_to_json(const pissa_peft_config *c, char **out) {
     *out = NULL;
     if (c->has_modules_to_save) /* only the flag is kept, not the names */
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter config: modules_to_save cannot be written by libpissa");
-    if (c->r < 1) return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter config: r = %lld must be positive", (long long)c->r);
+    if (c->r < 1)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter config: r = %lld must be positive", (long long)c->r);
 
     cJSON *root = cJSON_CreateObject();
     if (!root) return pissa__fail(PISSA_ERR_NOMEM, "adapter config: out of memory");
@@ -591,9 +593,9 @@ static pissa_status classify(const char *name, const char *path, lora_key *k) {
     const char *s = strncmp(name, KEY_PREFIX, strlen(KEY_PREFIX)) == 0 ? name + strlen(KEY_PREFIX) : name;
     int is_a = ends_with(s, SUFFIX_A), is_b = ends_with(s, SUFFIX_B);
     if (!is_a && !is_b) {
-        if (strstr(name, "lora_magnitude_vector") || strstr(name, "modules_to_save") || strstr(name, "lora_embedding") ||
-            ends_with(name, ".lora_A.bias") || ends_with(name, ".lora_B.bias") || strstr(name, ".lora_A.") ||
-            strstr(name, ".lora_B."))
+        /* PEFT features libpissa does not implement, as opposed to a file that is no adapter at all */
+        if (strstr(name, "lora_magnitude_vector") || strstr(name, "modules_to_save") ||
+            strstr(name, "lora_embedding") || strstr(name, ".lora_A.") || strstr(name, ".lora_B."))
             return pissa__fail(PISSA_ERR_UNSUPPORTED,
                                "%s: tensor '%s' is not a lora_A/lora_B weight (DoRA magnitudes, LoRA biases, "
                                "embeddings and modules_to_save are not supported)", path, name);

@@ -490,7 +490,8 @@ static void write_fake_adapter(const char *dir, int64_t r, const fake_tensor *ts
     pissa_st_writer *w;
     assert_ok(pissa_st_writer_create(&w));
     float *zeros = calloc(1024, sizeof(float));
-    for (int i = 0; i < n; i++) assert_ok(pissa_st_writer_add_f32(w, ts[i].name, PISSA_F32, ts[i].ndim, ts[i].shape, zeros));
+    for (int i = 0; i < n; i++)
+        assert_ok(pissa_st_writer_add_f32(w, ts[i].name, PISSA_F32, ts[i].ndim, ts[i].shape, zeros));
     char *p = tu_path(dir, "adapter_model.safetensors");
     assert_ok(pissa_st_writer_write(w, p));
     pissa_st_writer_free(w);
@@ -507,7 +508,8 @@ static void expect_load_error(const char *dir, pissa_status status, const char *
     static char sentinel;
     pissa_peft_adapter *a = (pissa_peft_adapter *)(void *)&sentinel; /* must be reset to NULL on failure */
     pissa_status s = pissa_peft_adapter_load(dir, &a);
-    if (s != status) fail_msg("got %s, want %s (%s)", pissa_status_name(s), pissa_status_name(status), pissa_last_error());
+    if (s != status)
+        fail_msg("got %s, want %s (%s)", pissa_status_name(s), pissa_status_name(status), pissa_last_error());
     assert_null(a);
     if (!strstr(pissa_last_error(), what) || !strstr(pissa_last_error(), "adapter_model.safetensors"))
         fail_msg("message '%s' does not name '%s' and the file", pissa_last_error(), what);
