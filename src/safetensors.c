@@ -92,7 +92,7 @@ static int json_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' 
 static int json_uint(const cJSON *v, uint64_t *out) {
     if (!cJSON_IsNumber(v)) return 0;
     double d = v->valuedouble;
-    if (!(d >= 0 && d <= JSON_MAX_EXACT) || d != floor(d)) return 0;
+    if (!(d >= 0 && d < JSON_MAX_EXACT) || d != floor(d)) return 0; /* 2^53 + 1 parses as 2^53 */
     *out = (uint64_t)d;
     return 1;
 }
@@ -419,7 +419,8 @@ pissa_status pissa_st_read_f32(const pissa_st_file *f, const char *name, float *
     if (n != t->numel)
         return pissa__fail(PISSA_ERR_SHAPE, "%s: tensor '%s' has %lld elements, the destination %lld", f->path, t->name,
                            (long long)t->numel, (long long)n);
-    if (n > 0 && !dst) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_st_read_f32: NULL destination");
+    if (n == 0) return PISSA_OK;
+    if (!dst) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_st_read_f32: NULL destination");
     return pissa_convert_to_f32(dst, f->buffer + t->begin, t->dtype, (size_t)n);
 }
 
@@ -549,7 +550,7 @@ static pissa_status add(pissa_st_writer *w, const char *name, pissa_dtype dtype,
                            PISSA_MAX_DIMS);
     int64_t numel = pissa__numel(ndim, shape);
     size_t esize = pissa_dtype_size(dtype);
-    if (numel < 0 || (double)numel * (double)esize > JSON_MAX_EXACT)
+    if (numel < 0 || (double)numel * (double)esize >= JSON_MAX_EXACT)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "safetensors writer: tensor '%s': negative or oversized shape", name);
     if (numel > 0 && (src == SRC_FILL ? !fill : !data))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "safetensors writer: tensor '%s': NULL data", name);
