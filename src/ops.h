@@ -1,0 +1,176 @@
+/* Training kernels: the closed set of forward/backward pairs the autograd engine is built from.
+ *
+ * Conventions (as karpathy/llm.c train_gpt2.c):
+ * - forward(out, saved..., inputs..., weights..., dims); backward(dinputs..., dweights..., scratch, dout,
+ *   saved/inputs..., dims). Backward runs the forward's steps in reverse order.
+ * - Backward ADDS into every gradient buffer (+=), so branches that read the same tensor accumulate.
+ * - Any gradient pointer may be NULL (a frozen weight, an input that needs no gradient): its work is skipped
+ *   and nothing is written through it.
+ * - float32, row-major; N = B·T rows of tokens. Dimensions are int because cblas takes int.
+ * - Nothing allocates: ops that need temporaries take a caller-provided scratch buffer whose size in floats is
+ *   given by the matching pissa__*_scratch_floats helper. Scratch contents are garbage on return.
+ * - Unless stated otherwise outputs and gradients must not alias inputs.
+ * These are internal kernels: arguments are not validated (the engine checks shapes once, when it builds the
+ * graph), so an index outside its range is undefined behaviour. */
+#ifndef PISSA_OPS_H
+#define PISSA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* ---- embedding: out[n] = wte[ids[n]] ----
+ * The caller guarantees 0 <= ids[n] < V for every n; an id outside that range is never checked here. */
+void pissa__embedding_forward(float *out,           /* (N, C) */
+                              const int32_t *ids,   /* (N) */
+                              const float *wte,     /* (V, C) */
+                              int N, int C);
+void pissa__embedding_backward(float *dwte,         /* (V, C), += ; NULL when frozen (then a no-op) */
+                               const float *dout,   /* (N, C) */
+                               const int32_t *ids,  /* (N) */
+                               int N, int C);
+
+/* ---- matmul (linear without bias): out = inp·Wᵀ ---- */
+void pissa__matmul_forward(float *out,        /* (N, OC) */
+                           const float *inp,  /* (N, C) */
+                           const float *w,    /* (OC, C) */
+                           int N, int C, int OC);
+/* dinp += dout·W; dw += doutᵀ·inp. */
+void pissa__matmul_backward(float *dinp,        /* (N, C) or NULL */
+                            float *dw,          /* (OC, C) or NULL */
+                            const float *dout,  /* (N, OC) */
+                            const float *inp,   /* (N, C) */
+                            const float *w,     /* (OC, C) */
+                            int N, int C, int OC);
+
+/* ---- LoRA / PiSSA linear: out = inp·W_resᵀ + s·(inp_d·Aᵀ)·Bᵀ ----
+ * W_res is frozen and W_res + s·B·A is never formed. inp_d = inp ⊙ mask / (1 − p) is the adapter branch's
+ * dropout (PEFT applies lora_dropout to the input of lora_A only); mask == NULL means no dropout and p is then
+ * ignored; otherwise 0 <= p < 1 and mask[i] ∈ {0, 1} (see pissa__dropout_mask). xa = inp_d·Aᵀ is saved for
+ * backward; inp_d is not saved but rebuilt from inp and mask. */
+size_t pissa__lora_scratch_floats(int N, int C, int r, int has_mask); /* N·r + (has_mask ? N·C : 0) */
+void pissa__lora_forward(float *out,           /* (N, OC) */
+                         float *xa,            /* (N, r) saved: inp_d·Aᵀ */
+                         float *scratch,       /* pissa__lora_scratch_floats(N, C, r, mask != NULL) */
+                         const float *inp,     /* (N, C) */
+                         const uint8_t *mask,  /* (N, C) or NULL */
+                         float p,              /* dropout probability, used only with a mask */
+                         const float *w_res,   /* (OC, C) frozen */
+                         const float *A,       /* (r, C) */
+                         const float *B,       /* (OC, r) */
+                         float s,              /* scale α/r (or α/√r with rsLoRA) */
+                         int N, int C, int OC, int r);
+/* dB += s·doutᵀ·xa; dxa = s·dout·B; dA += dxaᵀ·inp_d; dinp += dout·W_res + (dxa·A) ⊙ mask/(1 − p). */
+void pissa__lora_backward(float *dinp,          /* (N, C) or NULL */
+                          float *dA,            /* (r, C) or NULL */
+                          float *dB,            /* (OC, r) or NULL */
+                          float *scratch,       /* pissa__lora_scratch_floats(N, C, r, mask != NULL) */
+                          const float *dout,    /* (N, OC) */
+                          const float *inp,     /* (N, C) */
+                          const uint8_t *mask,  /* (N, C) or NULL: the mask given to forward */
+                          float p,
+                          const float *w_res,   /* (OC, C) */
+                          const float *A,       /* (r, C) */
+                          const float *B,       /* (OC, r) */
+                          const float *xa,      /* (N, r) saved by forward */
+                          float s,
+                          int N, int C, int OC, int r);
+
+/* ---- dropout mask: mask[i] = 1 with probability 1 − p, else 0, drawn from RNG in order ---- */
+void pissa__dropout_mask(uint8_t *mask, /* (n) */ size_t n, float p, pissa_rng *rng);
+
+/* ---- RMSNorm: out = x / sqrt(mean(x²) + eps) ⊙ w, per row ---- */
+void pissa__rmsnorm_forward(float *out,        /* (N, C) */
+                            float *rstd,       /* (N) saved: 1 / sqrt(mean(x²) + eps) */
+                            const float *inp,  /* (N, C) */
+                            const float *w,    /* (C) */
+                            float eps, int N, int C);
+void pissa__rmsnorm_backward(float *dinp,        /* (N, C) or NULL */
+                             float *dw,          /* (C) or NULL */
+                             const float *dout,  /* (N, C) */
+                             const float *inp,   /* (N, C) */
+                             const float *w,     /* (C) */
+                             const float *rstd,  /* (N) saved */
+                             int N, int C);
+
+/* ---- RoPE, Hugging Face rotate_half convention (REFERENCE.md §5) ----
+ * Within each head, element i pairs with element i + hd/2 (NOT llama2.c's adjacent pairs):
+ * x1' = x1·cos − x2·sin, x2' = x2·cos + x1·sin with angle[t][i] = pos[t]·theta^(−2i/hd), i < hd/2.
+ * Tables: positions pos[t] if pos != NULL, else start + t. Angles are formed in float32 the way HF does
+ * (inv_freq in float32, then position·inv_freq in float32) so the tables agree with HF's to an ulp even at
+ * large positions; cos and sin of that float angle are then rounded from double. hd must be even. */
+void pissa__rope_tables(float *cos_tab,      /* (T, hd/2) */
+                        float *sin_tab,      /* (T, hd/2) */
+                        const int32_t *pos,  /* (T) or NULL */
+                        int start, int T, int hd, float theta);
+/* out may equal inp (in place). The same tables serve every sequence of the batch. */
+void pissa__rope_forward(float *out,            /* (B, T, nh, hd) */
+                         const float *inp,      /* (B, T, nh, hd) */
+                         const float *cos_tab,  /* (T, hd/2) */
+                         const float *sin_tab,  /* (T, hd/2) */
+                         int B, int T, int nh, int hd);
+/* dinp += Rᵀ·dout (the inverse rotation). dinp must not alias dout. */
+void pissa__rope_backward(float *dinp,           /* (B, T, nh, hd) or NULL */
+                          const float *dout,     /* (B, T, nh, hd) */
+                          const float *cos_tab,  /* (T, hd/2) */
+                          const float *sin_tab,  /* (T, hd/2) */
+                          int B, int T, int nh, int hd);
+
+/* ---- causal attention with grouped-query heads ----
+ * Query head h reads kv head h / (H/KV) (H % KV == 0; KV == H is plain multi-head attention).
+ * att[b,h] = softmax(q_bh·k_bgᵀ/√hd) over keys j <= query i (entries j > i are exactly 0); out_bh = att·v_bg.
+ * The attention probabilities are saved for backward. */
+size_t pissa__attention_scratch_floats(int T); /* T·T */
+void pissa__attention_forward(float *out,      /* (B, T, H, hd) */
+                              float *att,      /* (B, H, T, T) saved */
+                              const float *q,  /* (B, T, H, hd) */
+                              const float *k,  /* (B, T, KV, hd) */
+                              const float *v,  /* (B, T, KV, hd) */
+                              int B, int T, int H, int KV, int hd);
+/* dk and dv accumulate over the H/KV query heads that share each kv head. */
+void pissa__attention_backward(float *dq,          /* (B, T, H, hd) or NULL */
+                               float *dk,          /* (B, T, KV, hd) or NULL */
+                               float *dv,          /* (B, T, KV, hd) or NULL */
+                               float *scratch,     /* pissa__attention_scratch_floats(T) */
+                               const float *dout,  /* (B, T, H, hd) */
+                               const float *q,     /* (B, T, H, hd) */
+                               const float *k,     /* (B, T, KV, hd) */
+                               const float *v,     /* (B, T, KV, hd) */
+                               const float *att,   /* (B, H, T, T) saved */
+                               int B, int T, int H, int KV, int hd);
+
+/* ---- elementwise: n = number of elements. Forward outputs may alias an input. ---- */
+void pissa__silu_forward(float *out, const float *inp, size_t n);              /* out = x·σ(x) */
+void pissa__silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void pissa__mul_forward(float *out, const float *a, const float *b, size_t n); /* out = a ⊙ b */
+void pissa__mul_backward(float *da, float *db, const float *dout, const float *a, const float *b, size_t n);
+void pissa__add_forward(float *out, const float *a, const float *b, size_t n); /* out = a + b */
+void pissa__add_backward(float *da, float *db, const float *dout, size_t n);
+/* Fused SwiGLU of the Llama MLP: out = silu(gate) ⊙ up, without storing silu(gate). */
+void pissa__swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void pissa__swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                            size_t n);
+
+/* ---- cross-entropy with ignore index −100 (HF causal-LM convention; the caller shifts the labels) ----
+ * loss = mean over rows with targets[n] != −100 of lse_n − logits[n, targets[n]], where lse_n is the
+ * log-sum-exp of row n (max-subtracted, summed in double). Returns the number of counted rows; with none,
+ * *loss = 0 and backward adds nothing. Every target that is not −100 must lie in [0, V) (caller validates).
+ * lse of ignored rows is set to 0 and not used. */
+#define PISSA_IGNORE_INDEX (-100)
+int pissa__cross_entropy_forward(float *loss,            /* scalar */
+                                 float *lse,             /* (N) saved */
+                                 const float *logits,    /* (N, V) */
+                                 const int32_t *targets, /* (N) */
+                                 int N, int V);
+/* dlogits[n] += dloss·(softmax(logits[n]) − onehot(targets[n])) / count for counted rows; ignored rows get
+ * nothing. dloss is the gradient of the final objective with respect to the loss (1 for plain training;
+ * e.g. 1/steps for gradient accumulation). */
+void pissa__cross_entropy_backward(float *dlogits,         /* (N, V) or NULL */
+                                   float dloss,
+                                   const float *logits,    /* (N, V) */
+                                   const int32_t *targets, /* (N) */
+                                   const float *lse,       /* (N) saved */
+                                   int N, int V);
+
+#endif
