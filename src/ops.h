@@ -5,7 +5,7 @@
  *   saved/inputs..., dims). Backward runs the forward's steps in reverse order.
  * - Backward ADDS into every gradient buffer (+=), so branches that read the same tensor accumulate.
  * - Any gradient pointer may be NULL (a frozen weight, an input that needs no gradient): its work is skipped
- *   and nothing is written through it.
+ *   and nothing is written through it. With every gradient NULL, backward touches nothing (scratch may be NULL).
  * - float32, row-major; N = B·T rows of tokens. Dimensions are int because cblas takes int.
  * - Nothing allocates: ops that need temporaries take a caller-provided scratch buffer whose size in floats is
  *   given by the matching pissa__*_scratch_floats helper. Scratch contents are garbage on return.

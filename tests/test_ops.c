@@ -150,7 +150,8 @@ static void ref_attention(const op_case *c, double *const *in, double *out, doub
                         continue;
                     }
                     double dot = 0;
-                    for (int d = 0; d < hd; d++) dot += q[((b * T + i) * H + h) * hd + d] * k[((b * T + j) * KV + g) * hd + d];
+                    for (int d = 0; d < hd; d++)
+                        dot += q[((b * T + i) * H + h) * hd + d] * k[((b * T + j) * KV + g) * hd + d];
                     p[j] = dot / sqrt((double)hd);
                     if (p[j] > mx) mx = p[j];
                 }
