@@ -9,5 +9,7 @@
 #include "pissa/safetensors.h"
 #include "pissa/checkpoint.h"
 #include "pissa/peft.h"
+#include "pissa/tokenizer.h"
+#include "pissa/data.h"
 
 #endif
