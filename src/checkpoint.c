@@ -1,1 +1,386 @@
+/* Hugging Face checkpoints (REFERENCE §5): config.json with transformers' LlamaConfig defaults, and the
+ * weights of a folder, either one model.safetensors or shards listed by model.safetensors.index.json. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "internal.h"
+
+#define INDEX_FILE "model.safetensors.index.json"
+#define SINGLE_FILE "model.safetensors"
+
+/* ---------------------------------------------------------------------------------------------- */
+/* config.json                                                                                    */
+
+/* Parses LEN bytes of JSON text (not NUL-terminated) as one value; only whitespace may follow it. */
+static pissa_status parse_json(const char *text, size_t len, const char *source, cJSON **out) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!*out)
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", source,
+                           end ? (size_t)(end - text) : (size_t)0);
+    size_t k = (size_t)(end - text);
+    while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
+    if (k < len) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (trailing characters at byte %zu)", source, k);
+    }
+    if (!cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: top level is not a JSON object", source);
+    }
+    return PISSA_OK;
+}
+
+/* A field that may be absent; null counts as absent only where transformers treats None as "default". */
+static const cJSON *field(const cJSON *root, const char *name, int null_is_absent) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    return v && null_is_absent && cJSON_IsNull(v) ? NULL : v;
+}
+
+static pissa_status get_size(const cJSON *root, const char *name, int null_is_absent, const char *source,
+                             int64_t *out) {
+    const cJSON *v = field(root, name, null_is_absent);
+    if (!v) return PISSA_OK;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : 0;
+    if (!cJSON_IsNumber(v) || d != floor(d) || !(d >= 1 && d < 9007199254740992.0))
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: %s must be a positive integer", source, name);
+    *out = (int64_t)d;
+    return PISSA_OK;
+}
+
+static pissa_status get_positive(const cJSON *root, const char *name, const char *source, double *out) {
+    const cJSON *v = field(root, name, 0);
+    if (!v) return PISSA_OK;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || !isfinite(v->valuedouble))
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: %s must be a positive number", source, name);
+    *out = v->valuedouble;
+    return PISSA_OK;
+}
+
+static pissa_status get_bool(const cJSON *root, const char *name, const char *source, int *out) {
+    const cJSON *v = field(root, name, 0);
+    if (!v) return PISSA_OK;
+    if (!cJSON_IsBool(v)) return pissa__fail(PISSA_ERR_FORMAT, "%s: %s must be true or false", source, name);
+    *out = cJSON_IsTrue(v);
+    return PISSA_OK;
+}
+
+static pissa_status get_string(const cJSON *root, const char *name, int null_is_absent, const char *source,
+                               char *out, size_t cap) {
+    const cJSON *v = field(root, name, null_is_absent);
+    if (!v) return PISSA_OK;
+    if (!cJSON_IsString(v)) return pissa__fail(PISSA_ERR_FORMAT, "%s: %s must be a string", source, name);
+    if (strlen(v->valuestring) >= cap)
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: %s '%.40s...' is too long", source, name, v->valuestring);
+    strcpy(out, v->valuestring);
+    return PISSA_OK;
+}
+
+static pissa_status config_from_json(const cJSON *root, const char *source, pissa_llama_config *c) {
+    memset(c, 0, sizeof *c);
+    const cJSON *mt = field(root, "model_type", 0);
+    if (!mt) return pissa__fail(PISSA_ERR_FORMAT, "%s: model_type is missing (expected \"llama\")", source);
+    PISSA_TRY(get_string(root, "model_type", 0, source, c->model_type, sizeof c->model_type));
+    if (strcmp(c->model_type, "llama") != 0)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: model_type '%s' is not Llama-compatible", source, c->model_type);
+
+    /* transformers' LlamaConfig defaults */
+    c->hidden_size = 4096;
+    c->intermediate_size = 11008;
+    c->num_hidden_layers = 32;
+    c->num_attention_heads = 32;
+    c->vocab_size = 32000;
+    c->max_position_embeddings = 2048;
+    c->rms_norm_eps = 1e-6;
+    c->rope_theta = 10000.0;
+    strcpy(c->hidden_act, "silu");
+    PISSA_TRY(get_size(root, "hidden_size", 0, source, &c->hidden_size));
+    PISSA_TRY(get_size(root, "intermediate_size", 0, source, &c->intermediate_size));
+    PISSA_TRY(get_size(root, "num_hidden_layers", 0, source, &c->num_hidden_layers));
+    PISSA_TRY(get_size(root, "num_attention_heads", 0, source, &c->num_attention_heads));
+    PISSA_TRY(get_size(root, "vocab_size", 0, source, &c->vocab_size));
+    PISSA_TRY(get_size(root, "max_position_embeddings", 0, source, &c->max_position_embeddings));
+    c->num_key_value_heads = c->num_attention_heads; /* None means "same as heads" in transformers */
+    PISSA_TRY(get_size(root, "num_key_value_heads", 1, source, &c->num_key_value_heads));
+    /* head_dim defaults to D / H; when H does not divide D it is left 0 for check_supported to refuse. */
+    c->head_dim = c->hidden_size % c->num_attention_heads == 0 ? c->hidden_size / c->num_attention_heads : 0;
+    PISSA_TRY(get_size(root, "head_dim", 1, source, &c->head_dim));
+    PISSA_TRY(get_positive(root, "rms_norm_eps", source, &c->rms_norm_eps));
+    PISSA_TRY(get_positive(root, "rope_theta", source, &c->rope_theta));
+    PISSA_TRY(get_bool(root, "tie_word_embeddings", source, &c->tie_word_embeddings));
+    PISSA_TRY(get_bool(root, "attention_bias", source, &c->attention_bias));
+    PISSA_TRY(get_bool(root, "mlp_bias", source, &c->mlp_bias));
+    PISSA_TRY(get_string(root, "hidden_act", 0, source, c->hidden_act, sizeof c->hidden_act));
+    const cJSON *rs = field(root, "rope_scaling", 0);
+    c->has_rope_scaling = rs && !cJSON_IsNull(rs);
+    /* newer transformers write "dtype" where older ones wrote "torch_dtype" */
+    const char *dtype_key = field(root, "torch_dtype", 1) ? "torch_dtype" : "dtype";
+    PISSA_TRY(get_string(root, dtype_key, 1, source, c->torch_dtype, sizeof c->torch_dtype));
+    return PISSA_OK;
+}
+
+pissa_status pissa_llama_config_parse(const char *json, size_t len, const char *source, pissa_llama_config *out) {
+    if (!json || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_llama_config_parse: NULL argument");
+    if (!source) source = "config.json";
+    cJSON *root;
+    PISSA_TRY(parse_json(json, len, source, &root));
+    pissa_llama_config c;
+    pissa_status st = config_from_json(root, source, &c);
+    cJSON_Delete(root);
+    if (st == PISSA_OK) *out = c;
+    return st;
+}
+
+pissa_status pissa_llama_config_load(const char *path, pissa_llama_config *out) {
+    if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_llama_config_load: NULL argument");
+    char *text;
+    size_t len;
+    PISSA_TRY(pissa__read_file(path, &text, &len));
+    pissa_status st = pissa_llama_config_parse(text, len, path, out);
+    free(text);
+    return st;
+}
+
+pissa_status pissa_llama_config_check_supported(const pissa_llama_config *c) {
+    if (!c) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_llama_config_check_supported: NULL config");
+    if (c->has_rope_scaling)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: rope_scaling is set; only plain RoPE is implemented");
+    if (c->attention_bias)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: attention_bias is true; projections without bias only");
+    if (c->mlp_bias) return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: mlp_bias is true; MLP without bias only");
+    if (strcmp(c->hidden_act, "silu") != 0)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: hidden_act '%s' is not supported (only silu)", c->hidden_act);
+    if (c->hidden_size <= 0 || c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim < 0)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "config: sizes must be positive");
+    if (c->head_dim == 0)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED,
+                           "config: num_attention_heads %lld does not divide hidden_size %lld and head_dim is absent",
+                           (long long)c->num_attention_heads, (long long)c->hidden_size);
+    if (c->num_attention_heads % c->num_key_value_heads != 0)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: num_key_value_heads %lld does not divide num_attention_heads %lld",
+                           (long long)c->num_key_value_heads, (long long)c->num_attention_heads);
+    if (c->head_dim % 2 != 0)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: head_dim %lld is odd; RoPE rotates pairs of halves",
+                           (long long)c->head_dim);
+    return PISSA_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* checkpoint folders                                                                             */
+
+typedef struct ck_entry {
+    const char *name;     /* borrowed from the shard */
+    pissa_st_file *shard;
+} ck_entry;
+
+struct pissa_checkpoint {
+    char *dir;
+    pissa_llama_config cfg;
+    char *config_json;     /* config.json as read, NUL-terminated */
+    pissa_st_file **shards; /* (n_shards) */
+    size_t n_shards;
+    ck_entry *e;           /* (count) sorted by name */
+    size_t count;
+};
+
+static int cmp_entries(const void *a, const void *b) {
+    return strcmp(((const ck_entry *)a)->name, ((const ck_entry *)b)->name);
+}
+static int cmp_strings(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Opens DIR/NAME; a missing file is NOT_FOUND naming the index and a tensor that needs it. */
+static pissa_status open_shard(const char *dir, const char *name, const char *index, const char *tensor,
+                               pissa_st_file **out) {
+    char *path = pissa__path_join(dir, name);
+    if (!path) return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    pissa_status st;
+    if (!file_exists(path))
+        st = pissa__fail(PISSA_ERR_NOT_FOUND, "%s: shard '%s' (holding tensor '%s') does not exist", index, name,
+                         tensor);
+    else
+        st = pissa_st_open(path, out);
+    free(path);
+    return st;
+}
+
+/* Every tensor of every shard, sorted by name; a name in two shards is an error. */
+static pissa_status collect_entries(pissa_checkpoint *c, const char *dir) {
+    size_t total = 0;
+    for (size_t s = 0; s < c->n_shards; s++) total += pissa_st_count(c->shards[s]);
+    c->e = pissa__alloc(total, sizeof *c->e);
+    if (!c->e) return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    for (size_t s = 0; s < c->n_shards; s++)
+        for (size_t i = 0; i < pissa_st_count(c->shards[s]); i++) {
+            pissa_st_info info;
+            PISSA_TRY(pissa_st_info_at(c->shards[s], i, &info));
+            c->e[c->count++] = (ck_entry){info.name, c->shards[s]};
+        }
+    if (c->count > 1) qsort(c->e, c->count, sizeof *c->e, cmp_entries);
+    for (size_t i = 1; i < c->count; i++)
+        if (strcmp(c->e[i].name, c->e[i - 1].name) == 0)
+            return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s' is in two shards: %s and %s", dir, c->e[i].name,
+                               pissa_st_path(c->e[i - 1].shard), pissa_st_path(c->e[i].shard));
+    return PISSA_OK;
+}
+
+static pissa_status open_sharded(pissa_checkpoint *c, const char *dir, const char *index) {
+    char *text;
+    size_t len;
+    PISSA_TRY(pissa__read_file(index, &text, &len));
+    cJSON *root = NULL;
+    pissa_status st = parse_json(text, len, index, &root);
+    free(text);
+    if (st != PISSA_OK) return st;
+
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    char **names = NULL; /* (n_map) shard file name of each weight_map entry, then sorted and deduplicated */
+    size_t n_map = 0;
+    if (!cJSON_IsObject(map)) st = pissa__fail(PISSA_ERR_FORMAT, "%s: weight_map is missing or not an object", index);
+    if (st == PISSA_OK) {
+        n_map = (size_t)cJSON_GetArraySize(map);
+        if (!(names = pissa__alloc(n_map, sizeof *names))) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", index);
+    }
+    size_t k = 0;
+    for (const cJSON *m = st == PISSA_OK ? map->child : NULL; m && st == PISSA_OK; m = m->next) {
+        const char *shard = cJSON_IsString(m) ? m->valuestring : NULL;
+        if (!shard)
+            st = pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': shard name is not a string", index, m->string);
+        else if (!*shard || strchr(shard, '/') || strcmp(shard, ".") == 0 || strcmp(shard, "..") == 0)
+            st = pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': shard name '%s' is not a file in the folder", index,
+                             m->string, shard);
+        else
+            names[k++] = m->valuestring;
+    }
+
+    /* Open each distinct shard once. */
+    size_t n_unique = 0;
+    if (st == PISSA_OK && k > 0) {
+        qsort(names, k, sizeof *names, cmp_strings);
+        for (size_t i = 0; i < k; i++)
+            if (i == 0 || strcmp(names[i], names[i - 1]) != 0) names[n_unique++] = names[i];
+        if (!(c->shards = pissa__calloc(n_unique, sizeof *c->shards)))
+            st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", index);
+    }
+    for (size_t s = 0; st == PISSA_OK && s < n_unique; s++) {
+        const char *tensor = "?";
+        for (const cJSON *m = map->child; m; m = m->next)
+            if (strcmp(m->valuestring, names[s]) == 0) {
+                tensor = m->string;
+                break;
+            }
+        st = open_shard(dir, names[s], index, tensor, &c->shards[s]);
+        if (st == PISSA_OK) c->n_shards++;
+    }
+
+    /* Each weight_map entry is in the shard it names. */
+    for (const cJSON *m = st == PISSA_OK ? map->child : NULL; m && st == PISSA_OK; m = m->next) {
+        char **hit = bsearch(&m->valuestring, names, n_unique, sizeof *names, cmp_strings);
+        if (pissa_st_find(c->shards[hit - names], m->string, NULL) != PISSA_OK)
+            st = pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s' is not in shard '%s' where the weight_map puts it",
+                             index, m->string, m->valuestring);
+    }
+    /* cJSON keeps duplicate keys: a name listed twice is an error even if both entries agree. */
+    if (st == PISSA_OK) {
+        size_t i = 0; /* the shard names are no longer needed: reuse the array for the tensor names */
+        for (const cJSON *m = map->child; m; m = m->next) names[i++] = m->string;
+        qsort(names, n_map, sizeof *names, cmp_strings);
+        for (i = 1; i < n_map && st == PISSA_OK; i++)
+            if (strcmp(names[i], names[i - 1]) == 0)
+                st = pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s' is listed twice in weight_map", index, names[i]);
+    }
+    if (st == PISSA_OK) st = collect_entries(c, dir);
+    free(names);
+    cJSON_Delete(root);
+    return st;
+}
+
+pissa_status pissa_checkpoint_open(const char *dir, pissa_checkpoint **out) {
+    if (!dir || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_checkpoint_open: NULL argument");
+    *out = NULL;
+    pissa_checkpoint *c = calloc(1, sizeof *c);
+    char *config = pissa__path_join(dir, "config.json"), *index = pissa__path_join(dir, INDEX_FILE);
+    char *single = pissa__path_join(dir, SINGLE_FILE);
+    pissa_status st = PISSA_OK;
+    if (c) c->dir = pissa__strdup(dir);
+    if (!c || !c->dir || !config || !index || !single) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    size_t len = 0;
+    if (st == PISSA_OK) st = pissa__read_file(config, &c->config_json, &len);
+    if (st == PISSA_OK) st = pissa_llama_config_parse(c->config_json, len, config, &c->cfg);
+    if (st == PISSA_OK) {
+        if (file_exists(index)) {
+            st = open_sharded(c, dir, index);
+        } else if (!file_exists(single)) {
+            st = pissa__fail(PISSA_ERR_NOT_FOUND, "%s: neither %s nor %s exists", dir, SINGLE_FILE, INDEX_FILE);
+        } else if (!(c->shards = calloc(1, sizeof *c->shards))) {
+            st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+        } else if ((st = pissa_st_open(single, &c->shards[0])) == PISSA_OK) {
+            c->n_shards = 1;
+            st = collect_entries(c, dir);
+        }
+    }
+    free(config);
+    free(index);
+    free(single);
+    if (st != PISSA_OK) {
+        pissa_checkpoint_free(c);
+        return st;
+    }
+    *out = c;
+    return PISSA_OK;
+}
+
+void pissa_checkpoint_free(pissa_checkpoint *c) {
+    if (!c) return;
+    for (size_t s = 0; s < c->n_shards; s++) pissa_st_close(c->shards[s]);
+    free(c->shards);
+    free(c->e);
+    free(c->config_json);
+    free(c->dir);
+    free(c);
+}
+
+const pissa_llama_config *pissa_checkpoint_config(const pissa_checkpoint *c) { return c ? &c->cfg : NULL; }
+const char *pissa_checkpoint_config_json(const pissa_checkpoint *c) { return c ? c->config_json : NULL; }
+size_t pissa_checkpoint_count(const pissa_checkpoint *c) { return c ? c->count : 0; }
+const char *pissa_checkpoint_name(const pissa_checkpoint *c, size_t i) {
+    return c && i < c->count ? c->e[i].name : NULL;
+}
+
+static pissa_status shard_of(const pissa_checkpoint *c, const char *name, pissa_st_file **out) {
+    if (!c || !name) return pissa__fail(PISSA_ERR_INVALID_ARG, "checkpoint: NULL argument");
+    ck_entry key = {name, NULL};
+    const ck_entry *e = bsearch(&key, c->e, c->count, sizeof *c->e, cmp_entries);
+    if (!e) return pissa__fail(PISSA_ERR_NOT_FOUND, "%s: checkpoint has no tensor named '%s'", c->dir, name);
+    *out = e->shard;
+    return PISSA_OK;
+}
+
+pissa_status pissa_checkpoint_find(const pissa_checkpoint *c, const char *name, pissa_st_info *out) {
+    pissa_st_file *f;
+    PISSA_TRY(shard_of(c, name, &f));
+    return pissa_st_find(f, name, out);
+}
+
+pissa_status pissa_checkpoint_load(const pissa_checkpoint *c, const char *name, pissa_tensor **out) {
+    pissa_st_file *f;
+    if (out) *out = NULL;
+    PISSA_TRY(shard_of(c, name, &f));
+    return pissa_st_load(f, name, out);
+}
+
+pissa_status pissa_checkpoint_read_f32(const pissa_checkpoint *c, const char *name, float *dst, int64_t n) {
+    pissa_st_file *f;
+    PISSA_TRY(shard_of(c, name, &f));
+    return pissa_st_read_f32(f, name, dst, n);
+}
