@@ -94,8 +94,8 @@ pissa_status pissa_tokenizer_load(const char *path, int32_t vocab_size, pissa_to
         if (vocab_size == 0 && off == size) break;
         if (size - off < 8) {
             if (vocab_size > 0 && off == size)
-                st = pissa__fail(PISSA_ERR_FORMAT, "%s: has %d tokens, fewer than the vocab size %d", path, (int)V,
-                                 (int)vocab_size);
+                st = pissa__fail(PISSA_ERR_FORMAT, "%s: token %d is missing: the file has %d tokens, fewer than the "
+                                 "vocab size %d", path, (int)V, (int)V, (int)vocab_size);
             else
                 st = pissa__fail(PISSA_ERR_FORMAT, "%s: truncated in the header of token %d (offset %zu)", path,
                                  (int)V, off);

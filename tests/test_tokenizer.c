@@ -263,7 +263,7 @@ static void load_rejects_truncated_and_inconsistent_files(void **state) {
     assert_int_equal(pissa_tokenizer_vocab_size(tok), 260);
     pissa_tokenizer_free(tok);
 
-    expect_format_error(path, V + 1, "fewer than the vocab size");
+    expect_format_error(path, V + 1, "token 262 is missing");
     /* every strict prefix of the file is truncated: with V given, and (off token boundaries) with V = 0 */
     size_t last_token_start = w.n - (8 + 3);
     for (size_t cut = 0; cut < w.n; cut++) {
@@ -484,7 +484,7 @@ static void tinyshakespeare_encodes_fast_and_round_trips(void **state) {
     assert_ok(pissa_tokenizer_encode(tok, text, len, 1, 0, ids, cap, &n));
     double dt = now_s() - t0;
     print_message("tinyshakespeare: %zu bytes -> %zu tokens in %.3f s\n", len, n, dt);
-    assert_true(dt < 5.0);
+    assert_true(dt < 10.0); /* ~0.6 s in Release, ~2.3 s under ASan; run.c's O(n²) loop would take hours */
     assert_true(n > len / 4 && n < len); /* tok512 merges, but a 512-token vocabulary cannot compress much */
     char *back = malloc(len + 1);
     size_t blen;
