@@ -155,7 +155,8 @@ pissa_status pissa_llama_config_check_supported(const pissa_llama_config *c) {
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: attention_bias is true; projections without bias only");
     if (c->mlp_bias) return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: mlp_bias is true; MLP without bias only");
     if (strcmp(c->hidden_act, "silu") != 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: hidden_act '%s' is not supported (only silu)", c->hidden_act);
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: hidden_act '%s' is not supported (only silu)",
+                           c->hidden_act);
     if (c->hidden_size <= 0 || c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim < 0)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "config: sizes must be positive");
     if (c->head_dim == 0)
@@ -163,7 +164,8 @@ pissa_status pissa_llama_config_check_supported(const pissa_llama_config *c) {
                            "config: num_attention_heads %lld does not divide hidden_size %lld and head_dim is absent",
                            (long long)c->num_attention_heads, (long long)c->hidden_size);
     if (c->num_attention_heads % c->num_key_value_heads != 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: num_key_value_heads %lld does not divide num_attention_heads %lld",
+        return pissa__fail(PISSA_ERR_UNSUPPORTED,
+                           "config: num_key_value_heads %lld does not divide num_attention_heads %lld",
                            (long long)c->num_key_value_heads, (long long)c->num_attention_heads);
     if (c->head_dim % 2 != 0)
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: head_dim %lld is odd; RoPE rotates pairs of halves",
@@ -249,7 +251,8 @@ static pissa_status open_sharded(pissa_checkpoint *c, const char *dir, const cha
     if (!cJSON_IsObject(map)) st = pissa__fail(PISSA_ERR_FORMAT, "%s: weight_map is missing or not an object", index);
     if (st == PISSA_OK) {
         n_map = (size_t)cJSON_GetArraySize(map);
-        if (!(names = pissa__alloc(n_map, sizeof *names))) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", index);
+        if (!(names = pissa__alloc(n_map, sizeof *names)))
+            st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", index);
     }
     size_t k = 0;
     for (const cJSON *m = st == PISSA_OK ? map->child : NULL; m && st == PISSA_OK; m = m->next) {

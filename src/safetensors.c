@@ -140,7 +140,8 @@ static pissa_status parse_metadata(pissa_st_file *f, const cJSON *m) {
  * *wide gets the true ndim when it exceeds PISSA_MAX_DIMS (reported after the format checks). */
 static pissa_status parse_entry(const char *path, const cJSON *e, st_tensor *t, int *wide) {
     const char *name = e->string;
-    if (!cJSON_IsObject(e)) return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", path, name);
+    if (!cJSON_IsObject(e))
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", path, name);
     static const char *const fields[3] = {"dtype", "shape", "data_offsets"};
     const cJSON *v[3] = {NULL, NULL, NULL};
     for (const cJSON *c = e->child; c; c = c->next) {
@@ -150,13 +151,15 @@ static pissa_status parse_entry(const char *path, const cJSON *e, st_tensor *t, 
             return pissa__fail(PISSA_ERR_FORMAT,
                                "%s: tensor '%s': unknown field '%s' (expected dtype, shape, data_offsets)", path, name,
                                c->string);
-        if (v[k]) return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': field '%s' appears twice", path, name, fields[k]);
+        if (v[k])
+            return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': field '%s' appears twice", path, name, fields[k]);
         v[k] = c;
     }
     for (int k = 0; k < 3; k++)
         if (!v[k]) return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': missing field '%s'", path, name, fields[k]);
 
-    if (!cJSON_IsString(v[0])) return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': dtype is not a string", path, name);
+    if (!cJSON_IsString(v[0]))
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': dtype is not a string", path, name);
     if (!dtype_from_name(v[0]->valuestring, &t->dtype))
         return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", path, name, v[0]->valuestring);
 
@@ -189,7 +192,8 @@ static pissa_status parse_entry(const char *path, const cJSON *e, st_tensor *t, 
         return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path,
                            name, (unsigned long long)t->begin, (unsigned long long)t->end);
     if (t->end - t->begin != numel * esize)
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but shape %s of %s needs %llu",
+        return pissa__fail(PISSA_ERR_FORMAT,
+                           "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but shape %s of %s needs %llu",
                            path, name, (unsigned long long)t->begin, (unsigned long long)t->end,
                            (unsigned long long)(t->end - t->begin), fmt_shape_json(shape, sbuf, sizeof sbuf),
                            v[0]->valuestring, (unsigned long long)(numel * esize));
@@ -238,17 +242,21 @@ static pissa_status parse_header(pissa_st_file *f, const cJSON *root, uint64_t d
     for (size_t i = 0; i < f->count; i++) {
         const st_tensor *t = &f->t[i];
         if (t->begin > pos)
-            return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] leave a hole: bytes [%llu, %llu) belong to no tensor",
+            return pissa__fail(PISSA_ERR_FORMAT,
+                               "%s: tensor '%s': data_offsets [%llu, %llu] leave a hole: bytes [%llu, %llu) belong "
+                               "to no tensor",
                                path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
                                (unsigned long long)pos, (unsigned long long)t->begin);
         if (t->begin < pos)
-            return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] overlap '%s', which ends at %llu",
+            return pissa__fail(PISSA_ERR_FORMAT,
+                               "%s: tensor '%s': data_offsets [%llu, %llu] overlap '%s', which ends at %llu",
                                path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
                                f->t[i - 1].name, (unsigned long long)pos);
         pos = t->end;
     }
     if (pos != data_len)
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: tensors cover %llu bytes of data but the file holds %llu after the header (%s)",
+        return pissa__fail(PISSA_ERR_FORMAT,
+                           "%s: tensors cover %llu bytes of data but the file holds %llu after the header (%s)",
                            path, (unsigned long long)pos, (unsigned long long)data_len,
                            pos < data_len ? "trailing bytes" : "file truncated");
 
@@ -299,8 +307,10 @@ static pissa_status open_mapped(pissa_st_file *f) {
     size_t k = (size_t)(end - (const char *)hdr);
     while (k < n && json_ws(hdr[k])) k++;
     pissa_status st;
-    if (k < n) st = pissa__fail(PISSA_ERR_FORMAT, "%s: header is not valid JSON (trailing characters at byte %zu)", path, k);
-    else st = parse_header(f, root, size - 8 - n);
+    if (k < n)
+        st = pissa__fail(PISSA_ERR_FORMAT, "%s: header is not valid JSON (trailing characters at byte %zu)", path, k);
+    else
+        st = parse_header(f, root, size - 8 - n);
     cJSON_Delete(root);
     f->buffer = hdr + n;
     return st;
@@ -541,7 +551,8 @@ static pissa_status add(pissa_st_writer *w, const char *name, pissa_dtype dtype,
     if (!*name || strcmp(name, "__metadata__") == 0 || !utf8_ok(name))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "safetensors writer: invalid tensor name '%s'", name);
     if ((unsigned)dtype >= PISSA_DTYPE_COUNT)
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "safetensors writer: tensor '%s': invalid dtype %d", name, (int)dtype);
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "safetensors writer: tensor '%s': invalid dtype %d", name,
+                           (int)dtype);
     if (src != SRC_RAW && !pissa_dtype_is_float(dtype))
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "safetensors writer: tensor '%s': cannot store float32 values as %s",
                            name, pissa_dtype_name(dtype));

@@ -1,11 +1,14 @@
 /* safetensors: round trips in every float dtype, the on-disk layout of the reference writer, zero-copy
  * loads, atomic writes, one hostile file per rejection rule of the reference reader, and a mutation /
  * truncation sweep that must never crash. */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -649,7 +652,8 @@ static void rejects_unknown_dtype(void **state) {
     (void)state;
     reject_header("{" T1("w", "F33", "[1]", "[0,4]") "}", 4, "tensor 'w'", "unknown dtype 'F33'");
     reject_header("{" T1("w", "f32", "[1]", "[0,4]") "}", 4, "tensor 'w'", "unknown dtype 'f32'"); /* exact case */
-    reject_header("{\"w\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'w'", "dtype is not a string");
+    reject_header("{\"w\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'w'",
+                  "dtype is not a string");
 }
 
 static void rejects_shape_that_is_not_non_negative_integers(void **state) {
@@ -819,6 +823,34 @@ static void mutated_and_truncated_files_never_crash(void **state) {
     free(good);
 }
 
+/* The reader hands cJSON the N header bytes inside the mapping, with no NUL after them. Every prefix of
+ * some headers is parsed from the very end of a page followed by an inaccessible page: a read past the
+ * given length would fault. */
+static void json_parse_never_reads_past_the_header(void **state) {
+    (void)state;
+    const char *docs[] = {
+        "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1,3],\"data_offsets\":[0,12]},"
+        "\"x\":[1.5e10,-2,true,false,null,\"\\u00e9\\n\\ud83d\\ude00\"]}  ",
+        "\"abc\\", "[1e-", "{\"a\":tru", "nul", "-", "\"\\u12", "{\"k\":\"v\"   ",
+    };
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char *m = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + page, (size_t)page, PROT_NONE), 0);
+    int parsed = 0;
+    for (size_t d = 0; d < sizeof docs / sizeof docs[0]; d++)
+        for (size_t cut = 0; cut <= strlen(docs[d]); cut++) {
+            char *b = (char *)m + page - cut;
+            memcpy(b, docs[d], cut);
+            const char *end = NULL;
+            cJSON *r = cJSON_ParseWithLengthOpts(b, cut, &end, 0);
+            parsed += r != NULL;
+            cJSON_Delete(r);
+        }
+    assert_true(parsed >= 1); /* the complete first document */
+    munmap(m, 2 * (size_t)page);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip_is_bit_exact_for_values_representable_in_each_dtype),
@@ -856,6 +888,7 @@ int main(void) {
         cmocka_unit_test(more_than_four_dims_is_unsupported_and_named),
         cmocka_unit_test(missing_file_is_an_io_error_naming_it),
         cmocka_unit_test(mutated_and_truncated_files_never_crash),
+        cmocka_unit_test(json_parse_never_reads_past_the_header),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
