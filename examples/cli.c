@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 const char *cli_prog = "pissa";
@@ -74,4 +76,20 @@ double cli_now(void) {
 void cli_log_to_stderr(pissa_log_level level, const char *msg, void *user) {
     (void)user;
     if (level <= PISSA_LOG_WARN) fprintf(stderr, "%s: %s: %s\n", cli_prog, level == PISSA_LOG_ERROR ? "error" : "warning", msg);
+}
+
+void cli_mkdirs(const char *dir) {
+    char *p = strdup(dir);
+    if (!p) cli_fail("out of memory");
+    for (char *q = p + 1;; q++) {
+        char c = *q;
+        if (c != '/' && c != '\0') continue;
+        *q = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) cli_fail("%s: cannot create directory: %s", p, strerror(errno));
+        *q = c;
+        if (!c) break;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) cli_fail("%s: not a directory", dir);
+    free(p);
 }

@@ -24,6 +24,9 @@ uint64_t cli_u64(const char *opt, const char *val);
 /* Returns the value of option argv[*i] (advancing *i), or exits if it is missing. */
 const char *cli_value(int argc, char **argv, int *i);
 
+/* Creates DIR and its parents (mkdir -p), or exits with one line naming the directory. */
+void cli_mkdirs(const char *dir);
+
 /* Seconds since an arbitrary origin (monotonic). */
 double cli_now(void);
 

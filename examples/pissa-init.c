@@ -313,7 +313,7 @@ int main(int argc, char **argv) {
     }
 
     /* Phase 2: the residual model, every tensor of the base under its own name. */
-    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) cli_fail("%s: cannot create directory: %s", out_dir, strerror(errno));
+    cli_mkdirs(out_dir);
     pissa_st_writer *w;
     cli_check(pissa_st_writer_create(&w), "safetensors writer");
     size_t n_tensors = pissa_checkpoint_count(R.ckpt);

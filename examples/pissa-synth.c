@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
     if (shards > n) shards = n;
 
     char path[4096];
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) cli_fail("%s: cannot create directory: %s", out, strerror(errno));
+    cli_mkdirs(out);
 
     /* Shards hold contiguous runs of the sorted names, as Hugging Face's sharding does. */
     size_t idx_cap = 256 + (size_t)n * 200, idx_len = 0;
