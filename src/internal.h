@@ -84,6 +84,18 @@ pissa_status pissa__read_file(const char *path, char **out, size_t *len);
 /* "DIR/NAME" in a malloc'd string (NULL on failure). */
 char *pissa__path_join(const char *dir, const char *name);
 
+/* ---- growable strings (json.c) ---- */
+
+/* A NUL-terminated string built by appending; on allocation failure it sets oom and ignores further appends. */
+typedef struct pissa__strbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} pissa__strbuf;
+
+void pissa__sb_put(pissa__strbuf *b, const char *s, size_t len);
+void pissa__sb_puts(pissa__strbuf *b, const char *s);
+
 /* ---- JSON output in Python's json.dumps(obj, indent=2, sort_keys=True) style (json.c) ---- */
 struct cJSON;
 /* Caller frees *out with free(). Object keys are sorted; non-ASCII is escaped as \uXXXX. */

@@ -8,16 +8,10 @@
 
 #include "internal.h"
 
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const char *s, size_t len) {
+void pissa__sb_put(pissa__strbuf *b, const char *s, size_t len) {
     if (b->oom) return;
     if (b->n + len + 1 > b->cap) {
-        size_t cap = (b->cap ? b->cap * 2 : 256);
+        size_t cap = b->cap ? b->cap * 2 : 256;
         while (cap < b->n + len + 1) cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p) {
@@ -31,32 +25,33 @@ static void put(buf *b, const char *s, size_t len) {
     b->n += len;
     b->p[b->n] = '\0';
 }
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 
-static void indent(buf *b, int depth) {
-    put(b, "\n", 1);
-    for (int i = 0; i < depth; i++) put(b, "  ", 2);
+void pissa__sb_puts(pissa__strbuf *b, const char *s) { pissa__sb_put(b, s, strlen(s)); }
+
+static void indent(pissa__strbuf *b, int depth) {
+    pissa__sb_put(b, "\n", 1);
+    for (int i = 0; i < depth; i++) pissa__sb_put(b, "  ", 2);
 }
 
 /* ensure_ascii: non-ASCII code points become \uXXXX (surrogate pairs above U+FFFF). */
-static void put_string(buf *b, const char *s) {
-    put(b, "\"", 1);
+static void put_string(pissa__strbuf *b, const char *s) {
+    pissa__sb_put(b, "\"", 1);
     const unsigned char *u = (const unsigned char *)s;
     char tmp[16];
     while (*u) {
         unsigned c = *u;
-        if (c == '"') puts_(b, "\\\"");
-        else if (c == '\\') puts_(b, "\\\\");
-        else if (c == '\n') puts_(b, "\\n");
-        else if (c == '\r') puts_(b, "\\r");
-        else if (c == '\t') puts_(b, "\\t");
-        else if (c == '\b') puts_(b, "\\b");
-        else if (c == '\f') puts_(b, "\\f");
+        if (c == '"') pissa__sb_puts(b, "\\\"");
+        else if (c == '\\') pissa__sb_puts(b, "\\\\");
+        else if (c == '\n') pissa__sb_puts(b, "\\n");
+        else if (c == '\r') pissa__sb_puts(b, "\\r");
+        else if (c == '\t') pissa__sb_puts(b, "\\t");
+        else if (c == '\b') pissa__sb_puts(b, "\\b");
+        else if (c == '\f') pissa__sb_puts(b, "\\f");
         else if (c < 0x20) {
             snprintf(tmp, sizeof tmp, "\\u%04x", c);
-            puts_(b, tmp);
+            pissa__sb_puts(b, tmp);
         } else if (c < 0x80) {
-            put(b, (const char *)u, 1);
+            pissa__sb_put(b, (const char *)u, 1);
         } else {
             int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
             unsigned cp = c & (len == 4 ? 0x07 : len == 3 ? 0x0F : 0x1F);
@@ -67,15 +62,15 @@ static void put_string(buf *b, const char *s) {
             } else {
                 snprintf(tmp, sizeof tmp, "\\u%04x", cp);
             }
-            puts_(b, tmp);
+            pissa__sb_puts(b, tmp);
             for (int i = 1; i < len && u[1]; i++) u++;
         }
         u++;
     }
-    put(b, "\"", 1);
+    pissa__sb_put(b, "\"", 1);
 }
 
-static void put_number(buf *b, double v) {
+static void put_number(pissa__strbuf *b, double v) {
     char tmp[40];
     if (!isfinite(v)) snprintf(tmp, sizeof tmp, "%s", isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
     else if (v == floor(v) && fabs(v) < 1e15) snprintf(tmp, sizeof tmp, "%.0f", v);
@@ -85,18 +80,18 @@ static void put_number(buf *b, double v) {
             if (strtod(tmp, NULL) == v) break;
         }
     }
-    puts_(b, tmp);
+    pissa__sb_puts(b, tmp);
 }
 
 static int cmp_keys(const void *a, const void *b) {
     return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
 }
 
-static void dump(buf *b, const cJSON *it, int depth) {
+static void dump(pissa__strbuf *b, const cJSON *it, int depth) {
     if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
         int obj = cJSON_IsObject(it), n = cJSON_GetArraySize(it);
         if (n == 0) {
-            puts_(b, obj ? "{}" : "[]");
+            pissa__sb_puts(b, obj ? "{}" : "[]");
             return;
         }
         const cJSON **items = malloc(sizeof *items * (size_t)n);
@@ -107,28 +102,28 @@ static void dump(buf *b, const cJSON *it, int depth) {
         int k = 0;
         for (const cJSON *c = it->child; c; c = c->next) items[k++] = c;
         if (obj) qsort(items, (size_t)n, sizeof *items, cmp_keys);
-        put(b, obj ? "{" : "[", 1);
+        pissa__sb_put(b, obj ? "{" : "[", 1);
         for (int i = 0; i < n; i++) {
             indent(b, depth + 1);
             if (obj) {
                 put_string(b, items[i]->string);
-                puts_(b, ": ");
+                pissa__sb_puts(b, ": ");
             }
             dump(b, items[i], depth + 1);
-            if (i + 1 < n) put(b, ",", 1);
+            if (i + 1 < n) pissa__sb_put(b, ",", 1);
         }
         indent(b, depth);
-        put(b, obj ? "}" : "]", 1);
+        pissa__sb_put(b, obj ? "}" : "]", 1);
         free(items);
     } else if (cJSON_IsString(it)) put_string(b, it->valuestring);
     else if (cJSON_IsNumber(it)) put_number(b, it->valuedouble);
-    else if (cJSON_IsTrue(it)) puts_(b, "true");
-    else if (cJSON_IsFalse(it)) puts_(b, "false");
-    else puts_(b, "null");
+    else if (cJSON_IsTrue(it)) pissa__sb_puts(b, "true");
+    else if (cJSON_IsFalse(it)) pissa__sb_puts(b, "false");
+    else pissa__sb_puts(b, "null");
 }
 
 pissa_status pissa__json_dump_sorted(const cJSON *item, char **out) {
-    buf b = {0};
+    pissa__strbuf b = {0};
     dump(&b, item, 0);
     if (b.oom || !b.p) {
         free(b.p);

@@ -618,92 +618,68 @@ static int cmp_meta_keys(const void *a, const void *b) {
     return strcmp(**(char *const *const *)a, **(char *const *const *)b);
 }
 
-typedef struct strbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} strbuf;
-
-static void sb_put(strbuf *b, const char *s, size_t len) {
-    if (b->oom) return;
-    if (b->n + len + 8 > b->cap) { /* + 8: room for the padding */
-        size_t cap = b->cap ? 2 * b->cap : 1024;
-        while (cap < b->n + len + 8) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-}
-static void sb_puts(strbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
 /* A JSON string as serde_json writes it: only '"', '\\' and control characters escaped; UTF-8 kept. */
-static void sb_json_string(strbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
+static void sb_json_string(pissa__strbuf *b, const char *s) {
+    pissa__sb_put(b, "\"", 1);
     for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
         char esc[8];
         switch (*u) {
-        case '"': sb_puts(b, "\\\""); break;
-        case '\\': sb_puts(b, "\\\\"); break;
-        case '\b': sb_puts(b, "\\b"); break;
-        case '\f': sb_puts(b, "\\f"); break;
-        case '\n': sb_puts(b, "\\n"); break;
-        case '\r': sb_puts(b, "\\r"); break;
-        case '\t': sb_puts(b, "\\t"); break;
+        case '"': pissa__sb_puts(b, "\\\""); break;
+        case '\\': pissa__sb_puts(b, "\\\\"); break;
+        case '\b': pissa__sb_puts(b, "\\b"); break;
+        case '\f': pissa__sb_puts(b, "\\f"); break;
+        case '\n': pissa__sb_puts(b, "\\n"); break;
+        case '\r': pissa__sb_puts(b, "\\r"); break;
+        case '\t': pissa__sb_puts(b, "\\t"); break;
         default:
             if (*u < 0x20) {
                 snprintf(esc, sizeof esc, "\\u%04x", *u);
-                sb_puts(b, esc);
+                pissa__sb_puts(b, esc);
             } else {
-                sb_put(b, (const char *)u, 1);
+                pissa__sb_put(b, (const char *)u, 1);
             }
         }
     }
-    sb_put(b, "\"", 1);
+    pissa__sb_put(b, "\"", 1);
 }
 
 /* The header as the reference writer emits it (serde_json, compact): "__metadata__" first, then the
  * tensors in write order, each {"dtype":..,"shape":[..],"data_offsets":[BEGIN,END]}; spaces pad it to
  * a multiple of 8 so the data that follows is 8-byte aligned. */
-static pissa_status build_header(const pissa_st_writer *w, wr_tensor *const *order, strbuf *b) {
+static pissa_status build_header(const pissa_st_writer *w, wr_tensor *const *order, pissa__strbuf *b) {
     char num[64];
-    sb_puts(b, "{\"__metadata__\":{");
+    pissa__sb_puts(b, "{\"__metadata__\":{");
     char ***keys = pissa__alloc(w->n_meta, sizeof *keys); /* sorted: Rust's HashMap order is random */
     if (!keys) return pissa__fail(PISSA_ERR_NOMEM, "safetensors writer: out of memory");
     for (size_t i = 0; i < w->n_meta; i++) keys[i] = &w->meta[2 * i];
     qsort(keys, w->n_meta, sizeof *keys, cmp_meta_keys);
     for (size_t i = 0; i < w->n_meta; i++) {
-        if (i) sb_puts(b, ",");
+        if (i) pissa__sb_puts(b, ",");
         sb_json_string(b, keys[i][0]);
-        sb_puts(b, ":");
+        pissa__sb_puts(b, ":");
         sb_json_string(b, keys[i][1]);
     }
     free(keys);
-    sb_puts(b, "}");
+    pissa__sb_puts(b, "}");
     uint64_t pos = 0;
     for (size_t i = 0; i < w->n; i++) {
         const wr_tensor *t = order[i];
-        sb_puts(b, ",");
+        pissa__sb_puts(b, ",");
         sb_json_string(b, t->name);
-        sb_puts(b, ":{\"dtype\":");
+        pissa__sb_puts(b, ":{\"dtype\":");
         sb_json_string(b, pissa_dtype_name(t->dtype));
-        sb_puts(b, ",\"shape\":[");
+        pissa__sb_puts(b, ",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)t->shape[d]);
-            sb_puts(b, num);
+            pissa__sb_puts(b, num);
         }
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)pos,
                  (unsigned long long)(pos + t->nbytes));
-        sb_puts(b, num);
+        pissa__sb_puts(b, num);
         pos += t->nbytes;
     }
-    sb_puts(b, "}");
-    while (!b->oom && b->n % 8) sb_put(b, " ", 1);
+    pissa__sb_puts(b, "}");
+    while (!b->oom && b->n % 8) pissa__sb_put(b, " ", 1);
     if (b->oom) return pissa__fail(PISSA_ERR_NOMEM, "safetensors writer: out of memory");
     if (b->n > PISSA_ST_MAX_HEADER)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "safetensors writer: header of %zu bytes exceeds the %llu-byte limit",
@@ -749,7 +725,7 @@ pissa_status pissa_st_writer_write(pissa_st_writer *w, const char *path) {
     if (!w || !path) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_st_writer_write: NULL argument");
     wr_tensor **order = pissa__alloc(w->n, sizeof *order);
     unsigned char *scratch = pissa__alloc(CHUNK, sizeof(float));
-    strbuf hdr = {0};
+    pissa__strbuf hdr = {0};
     pissa_status st = PISSA_OK;
     if (!order || !scratch) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", path);
     if (st == PISSA_OK) {
