@@ -100,5 +100,7 @@ void pissa__sb_puts(pissa__strbuf *b, const char *s);
 struct cJSON;
 /* Caller frees *out with free(). Object keys are sorted; non-ASCII is escaped as \uXXXX. */
 pissa_status pissa__json_dump_sorted(const struct cJSON *item, char **out);
+/* A number that Python would print as a float (0.0, 0.05, 1e-05), for fields PEFT stores as floats. */
+struct cJSON *pissa__json_float(double v);
 
 #endif

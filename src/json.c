@@ -117,9 +117,19 @@ static void dump(pissa__strbuf *b, const cJSON *it, int depth) {
         free(items);
     } else if (cJSON_IsString(it)) put_string(b, it->valuestring);
     else if (cJSON_IsNumber(it)) put_number(b, it->valuedouble);
+    else if (cJSON_IsRaw(it)) pissa__sb_puts(b, it->valuestring); /* pre-formatted number text */
     else if (cJSON_IsTrue(it)) pissa__sb_puts(b, "true");
     else if (cJSON_IsFalse(it)) pissa__sb_puts(b, "false");
     else pissa__sb_puts(b, "null");
+}
+
+cJSON *pissa__json_float(double v) {
+    pissa__strbuf b = {0};
+    put_number(&b, v);
+    if (!b.oom && b.p && !strpbrk(b.p, ".eEN")) pissa__sb_puts(&b, ".0"); /* Python writes float 0 as 0.0 */
+    cJSON *item = b.oom || !b.p ? NULL : cJSON_CreateRaw(b.p);
+    free(b.p);
+    return item;
 }
 
 pissa_status pissa__json_dump_sorted(const cJSON *item, char **out) {

@@ -324,7 +324,7 @@ pissa_status pissa_peft_config_to_json(const pissa_peft_config *c, char **out) {
     put(root, "loftq_config", cJSON_CreateObject(), &oom);
     if (c->has_lora_bias) put(root, "lora_bias", cJSON_CreateTrue(), &oom); /* PEFT >= 0.14 field */
     put(root, "lora_alpha", cJSON_CreateNumber(c->lora_alpha), &oom);
-    put(root, "lora_dropout", cJSON_CreateNumber(c->lora_dropout), &oom);
+    put(root, "lora_dropout", pissa__json_float(c->lora_dropout), &oom);
     put(root, "megatron_config", cJSON_CreateNull(), &oom);
     put(root, "megatron_core", cJSON_CreateString("megatron.core"), &oom);
     put(root, "modules_to_save", cJSON_CreateNull(), &oom);

@@ -119,7 +119,7 @@ static void config_json_matches_python_json_dumps_byte_for_byte(void **state) {
     pissa_peft_config c = pissa_peft_default_config();
     c.r = 16;
     c.lora_alpha = 16;
-    c.lora_dropout = 0.05;
+    c.lora_dropout = 0.0; /* a float field: written "0.0" as Python does */
     strcpy(c.target_modules, "v_proj,q_proj"); /* written sorted */
     strcpy(c.init_lora_weights, "true");
     strcpy(c.base_model_name_or_path, "stories260K");

@@ -3,8 +3,7 @@
 PiSSA run: r 16, lora_alpha 16, target q_proj and v_proj, saved with init_lora_weights True (pissa_init/).
 
 The dict holds the fields PEFT 0.13 writes for a LoraConfig, plus "peft_version" (written by newer PEFT; we
-record the 0.13.0 layout we follow). lora_dropout is 0.05: PEFT stores the float default 0.0 as "0.0", which
-libpissa's writer spells "0" (the same value for any JSON reader).
+record the 0.13.0 layout we follow). lora_dropout is PEFT's float default 0.0, which Python writes as "0.0".
 
 Run with /usr/bin/python3 (standard library only): python3 make_peft_config_reference.py
 """
@@ -24,7 +23,7 @@ config = {
     "layers_to_transform": None,
     "loftq_config": {},
     "lora_alpha": 16,
-    "lora_dropout": 0.05,
+    "lora_dropout": 0.0,
     "megatron_config": None,
     "megatron_core": "megatron.core",
     "modules_to_save": None,
