@@ -1,0 +1,56 @@
+/* libpissa — text generation with a Llama model: a single-token forward pass with a KV cache, in the Hugging Face
+ * maths (REFERENCE §5), optionally through a PEFT LoRA/PiSSA adapter, and run.c-style sampling and generation.
+ *
+ * Models: a Hugging Face folder (config.json + safetensors) or a llama2.c checkpoint file (version 0 or 1).
+ * Adapter layers compute y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, s = lora_alpha / r (or lora_alpha / √r with use_rslora); the
+ * weights are never merged. */
+#ifndef PISSA_GENERATE_H
+#define PISSA_GENERATE_H
+
+#include "common.h"
+#include "tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pissa_generator pissa_generator;
+
+/* Loads MODEL_PATH (directory: Hugging Face; regular file: llama2.c) and, if ADAPTER_DIR is not NULL, the PEFT
+ * adapter in it. The adapter may target any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
+ * through a LIST of target_modules; other adapter features (regex or all-linear targets, rank/alpha patterns,
+ * DoRA, layers_to_transform, modules_to_save, LoRA bias) are refused with PISSA_ERR_UNSUPPORTED naming the field.
+ * MAX_SEQ_LEN is the KV cache length (positions 0 .. MAX_SEQ_LEN-1); 0, or more than the model's
+ * max_position_embeddings, means max_position_embeddings.
+ * Caller frees with pissa_generator_free. */
+PISSA_API pissa_status pissa_generator_create(const char *model_path, const char *adapter_dir, int64_t max_seq_len,
+                                              pissa_generator **out);
+PISSA_API void pissa_generator_free(pissa_generator *g); /* NULL is a no-op */
+
+PISSA_API int64_t pissa_generator_vocab_size(const pissa_generator *g);
+PISSA_API int64_t pissa_generator_max_seq_len(const pissa_generator *g);
+
+/* Runs TOKEN at position POS and writes the vocab_size next-token logits into LOGITS. Keys and values of
+ * positions 0 .. POS-1 must have been computed by earlier calls (in any order of restarts: calling with POS
+ * overwrites the cache from POS on, so a new sequence simply starts again at 0). */
+PISSA_API pissa_status pissa_generator_forward(pissa_generator *g, int32_t token, int64_t pos, float *logits);
+
+/* Called once per emitted token with the bytes it prints as (run.c decode: pieces "<0xHH>" are raw bytes, a
+ * leading space after BOS is dropped). Return 0 to continue, non-zero to stop generating (not an error). */
+typedef int (*pissa_token_fn)(void *user, int32_t token, const char *piece, size_t len);
+
+/* run.c generate(): encodes PROMPT (may be NULL or "") with BOS, feeds the prompt tokens, then samples until
+ * STEPS positions in total have been run or BOS (token 1) is sampled. STEPS <= 0 or beyond the KV cache means
+ * the cache length. Sampling: TEMPERATURE 0 is greedy (argmax); otherwise softmax(logits / TEMPERATURE), then
+ * nucleus sampling with TOPP in (0, 1) (run.c's sample_topp), or the whole distribution for TOPP <= 0 or >= 1,
+ * with a random generator seeded by SEED (the same seed gives the same text). Every prompt token after BOS and
+ * every sampled token is passed to CALLBACK (may be NULL). *N_POSITIONS, if not NULL, receives the number of
+ * positions run through the model. */
+PISSA_API pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer *tok, const char *prompt,
+                                      int64_t steps, float temperature, float topp, uint64_t seed,
+                                      pissa_token_fn callback, void *user, int64_t *n_positions);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
