@@ -11,5 +11,6 @@
 #include "pissa/peft.h"
 #include "pissa/tokenizer.h"
 #include "pissa/data.h"
+#include "pissa/generate.h"
 
 #endif
