@@ -12,5 +12,6 @@
 #include "pissa/tokenizer.h"
 #include "pissa/data.h"
 #include "pissa/generate.h"
+#include "pissa/model.h"
 
 #endif

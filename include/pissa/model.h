@@ -1,0 +1,125 @@
+/* libpissa — a trainable Llama model (Hugging Face LlamaForCausalLM maths, REFERENCE §5) with LoRA/PiSSA adapters.
+ *
+ * The model is loaded from a Hugging Face folder (config.json + model.safetensors or a sharded index) or a llama2.c
+ * checkpoint (.bin, version 0 or 1). Base weights are frozen and used in place (F32 straight from the file mapping;
+ * F16/BF16 are converted once at load). Adapters on chosen projections compute y = x·W_resᵀ + s·(x·Aᵀ)·Bᵀ without
+ * ever forming W_res + s·B·A. Gradients exist only for the adapter matrices.
+ *
+ * Memory: the first call for a batch shape (B, T) plans every buffer of the forward and backward passes once;
+ * later calls with the same shape allocate nothing (pissa_model_arena_bytes stays constant). A new shape
+ * replaces the plan. A model is not thread-safe: use one model per thread. */
+#ifndef PISSA_MODEL_H
+#define PISSA_MODEL_H
+
+#include "checkpoint.h"
+#include "common.h"
+#include "adapter.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pissa_model pissa_model;
+
+/* PATH: a directory (Hugging Face) or a llama2.c .bin file. Configs whose maths is not implemented (rope_scaling,
+ * attention_bias, mlp_bias, hidden_act other than silu, ...) are refused with PISSA_ERR_UNSUPPORTED and the message
+ * of pissa_llama_config_check_supported. Caller frees with pissa_model_free. */
+PISSA_API pissa_status pissa_model_load(const char *path, pissa_model **out);
+PISSA_API void pissa_model_free(pissa_model *m); /* NULL is a no-op */
+PISSA_API const pissa_llama_config *pissa_model_config(const pissa_model *m); /* borrowed */
+
+/* ---- adapters ---- */
+
+/* Target projections, as a bit mask. Pinned values. */
+typedef enum pissa_proj {
+    PISSA_PROJ_Q = 1 << 0,
+    PISSA_PROJ_K = 1 << 1,
+    PISSA_PROJ_V = 1 << 2,
+    PISSA_PROJ_O = 1 << 3,
+    PISSA_PROJ_GATE = 1 << 4,
+    PISSA_PROJ_UP = 1 << 5,
+    PISSA_PROJ_DOWN = 1 << 6,
+    PISSA_PROJ_ALL = 0x7f,
+} pissa_proj;
+
+/* Parses "q_proj,v_proj,..." (any of q_proj k_proj v_proj o_proj gate_proj up_proj down_proj) or "all-linear". */
+PISSA_API pissa_status pissa_proj_parse(const char *list, unsigned *mask);
+/* Writes the comma-separated names of MASK in the order above into BUF. */
+PISSA_API pissa_status pissa_proj_names(unsigned mask, char *buf, size_t size);
+
+typedef struct pissa_adapter_opts {
+    unsigned targets;      /* pissa_proj mask (default q_proj | v_proj, PEFT's default for Llama) */
+    pissa_init_opts init;  /* kind, rank, alpha, use_rslora, niter, oversample, seed (module i uses seed + i) */
+    double dropout;        /* lora_dropout on the adapter branch, in [0, 1) (used only in training mode) */
+} pissa_adapter_opts;
+
+PISSA_API pissa_adapter_opts pissa_adapter_default_opts(void);
+
+/* Attaches an adapter to every targeted projection of every layer, initialised in memory with pissa_adapter_init.
+ * The PiSSA kinds replace the frozen weight by an owned W_res = W − s·B·A; LORA and GAUSSIAN keep the mapped W.
+ * A model holds one set of adapters: PISSA_ERR_INVALID_ARG if it already has one. */
+PISSA_API pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts);
+
+/* Attaches the PEFT adapter in DIR (adapter_config.json + adapter_model.safetensors, as pissa-init writes them).
+ * Supported: target_modules as a LIST of projection names, r, lora_alpha, use_rslora, lora_dropout,
+ * init_lora_weights true/false/gaussian (the base is used as is) or pissa/pissa_niter_N (as PEFT does, the base
+ * weight is first replaced by its residual W − s·B0·A0, then the saved A and B are used). Refused with
+ * PISSA_ERR_UNSUPPORTED: regex or all-linear target_modules, use_dora, bias other than "none", fan_in_fan_out,
+ * rank_pattern/alpha_pattern, layers_to_transform, modules_to_save, lora_bias. Every targeted projection must have
+ * its A (r, in) and B (out, r), and every module in the file must be a targeted projection. */
+PISSA_API pissa_status pissa_model_load_adapter(pissa_model *m, const char *dir);
+
+/* Writes the adapters as a PEFT folder (DIR created; tensors in DTYPE). init_lora_weights is the spelling of the
+ * in-memory initialisation (or the loaded config's). */
+PISSA_API pissa_status pissa_model_save_adapter(const pissa_model *m, const char *dir, pissa_dtype dtype);
+
+PISSA_API size_t pissa_model_adapter_count(const pissa_model *m);
+/* Module path of adapter I ("model.layers.0.self_attn.q_proj"), or NULL if I is out of range. Borrowed. */
+PISSA_API const char *pissa_model_adapter_name(const pissa_model *m, size_t i);
+PISSA_API pissa_status pissa_model_adapter_find(const pissa_model *m, const char *module, size_t *i);
+
+/* One adapter's matrices. Pointers are borrowed, valid until the model is freed or its adapters change.
+ * A and B may be written (an optimiser updates them in place); dA and dB hold the accumulated gradients. */
+typedef struct pissa_adapter_view {
+    const char *module;
+    int64_t r, in, out;
+    double scale;
+    float *A;  /* (r, in) */
+    float *B;  /* (out, r) */
+    float *dA; /* (r, in) */
+    float *dB; /* (out, r) */
+} pissa_adapter_view;
+PISSA_API pissa_status pissa_model_adapter(const pissa_model *m, size_t i, pissa_adapter_view *out);
+
+/* Zeroes the gradients of every trainable parameter. */
+PISSA_API void pissa_model_zero_grad(pissa_model *m);
+
+/* Training mode draws dropout masks on the adapter branches (seeded by SEED, then advancing); evaluation mode
+ * (the default) uses none. */
+PISSA_API void pissa_model_set_training(pissa_model *m, int training, uint64_t seed);
+
+/* ---- forward and backward ----
+ * IDS and LABELS are (B, T) row-major int32. Ids must lie in [0, V); labels in [0, V) or −100 (ignored);
+ * T <= max_position_embeddings. Labels follow the Hugging Face causal-LM convention: position t predicts
+ * labels[t + 1] (the last position of each row predicts nothing). */
+
+/* LOGITS (B, T, V), caller-provided. */
+PISSA_API pissa_status pissa_model_logits(pissa_model *m, const int32_t *ids, int B, int T, float *logits);
+/* Mean cross-entropy over the counted targets (0 when none) and their number. Either output may be NULL. */
+PISSA_API pissa_status pissa_model_loss(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T,
+                                        double *loss, int64_t *count);
+/* Forward and backward: ADDS dloss·∂loss/∂θ into the gradients of the trainable parameters (dloss = 1 normally,
+ * 1/steps to average accumulated micro-batches). Returns the loss and count as pissa_model_loss does. */
+PISSA_API pissa_status pissa_model_forward_backward(pissa_model *m, const int32_t *ids, const int32_t *labels, int B,
+                                                    int T, float dloss, double *loss, int64_t *count);
+
+/* Bytes of the planned working memory (activations, gradients, scratch) plus parameter gradients. Constant across
+ * steps of one batch shape: a step allocates nothing. */
+PISSA_API size_t pissa_model_arena_bytes(const pissa_model *m);
+/* Number of parameter tensors with a gradient buffer (the adapters' A and B: 2 per adapter). */
+PISSA_API size_t pissa_model_grad_tensor_count(const pissa_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

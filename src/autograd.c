@@ -1,0 +1,458 @@
+/* Reverse-mode autograd over the kernels of ops.h: a static tape per batch shape, memory planned once. */
+#include "autograd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+/* ---- parameters ---- */
+
+pissa_status pissa__params_add(pissa__params *ps, const char *name, float *data, int64_t rows, int64_t cols,
+                               int trainable, int *id) {
+    if (rows <= 0 || cols <= 0 || rows > INT32_MAX || cols > INT32_MAX)
+        return pissa__fail(PISSA_ERR_SHAPE, "parameter '%s': bad shape (%lld, %lld)", name, (long long)rows,
+                           (long long)cols);
+    if (ps->n == ps->cap) {
+        size_t cap = ps->cap ? 2 * ps->cap : 64;
+        pissa__param *p = realloc(ps->p, cap * sizeof *p);
+        if (!p) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for parameter '%s'", name);
+        ps->p = p;
+        ps->cap = cap;
+    }
+    ps->p[ps->n] = (pissa__param){.name = name, .data = data, .rows = rows, .cols = cols, .trainable = trainable};
+    *id = (int)ps->n++;
+    for (size_t i = 0; i < ps->n; i++) ps->p[i].grad = NULL; /* stale until the next plan */
+    free(ps->grad_arena);
+    ps->grad_arena = NULL;
+    ps->grad_floats = 0;
+    return PISSA_OK;
+}
+
+pissa_status pissa__params_plan(pissa__params *ps) {
+    size_t total = 0;
+    for (size_t i = 0; i < ps->n; i++)
+        if (ps->p[i].trainable) total += (size_t)(ps->p[i].rows * ps->p[i].cols);
+    free(ps->grad_arena);
+    ps->grad_arena = NULL;
+    ps->grad_floats = 0;
+    for (size_t i = 0; i < ps->n; i++) ps->p[i].grad = NULL;
+    if (!total) return PISSA_OK;
+    ps->grad_arena = pissa__calloc(total, sizeof(float));
+    if (!ps->grad_arena) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for %zu parameter gradients", total);
+    ps->grad_floats = total;
+    size_t off = 0;
+    for (size_t i = 0; i < ps->n; i++)
+        if (ps->p[i].trainable) {
+            ps->p[i].grad = ps->grad_arena + off;
+            off += (size_t)(ps->p[i].rows * ps->p[i].cols);
+        }
+    return PISSA_OK;
+}
+
+void pissa__params_zero_grad(pissa__params *ps) {
+    if (ps->grad_arena) memset(ps->grad_arena, 0, ps->grad_floats * sizeof(float));
+}
+
+void pissa__params_free(pissa__params *ps) {
+    free(ps->p);
+    free(ps->grad_arena);
+    memset(ps, 0, sizeof *ps);
+}
+
+/* ---- building ---- */
+
+pissa_status pissa__graph_create(pissa__params *ps, int B, int T, pissa__graph **out) {
+    if (B <= 0 || T <= 0 || (int64_t)B * T > INT32_MAX)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "graph: bad batch shape (%d, %d)", B, T);
+    pissa__graph *g = pissa__calloc(1, sizeof *g);
+    if (!g) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for a graph");
+    g->params = ps;
+    g->B = B;
+    g->T = T;
+    g->N = B * T;
+    pissa__rng_seed(&g->rng, 0);
+    *out = g;
+    return PISSA_OK;
+}
+
+void pissa__graph_free(pissa__graph *g) {
+    if (!g) return;
+    free(g->nodes);
+    free(g->values);
+    free(g->act);
+    free(g->grad);
+    free(g->scratch);
+    free(g->masks);
+    free(g->ints);
+    free(g);
+}
+
+static const pissa__param *param(const pissa__graph *g, int id) { return &g->params->p[id]; }
+
+static pissa_status check_value(const pissa__graph *g, int v, const char *op) {
+    if (v < 0 || v >= g->n_values) return pissa__fail(PISSA_ERR_INVALID_ARG, "graph %s: no value %d", op, v);
+    return PISSA_OK;
+}
+static pissa_status check_param(const pissa__graph *g, int p, const char *op) {
+    if (p < 0 || (size_t)p >= g->params->n)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "graph %s: no parameter %d", op, p);
+    return PISSA_OK;
+}
+
+/* Appends a value of COLS columns and a node producing it (out = -1 for none). */
+static pissa_status push(pissa__graph *g, pissa__node nd, int64_t cols, int *out) {
+    if (g->planned) return pissa__fail(PISSA_ERR_INVALID_ARG, "graph: nodes added after planning");
+    if (g->n_nodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? 2 * g->cap_nodes : 64;
+        pissa__node *n = realloc(g->nodes, (size_t)cap * sizeof *n);
+        if (!n) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for graph nodes");
+        g->nodes = n;
+        g->cap_nodes = cap;
+    }
+    if (g->n_values == g->cap_values) {
+        int cap = g->cap_values ? 2 * g->cap_values : 64;
+        pissa__value *v = realloc(g->values, (size_t)cap * sizeof *v);
+        if (!v) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for graph values");
+        g->values = v;
+        g->cap_values = cap;
+    }
+    /* A value needs a gradient when an input does or a parameter the op differentiates is trainable. */
+    int rg = 0;
+    for (int i = 0; i < 3; i++) {
+        if (nd.in[i] >= 0 && g->values[nd.in[i]].requires_grad) rg = 1;
+        if (nd.par[i] >= 0 && param(g, nd.par[i])->trainable) rg = 1;
+    }
+    if (cols > 0) {
+        nd.out = g->n_values;
+        g->values[g->n_values++] = (pissa__value){.cols = cols, .requires_grad = rg};
+        if (out) *out = nd.out;
+    } else {
+        nd.out = -1;
+    }
+    g->nodes[g->n_nodes++] = nd;
+    return PISSA_OK;
+}
+
+static pissa__node node(pissa__op op) {
+    pissa__node nd = {.op = op};
+    for (int i = 0; i < 3; i++) nd.in[i] = nd.par[i] = -1;
+    return nd;
+}
+
+pissa_status pissa__g_embedding(pissa__graph *g, int wte, int *out) {
+    PISSA_TRY(check_param(g, wte, "embedding"));
+    pissa__node nd = node(PISSA_OP_EMBEDDING);
+    nd.par[0] = wte;
+    nd.dim[0] = (int)param(g, wte)->rows; /* V */
+    nd.dim[1] = (int)param(g, wte)->cols; /* C */
+    return push(g, nd, nd.dim[1], out);
+}
+
+pissa_status pissa__g_matmul(pissa__graph *g, int x, int w, int *out) {
+    PISSA_TRY(check_value(g, x, "matmul"));
+    PISSA_TRY(check_param(g, w, "matmul"));
+    const pissa__param *W = param(g, w);
+    if (W->cols != g->values[x].cols)
+        return pissa__fail(PISSA_ERR_SHAPE, "matmul: '%s' is (%lld, %lld) but its input has %lld columns", W->name,
+                           (long long)W->rows, (long long)W->cols, (long long)g->values[x].cols);
+    pissa__node nd = node(PISSA_OP_MATMUL);
+    nd.in[0] = x;
+    nd.par[0] = w;
+    nd.dim[0] = (int)W->cols; /* C */
+    nd.dim[1] = (int)W->rows; /* OC */
+    return push(g, nd, W->rows, out);
+}
+
+pissa_status pissa__g_lora(pissa__graph *g, int x, int w_res, int A, int B, float scale, float p, int *out) {
+    PISSA_TRY(check_value(g, x, "lora"));
+    PISSA_TRY(check_param(g, w_res, "lora"));
+    PISSA_TRY(check_param(g, A, "lora"));
+    PISSA_TRY(check_param(g, B, "lora"));
+    const pissa__param *W = param(g, w_res), *pa = param(g, A), *pb = param(g, B);
+    int64_t C = g->values[x].cols, OC = W->rows, r = pa->rows;
+    if (W->cols != C || pa->cols != C || pb->rows != OC || pb->cols != r)
+        return pissa__fail(PISSA_ERR_SHAPE,
+                           "lora: shapes disagree: input %lld columns, '%s' (%lld, %lld), '%s' (%lld, %lld), "
+                           "'%s' (%lld, %lld)",
+                           (long long)C, W->name, (long long)W->rows, (long long)W->cols, pa->name,
+                           (long long)pa->rows, (long long)pa->cols, pb->name, (long long)pb->rows,
+                           (long long)pb->cols);
+    if (W->trainable)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "lora: the residual weight '%s' must be frozen", W->name);
+    if (!(p >= 0.0f && p < 1.0f)) return pissa__fail(PISSA_ERR_INVALID_ARG, "lora: dropout %g not in [0, 1)", p);
+    pissa__node nd = node(PISSA_OP_LORA);
+    nd.in[0] = x;
+    nd.par[0] = w_res;
+    nd.par[1] = A;
+    nd.par[2] = B;
+    nd.dim[0] = (int)C;
+    nd.dim[1] = (int)OC;
+    nd.dim[2] = (int)r;
+    nd.f[0] = scale;
+    nd.f[1] = p;
+    nd.saved_floats = (size_t)g->N * (size_t)r; /* xa */
+    return push(g, nd, OC, out);
+}
+
+pissa_status pissa__g_rmsnorm(pissa__graph *g, int x, int w, float eps, int *out) {
+    PISSA_TRY(check_value(g, x, "rmsnorm"));
+    PISSA_TRY(check_param(g, w, "rmsnorm"));
+    const pissa__param *W = param(g, w);
+    if (W->rows * W->cols != g->values[x].cols)
+        return pissa__fail(PISSA_ERR_SHAPE, "rmsnorm: '%s' has %lld elements but its input has %lld columns",
+                           W->name, (long long)(W->rows * W->cols), (long long)g->values[x].cols);
+    pissa__node nd = node(PISSA_OP_RMSNORM);
+    nd.in[0] = x;
+    nd.par[0] = w;
+    nd.dim[0] = (int)g->values[x].cols;
+    nd.f[0] = eps;
+    nd.saved_floats = (size_t)g->N; /* rstd */
+    return push(g, nd, g->values[x].cols, out);
+}
+
+pissa_status pissa__g_rope(pissa__graph *g, int x, int n_heads, int head_dim, float theta, int *out) {
+    PISSA_TRY(check_value(g, x, "rope"));
+    if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || (int64_t)n_heads * head_dim != g->values[x].cols)
+        return pissa__fail(PISSA_ERR_SHAPE, "rope: %d heads of %d (even) do not make the %lld input columns",
+                           n_heads, head_dim, (long long)g->values[x].cols);
+    pissa__node nd = node(PISSA_OP_ROPE);
+    nd.in[0] = x;
+    nd.dim[0] = n_heads;
+    nd.dim[1] = head_dim;
+    nd.f[0] = theta;
+    nd.saved_floats = (size_t)g->T * (size_t)head_dim; /* cos (T, hd/2) then sin (T, hd/2) */
+    return push(g, nd, g->values[x].cols, out);
+}
+
+pissa_status pissa__g_attention(pissa__graph *g, int q, int k, int v, int H, int KV, int head_dim, int *out) {
+    PISSA_TRY(check_value(g, q, "attention"));
+    PISSA_TRY(check_value(g, k, "attention"));
+    PISSA_TRY(check_value(g, v, "attention"));
+    if (H <= 0 || KV <= 0 || H % KV || head_dim <= 0 || g->values[q].cols != (int64_t)H * head_dim ||
+        g->values[k].cols != (int64_t)KV * head_dim || g->values[v].cols != (int64_t)KV * head_dim)
+        return pissa__fail(PISSA_ERR_SHAPE, "attention: q/k/v columns %lld/%lld/%lld do not fit H %d, KV %d, hd %d",
+                           (long long)g->values[q].cols, (long long)g->values[k].cols,
+                           (long long)g->values[v].cols, H, KV, head_dim);
+    pissa__node nd = node(PISSA_OP_ATTENTION);
+    nd.in[0] = q;
+    nd.in[1] = k;
+    nd.in[2] = v;
+    nd.dim[0] = H;
+    nd.dim[1] = KV;
+    nd.dim[2] = head_dim;
+    nd.saved_floats = (size_t)g->B * H * (size_t)g->T * g->T; /* att */
+    return push(g, nd, g->values[q].cols, out);
+}
+
+static pissa_status elementwise(pissa__graph *g, pissa__op op, int a, int b, const char *name, int *out) {
+    PISSA_TRY(check_value(g, a, name));
+    if (b >= 0) {
+        PISSA_TRY(check_value(g, b, name));
+        if (g->values[a].cols != g->values[b].cols)
+            return pissa__fail(PISSA_ERR_SHAPE, "%s: inputs have %lld and %lld columns", name,
+                               (long long)g->values[a].cols, (long long)g->values[b].cols);
+    }
+    pissa__node nd = node(op);
+    nd.in[0] = a;
+    nd.in[1] = b;
+    return push(g, nd, g->values[a].cols, out);
+}
+
+pissa_status pissa__g_silu(pissa__graph *g, int x, int *out) { return elementwise(g, PISSA_OP_SILU, x, -1, "silu", out); }
+pissa_status pissa__g_mul(pissa__graph *g, int a, int b, int *out) { return elementwise(g, PISSA_OP_MUL, a, b, "mul", out); }
+pissa_status pissa__g_add(pissa__graph *g, int a, int b, int *out) { return elementwise(g, PISSA_OP_ADD, a, b, "add", out); }
+pissa_status pissa__g_swiglu(pissa__graph *g, int gate, int up, int *out) {
+    return elementwise(g, PISSA_OP_SWIGLU, gate, up, "swiglu", out);
+}
+
+pissa_status pissa__g_cross_entropy(pissa__graph *g, int logits) {
+    PISSA_TRY(check_value(g, logits, "cross_entropy"));
+    pissa__node nd = node(PISSA_OP_CROSS_ENTROPY);
+    nd.in[0] = logits;
+    nd.dim[0] = (int)g->values[logits].cols; /* V */
+    nd.saved_floats = (size_t)g->N;          /* lse */
+    return push(g, nd, 0, NULL);
+}
+
+/* ---- planning ---- */
+
+static size_t node_scratch(const pissa__graph *g, const pissa__node *nd) {
+    switch (nd->op) {
+    case PISSA_OP_LORA: return pissa__lora_scratch_floats(g->N, nd->dim[0], nd->dim[2], nd->f[1] > 0.0f);
+    case PISSA_OP_ATTENTION: return pissa__attention_scratch_floats(g->T);
+    default: return 0;
+    }
+}
+
+pissa_status pissa__graph_plan(pissa__graph *g) {
+    if (g->planned) return PISSA_OK;
+    size_t N = (size_t)g->N;
+    /* sizes first ... */
+    size_t act = 0, grad = 0, scratch = 0, masks = 0;
+    for (int i = 0; i < g->n_values; i++) {
+        pissa__value *v = &g->values[i];
+        v->off = act;
+        act += N * (size_t)v->cols;
+        if (v->requires_grad) {
+            v->goff = grad;
+            grad += N * (size_t)v->cols;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        pissa__node *nd = &g->nodes[i];
+        nd->saved_off = act;
+        act += nd->saved_floats;
+        size_t s = node_scratch(g, nd);
+        if (s > scratch) scratch = s;
+        if (nd->op == PISSA_OP_LORA && nd->f[1] > 0.0f) {
+            nd->mask_off = masks;
+            masks += N * (size_t)nd->dim[0];
+        }
+    }
+    /* ... then one allocation per role */
+    g->act = pissa__alloc(act ? act : 1, sizeof(float));
+    g->grad = grad ? pissa__alloc(grad, sizeof(float)) : NULL;
+    g->scratch = scratch ? pissa__alloc(scratch, sizeof(float)) : NULL;
+    g->masks = masks ? pissa__alloc(masks, 1) : NULL;
+    g->ints = pissa__calloc(2 * N, sizeof(int32_t));
+    if (!g->act || (grad && !g->grad) || (scratch && !g->scratch) || (masks && !g->masks) || !g->ints)
+        return pissa__fail(PISSA_ERR_NOMEM, "out of memory planning a (%d, %d) graph: %zu + %zu + %zu floats", g->B,
+                           g->T, act, grad, scratch);
+    g->act_floats = act;
+    g->grad_floats = grad;
+    g->scratch_floats = scratch;
+    g->mask_bytes = masks;
+    g->ids = g->ints;
+    g->targets = g->ints + N;
+    for (size_t i = 0; i < N; i++) g->targets[i] = PISSA_IGNORE_INDEX;
+    for (int i = 0; i < g->n_values; i++) {
+        pissa__value *v = &g->values[i];
+        v->data = g->act + v->off;
+        v->grad = v->requires_grad ? g->grad + v->goff : NULL;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        pissa__node *nd = &g->nodes[i];
+        nd->saved = nd->saved_floats ? g->act + nd->saved_off : NULL;
+        nd->mask = (nd->op == PISSA_OP_LORA && nd->f[1] > 0.0f) ? g->masks + nd->mask_off : NULL;
+        if (nd->op == PISSA_OP_ROPE) /* positions 0..T-1 are the same for every step: tables once */
+            pissa__rope_tables(nd->saved, nd->saved + (size_t)g->T * (nd->dim[1] / 2), NULL, 0, g->T, nd->dim[1],
+                               nd->f[0]);
+    }
+    g->planned = 1;
+    return PISSA_OK;
+}
+
+size_t pissa__graph_bytes(const pissa__graph *g) {
+    return (g->act_floats + g->grad_floats + g->scratch_floats) * sizeof(float) + g->mask_bytes +
+           2 * (size_t)g->N * sizeof(int32_t);
+}
+
+/* ---- forward and backward, side by side ---- */
+
+static float *vdata(const pissa__graph *g, int v) { return g->values[v].data; }
+static float *vgrad(const pissa__graph *g, int v) { return v >= 0 ? g->values[v].grad : NULL; }
+static float *pdata(const pissa__graph *g, int p) { return g->params->p[p].data; }
+static float *pgrad(const pissa__graph *g, int p) { return g->params->p[p].grad; }
+
+static void forward_node(pissa__graph *g, pissa__node *nd) {
+    int N = g->N;
+    float *out = nd->out >= 0 ? vdata(g, nd->out) : NULL;
+    size_t n = nd->out >= 0 ? (size_t)N * (size_t)g->values[nd->out].cols : 0;
+    switch (nd->op) {
+    case PISSA_OP_EMBEDDING: pissa__embedding_forward(out, g->ids, pdata(g, nd->par[0]), N, nd->dim[1]); break;
+    case PISSA_OP_MATMUL:
+        pissa__matmul_forward(out, vdata(g, nd->in[0]), pdata(g, nd->par[0]), N, nd->dim[0], nd->dim[1]);
+        break;
+    case PISSA_OP_LORA: {
+        uint8_t *mask = NULL;
+        if (nd->mask && g->training) {
+            pissa__dropout_mask(nd->mask, (size_t)N * nd->dim[0], nd->f[1], &g->rng);
+            mask = nd->mask;
+        }
+        pissa__lora_forward(out, nd->saved, g->scratch, vdata(g, nd->in[0]), mask, nd->f[1], pdata(g, nd->par[0]),
+                            pdata(g, nd->par[1]), pdata(g, nd->par[2]), nd->f[0], N, nd->dim[0], nd->dim[1],
+                            nd->dim[2]);
+        break;
+    }
+    case PISSA_OP_RMSNORM:
+        pissa__rmsnorm_forward(out, nd->saved, vdata(g, nd->in[0]), pdata(g, nd->par[0]), nd->f[0], N, nd->dim[0]);
+        break;
+    case PISSA_OP_ROPE: {
+        const float *cos_tab = nd->saved, *sin_tab = nd->saved + (size_t)g->T * (nd->dim[1] / 2);
+        pissa__rope_forward(out, vdata(g, nd->in[0]), cos_tab, sin_tab, g->B, g->T, nd->dim[0], nd->dim[1]);
+        break;
+    }
+    case PISSA_OP_ATTENTION:
+        pissa__attention_forward(out, nd->saved, vdata(g, nd->in[0]), vdata(g, nd->in[1]), vdata(g, nd->in[2]),
+                                 g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2]);
+        break;
+    case PISSA_OP_SILU: pissa__silu_forward(out, vdata(g, nd->in[0]), n); break;
+    case PISSA_OP_MUL: pissa__mul_forward(out, vdata(g, nd->in[0]), vdata(g, nd->in[1]), n); break;
+    case PISSA_OP_ADD: pissa__add_forward(out, vdata(g, nd->in[0]), vdata(g, nd->in[1]), n); break;
+    case PISSA_OP_SWIGLU: pissa__swiglu_forward(out, vdata(g, nd->in[0]), vdata(g, nd->in[1]), n); break;
+    case PISSA_OP_CROSS_ENTROPY:
+        g->count = pissa__cross_entropy_forward(&g->loss, nd->saved, vdata(g, nd->in[0]), g->targets, N, nd->dim[0]);
+        break;
+    }
+}
+
+static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
+    int N = g->N;
+    /* The loss node seeds the reverse pass; any other node whose output needs no gradient has nothing to do. */
+    if (nd->op != PISSA_OP_CROSS_ENTROPY && !g->values[nd->out].requires_grad) return;
+    const float *dout = nd->out >= 0 ? vgrad(g, nd->out) : NULL;
+    size_t n = nd->out >= 0 ? (size_t)N * (size_t)g->values[nd->out].cols : 0;
+    switch (nd->op) {
+    case PISSA_OP_EMBEDDING: pissa__embedding_backward(pgrad(g, nd->par[0]), dout, g->ids, N, nd->dim[1]); break;
+    case PISSA_OP_MATMUL:
+        pissa__matmul_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[0]), dout, vdata(g, nd->in[0]),
+                               pdata(g, nd->par[0]), N, nd->dim[0], nd->dim[1]);
+        break;
+    case PISSA_OP_LORA:
+        pissa__lora_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[1]), pgrad(g, nd->par[2]), g->scratch, dout,
+                             vdata(g, nd->in[0]), g->training ? nd->mask : NULL, nd->f[1], pdata(g, nd->par[0]),
+                             pdata(g, nd->par[1]), pdata(g, nd->par[2]), nd->saved, nd->f[0], N, nd->dim[0],
+                             nd->dim[1], nd->dim[2]);
+        break;
+    case PISSA_OP_RMSNORM:
+        pissa__rmsnorm_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[0]), dout, vdata(g, nd->in[0]),
+                                pdata(g, nd->par[0]), nd->saved, N, nd->dim[0]);
+        break;
+    case PISSA_OP_ROPE: {
+        const float *cos_tab = nd->saved, *sin_tab = nd->saved + (size_t)g->T * (nd->dim[1] / 2);
+        pissa__rope_backward(vgrad(g, nd->in[0]), dout, cos_tab, sin_tab, g->B, g->T, nd->dim[0], nd->dim[1]);
+        break;
+    }
+    case PISSA_OP_ATTENTION:
+        pissa__attention_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), vgrad(g, nd->in[2]), g->scratch, dout,
+                                  vdata(g, nd->in[0]), vdata(g, nd->in[1]), vdata(g, nd->in[2]), nd->saved, g->B,
+                                  g->T, nd->dim[0], nd->dim[1], nd->dim[2]);
+        break;
+    case PISSA_OP_SILU: pissa__silu_backward(vgrad(g, nd->in[0]), dout, vdata(g, nd->in[0]), n); break;
+    case PISSA_OP_MUL:
+        pissa__mul_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), dout, vdata(g, nd->in[0]),
+                            vdata(g, nd->in[1]), n);
+        break;
+    case PISSA_OP_ADD: pissa__add_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), dout, n); break;
+    case PISSA_OP_SWIGLU:
+        pissa__swiglu_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), dout, vdata(g, nd->in[0]),
+                               vdata(g, nd->in[1]), n);
+        break;
+    case PISSA_OP_CROSS_ENTROPY:
+        pissa__cross_entropy_backward(vgrad(g, nd->in[0]), dloss, vdata(g, nd->in[0]), g->targets, nd->saved, N,
+                                      nd->dim[0]);
+        break;
+    }
+}
+
+void pissa__graph_forward(pissa__graph *g, int n_nodes) {
+    if (n_nodes < 0 || n_nodes > g->n_nodes) n_nodes = g->n_nodes;
+    for (int i = 0; i < n_nodes; i++) forward_node(g, &g->nodes[i]);
+}
+
+void pissa__graph_backward(pissa__graph *g, float dloss) {
+    if (g->grad) memset(g->grad, 0, g->grad_floats * sizeof(float));
+    for (int i = g->n_nodes - 1; i >= 0; i--) backward_node(g, &g->nodes[i], dloss);
+}

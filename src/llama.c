@@ -1,0 +1,557 @@
+/* The trainable Llama model (Hugging Face LlamaForCausalLM maths, REFERENCE §5) on the autograd engine. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd.h"
+#include "pissa/model.h"
+#include "weights.h"
+
+static const char *proj_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+enum { Q, K, V, O, GATE, UP, DOWN, N_PROJ };
+
+typedef struct adapter {
+    char module[96];   /* model.layers.3.self_attn.q_proj */
+    char name_A[112], name_B[112];
+    int layer, proj;
+    int64_t r, in, out;
+    double scale;
+    float *A;          /* (r, in) owned */
+    float *B;          /* (out, r) owned */
+    float *w_res;      /* (out, in) owned for the PiSSA kinds; NULL: the mapped base weight is the residual */
+    int pA, pB, pW;    /* parameter ids */
+} adapter;
+
+typedef struct layer_params {
+    int in_norm, post_norm; /* (1, D) */
+    int proj[N_PROJ];       /* frozen base weights (out, in) */
+} layer_params;
+
+struct pissa_model {
+    char *path;
+    pissa__weights w;
+    pissa__params params;
+    int p_embed, p_norm, p_head;
+    layer_params *layers; /* (L) */
+    adapter *ad;          /* (n_ad) in layer order, then projection order */
+    size_t n_ad;
+    int *ad_index;        /* (L·7) index into ad, or -1 */
+    pissa_peft_config peft; /* written by save */
+    double dropout;
+    pissa__graph *g;      /* for the last batch shape */
+    int logits_value;     /* value id of the logits in g */
+    int training;
+    pissa_rng rng;
+};
+
+/* ---- loading ---- */
+
+static pissa_status base_param(pissa_model *m, const char *name, int trainable, int *id) {
+    /* weights.h keeps names sorted: bisect for the stored name, which outlives the parameter */
+    size_t lo = 0, hi = m->w.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->w.names[mid], name);
+        if (c == 0) {
+            pissa_tensor *t = m->w.tensors[mid];
+            int64_t rows = pissa_tensor_ndim(t) == 1 ? 1 : pissa_tensor_dim(t, 0);
+            int64_t cols = pissa_tensor_dim(t, -1);
+            if (rows * cols != pissa_tensor_numel(t))
+                return pissa__fail(PISSA_ERR_SHAPE, "model: tensor '%s' is not 1-D or 2-D", name);
+            return pissa__params_add(&m->params, m->w.names[mid], pissa_tensor_data(t), rows, cols, trainable, id);
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return pissa__fail(PISSA_ERR_NOT_FOUND, "model: tensor '%s' is missing", name);
+}
+
+static pissa_status register_base(pissa_model *m) {
+    const pissa_llama_config *c = &m->w.cfg;
+    PISSA_TRY(base_param(m, "model.embed_tokens.weight", 0, &m->p_embed));
+    PISSA_TRY(base_param(m, "model.norm.weight", 0, &m->p_norm));
+    if (c->tie_word_embeddings) m->p_head = m->p_embed;
+    else PISSA_TRY(base_param(m, "lm_head.weight", 0, &m->p_head));
+    char name[160];
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        layer_params *lp = &m->layers[l];
+        snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
+        PISSA_TRY(base_param(m, name, 0, &lp->in_norm));
+        snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
+        PISSA_TRY(base_param(m, name, 0, &lp->post_norm));
+        for (int j = 0; j < N_PROJ; j++) {
+            snprintf(name, sizeof name, "model.layers.%lld.%s.%s.weight", (long long)l, j < 4 ? "self_attn" : "mlp",
+                     proj_names[j]);
+            PISSA_TRY(base_param(m, name, 0, &lp->proj[j]));
+        }
+    }
+    return pissa__params_plan(&m->params);
+}
+
+pissa_status pissa_model_load(const char *path, pissa_model **out) {
+    if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_load: NULL argument");
+    *out = NULL;
+    pissa_model *m = pissa__calloc(1, sizeof *m);
+    if (!m) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for a model");
+    pissa_status st = pissa__weights_load(path, &m->w);
+    if (st == PISSA_OK) st = pissa_llama_config_check_supported(&m->w.cfg);
+    if (st == PISSA_OK) {
+        size_t L = (size_t)m->w.cfg.num_hidden_layers;
+        m->path = pissa__strdup(path);
+        m->layers = pissa__calloc(L, sizeof *m->layers);
+        m->ad_index = pissa__alloc(L * N_PROJ, sizeof *m->ad_index);
+        if (!m->path || !m->layers || !m->ad_index) st = pissa__fail(PISSA_ERR_NOMEM, "out of memory for a model");
+        else
+            for (size_t i = 0; i < L * N_PROJ; i++) m->ad_index[i] = -1;
+    }
+    if (st == PISSA_OK) st = register_base(m);
+    if (st != PISSA_OK) {
+        pissa_model_free(m);
+        return st;
+    }
+    pissa__rng_seed(&m->rng, 0);
+    *out = m;
+    return PISSA_OK;
+}
+
+static void free_adapters(pissa_model *m) {
+    for (size_t i = 0; i < m->n_ad; i++) {
+        free(m->ad[i].A);
+        free(m->ad[i].B);
+        free(m->ad[i].w_res);
+    }
+    free(m->ad);
+    m->ad = NULL;
+    m->n_ad = 0;
+}
+
+void pissa_model_free(pissa_model *m) {
+    if (!m) return;
+    pissa__graph_free(m->g);
+    free_adapters(m);
+    pissa__params_free(&m->params);
+    free(m->layers);
+    free(m->ad_index);
+    free(m->path);
+    pissa__weights_free(&m->w);
+    free(m);
+}
+
+const pissa_llama_config *pissa_model_config(const pissa_model *m) { return m ? &m->w.cfg : NULL; }
+
+/* ---- adapters ---- */
+
+pissa_status pissa_proj_parse(const char *list, unsigned *mask) {
+    if (!list || !mask) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_proj_parse: NULL argument");
+    if (!strcmp(list, "all-linear")) return *mask = PISSA_PROJ_ALL, PISSA_OK;
+    unsigned m = 0;
+    const char *p = list;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        int found = -1;
+        for (int j = 0; j < N_PROJ; j++)
+            if (strlen(proj_names[j]) == n && !strncmp(p, proj_names[j], n)) found = j;
+        if (found < 0)
+            return pissa__fail(PISSA_ERR_INVALID_ARG,
+                               "target module '%.*s' is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                               "up_proj, down_proj",
+                               (int)n, p);
+        m |= 1u << found;
+        p += n;
+        if (*p == ',') p++;
+    }
+    if (!m) return pissa__fail(PISSA_ERR_INVALID_ARG, "empty list of target modules");
+    *mask = m;
+    return PISSA_OK;
+}
+
+pissa_status pissa_proj_names(unsigned mask, char *buf, size_t size) {
+    if (!buf || !size) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_proj_names: no buffer");
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int j = 0; j < N_PROJ; j++) {
+        if (!(mask & (1u << j))) continue;
+        int k = snprintf(buf + len, size - len, "%s%s", len ? "," : "", proj_names[j]);
+        if (k < 0 || (size_t)k >= size - len) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_proj_names: buffer too small");
+        len += (size_t)k;
+    }
+    return PISSA_OK;
+}
+
+pissa_adapter_opts pissa_adapter_default_opts(void) {
+    pissa_adapter_opts o = {.targets = PISSA_PROJ_Q | PISSA_PROJ_V, .init = pissa_init_default_opts(), .dropout = 0};
+    return o;
+}
+
+/* Allocates the adapter slots for MASK (A, B uninitialised), with module names and shapes from the base. */
+static pissa_status alloc_adapters(pissa_model *m, unsigned mask, int64_t r, double scale) {
+    const pissa_llama_config *c = &m->w.cfg;
+    size_t n = 0;
+    for (int j = 0; j < N_PROJ; j++) n += (mask >> j) & 1u;
+    n *= (size_t)c->num_hidden_layers;
+    m->ad = pissa__calloc(n, sizeof *m->ad);
+    if (!m->ad) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for %zu adapters", n);
+    m->n_ad = n;
+    size_t i = 0;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++)
+        for (int j = 0; j < N_PROJ; j++) {
+            if (!(mask & (1u << j))) continue;
+            adapter *a = &m->ad[i++];
+            const pissa__param *W = &m->params.p[m->layers[l].proj[j]];
+            snprintf(a->module, sizeof a->module, "model.layers.%lld.%s.%s", (long long)l, j < 4 ? "self_attn" : "mlp",
+                     proj_names[j]);
+            snprintf(a->name_A, sizeof a->name_A, "%s.lora_A", a->module);
+            snprintf(a->name_B, sizeof a->name_B, "%s.lora_B", a->module);
+            a->layer = (int)l;
+            a->proj = j;
+            a->r = r;
+            a->out = W->rows;
+            a->in = W->cols;
+            a->scale = scale;
+            a->pW = m->layers[l].proj[j];
+            a->A = pissa__alloc((size_t)(r * a->in), sizeof(float));
+            a->B = pissa__alloc((size_t)(a->out * r), sizeof(float));
+            if (!a->A || !a->B) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for the adapter of %s", a->module);
+        }
+    return PISSA_OK;
+}
+
+/* Registers the adapters' parameters, indexes them and plans the gradients. */
+static pissa_status register_adapters(pissa_model *m) {
+    for (size_t i = 0; i < m->n_ad; i++) {
+        adapter *a = &m->ad[i];
+        if (a->w_res) {
+            const pissa__param *W = &m->params.p[a->pW];
+            PISSA_TRY(pissa__params_add(&m->params, W->name, a->w_res, a->out, a->in, 0, &a->pW));
+        }
+        PISSA_TRY(pissa__params_add(&m->params, a->name_A, a->A, a->r, a->in, 1, &a->pA));
+        PISSA_TRY(pissa__params_add(&m->params, a->name_B, a->B, a->out, a->r, 1, &a->pB));
+        m->ad_index[a->layer * N_PROJ + a->proj] = (int)i;
+    }
+    pissa__graph_free(m->g); /* the graph's structure changes */
+    m->g = NULL;
+    return pissa__params_plan(&m->params);
+}
+
+/* Leaves the model without adapters after a failed attach. */
+static pissa_status attach_failed(pissa_model *m, pissa_status st) {
+    size_t L = (size_t)m->w.cfg.num_hidden_layers;
+    for (size_t i = 0; i < L * N_PROJ; i++) m->ad_index[i] = -1;
+    free_adapters(m);
+    return st;
+}
+
+static int is_pissa_kind(pissa_init_kind k) { return k == PISSA_INIT_PISSA || k == PISSA_INIT_PISSA_NITER; }
+
+pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts) {
+    if (!m || !opts) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_add_adapters: NULL argument");
+    if (m->n_ad) return pissa__fail(PISSA_ERR_INVALID_ARG, "model already has adapters");
+    if (!(opts->targets & PISSA_PROJ_ALL) || (opts->targets & ~(unsigned)PISSA_PROJ_ALL))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter targets: bad projection mask 0x%x", opts->targets);
+    if (!(opts->dropout >= 0 && opts->dropout < 1))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter dropout %g is not in [0, 1)", opts->dropout);
+    if (opts->init.rank < 1 || opts->init.rank > INT32_MAX)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter rank %lld must be >= 1", (long long)opts->init.rank);
+    double scale = pissa_lora_scale(opts->init.alpha, opts->init.rank, opts->init.use_rslora);
+    pissa_status st = alloc_adapters(m, opts->targets, opts->init.rank, scale);
+    for (size_t i = 0; st == PISSA_OK && i < m->n_ad; i++) {
+        adapter *a = &m->ad[i];
+        const float *W = m->params.p[a->pW].data;
+        pissa_init_opts io = opts->init;
+        io.seed = opts->init.seed + i; /* distinct draws per module, reproducible from one seed */
+        if (is_pissa_kind(io.kind)) {
+            a->w_res = pissa__alloc((size_t)(a->out * a->in), sizeof(float));
+            if (!a->w_res) st = pissa__fail(PISSA_ERR_NOMEM, "out of memory for the residual of %s", a->module);
+        }
+        if (st == PISSA_OK) st = pissa_adapter_init(W, a->out, a->in, &io, a->A, a->B, a->w_res);
+        if (st != PISSA_OK && st != PISSA_ERR_NOMEM) st = pissa__fail(st, "%s: %s", a->module, pissa_last_error());
+    }
+    if (st == PISSA_OK) st = register_adapters(m);
+    if (st != PISSA_OK) return attach_failed(m, st);
+    m->dropout = opts->dropout;
+    m->peft = pissa_peft_default_config();
+    m->peft.r = opts->init.rank;
+    m->peft.lora_alpha = opts->init.alpha;
+    m->peft.lora_dropout = opts->dropout;
+    m->peft.use_rslora = opts->init.use_rslora;
+    pissa_init_name(&opts->init, m->peft.init_lora_weights, sizeof m->peft.init_lora_weights);
+    pissa_proj_names(opts->targets, m->peft.target_modules, sizeof m->peft.target_modules);
+    snprintf(m->peft.base_model_name_or_path, sizeof m->peft.base_model_name_or_path, "%s", m->path);
+    return PISSA_OK;
+}
+
+/* The adapter features this loader implements (full PEFT loading comes later). */
+static pissa_status check_peft_supported(const pissa_peft_config *c, const char *dir) {
+    if (c->target_kind != PISSA_TARGET_LIST)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: target_modules '%s' is not a list of module names", dir,
+                           c->target_modules);
+    if (c->use_dora) return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: use_dora is not supported", dir);
+    if (strcmp(c->bias, "none") != 0)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: bias '%s' is not supported (only \"none\")", dir, c->bias);
+    if (c->fan_in_fan_out) return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: fan_in_fan_out is not supported", dir);
+    if (c->n_rank_pattern || c->n_alpha_pattern)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: rank_pattern/alpha_pattern are not supported yet", dir);
+    if (c->has_layers_to_transform)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: layers_to_transform is not supported yet", dir);
+    if (c->has_modules_to_save)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: modules_to_save is not supported", dir);
+    if (c->has_lora_bias) return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: lora_bias is not supported", dir);
+    if (!(c->lora_dropout >= 0 && c->lora_dropout < 1))
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: lora_dropout %g is not in [0, 1)", dir, c->lora_dropout);
+    if (c->r < 1 || c->r > INT32_MAX) return pissa__fail(PISSA_ERR_FORMAT, "%s: r %lld must be >= 1", dir, (long long)c->r);
+    return PISSA_OK;
+}
+
+static pissa_status load_adapter_tensors(pissa_model *m, const pissa_peft_adapter *pa, const pissa_peft_config *c,
+                                         const pissa_init_opts *init, const char *dir) {
+    for (size_t i = 0; i < m->n_ad; i++) {
+        adapter *a = &m->ad[i];
+        size_t k;
+        if (pissa_peft_adapter_find(pa, a->module, &k) != PISSA_OK)
+            return pissa__fail(PISSA_ERR_FORMAT, "%s: target '%s' has no lora_A/lora_B tensors for module %s", dir,
+                               proj_names[a->proj], a->module);
+        const char *name;
+        const pissa_tensor *A, *B;
+        PISSA_TRY(pissa_peft_adapter_module(pa, k, &name, &A, &B));
+        if (pissa_tensor_dim(A, 0) != c->r || pissa_tensor_dim(A, 1) != a->in || pissa_tensor_dim(B, 0) != a->out ||
+            pissa_tensor_dim(B, 1) != c->r)
+            return pissa__fail(PISSA_ERR_SHAPE,
+                               "%s: %s has lora_A (%lld, %lld) and lora_B (%lld, %lld); expected (%lld, %lld) and "
+                               "(%lld, %lld) for r %lld and the base weight (%lld, %lld)",
+                               dir, a->module, (long long)pissa_tensor_dim(A, 0), (long long)pissa_tensor_dim(A, 1),
+                               (long long)pissa_tensor_dim(B, 0), (long long)pissa_tensor_dim(B, 1), (long long)c->r,
+                               (long long)a->in, (long long)a->out, (long long)c->r, (long long)c->r,
+                               (long long)a->out, (long long)a->in);
+        if (is_pissa_kind(init->kind)) {
+            /* As PEFT does for a PiSSA config: redo the initialisation on the base, keep its residual, then use the
+             * saved A and B (written into a->A, a->B just below). */
+            a->w_res = pissa__alloc((size_t)(a->out * a->in), sizeof(float));
+            if (!a->w_res) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for the residual of %s", a->module);
+            pissa_init_opts io = *init;
+            io.seed = init->seed + i;
+            pissa_status st = pissa_adapter_init(m->params.p[a->pW].data, a->out, a->in, &io, a->A, a->B, a->w_res);
+            if (st != PISSA_OK) return pissa__fail(st, "%s: %s: %s", dir, a->module, pissa_last_error());
+        }
+        memcpy(a->A, pissa_tensor_data(A), sizeof(float) * (size_t)(a->r * a->in));
+        memcpy(a->B, pissa_tensor_data(B), sizeof(float) * (size_t)(a->out * a->r));
+    }
+    if (pissa_peft_adapter_count(pa) != m->n_ad) { /* a module in the file that target_modules does not select */
+        for (size_t k = 0; k < pissa_peft_adapter_count(pa); k++) {
+            const char *name;
+            const pissa_tensor *A, *B;
+            PISSA_TRY(pissa_peft_adapter_module(pa, k, &name, &A, &B));
+            size_t j;
+            if (pissa_model_adapter_find(m, name, &j) != PISSA_OK)
+                return pissa__fail(PISSA_ERR_FORMAT, "%s: module '%s' is not a target of this model's adapter (%s)",
+                                   dir, name, c->target_modules);
+        }
+    }
+    return PISSA_OK;
+}
+
+pissa_status pissa_model_load_adapter(pissa_model *m, const char *dir) {
+    if (!m || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_load_adapter: NULL argument");
+    if (m->n_ad) return pissa__fail(PISSA_ERR_INVALID_ARG, "model already has adapters");
+    pissa_peft_adapter *pa;
+    PISSA_TRY(pissa_peft_adapter_load(dir, &pa));
+    const pissa_peft_config *c = pissa_peft_adapter_config(pa);
+    unsigned mask = 0;
+    pissa_init_opts init = pissa_init_default_opts();
+    pissa_status st = check_peft_supported(c, dir);
+    if (st == PISSA_OK && pissa_proj_parse(c->target_modules, &mask) != PISSA_OK)
+        st = pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: target_modules: %s", dir, pissa_last_error());
+    if (st == PISSA_OK && strcmp(c->init_lora_weights, "false") != 0 &&
+        pissa_init_parse(c->init_lora_weights, &init) != PISSA_OK)
+        st = pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: %s", dir, pissa_last_error());
+    init.rank = c->r;
+    init.alpha = c->lora_alpha;
+    init.use_rslora = c->use_rslora;
+    if (st == PISSA_OK) {
+        st = alloc_adapters(m, mask, c->r, pissa_lora_scale(c->lora_alpha, c->r, c->use_rslora));
+        if (st == PISSA_OK) st = load_adapter_tensors(m, pa, c, &init, dir);
+        if (st == PISSA_OK) st = register_adapters(m);
+        if (st != PISSA_OK) attach_failed(m, st);
+    }
+    if (st == PISSA_OK) {
+        m->peft = *c;
+        m->dropout = c->lora_dropout;
+    }
+    pissa_peft_adapter_free(pa);
+    return st;
+}
+
+pissa_status pissa_model_save_adapter(const pissa_model *m, const char *dir, pissa_dtype dtype) {
+    if (!m || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_save_adapter: NULL argument");
+    if (!m->n_ad) return pissa__fail(PISSA_ERR_INVALID_ARG, "model has no adapters to save");
+    pissa_peft_adapter *pa;
+    PISSA_TRY(pissa_peft_adapter_create(&m->peft, &pa));
+    pissa_status st = PISSA_OK;
+    for (size_t i = 0; st == PISSA_OK && i < m->n_ad; i++) {
+        const adapter *a = &m->ad[i];
+        st = pissa_peft_adapter_add(pa, a->module, a->r, a->in, a->out, a->A, a->B);
+    }
+    if (st == PISSA_OK) st = pissa_peft_adapter_save(pa, dir, dtype);
+    pissa_peft_adapter_free(pa);
+    return st;
+}
+
+size_t pissa_model_adapter_count(const pissa_model *m) { return m ? m->n_ad : 0; }
+
+const char *pissa_model_adapter_name(const pissa_model *m, size_t i) {
+    return m && i < m->n_ad ? m->ad[i].module : NULL;
+}
+
+pissa_status pissa_model_adapter_find(const pissa_model *m, const char *module, size_t *i) {
+    if (!m || !module || !i) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_adapter_find: NULL argument");
+    for (size_t k = 0; k < m->n_ad; k++)
+        if (!strcmp(m->ad[k].module, module)) return *i = k, PISSA_OK;
+    return pissa__fail(PISSA_ERR_NOT_FOUND, "model has no adapter on '%s'", module);
+}
+
+pissa_status pissa_model_adapter(const pissa_model *m, size_t i, pissa_adapter_view *out) {
+    if (!m || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_adapter: NULL argument");
+    if (i >= m->n_ad)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter index %zu out of range (%zu adapters)", i, m->n_ad);
+    const adapter *a = &m->ad[i];
+    *out = (pissa_adapter_view){.module = a->module, .r = a->r, .in = a->in, .out = a->out, .scale = a->scale,
+                                .A = a->A, .B = a->B, .dA = m->params.p[a->pA].grad, .dB = m->params.p[a->pB].grad};
+    return PISSA_OK;
+}
+
+void pissa_model_zero_grad(pissa_model *m) {
+    if (m) pissa__params_zero_grad(&m->params);
+}
+
+void pissa_model_set_training(pissa_model *m, int training, uint64_t seed) {
+    if (!m) return;
+    m->training = training != 0;
+    pissa__rng_seed(&m->rng, seed);
+}
+
+size_t pissa_model_arena_bytes(const pissa_model *m) {
+    if (!m) return 0;
+    return (m->g ? pissa__graph_bytes(m->g) : 0) + m->params.grad_floats * sizeof(float);
+}
+
+size_t pissa_model_grad_tensor_count(const pissa_model *m) {
+    size_t n = 0;
+    for (size_t i = 0; m && i < m->params.n; i++) n += m->params.p[i].grad != NULL;
+    return n;
+}
+
+/* ---- the graph of LlamaForCausalLM for one batch shape ---- */
+
+/* y = x·Wᵀ, or the adapter linear when projection J of layer L has one. */
+static pissa_status linear(pissa_model *m, pissa__graph *g, int l, int j, int x, int *y) {
+    int k = m->ad_index[l * N_PROJ + j];
+    if (k < 0) return pissa__g_matmul(g, x, m->layers[l].proj[j], y);
+    const adapter *a = &m->ad[k];
+    return pissa__g_lora(g, x, a->pW, a->pA, a->pB, (float)a->scale, (float)m->dropout, y);
+}
+
+static pissa_status build(pissa_model *m, pissa__graph *g) {
+    const pissa_llama_config *c = &m->w.cfg;
+    int H = (int)c->num_attention_heads, KV = (int)c->num_key_value_heads, hd = (int)c->head_dim;
+    float eps = (float)c->rms_norm_eps, theta = (float)c->rope_theta;
+    int x, h, q, k, v, qr, kr, att, o, gt, up, sw, dn;
+    PISSA_TRY(pissa__g_embedding(g, m->p_embed, &x));
+    for (int l = 0; l < (int)c->num_hidden_layers; l++) {
+        /* x += o_proj(attention(rope(q), rope(k), v)) with q, k, v from RMSNorm(x)·w_in */
+        PISSA_TRY(pissa__g_rmsnorm(g, x, m->layers[l].in_norm, eps, &h));
+        PISSA_TRY(linear(m, g, l, Q, h, &q));
+        PISSA_TRY(linear(m, g, l, K, h, &k));
+        PISSA_TRY(linear(m, g, l, V, h, &v));
+        PISSA_TRY(pissa__g_rope(g, q, H, hd, theta, &qr));
+        PISSA_TRY(pissa__g_rope(g, k, KV, hd, theta, &kr));
+        PISSA_TRY(pissa__g_attention(g, qr, kr, v, H, KV, hd, &att));
+        PISSA_TRY(linear(m, g, l, O, att, &o));
+        PISSA_TRY(pissa__g_add(g, x, o, &x));
+        /* x += down_proj(silu(gate_proj(h)) ⊙ up_proj(h)) with h = RMSNorm(x)·w_post */
+        PISSA_TRY(pissa__g_rmsnorm(g, x, m->layers[l].post_norm, eps, &h));
+        PISSA_TRY(linear(m, g, l, GATE, h, &gt));
+        PISSA_TRY(linear(m, g, l, UP, h, &up));
+        PISSA_TRY(pissa__g_swiglu(g, gt, up, &sw));
+        PISSA_TRY(linear(m, g, l, DOWN, sw, &dn));
+        PISSA_TRY(pissa__g_add(g, x, dn, &x));
+    }
+    PISSA_TRY(pissa__g_rmsnorm(g, x, m->p_norm, eps, &h));
+    PISSA_TRY(pissa__g_matmul(g, h, m->p_head, &m->logits_value));
+    PISSA_TRY(pissa__g_cross_entropy(g, m->logits_value));
+    return pissa__graph_plan(g);
+}
+
+static pissa_status ensure_graph(pissa_model *m, int B, int T) {
+    if (m->g && m->g->B == B && m->g->T == T) return PISSA_OK;
+    pissa__graph_free(m->g);
+    m->g = NULL;
+    pissa__graph *g;
+    PISSA_TRY(pissa__graph_create(&m->params, B, T, &g));
+    pissa_status st = build(m, g);
+    if (st != PISSA_OK) {
+        pissa__graph_free(g);
+        return st;
+    }
+    m->g = g;
+    return PISSA_OK;
+}
+
+/* Checks the batch, plans the graph and loads ids and shifted targets. */
+static pissa_status prepare(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T) {
+    const pissa_llama_config *c = &m->w.cfg;
+    if (!ids) return pissa__fail(PISSA_ERR_INVALID_ARG, "model: input_ids is NULL");
+    if (B <= 0 || T <= 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "model: batch shape (%d, %d) is empty", B, T);
+    if (T > c->max_position_embeddings)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "model: sequence length T = %d exceeds max_position_embeddings %lld",
+                           T, (long long)c->max_position_embeddings);
+    int64_t Vv = c->vocab_size;
+    for (int64_t i = 0; i < (int64_t)B * T; i++) {
+        if (ids[i] < 0 || ids[i] >= Vv)
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "model: input_ids[%lld][%lld] = %d is outside [0, %lld)",
+                               (long long)(i / T), (long long)(i % T), ids[i], (long long)Vv);
+        if (labels && labels[i] != PISSA_IGNORE_INDEX && (labels[i] < 0 || labels[i] >= Vv))
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "model: labels[%lld][%lld] = %d is neither -100 nor in [0, %lld)",
+                               (long long)(i / T), (long long)(i % T), labels[i], (long long)Vv);
+    }
+    PISSA_TRY(ensure_graph(m, B, T));
+    pissa__graph *g = m->g;
+    memcpy(g->ids, ids, sizeof(int32_t) * (size_t)B * T);
+    if (labels) /* HF shift: position t predicts labels[t + 1]; the last position of a row predicts nothing */
+        for (int b = 0; b < B; b++) {
+            const int32_t *lb = labels + (size_t)b * T;
+            int32_t *tg = g->targets + (size_t)b * T;
+            for (int t = 0; t + 1 < T; t++) tg[t] = lb[t + 1];
+            tg[T - 1] = PISSA_IGNORE_INDEX;
+        }
+    g->training = m->training;
+    g->rng = m->rng;
+    return PISSA_OK;
+}
+
+pissa_status pissa_model_logits(pissa_model *m, const int32_t *ids, int B, int T, float *logits) {
+    if (!m || !logits) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_logits: NULL argument");
+    PISSA_TRY(prepare(m, ids, NULL, B, T));
+    pissa__graph *g = m->g;
+    pissa__graph_forward(g, g->n_nodes - 1); /* all but the loss */
+    m->rng = g->rng;
+    memcpy(logits, g->values[m->logits_value].data, sizeof(float) * (size_t)g->N * (size_t)m->w.cfg.vocab_size);
+    return PISSA_OK;
+}
+
+pissa_status pissa_model_loss(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T,
+                              double *loss, int64_t *count) {
+    if (!m || !labels) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_loss: NULL argument");
+    PISSA_TRY(prepare(m, ids, labels, B, T));
+    pissa__graph_forward(m->g, -1);
+    m->rng = m->g->rng;
+    if (loss) *loss = m->g->loss;
+    if (count) *count = m->g->count;
+    return PISSA_OK;
+}
+
+pissa_status pissa_model_forward_backward(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T,
+                                          float dloss, double *loss, int64_t *count) {
+    PISSA_TRY(pissa_model_loss(m, ids, labels, B, T, loss, count));
+    pissa__graph_backward(m->g, dloss);
+    return PISSA_OK;
+}
