@@ -9,6 +9,7 @@
 #include "pissa/safetensors.h"
 #include "pissa/checkpoint.h"
 #include "pissa/peft.h"
+#include "pissa/interop.h"
 #include "pissa/tokenizer.h"
 #include "pissa/data.h"
 #include "pissa/generate.h"

@@ -1,0 +1,634 @@
+/* Interoperability with Hugging Face PEFT: target matching as PEFT does it, adapter validation against a
+ * base, PiSSA → LoRA conversion (REFERENCE §2), merge and unmerge.
+ *
+ * Regular expressions: PEFT evaluates target_modules strings and rank_pattern / alpha_pattern keys with
+ * Python's `re`. PCRE2 is used because its syntax is the one closest to Python's (\d, (?:...), (?P<name>...),
+ * lazy quantifiers, lookarounds) and it is maintained and packaged everywhere; POSIX <regex.h> lacks most
+ * of that syntax and would silently mismatch. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+#define KEY_PREFIX "base_model.model."
+
+/* Llama's nn.Linear modules other than the output layer: what "all-linear" expands to (PEFT excludes
+ * model.get_output_embeddings(), i.e. lm_head). */
+static const char *const llama_linear[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                           "down_proj"};
+
+/* ---------------------------------------------------------------------------------------------- */
+/* regular expressions                                                                            */
+
+/* Compiles PATTERN with Python-like Unicode semantics for \d \w \s; FIELD names it in errors. */
+static pissa_status re_compile(const char *pattern, uint32_t options, const char *field, pcre2_code **out) {
+    int err = 0;
+    PCRE2_SIZE at = 0;
+    *out = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options | PCRE2_UTF | PCRE2_UCP, &err, &at,
+                         NULL);
+    if (*out) return PISSA_OK;
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof msg);
+    return pissa__fail(PISSA_ERR_FORMAT, "adapter_config.json: %s: invalid regular expression '%s' at offset %zu: %s",
+                       field, pattern, (size_t)at, (const char *)msg);
+}
+
+/* 1 on a match, 0 on none, -1 on an engine error (match limit, ...). */
+static int re_match(const pcre2_code *re, const char *s, pcre2_match_data *md) {
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+    return rc >= 0 ? 1 : rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* target matching                                                                                */
+
+/* A config with its regular expressions compiled once, for resolving many modules. */
+typedef struct resolver {
+    const pissa_peft_config *cfg;
+    pissa_target_kind kind;
+    pcre2_code *target;                          /* REGEX: fullmatch */
+    pcre2_code *layer;                           /* re.match(r".*\.[^.]*\.(\d+)\.") */
+    pcre2_code *rank[PISSA_PEFT_MAX_PATTERNS];   /* re.match(rf"(.*\.)?({key})$") */
+    pcre2_code *alpha[PISSA_PEFT_MAX_PATTERNS];
+    pcre2_match_data *md;
+} resolver;
+
+static void resolver_free(resolver *R) {
+    pcre2_code_free(R->target);
+    pcre2_code_free(R->layer);
+    for (int i = 0; i < PISSA_PEFT_MAX_PATTERNS; i++) {
+        pcre2_code_free(R->rank[i]);
+        pcre2_code_free(R->alpha[i]);
+    }
+    pcre2_match_data_free(R->md);
+    memset(R, 0, sizeof *R);
+}
+
+static pissa_status compile_pattern_key(const char *key, const char *field, pcre2_code **out) {
+    size_t n = strlen(key) + 16;
+    char *p = malloc(n);
+    if (!p) return pissa__fail(PISSA_ERR_NOMEM, "adapter_config.json: out of memory");
+    snprintf(p, n, "(.*\\.)?(%s)$", key);
+    char what[160];
+    snprintf(what, sizeof what, "%s key '%.120s'", field, key);
+    pissa_status st = re_compile(p, PCRE2_ANCHORED, what, out);
+    free(p);
+    return st;
+}
+
+static pissa_status resolver_init(resolver *R, const pissa_peft_config *cfg) {
+    memset(R, 0, sizeof *R);
+    R->cfg = cfg;
+    R->kind = cfg->target_kind;
+    /* PEFT lower-cases a string target before comparing it with "all-linear". */
+    if (R->kind == PISSA_TARGET_REGEX && strcasecmp(cfg->target_modules, "all-linear") == 0)
+        R->kind = PISSA_TARGET_ALL_LINEAR;
+    pissa_status st = PISSA_OK;
+    if (R->kind == PISSA_TARGET_REGEX)
+        st = re_compile(cfg->target_modules, PCRE2_ANCHORED | PCRE2_ENDANCHORED, "target_modules", &R->target);
+    /* Python's \d is ASCII here: int() of the group must parse, and module paths are ASCII. */
+    if (st == PISSA_OK) {
+        int err;
+        PCRE2_SIZE at;
+        R->layer = pcre2_compile((PCRE2_SPTR) ".*\\.[^.]*\\.([0-9]+)\\.", PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, &err,
+                                 &at, NULL);
+        if (!R->layer) st = pissa__fail(PISSA_ERR_NOMEM, "adapter_config.json: out of memory");
+    }
+    for (int64_t i = 0; st == PISSA_OK && i < cfg->n_rank_pattern; i++)
+        st = compile_pattern_key(cfg->rank_pattern[i].key, "rank_pattern", &R->rank[i]);
+    for (int64_t i = 0; st == PISSA_OK && i < cfg->n_alpha_pattern; i++)
+        st = compile_pattern_key(cfg->alpha_pattern[i].key, "alpha_pattern", &R->alpha[i]);
+    if (st == PISSA_OK && !(R->md = pcre2_match_data_create(16, NULL)))
+        st = pissa__fail(PISSA_ERR_NOMEM, "adapter_config.json: out of memory");
+    if (st != PISSA_OK) resolver_free(R);
+    return st;
+}
+
+static pissa_status engine_error(const char *field, const char *module) {
+    return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: %s: the regular expression engine gave up on '%s'",
+                       field, module);
+}
+
+/* PEFT's layer filter: the index N of the last ".NAME.N." in MODULE must be in layers_to_transform. */
+static pissa_status layer_selected(resolver *R, const char *module, int *ok) {
+    const pissa_peft_config *c = R->cfg;
+    *ok = 1;
+    if (!c->has_layers_to_transform || c->n_layers_to_transform == 0) return PISSA_OK;
+    int m = re_match(R->layer, module, R->md);
+    if (m < 0) return engine_error("layers_to_transform", module);
+    *ok = 0;
+    if (!m) return PISSA_OK;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(R->md);
+    size_t len = ov[3] - ov[2];
+    if (len > 18) return PISSA_OK; /* beyond int64: in no list */
+    int64_t n = 0;
+    for (size_t k = 0; k < len; k++) n = n * 10 + (module[ov[2] + k] - '0');
+    for (int64_t i = 0; i < c->n_layers_to_transform; i++)
+        if (c->layers_to_transform[i] == n) *ok = 1;
+    return PISSA_OK;
+}
+
+static int ends_with_component(const char *module, const char *name, size_t k) {
+    size_t m = strlen(module);
+    return m > k && module[m - k - 1] == '.' && memcmp(module + m - k, name, k) == 0;
+}
+
+static pissa_status is_targeted(resolver *R, const char *module, int *targeted) {
+    const pissa_peft_config *c = R->cfg;
+    *targeted = 0;
+    if (R->kind == PISSA_TARGET_REGEX) {
+        int m = re_match(R->target, module, R->md);
+        if (m < 0) return engine_error("target_modules", module);
+        *targeted = m;
+        return PISSA_OK;
+    }
+    int suffix = 0;
+    if (R->kind == PISSA_TARGET_ALL_LINEAR) {
+        for (size_t j = 0; j < sizeof llama_linear / sizeof llama_linear[0]; j++)
+            if (ends_with_component(module, llama_linear[j], strlen(llama_linear[j]))) suffix = 1;
+    } else {
+        /* An empty list stands for null: PEFT then uses its default for the model type (Llama: q_proj, v_proj). */
+        const char *list = c->target_modules[0] ? c->target_modules : "q_proj,v_proj";
+        for (const char *p = list; *p;) {
+            const char *e = strchr(p, ',');
+            size_t k = e ? (size_t)(e - p) : strlen(p);
+            if (strlen(module) == k && memcmp(module, p, k) == 0) {
+                *targeted = 1; /* named exactly: PEFT skips the layer filter */
+                return PISSA_OK;
+            }
+            if (ends_with_component(module, p, k)) suffix = 1;
+            p += k + (e != NULL);
+        }
+    }
+    if (!suffix) return PISSA_OK;
+    return layer_selected(R, module, targeted);
+}
+
+/* First pattern (in file order) whose key matches, else -1. */
+static pissa_status pattern_index(resolver *R, pcre2_code *const *res, int64_t n, const char *field,
+                                  const char *module, int64_t *index) {
+    *index = -1;
+    for (int64_t i = 0; i < n; i++) {
+        int m = re_match(res[i], module, R->md);
+        if (m < 0) return engine_error(field, module);
+        if (m) {
+            *index = i;
+            break;
+        }
+    }
+    return PISSA_OK;
+}
+
+static pissa_status resolve(resolver *R, const char *module, int *targeted, int64_t *r, double *alpha,
+                            double *scale) {
+    const pissa_peft_config *c = R->cfg;
+    int t;
+    int64_t ri, ai;
+    PISSA_TRY(is_targeted(R, module, &t));
+    PISSA_TRY(pattern_index(R, R->rank, c->n_rank_pattern, "rank_pattern", module, &ri));
+    PISSA_TRY(pattern_index(R, R->alpha, c->n_alpha_pattern, "alpha_pattern", module, &ai));
+    int64_t rank = ri >= 0 ? (int64_t)c->rank_pattern[ri].value : c->r;
+    double a = ai >= 0 ? c->alpha_pattern[ai].value : c->lora_alpha;
+    if (targeted) *targeted = t;
+    if (r) *r = rank;
+    if (alpha) *alpha = a;
+    if (scale) *scale = pissa_lora_scale(a, rank, c->use_rslora);
+    return PISSA_OK;
+}
+
+pissa_status pissa_peft_resolve(const pissa_peft_config *cfg, const char *module, int *targeted, int64_t *r,
+                                double *alpha, double *scale) {
+    if (!cfg || !module) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_resolve: NULL argument");
+    resolver R;
+    PISSA_TRY(resolver_init(&R, cfg));
+    pissa_status st = resolve(&R, module, targeted, r, alpha, scale);
+    resolver_free(&R);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* an adapter against a base                                                                      */
+
+pissa_status pissa_checkpoint_linear_shapes(const pissa_checkpoint *c, pissa_linear_shape **out, size_t *n) {
+    if (!c || !out || !n) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_checkpoint_linear_shapes: NULL argument");
+    *out = NULL;
+    *n = 0;
+    size_t count = pissa_checkpoint_count(c), k = 0, bytes = 0;
+    static const char suffix[] = ".weight";
+    const size_t ls = sizeof suffix - 1;
+    /* first pass: sizes; second: fill one block (array, then the strings) */
+    for (int pass = 0; pass < 2; pass++) {
+        char *strings = pass ? (char *)(*out + k) : NULL;
+        size_t m = 0;
+        for (size_t i = 0; i < count; i++) {
+            const char *name = pissa_checkpoint_name(c, i);
+            size_t len = strlen(name);
+            pissa_st_info info;
+            PISSA_TRY(pissa_checkpoint_find(c, name, &info));
+            if (info.ndim != 2 || !pissa_dtype_is_float(info.dtype) || len <= ls || strcmp(name + len - ls, suffix))
+                continue;
+            if (!pass) {
+                k++;
+                bytes += len - ls + 1;
+                continue;
+            }
+            memcpy(strings, name, len - ls);
+            strings[len - ls] = '\0';
+            (*out)[m] = (pissa_linear_shape){strings, info.shape[0], info.shape[1]};
+            strings += len - ls + 1;
+            m++;
+        }
+        if (!pass && !(*out = pissa__alloc(1, k * sizeof **out + bytes + 1)))
+            return pissa__fail(PISSA_ERR_NOMEM, "linear shapes: out of memory");
+    }
+    *n = k;
+    return PISSA_OK;
+}
+
+/* init_lora_weights values PEFT would act on at load time by changing the base weights. */
+static int init_transforms_base(const char *init) {
+    static const char *const kinds[] = {"pissa", "olora", "corda", "eva", "loftq"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strncasecmp(init, kinds[i], strlen(kinds[i])) == 0) return 1;
+    return 0;
+}
+
+static pissa_status check_config(const pissa_peft_config *c) {
+    if (c->use_dora)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'use_dora' is true: DoRA adapters are "
+                                                  "not supported");
+    if (c->has_lora_bias)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'lora_bias' is true: LoRA biases are "
+                                                  "not supported");
+    if (c->has_modules_to_save)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'modules_to_save' is not null: fully "
+                                                  "trained extra modules are not supported");
+    if (c->fan_in_fan_out)
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'fan_in_fan_out' is true: that is for "
+                                                  "GPT-2 style Conv1D weights (in, out); Llama's are (out, in)");
+    if (init_transforms_base(c->init_lora_weights))
+        return pissa__fail(PISSA_ERR_UNSUPPORTED,
+                           "adapter_config.json: field 'init_lora_weights' is '%s': PEFT would redo that "
+                           "initialisation on the base when loading; save the initial adapter with "
+                           "init_lora_weights true (as pissa-init does) or convert it with pissa-convert",
+                           c->init_lora_weights);
+    return PISSA_OK;
+}
+
+static const pissa_linear_shape *find_shape(const pissa_linear_shape *base, size_t n, const char *module) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(base[i].module, module) == 0) return &base[i];
+    return NULL;
+}
+
+static pissa_status check_module(resolver *R, const char *module, const pissa_tensor *A, const pissa_tensor *B,
+                                 const pissa_linear_shape *base, size_t n_base) {
+    const pissa_linear_shape *s = find_shape(base, n_base, module);
+    int64_t r = pissa_tensor_dim(A, 0), in = pissa_tensor_dim(A, 1), out = pissa_tensor_dim(B, 0), want;
+    if (!s)
+        return pissa__fail(PISSA_ERR_NOT_FOUND, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight': module '%s' is not "
+                           "a linear weight of the base model", module, module);
+    int targeted;
+    PISSA_TRY(resolve(R, module, &targeted, &want, NULL, NULL));
+    if (!targeted)
+        return pissa__fail(PISSA_ERR_FORMAT, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight': module '%s' is not "
+                           "targeted by adapter_config.json (target_modules '%s'%s)", module, module,
+                           R->cfg->target_modules, R->cfg->has_layers_to_transform ? ", layers_to_transform" : "");
+    if (r != want)
+        return pissa__fail(PISSA_ERR_FORMAT, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight' has rank %lld but "
+                           "adapter_config.json assigns %lld (r / rank_pattern)", module, (long long)r,
+                           (long long)want);
+    if (in != s->in)
+        return pissa__fail(PISSA_ERR_SHAPE, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight' is (%lld, %lld) but the "
+                           "base weight '%s.weight' is (%lld, %lld): expected (%lld, %lld)", module, (long long)r,
+                           (long long)in, module, (long long)s->out, (long long)s->in, (long long)r, (long long)s->in);
+    if (out != s->out)
+        return pissa__fail(PISSA_ERR_SHAPE, "adapter tensor '" KEY_PREFIX "%s.lora_B.weight' is (%lld, %lld) but the "
+                           "base weight '%s.weight' is (%lld, %lld): expected (%lld, %lld)", module, (long long)out,
+                           (long long)r, module, (long long)s->out, (long long)s->in, (long long)s->out, (long long)r);
+    return PISSA_OK;
+}
+
+pissa_status pissa_peft_adapter_check(const pissa_peft_adapter *a, const pissa_linear_shape *base, size_t n_base) {
+    if (!a || (!base && n_base)) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_adapter_check: NULL argument");
+    const pissa_peft_config *c = pissa_peft_adapter_config(a);
+    PISSA_TRY(check_config(c));
+    resolver R;
+    PISSA_TRY(resolver_init(&R, c));
+    pissa_status st = PISSA_OK;
+    for (size_t i = 0; st == PISSA_OK && i < pissa_peft_adapter_count(a); i++) {
+        const char *module;
+        const pissa_tensor *A, *B;
+        st = pissa_peft_adapter_module(a, i, &module, &A, &B);
+        if (st == PISSA_OK) st = check_module(&R, module, A, B, base, n_base);
+    }
+    size_t missing = 0;
+    const char *first = NULL;
+    for (size_t i = 0; st == PISSA_OK && i < n_base; i++) {
+        int targeted;
+        size_t at;
+        st = resolve(&R, base[i].module, &targeted, NULL, NULL, NULL);
+        if (st == PISSA_OK && targeted && pissa_peft_adapter_find(a, base[i].module, &at) != PISSA_OK) {
+            if (!missing++) first = base[i].module;
+        }
+    }
+    if (st == PISSA_OK) pissa_clear_error(); /* the misses of pissa_peft_adapter_find above */
+    if (st == PISSA_OK && missing)
+        pissa__log(PISSA_LOG_WARN, "adapter: %zu module(s) targeted by adapter_config.json have no tensors (first: "
+                   "'%s'); they are left unchanged", missing, first);
+    resolver_free(&R);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* PiSSA → LoRA                                                                                   */
+
+static int patterns_equal(const pissa_peft_pattern *x, int64_t nx, const pissa_peft_pattern *y, int64_t ny) {
+    if (nx != ny) return 0;
+    for (int64_t i = 0; i < nx; i++)
+        if (strcmp(x[i].key, y[i].key) != 0 || x[i].value != y[i].value) return 0;
+    return 1;
+}
+
+static pissa_status same_setup(const pissa_peft_config *t, const pissa_peft_config *i) {
+    const char *field = t->r != i->r                    ? "r"
+                        : t->lora_alpha != i->lora_alpha ? "lora_alpha"
+                        : t->use_rslora != i->use_rslora ? "use_rslora"
+                        : !patterns_equal(t->rank_pattern, t->n_rank_pattern, i->rank_pattern, i->n_rank_pattern)
+                            ? "rank_pattern"
+                        : !patterns_equal(t->alpha_pattern, t->n_alpha_pattern, i->alpha_pattern, i->n_alpha_pattern)
+                            ? "alpha_pattern"
+                            : NULL;
+    if (field)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "PiSSA to LoRA: the trained and the initial adapter differ in "
+                           "adapter_config.json field '%s': the initial adapter must be the one training started from",
+                           field);
+    return PISSA_OK;
+}
+
+/* A' = concat_rows(A, A0) (2r, in); B' = concat_cols(B, −B0) (out, 2r). */
+static void concat_pair(const pissa_tensor *A, const pissa_tensor *B, const pissa_tensor *A0, const pissa_tensor *B0,
+                        float *A2, float *B2) {
+    int64_t r = pissa_tensor_dim(A, 0), in = pissa_tensor_dim(A, 1), out = pissa_tensor_dim(B, 0);
+    memcpy(A2, pissa_tensor_data(A), sizeof(float) * (size_t)(r * in));
+    memcpy(A2 + r * in, pissa_tensor_data(A0), sizeof(float) * (size_t)(r * in));
+    const float *b = pissa_tensor_data(B), *b0 = pissa_tensor_data(B0);
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t k = 0; k < r; k++) {
+            B2[o * 2 * r + k] = b[o * r + k];
+            B2[o * 2 * r + r + k] = -b0[o * r + k];
+        }
+}
+
+pissa_status pissa_peft_pissa_to_lora(const pissa_peft_adapter *trained, const pissa_peft_adapter *initial,
+                                      const char *base_model, pissa_peft_adapter **out) {
+    if (!trained || !initial || !out)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_pissa_to_lora: NULL argument");
+    *out = NULL;
+    const pissa_peft_config *ct = pissa_peft_adapter_config(trained);
+    PISSA_TRY(same_setup(ct, pissa_peft_adapter_config(initial)));
+    size_t n = pissa_peft_adapter_count(trained);
+    if (pissa_peft_adapter_count(initial) != n)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "PiSSA to LoRA: the trained adapter has %zu modules but the initial "
+                           "one has %zu", n, pissa_peft_adapter_count(initial));
+    /* The scale s = α/r (or α/√r) is kept by doubling r and multiplying α by 2 (or √2). */
+    pissa_peft_config c = *ct;
+    double f = c.use_rslora ? sqrt(2.0) : 2.0;
+    c.r *= 2;
+    c.lora_alpha *= f;
+    for (int64_t i = 0; i < c.n_rank_pattern; i++) c.rank_pattern[i].value *= 2;
+    for (int64_t i = 0; i < c.n_alpha_pattern; i++) c.alpha_pattern[i].value *= f;
+    snprintf(c.init_lora_weights, sizeof c.init_lora_weights, "true");
+    if (base_model) {
+        if (strlen(base_model) >= sizeof c.base_model_name_or_path)
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "PiSSA to LoRA: base model name is longer than %zu bytes",
+                               sizeof c.base_model_name_or_path - 1);
+        strcpy(c.base_model_name_or_path, base_model);
+    }
+    pissa_peft_adapter *res = NULL;
+    PISSA_TRY(pissa_peft_adapter_create(&c, &res));
+    float *A2 = NULL, *B2 = NULL;
+    pissa_status st = PISSA_OK;
+    for (size_t i = 0; st == PISSA_OK && i < n; i++) {
+        const char *module;
+        const pissa_tensor *A, *B, *A0, *B0;
+        size_t j;
+        st = pissa_peft_adapter_module(trained, i, &module, &A, &B);
+        if (st == PISSA_OK && pissa_peft_adapter_find(initial, module, &j) != PISSA_OK)
+            st = pissa__fail(PISSA_ERR_INVALID_ARG, "PiSSA to LoRA: module '%s' of the trained adapter is not in the "
+                             "initial adapter", module);
+        if (st == PISSA_OK) st = pissa_peft_adapter_module(initial, j, &module, &A0, &B0);
+        if (st != PISSA_OK) break;
+        int64_t r = pissa_tensor_dim(A, 0), in = pissa_tensor_dim(A, 1), out_dim = pissa_tensor_dim(B, 0);
+        if (pissa_tensor_dim(A0, 0) != r || pissa_tensor_dim(A0, 1) != in || pissa_tensor_dim(B0, 0) != out_dim) {
+            st = pissa__fail(PISSA_ERR_INVALID_ARG, "PiSSA to LoRA: module '%s': trained A (%lld, %lld), "
+                             "B (%lld, %lld) but initial A (%lld, %lld), B (%lld, %lld)", module, (long long)r,
+                             (long long)in, (long long)out_dim, (long long)r, (long long)pissa_tensor_dim(A0, 0),
+                             (long long)pissa_tensor_dim(A0, 1), (long long)pissa_tensor_dim(B0, 0),
+                             (long long)pissa_tensor_dim(B0, 1));
+            break;
+        }
+        A2 = pissa__alloc((size_t)(2 * r * in), sizeof(float));
+        B2 = pissa__alloc((size_t)(out_dim * 2 * r), sizeof(float));
+        if (!A2 || !B2) st = pissa__fail(PISSA_ERR_NOMEM, "PiSSA to LoRA: out of memory for module '%s'", module);
+        if (st == PISSA_OK) {
+            concat_pair(A, B, A0, B0, A2, B2);
+            st = pissa_peft_adapter_add(res, module, 2 * r, in, out_dim, A2, B2);
+        }
+        free(A2);
+        free(B2);
+        A2 = B2 = NULL;
+    }
+    if (st != PISSA_OK) {
+        pissa_peft_adapter_free(res);
+        return st;
+    }
+    *out = res;
+    return PISSA_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* merge and unmerge                                                                              */
+
+static pissa_status add_product(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
+                                double scale, const char *who) {
+    if (!W || !A || !B) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: NULL argument", who);
+    if (out < 1 || in < 1 || r < 1 || out > INT_MAX || in > INT_MAX || r > INT_MAX)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: bad shape W (%lld, %lld), r=%lld", who, (long long)out,
+                           (long long)in, (long long)r);
+    if (!isfinite(scale)) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: scale is not finite", who);
+    /* W (out, in) += scale · B (out, r) · A (r, in) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)in, (int)r, (float)scale, B, (int)r, A,
+                (int)in, 1.0f, W, (int)in);
+    return PISSA_OK;
+}
+
+pissa_status pissa_lora_merge(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
+                              double scale) {
+    return add_product(W, out, in, r, A, B, scale, "pissa_lora_merge");
+}
+
+pissa_status pissa_lora_unmerge(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
+                                double scale) {
+    return add_product(W, out, in, r, A, B, -scale, "pissa_lora_unmerge");
+}
+
+/* W ± s·B·A for MODULE with R's scale. */
+static pissa_status merge_module(resolver *R, const pissa_peft_adapter *a, const char *module, float *W, int64_t out,
+                                 int64_t in, int sign, int *merged) {
+    size_t i;
+    if (merged) *merged = 0;
+    if (pissa_peft_adapter_find(a, module, &i) != PISSA_OK) {
+        pissa_clear_error();
+        return PISSA_OK;
+    }
+    const pissa_tensor *A, *B;
+    PISSA_TRY(pissa_peft_adapter_module(a, i, &module, &A, &B));
+    int64_t r = pissa_tensor_dim(A, 0);
+    if (pissa_tensor_dim(A, 1) != in || pissa_tensor_dim(B, 0) != out)
+        return pissa__fail(PISSA_ERR_SHAPE, "merge: module '%s': A (%lld, %lld), B (%lld, %lld) do not fit the weight "
+                           "(%lld, %lld)", module, (long long)r, (long long)pissa_tensor_dim(A, 1),
+                           (long long)pissa_tensor_dim(B, 0), (long long)r, (long long)out, (long long)in);
+    double scale;
+    PISSA_TRY(resolve(R, module, NULL, NULL, NULL, &scale));
+    PISSA_TRY(add_product(W, out, in, r, pissa_tensor_data(A), pissa_tensor_data(B), sign * scale, module));
+    if (merged) *merged = 1;
+    return PISSA_OK;
+}
+
+static pissa_status merge_one(const pissa_peft_adapter *a, const char *module, float *W, int64_t out, int64_t in,
+                              int sign, int *merged) {
+    if (!a || !module || !W) return pissa__fail(PISSA_ERR_INVALID_ARG, "merge: NULL argument");
+    resolver R;
+    PISSA_TRY(resolver_init(&R, pissa_peft_adapter_config(a)));
+    pissa_status st = merge_module(&R, a, module, W, out, in, sign, merged);
+    resolver_free(&R);
+    return st;
+}
+
+pissa_status pissa_peft_merge_module(const pissa_peft_adapter *a, const char *module, float *W, int64_t out,
+                                     int64_t in, int *merged) {
+    return merge_one(a, module, W, out, in, +1, merged);
+}
+
+pissa_status pissa_peft_unmerge_module(const pissa_peft_adapter *a, const char *module, float *W, int64_t out,
+                                       int64_t in, int *merged) {
+    return merge_one(a, module, W, out, in, -1, merged);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* merged checkpoint                                                                              */
+
+typedef struct merge_ctx {
+    const pissa_checkpoint *base;
+    const pissa_peft_adapter *adapter;
+    resolver *R;
+    int sign;
+} merge_ctx;
+
+/* Fills one tensor of the output: the base's values, the adapter merged in when it adapts this weight. */
+static pissa_status fill_merged(void *user, const char *name, float *dst, int64_t numel) {
+    merge_ctx *m = user;
+    PISSA_TRY(pissa_checkpoint_read_f32(m->base, name, dst, numel));
+    if (!m->adapter) return PISSA_OK;
+    pissa_st_info info;
+    PISSA_TRY(pissa_checkpoint_find(m->base, name, &info));
+    size_t len = strlen(name);
+    if (info.ndim != 2 || len <= 7 || strcmp(name + len - 7, ".weight") != 0) return PISSA_OK;
+    char *module = pissa__strdup(name);
+    if (!module) return pissa__fail(PISSA_ERR_NOMEM, "merge: out of memory");
+    module[len - 7] = '\0';
+    pissa_status st = merge_module(m->R, m->adapter, module, dst, info.shape[0], info.shape[1], m->sign, NULL);
+    free(module);
+    return st;
+}
+
+static const char *torch_dtype_name(pissa_dtype dt) {
+    return dt == PISSA_F32 ? "float32" : dt == PISSA_BF16 ? "bfloat16" : "float16";
+}
+
+/* config.json text with "torch_dtype" set to DTYPE's name (added when absent). Caller frees. */
+static pissa_status config_with_dtype(const char *json, pissa_dtype dtype, char **out) {
+    cJSON *root = cJSON_Parse(json);
+    if (!root) return pissa__fail(PISSA_ERR_FORMAT, "config.json: not valid JSON");
+    cJSON *v = cJSON_CreateString(torch_dtype_name(dtype));
+    pissa_status st = PISSA_OK;
+    if (!v) st = pissa__fail(PISSA_ERR_NOMEM, "config.json: out of memory");
+    else if (cJSON_GetObjectItemCaseSensitive(root, "torch_dtype"))
+        cJSON_ReplaceItemInObjectCaseSensitive(root, "torch_dtype", v);
+    else cJSON_AddItemToObject(root, "torch_dtype", v);
+    if (st == PISSA_OK) st = pissa__json_dump_sorted(root, out);
+    cJSON_Delete(root);
+    return st;
+}
+
+pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pissa_peft_adapter *a, int unmerge,
+                                         int dtype, const char *dir) {
+    if (!base || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_merge_checkpoint: NULL argument");
+    if (dtype != -1 && !pissa_dtype_is_float((pissa_dtype)dtype))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: output dtype must be F32, F16 or BF16", dir);
+    pissa_status st = PISSA_OK;
+    if (a) {
+        pissa_linear_shape *shapes;
+        size_t n;
+        PISSA_TRY(pissa_checkpoint_linear_shapes(base, &shapes, &n));
+        st = pissa_peft_adapter_check(a, shapes, n);
+        free(shapes);
+        PISSA_TRY(st);
+    }
+    resolver R;
+    memset(&R, 0, sizeof R);
+    if (a) PISSA_TRY(resolver_init(&R, pissa_peft_adapter_config(a)));
+    merge_ctx ctx = {base, a, &R, unmerge ? -1 : +1};
+    pissa_st_writer *w = NULL;
+    char *config = NULL, *weights = pissa__path_join(dir, "model.safetensors"),
+         *config_path = pissa__path_join(dir, "config.json");
+    if (!weights || !config_path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    if (st == PISSA_OK) st = pissa_st_writer_create(&w);
+    for (size_t i = 0; st == PISSA_OK && i < pissa_checkpoint_count(base); i++) {
+        const char *name = pissa_checkpoint_name(base, i);
+        pissa_st_info info;
+        st = pissa_checkpoint_find(base, name, &info);
+        if (st != PISSA_OK) break;
+        int is_float = pissa_dtype_is_float(info.dtype);
+        pissa_dtype out_dt = is_float && dtype != -1 ? (pissa_dtype)dtype : info.dtype;
+        size_t at;
+        int adapted = 0;
+        if (a && info.ndim == 2 && strlen(name) > 7) {
+            char *module = pissa__strdup(name);
+            if (!module) {
+                st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+                break;
+            }
+            module[strlen(module) - 7] = '\0';
+            adapted = strcmp(name + strlen(name) - 7, ".weight") == 0 &&
+                      pissa_peft_adapter_find(a, module, &at) == PISSA_OK;
+            free(module);
+        }
+        if (adapted || out_dt != info.dtype)
+            st = pissa_st_writer_add_fill(w, name, out_dt, info.ndim, info.shape, fill_merged, &ctx);
+        else /* untouched: the stored bytes, exactly */
+            st = pissa_st_writer_add_raw(w, name, info.dtype, info.ndim, info.shape, info.data);
+    }
+    if (st == PISSA_OK) pissa_clear_error(); /* misses of pissa_peft_adapter_find */
+    if (st == PISSA_OK) st = pissa__mkdir_p(dir);
+    if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
+    const char *json = pissa_checkpoint_config_json(base);
+    if (st == PISSA_OK && dtype != -1) st = config_with_dtype(json, (pissa_dtype)dtype, &config);
+    const char *text = config ? config : json;
+    if (st == PISSA_OK) st = pissa_write_file_atomic(config_path, text, strlen(text));
+    pissa_st_writer_free(w);
+    free(config);
+    free(weights);
+    free(config_path);
+    if (a) resolver_free(&R);
+    return st;
+}
