@@ -96,9 +96,9 @@ pissa_status pissa_singular_values(const float *W, int64_t m, int64_t n, float *
 /* Why p = PISSA_RSVD_DEFAULT_OVERSAMPLE = 8: HMT 2011 (Thm 10.5/10.6) bound the expected error of a q = r + p
  * sketch by (1 + sqrt(r/(p−1)))·σ_{r+1} + e·sqrt(r+p)/p·(Σ_{j>r} σ_j²)^{1/2} before power iterations (which raise
  * the σ ratios to the power 2N+1); the bound needs p >= 2 and its factors fall steeply until p ≈ 5–10, after
- * which extra columns buy little. HMT §4.2 recommend p = 5 or 10; torch's docs say q = k + 5..10. With p = 8 the
- * products W·X stay memory-bound (W is read once per product whatever q is), so for r = 16 the extra columns
- * cost little time, while p = 0 (PEFT's setting) leaves the r-th singular pair poorly resolved. */
+ * which extra columns buy little. HMT §4.2 recommend p = 5 or 10; torch's docs say q = k + 5..10. p = 0 (PEFT's
+ * setting) leaves the r-th singular pair poorly resolved. The cost grows with q, but less than (r+p)/r since
+ * every product streams all of W whatever q is (r = 16 on 4096×4096: ≈1.5× the time of p = 0). */
 
 pissa_rsvd_opts pissa_rsvd_default_opts(void) {
     pissa_rsvd_opts o = {.oversample = PISSA_RSVD_DEFAULT_OVERSAMPLE, .niter = 4, .seed = 0};
@@ -106,8 +106,10 @@ pissa_rsvd_opts pissa_rsvd_default_opts(void) {
 }
 
 /* The sketch runs on M = W (a = m rows, b = n columns) when m >= n and on M = Wᵀ otherwise, so that b = min(m, n)
- * >= q and the small SVD is of a (q, b) matrix. In memory W is the column-major A = Wᵀ (n, m), lda = n, so
- * M = Aᵀ (W) or M = A (Wᵀ): only the cblas transpose flags differ. Tall-skinny blocks are column-major. */
+ * >= q and the small SVD is of a (q, b) matrix. (torch 1.13 also takes the transpose when n > q; sketching the
+ * row or the column space costs the same 2N+2 passes over W and has the same error distribution.)
+ * In memory W is the column-major A = Wᵀ (n, m), lda = n, so M = Aᵀ (W) or M = A (Wᵀ): only the cblas transpose
+ * flags differ. Tall-skinny blocks are column-major. */
 typedef struct rsvd_ctx {
     const float *W;
     int64_t lda;       /* n */
@@ -119,13 +121,13 @@ typedef struct rsvd_ctx {
     lapack_int lwork;
 } rsvd_ctx;
 
-/* Y (a, q) = M·X, X (b, q): one sgemm over the whole of W. */
+/* Y (a, qg) = M·X, X (b, qg): one sgemm over the whole of W. */
 static void apply_M(const rsvd_ctx *c, const float *X, float *Y) {
     cblas_sgemm(CblasColMajor, c->transposed ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)c->a, (int)c->qg,
                 (int)c->b, 1.0f, c->W, (int)c->lda, X, (int)c->b, 0.0f, Y, (int)c->a);
 }
 
-/* Z (b, q) = Mᵀ·Y, Y (a, q). */
+/* Z (b, qg) = Mᵀ·Y, Y (a, qg). */
 static void apply_Mt(const rsvd_ctx *c, const float *Y, float *Z) {
     cblas_sgemm(CblasColMajor, c->transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)c->b, (int)c->qg,
                 (int)c->a, 1.0f, c->W, (int)c->lda, Y, (int)c->a, 0.0f, Z, (int)c->b);
@@ -164,10 +166,10 @@ pissa_status pissa_svd_randomized(const float *W, int64_t m, int64_t n, int64_t 
     c.a = c.transposed ? n : m;
     c.b = k;
     c.q = opts->oversample > k - r ? k : r + opts->oversample;
-    /* OpenBLAS (0.3.21, 2 threads) splits the skinny side of W·X between threads in blocks of 4 columns per half;
-     * widths that are not multiples of 16 fall to slow edge kernels: q = 24 took 14.7 ms per product on
-     * 4096×4096, q = 32 11.9 ms. Zero columns past q stay exactly zero through every product (W·0 = 0) and are
-     * never seen by QR or the small SVD, so the padding changes the time only. */
+    /* OpenBLAS 0.3.21 (2 threads) is slow on skinny products whose width is not a multiple of 16, presumably
+     * from edge kernels after its thread split: on 4096×4096, q = 24 took 14.7 ms per product and q = 32 11.9 ms
+     * (q = 136: 40.7 ms, 144: 36.4 ms). Columns past q start at zero and stay zero through every product (for
+     * finite W); QR and the small SVD never see them, so the padding changes the time only. */
     c.qg = (c.q + 15) / 16 * 16;
     const int64_t a = c.a, b = c.b, q = c.q, qg = c.qg;
 
