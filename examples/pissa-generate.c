@@ -79,14 +79,14 @@ int main(int argc, char **argv) {
     double t0 = cli_now();
     /* A KV cache as long as the run needs: STEPS positions, at most the model's context. */
     pissa_generator *g;
-    cli_check(pissa_generator_create(model, adapter, steps, &g), model);
+    cli_check(pissa_generator_create(model, adapter, steps, &g), "cannot load the model");
     int64_t max_pos = pissa_generator_max_seq_len(g);
     if (steps > max_pos)
         fprintf(stderr, "pissa-generate: --steps %lld exceeds the model's %lld positions; using %lld\n",
                 (long long)steps, (long long)max_pos, (long long)max_pos);
     if (steps == 0 || steps > max_pos) steps = max_pos;
     pissa_tokenizer *tok;
-    cli_check(pissa_tokenizer_load(tok_path, (int32_t)pissa_generator_vocab_size(g), &tok), tok_path);
+    cli_check(pissa_tokenizer_load(tok_path, (int32_t)pissa_generator_vocab_size(g), &tok), "cannot load the tokenizer");
     fprintf(stderr, "pissa-generate: %s%s%s loaded in %.2f s; steps %lld, temperature %g, top-p %g, seed %llu\n",
             model, adapter ? " + " : "", adapter ? adapter : "", cli_now() - t0, (long long)steps, temperature, topp,
             (unsigned long long)seed);

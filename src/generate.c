@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,7 +268,11 @@ pissa_status pissa_generator_create(const char *model_path, const char *adapter_
         }
     }
     pissa_status st = pissa__generator_create_from_weights(&w, a, max_seq_len, out);
-    if (st != PISSA_OK && adapter_dir) return pissa__fail(st, "%s: %s", adapter_dir, pissa_last_error());
+    if (st != PISSA_OK && adapter_dir && !strncmp(pissa_last_error(), "adapter:", 8)) {
+        char msg[1024]; /* copied: the message is the argument */
+        snprintf(msg, sizeof msg, "%s", pissa_last_error() + 8);
+        return pissa__fail(st, "adapter %s:%s", adapter_dir, msg);
+    }
     return st;
 }
 

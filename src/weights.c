@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -175,6 +176,13 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
+/* Prefixes the calling thread's last error with PREFIX (the message is copied first: it is the argument). */
+static pissa_status with_prefix(pissa_status st, const char *prefix) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", pissa_last_error());
+    return pissa__fail(st, "%s: %s", prefix, msg);
+}
+
 /* ---- Hugging Face folder ---- */
 
 pissa_status pissa__weights_load_hf(const char *dir, pissa__weights *out) {
@@ -185,7 +193,7 @@ pissa_status pissa__weights_load_hf(const char *dir, pissa__weights *out) {
     pissa__weights w = {0};
     w.cfg = *pissa_checkpoint_config(ck);
     pissa_status st = pissa_llama_config_check_supported(&w.cfg);
-    if (st != PISSA_OK) st = pissa__fail(st, "%s: %s", dir, pissa_last_error());
+    if (st != PISSA_OK) st = with_prefix(st, dir);
     if (st == PISSA_OK && !(w.config_json = pissa__strdup(pissa_checkpoint_config_json(ck))))
         st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     size_t n = pissa_checkpoint_count(ck);
@@ -253,7 +261,7 @@ static pissa_status llama2c_config(const char *path, const int32_t *h, int tied,
     cJSON_Delete(root);
     if (st == PISSA_OK) st = pissa_llama_config_parse(w->config_json, strlen(w->config_json), path, &w->cfg);
     if (st == PISSA_OK && (st = pissa_llama_config_check_supported(&w->cfg)) != PISSA_OK)
-        st = pissa__fail(st, "%s: %s", path, pissa_last_error());
+        st = with_prefix(st, path);
     return st;
 }
 

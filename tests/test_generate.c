@@ -1,0 +1,482 @@
+/* Generation against an independent reference: tests/reference/llama2c_generate_ref.py, a numpy transliteration
+ * of llama2.c run.c (original wq/wk, run.c's adjacent-pair RoPE) on the real stories260K model: logits, greedy
+ * tokens and text. PEFT adapters against the merged weights W + s·B·A; top-p sampling against its definition;
+ * pissa-generate end to end. Tests that need ../shared/data skip with a message when it is absent. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generate_internal.h"
+#include "testutil.h"
+
+#define MODEL PISSA_SHARED_DATA_DIR "/stories260K/stories260K.bin"
+#define TOKENIZER PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"
+#define REFERENCE PISSA_TEST_REFERENCE_DIR "/stories260K_greedy.json"
+
+static int data_present(void) {
+    const char *files[] = {MODEL, TOKENIZER};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "rb");
+        if (!f) {
+            print_message("skipping: %s is absent\n", files[i]);
+            return 0;
+        }
+        fclose(f);
+    }
+    return 1;
+}
+
+static cJSON *load_reference(void) {
+    size_t len;
+    char *text = tu_slurp(REFERENCE, &len);
+    if (!text) fail_msg("cannot read %s", REFERENCE);
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root) fail_msg("%s is not JSON", REFERENCE);
+    return root;
+}
+
+/* Tokens and text a generation produced, collected by the callback. */
+typedef struct collected {
+    int32_t tokens[1024];
+    size_t n;
+    char text[8192];
+    size_t len;
+    size_t stop_after; /* stop generating after this many tokens (0: never) */
+} collected;
+
+static int collect(void *user, int32_t token, const char *piece, size_t len) {
+    collected *c = user;
+    if (c->n < 1024) c->tokens[c->n++] = token;
+    if (c->len + len < sizeof c->text) {
+        memcpy(c->text + c->len, piece, len);
+        c->len += len;
+        c->text[c->len] = '\0';
+    }
+    return c->stop_after && c->n >= c->stop_after;
+}
+
+/* Greedy generations of GEN (reference entries) with G, token for token and byte for byte. */
+static void check_greedy(pissa_generator *g, const pissa_tokenizer *tok, const cJSON *gens, const char *only) {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, gens) {
+        const char *prompt = cJSON_GetObjectItem(e, "prompt")->valuestring;
+        if (only && strcmp(prompt, only) != 0) continue;
+        int64_t steps = (int64_t)cJSON_GetObjectItem(e, "steps")->valuedouble;
+        const cJSON *want = cJSON_GetObjectItem(e, "tokens");
+        collected c = {0};
+        int64_t positions;
+        assert_ok(pissa_generate(g, tok, prompt, steps, 0.0f, 0.9f, 1, collect, &c, &positions));
+        /* reference tokens: BOS, then every token emitted */
+        assert_int_equal(c.n + 1, cJSON_GetArraySize(want));
+        assert_int_equal(cJSON_GetArrayItem(want, 0)->valueint, PISSA_TOKEN_BOS);
+        for (size_t i = 0; i < c.n; i++)
+            if (c.tokens[i] != cJSON_GetArrayItem(want, (int)i + 1)->valueint)
+                fail_msg("prompt '%s': token %zu is %d, reference %d", prompt, i + 1, c.tokens[i],
+                         cJSON_GetArrayItem(want, (int)i + 1)->valueint);
+        assert_string_equal(c.text, cJSON_GetObjectItem(e, "text")->valuestring);
+        assert_int_equal(positions, steps); /* these stories run to STEPS without a BOS */
+        print_message("  '%s': %zu tokens match (smallest top-2 margin %.3g)\n", prompt, c.n,
+                      cJSON_GetObjectItem(e, "min_margin")->valuedouble);
+    }
+}
+
+static void forward_logits_match_llama2c_reference(void **state) {
+    (void)state;
+    if (!data_present()) skip();
+    cJSON *ref = load_reference();
+    const cJSON *lg = cJSON_GetObjectItem(ref, "logits");
+    const cJSON *tokens = cJSON_GetObjectItem(lg, "tokens"), *first = cJSON_GetObjectItem(lg, "first");
+    pissa_generator *g;
+    assert_ok(pissa_generator_create(MODEL, NULL, 0, &g));
+    assert_int_equal(pissa_generator_vocab_size(g), 512);
+    assert_int_equal(pissa_generator_max_seq_len(g), 512);
+    float logits[512];
+    double max_diff = 0;
+    for (int p = 0; p < cJSON_GetArraySize(tokens); p++) {
+        assert_ok(pissa_generator_forward(g, cJSON_GetArrayItem(tokens, p)->valueint, p, logits));
+        const cJSON *row = cJSON_GetArrayItem(first, p);
+        for (int i = 0; i < cJSON_GetArraySize(row); i++)
+            max_diff = fmax(max_diff, fabs(logits[i] - cJSON_GetArrayItem(row, i)->valuedouble));
+    }
+    print_message("  max |logit - reference| over %d positions: %.3g\n", cJSON_GetArraySize(tokens), max_diff);
+    assert_true(max_diff < 1e-4);
+    /* restarting at position 0 overwrites the cache: the same logits again */
+    float again[512];
+    assert_ok(pissa_generator_forward(g, cJSON_GetArrayItem(tokens, 0)->valueint, 0, again));
+    assert_ok(pissa_generator_forward(g, cJSON_GetArrayItem(tokens, 0)->valueint, 0, logits));
+    assert_memory_equal(again, logits, sizeof logits);
+    /* bad arguments */
+    assert_int_equal(pissa_generator_forward(g, 512, 0, logits), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "token 512"));
+    assert_int_equal(pissa_generator_forward(g, 1, 512, logits), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "position 512"));
+    pissa_generator_free(g);
+    pissa_generator_free(NULL);
+    cJSON_Delete(ref);
+}
+
+static void greedy_generation_matches_llama2c_reference(void **state) {
+    (void)state;
+    if (!data_present()) skip();
+    cJSON *ref = load_reference();
+    pissa_generator *g;
+    pissa_tokenizer *tok;
+    assert_ok(pissa_generator_create(MODEL, NULL, 0, &g));
+    assert_ok(pissa_tokenizer_load(TOKENIZER, 512, &tok));
+    check_greedy(g, tok, cJSON_GetObjectItem(ref, "generations"), NULL);
+    /* the callback can stop early; positions counts what ran */
+    collected c = {.stop_after = 5};
+    int64_t positions;
+    assert_ok(pissa_generate(g, tok, "", 100, 0.0f, 0.9f, 1, collect, &c, &positions));
+    assert_int_equal(c.n, 5);
+    assert_int_equal(positions, 5);
+    pissa_tokenizer_free(tok);
+    pissa_generator_free(g);
+    cJSON_Delete(ref);
+}
+
+/* The same model as a Hugging Face folder (written by save_hf, tied head) generates the same text. */
+static void hf_folder_of_the_model_generates_the_same_text(void **state) {
+    (void)state;
+    if (!data_present()) skip();
+    cJSON *ref = load_reference();
+    char *dir = tu_tempdir("generate");
+    pissa__weights w;
+    assert_ok(pissa__weights_load(MODEL, &w));
+    assert_ok(pissa__weights_save_hf(&w, dir, PISSA_F32));
+    pissa__weights_free(&w);
+    pissa_generator *g;
+    pissa_tokenizer *tok;
+    assert_ok(pissa_generator_create(dir, NULL, 128, &g));
+    assert_int_equal(pissa_generator_max_seq_len(g), 128);
+    assert_ok(pissa_tokenizer_load(TOKENIZER, 512, &tok));
+    check_greedy(g, tok, cJSON_GetObjectItem(ref, "generations"), "Once upon a time");
+    pissa_tokenizer_free(tok);
+    pissa_generator_free(g);
+    tu_rmtree(dir);
+    free(dir);
+    cJSON_Delete(ref);
+}
+
+/* ---- adapters ---- */
+
+static const char *proj[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+
+/* Replaces tensor NAME of W by W + s·B·A, computed in double. */
+static void merge(pissa__weights *w, const char *name, const float *A, const float *B, int64_t r, double s) {
+    size_t i = 0;
+    while (i < w->n && strcmp(w->names[i], name) != 0) i++;
+    assert_true(i < w->n);
+    pissa_tensor *t;
+    assert_ok(pissa_tensor_clone(w->tensors[i], &t));
+    int64_t out = pissa_tensor_dim(t, 0), in = pissa_tensor_dim(t, 1);
+    float *W = pissa_tensor_data(t);
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t k = 0; k < in; k++) {
+            double acc = W[o * in + k];
+            for (int64_t j = 0; j < r; j++) acc += s * (double)B[o * r + j] * A[j * in + k];
+            W[o * in + k] = (float)acc;
+        }
+    pissa_tensor_free(w->tensors[i]);
+    w->tensors[i] = t;
+}
+
+/* An adapter with random A and B on layers 1 and 3 of TARGETS (indices into proj), saved in DIR; the same update
+ * merged into *MERGED. B_ZERO gives B = 0. */
+static void make_adapter(const char *dir, const int *targets, int n_targets, int64_t r, double alpha, int rslora,
+                         int b_zero, pissa__weights *merged) {
+    pissa_peft_config pc = pissa_peft_default_config();
+    pc.r = r;
+    pc.lora_alpha = alpha;
+    pc.use_rslora = rslora;
+    pc.target_modules[0] = '\0';
+    for (int t = 0; t < n_targets; t++) {
+        if (t) strcat(pc.target_modules, ",");
+        strcat(pc.target_modules, strchr(proj[targets[t]], '.') + 1);
+    }
+    double s = rslora ? alpha / sqrt((double)r) : alpha / (double)r;
+    pissa_peft_adapter *a;
+    assert_ok(pissa_peft_adapter_create(&pc, &a));
+    for (int l = 1; l <= 3; l += 2)
+        for (int t = 0; t < n_targets; t++) {
+            char module[128], name[160];
+            snprintf(module, sizeof module, "model.layers.%d.%s", l, proj[targets[t]]);
+            snprintf(name, sizeof name, "%s.weight", module);
+            pissa_tensor *W = pissa__weights_get(merged, name);
+            int64_t out = pissa_tensor_dim(W, 0), in = pissa_tensor_dim(W, 1);
+            float *A = malloc(sizeof(float) * (size_t)(r * in)), *B = calloc((size_t)(out * r), sizeof(float));
+            tu_gaussian(A, (size_t)(r * in), 77 + (uint64_t)(l * 7 + t));
+            if (!b_zero) {
+                tu_gaussian(B, (size_t)(out * r), 99 + (uint64_t)(l * 7 + t));
+                for (int64_t i = 0; i < out * r; i++) B[i] *= 0.05f;
+            }
+            assert_ok(pissa_peft_adapter_add(a, module, r, in, out, A, B));
+            merge(merged, name, A, B, r, s);
+            free(A);
+            free(B);
+        }
+    assert_ok(pissa_peft_adapter_save(a, dir, PISSA_F32));
+    pissa_peft_adapter_free(a);
+}
+
+/* Logits of the adapter applied unmerged equal those of the merged weights, over a few positions. */
+static void check_adapter_equals_merged(const int *targets, int n_targets, int rslora) {
+    char *dir = tu_tempdir("generate");
+    pissa__weights merged;
+    assert_ok(pissa__weights_load(MODEL, &merged));
+    make_adapter(dir, targets, n_targets, 4, 8.0, rslora, 0, &merged);
+    pissa_generator *ga, *gm, *gb;
+    assert_ok(pissa_generator_create(MODEL, dir, 16, &ga));
+    assert_ok(pissa__generator_create_from_weights(&merged, NULL, 16, &gm));
+    assert_int_equal(merged.n, 0); /* taken over */
+    assert_ok(pissa_generator_create(MODEL, NULL, 16, &gb));
+    float la[512], lm[512], lb[512];
+    const int32_t seq[] = {1, 403, 407, 261, 89, 500};
+    double max_diff = 0, max_change = 0;
+    for (int p = 0; p < 6; p++) {
+        assert_ok(pissa_generator_forward(ga, seq[p], p, la));
+        assert_ok(pissa_generator_forward(gm, seq[p], p, lm));
+        assert_ok(pissa_generator_forward(gb, seq[p], p, lb));
+        max_diff = fmax(max_diff, tu_max_abs_diff(la, lm, 512));
+        max_change = fmax(max_change, tu_max_abs_diff(la, lb, 512));
+    }
+    print_message("  %d targets%s: max |adapter - merged| %.3g; the adapter moves logits by up to %.3g\n", n_targets,
+                  rslora ? " (rslora)" : "", max_diff, max_change);
+    assert_true(max_diff < 1e-4);
+    assert_true(max_change > 1e-2); /* the comparison is not vacuous */
+    pissa_generator_free(ga);
+    pissa_generator_free(gm);
+    pissa_generator_free(gb);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void adapter_applied_unmerged_equals_merged_weights(void **state) {
+    (void)state;
+    if (!data_present()) skip();
+    const int all[7] = {0, 1, 2, 3, 4, 5, 6}, qv[2] = {0, 2};
+    check_adapter_equals_merged(all, 7, 0);
+    check_adapter_equals_merged(qv, 2, 1);
+}
+
+static void expect_adapter_refused(const char *dir, pissa_status want, const char *needle) {
+    pissa_generator *g = (pissa_generator *)1;
+    pissa_status s = pissa_generator_create(MODEL, dir, 16, &g);
+    if (s != want) fail_msg("got %s (%s), want %s", pissa_status_name(s), pissa_last_error(), pissa_status_name(want));
+    if (!strstr(pissa_last_error(), needle)) fail_msg("message '%s' lacks '%s'", pissa_last_error(), needle);
+    if (!strstr(pissa_last_error(), dir)) fail_msg("message '%s' does not name the adapter", pissa_last_error());
+    assert_null(g);
+}
+
+/* Rewrites DIR/adapter_config.json with FIELD's JSON value replaced. */
+static void set_config_field(const char *dir, const char *field, const char *json_value) {
+    char *path = tu_path(dir, "adapter_config.json");
+    size_t len;
+    char *text = tu_slurp(path, &len);
+    cJSON *root = cJSON_Parse(text);
+    cJSON_ReplaceItemInObject(root, field, cJSON_Parse(json_value));
+    char *out = cJSON_Print(root);
+    tu_write_bytes(path, out, strlen(out));
+    free(out);
+    cJSON_Delete(root);
+    free(text);
+    free(path);
+}
+
+static void adapter_features_not_implemented_are_refused_by_name(void **state) {
+    (void)state;
+    if (!data_present()) skip();
+    char *dir = tu_tempdir("generate");
+    pissa__weights w;
+    const int qv[2] = {0, 2};
+    assert_ok(pissa__weights_load(MODEL, &w));
+    make_adapter(dir, qv, 2, 4, 8.0, 0, 0, &w);
+    pissa__weights_free(&w);
+    set_config_field(dir, "target_modules", "\".*q_proj\"");
+    expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "regex");
+    set_config_field(dir, "target_modules", "[\"q_proj\", \"v_proj\", \"lm_head\"]");
+    expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "'lm_head'");
+    set_config_field(dir, "target_modules", "[\"q_proj\"]");
+    expect_adapter_refused(dir, PISSA_ERR_FORMAT, "v_proj' has weights but is not in target_modules");
+    set_config_field(dir, "target_modules", "[\"q_proj\", \"v_proj\"]");
+    set_config_field(dir, "use_dora", "true");
+    expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "use_dora");
+    set_config_field(dir, "use_dora", "false");
+    set_config_field(dir, "layers_to_transform", "[1]");
+    expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "layers_to_transform");
+    set_config_field(dir, "layers_to_transform", "null");
+    set_config_field(dir, "alpha_pattern", "{\"q_proj\": 4}");
+    expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "alpha_pattern");
+    set_config_field(dir, "alpha_pattern", "{}");
+    pissa_generator *g;
+    assert_ok(pissa_generator_create(MODEL, dir, 16, &g)); /* restored: accepted again */
+    pissa_generator_free(g);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* ---- sampling ---- */
+
+/* Sampled tokens are reproducible for a seed, and each lies in the nucleus: the smallest set of most likely tokens
+ * (under softmax(logits / T), recomputed here in double by replaying the text) whose probability exceeds top-p.
+ * A vanishing top-p keeps only the argmax, so it must reproduce the greedy text. */
+static void top_p_sampling_stays_in_the_nucleus_and_is_seeded(void **state) {
+    (void)state;
+    if (!data_present()) skip();
+    pissa_generator *g, *replay;
+    pissa_tokenizer *tok;
+    assert_ok(pissa_generator_create(MODEL, NULL, 0, &g));
+    assert_ok(pissa_generator_create(MODEL, NULL, 0, &replay));
+    assert_ok(pissa_tokenizer_load(TOKENIZER, 512, &tok));
+    const float T = 0.8f, topp = 0.5f;
+    collected a = {0}, b = {0}, c = {0};
+    assert_ok(pissa_generate(g, tok, "", 200, T, topp, 42, collect, &a, NULL));
+    assert_ok(pissa_generate(g, tok, "", 200, T, topp, 42, collect, &b, NULL));
+    assert_ok(pissa_generate(g, tok, "", 200, T, topp, 43, collect, &c, NULL));
+    assert_int_equal(a.n, b.n);
+    assert_memory_equal(a.tokens, b.tokens, a.n * sizeof(int32_t));
+    assert_true(c.n != a.n || memcmp(a.tokens, c.tokens, a.n * sizeof(int32_t)) != 0);
+
+    float logits[512];
+    int32_t prev = PISSA_TOKEN_BOS;
+    int beyond_argmax = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        assert_ok(pissa_generator_forward(replay, prev, (int64_t)i, logits));
+        double p[512], mx = logits[0], sum = 0;
+        for (int k = 1; k < 512; k++) mx = fmax(mx, logits[k]);
+        for (int k = 0; k < 512; k++) sum += p[k] = exp((logits[k] - mx) / T);
+        double mass_above = 0; /* probability of tokens strictly more likely than the sampled one */
+        for (int k = 0; k < 512; k++)
+            if (p[k] > p[a.tokens[i]]) mass_above += p[k] / sum;
+        if (mass_above > topp + 1e-5) fail_msg("token %zu (%d) lies outside the top-p %.2f nucleus (mass above %.4f)",
+                                               i, a.tokens[i], (double)topp, mass_above);
+        beyond_argmax += mass_above > 0;
+        prev = a.tokens[i];
+    }
+    print_message("  %zu sampled tokens in the nucleus, %d of them not the argmax\n", a.n, beyond_argmax);
+    assert_true(beyond_argmax > 0); /* it did sample */
+
+    collected gr = {0}, tiny = {0};
+    assert_ok(pissa_generate(g, tok, "Once upon a time", 80, 0.0f, 0.9f, 1, collect, &gr, NULL));
+    assert_ok(pissa_generate(g, tok, "Once upon a time", 80, 1.0f, 1e-6f, 7, collect, &tiny, NULL));
+    assert_string_equal(gr.text, tiny.text);
+    assert_int_equal(pissa_generate(g, tok, "", 10, -1.0f, 0.9f, 1, NULL, NULL, NULL), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "temperature"));
+    pissa_tokenizer_free(tok);
+    pissa_generator_free(g);
+    pissa_generator_free(replay);
+}
+
+/* ---- pissa-generate ---- */
+
+static int run_generate(const char *args, const char *dir, char **out, char **err) {
+    char *o = tu_path(dir, "stdout.txt"), *e = tu_path(dir, "stderr.txt");
+    size_t cap = strlen(args) + strlen(o) + strlen(e) + 512;
+    char *cmd = malloc(cap);
+    snprintf(cmd, cap, "'%s' %s >'%s' 2>'%s'", PISSA_GENERATE_EXE, args, o, e);
+    int rc = tu_run(cmd, NULL);
+    size_t len;
+    *out = tu_slurp(o, &len);
+    *err = tu_slurp(e, &len);
+    assert_non_null(*out);
+    assert_non_null(*err);
+    free(cmd);
+    free(o);
+    free(e);
+    return rc;
+}
+
+static void expect_one_line_error(const char *args, const char *dir, const char *needle) {
+    char *out, *err;
+    int rc = run_generate(args, dir, &out, &err);
+    if (rc == 0) fail_msg("pissa-generate %s succeeded", args);
+    if (strncmp(err, "pissa-generate: ", 16) != 0 || !strstr(err, needle))
+        fail_msg("pissa-generate %s: stderr '%s' lacks 'pissa-generate: ...%s'", args, err, needle);
+    char *nl = strchr(err, '\n');
+    assert_non_null(nl);
+    assert_true(nl[1] == '\0' || !strncmp(nl + 1, "Try '", 5)); /* one line (plus the usage hint) */
+    assert_string_equal(out, "");
+    free(out);
+    free(err);
+}
+
+static void pissa_generate_program_prints_the_reference_text(void **state) {
+    (void)state;
+    if (!data_present()) skip();
+    cJSON *ref = load_reference();
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "generations"), 0);
+    char *want = malloc(strlen(cJSON_GetObjectItem(e, "text")->valuestring) + 2);
+    sprintf(want, "%s\n", cJSON_GetObjectItem(e, "text")->valuestring);
+    char *dir = tu_tempdir("generate");
+    char args[2048], *out, *err;
+    snprintf(args, sizeof args, "--model '%s' --tokenizer '%s' --temperature 0 --steps 100 --threads 1", MODEL,
+             TOKENIZER);
+    assert_int_equal(run_generate(args, dir, &out, &err), 0);
+    assert_string_equal(out, want);
+    assert_non_null(strstr(err, "tokens/s"));
+    free(out);
+    free(err);
+
+    /* a PEFT adapter with B = 0 on all 7 projections changes nothing */
+    char *adir = tu_path(dir, "adapter");
+    pissa__weights w;
+    const int all[7] = {0, 1, 2, 3, 4, 5, 6};
+    assert_ok(pissa__weights_load(MODEL, &w));
+    make_adapter(adir, all, 7, 4, 8.0, 0, 1, &w);
+    pissa__weights_free(&w);
+    snprintf(args, sizeof args, "--model '%s' --adapter '%s' --tokenizer '%s' --temperature 0 --steps 100", MODEL,
+             adir, TOKENIZER);
+    assert_int_equal(run_generate(args, dir, &out, &err), 0);
+    assert_string_equal(out, want);
+    free(out);
+    free(err);
+
+    /* --help on stdout, exit 0 */
+    assert_int_equal(run_generate("--help", dir, &out, &err), 0);
+    assert_non_null(strstr(out, "usage: pissa-generate"));
+    free(out);
+    free(err);
+
+    /* bad input: one line naming the problem, non-zero exit, nothing on stdout */
+    snprintf(args, sizeof args, "--model '%s' --tokenizer '%s' --steps ten", MODEL, TOKENIZER);
+    expect_one_line_error(args, dir, "--steps");
+    snprintf(args, sizeof args, "--model '%s' --tokenizer '%s' --top-p 1.5", MODEL, TOKENIZER);
+    expect_one_line_error(args, dir, "--top-p");
+    snprintf(args, sizeof args, "--model '%s' --tokenizer '%s' --temperature -1", MODEL, TOKENIZER);
+    expect_one_line_error(args, dir, "--temperature");
+    snprintf(args, sizeof args, "--model '%s' --tokenizer '%s' --frobnicate", MODEL, TOKENIZER);
+    expect_one_line_error(args, dir, "unknown option '--frobnicate'");
+    snprintf(args, sizeof args, "--tokenizer '%s'", TOKENIZER);
+    expect_one_line_error(args, dir, "--model");
+    snprintf(args, sizeof args, "--model '%s'", MODEL);
+    expect_one_line_error(args, dir, "--tokenizer");
+    snprintf(args, sizeof args, "--model '%s/missing.bin' --tokenizer '%s'", dir, TOKENIZER);
+    expect_one_line_error(args, dir, "missing.bin");
+    snprintf(args, sizeof args, "--model '%s' --tokenizer '%s/missing.bin'", MODEL, dir);
+    expect_one_line_error(args, dir, "missing.bin");
+    snprintf(args, sizeof args, "--model '%s' --tokenizer '%s' --adapter '%s'", MODEL, TOKENIZER, dir);
+    expect_one_line_error(args, dir, "adapter");
+
+    free(adir);
+    free(want);
+    tu_rmtree(dir);
+    free(dir);
+    cJSON_Delete(ref);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(forward_logits_match_llama2c_reference),
+        cmocka_unit_test(greedy_generation_matches_llama2c_reference),
+        cmocka_unit_test(hf_folder_of_the_model_generates_the_same_text),
+        cmocka_unit_test(adapter_applied_unmerged_equals_merged_weights),
+        cmocka_unit_test(adapter_features_not_implemented_are_refused_by_name),
+        cmocka_unit_test(top_p_sampling_stays_in_the_nucleus_and_is_seeded),
+        cmocka_unit_test(pissa_generate_program_prints_the_reference_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
