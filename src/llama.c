@@ -242,6 +242,13 @@ static pissa_status attach_failed(pissa_model *m, pissa_status st) {
     return st;
 }
 
+/* Prefixes the current error message with the failing module or folder (copied first: pissa__fail overwrites it). */
+static pissa_status refail(pissa_status st, const char *where) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", pissa_last_error());
+    return pissa__fail(st, "%s: %s", where, msg);
+}
+
 static int is_pissa_kind(pissa_init_kind k) { return k == PISSA_INIT_PISSA || k == PISSA_INIT_PISSA_NITER; }
 
 pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts) {
@@ -265,7 +272,7 @@ pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *
             if (!a->w_res) st = pissa__fail(PISSA_ERR_NOMEM, "out of memory for the residual of %s", a->module);
         }
         if (st == PISSA_OK) st = pissa_adapter_init(W, a->out, a->in, &io, a->A, a->B, a->w_res);
-        if (st != PISSA_OK && st != PISSA_ERR_NOMEM) st = pissa__fail(st, "%s: %s", a->module, pissa_last_error());
+        if (st != PISSA_OK && st != PISSA_ERR_NOMEM) st = refail(st, a->module);
     }
     if (st == PISSA_OK) st = register_adapters(m);
     if (st != PISSA_OK) return attach_failed(m, st);
@@ -331,7 +338,7 @@ static pissa_status load_adapter_tensors(pissa_model *m, const pissa_peft_adapte
             pissa_init_opts io = *init;
             io.seed = init->seed + i;
             pissa_status st = pissa_adapter_init(m->params.p[a->pW].data, a->out, a->in, &io, a->A, a->B, a->w_res);
-            if (st != PISSA_OK) return pissa__fail(st, "%s: %s: %s", dir, a->module, pissa_last_error());
+            if (st != PISSA_OK) return refail(st, a->module);
         }
         memcpy(a->A, pissa_tensor_data(A), sizeof(float) * (size_t)(a->r * a->in));
         memcpy(a->B, pissa_tensor_data(B), sizeof(float) * (size_t)(a->out * a->r));
@@ -360,10 +367,10 @@ pissa_status pissa_model_load_adapter(pissa_model *m, const char *dir) {
     pissa_init_opts init = pissa_init_default_opts();
     pissa_status st = check_peft_supported(c, dir);
     if (st == PISSA_OK && pissa_proj_parse(c->target_modules, &mask) != PISSA_OK)
-        st = pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: target_modules: %s", dir, pissa_last_error());
+        st = refail(PISSA_ERR_UNSUPPORTED, dir);
     if (st == PISSA_OK && strcmp(c->init_lora_weights, "false") != 0 &&
         pissa_init_parse(c->init_lora_weights, &init) != PISSA_OK)
-        st = pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: %s", dir, pissa_last_error());
+        st = refail(PISSA_ERR_UNSUPPORTED, dir);
     init.rank = c->r;
     init.alpha = c->lora_alpha;
     init.use_rslora = c->use_rslora;

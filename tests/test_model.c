@@ -1,0 +1,613 @@
+/* The trainable Llama model: logits, loss and adapter gradients against an independent float64 PyTorch
+ * implementation (tests/reference/make_llama_reference.py), finite differences, memory planning, refusals,
+ * llama2.c vs Hugging Face forms, adapter initialisation and save/load, and pissa-eval end to end. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+#include "weights.h"
+
+#define REF PISSA_TEST_REFERENCE_DIR
+#define STORIES PISSA_SHARED_DATA_DIR "/stories260K/stories260K.bin"
+#define TOK512 PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"
+#define SHAKESPEARE PISSA_SHARED_DATA_DIR "/tinyshakespeare/input.txt"
+
+static int file_exists(const char *p) {
+    struct stat s;
+    return stat(p, &s) == 0;
+}
+
+/* ---- fixture: batch.json and expected.{json,safetensors} ---- */
+
+typedef struct batch {
+    int B, T;
+    int32_t *ids, *labels; /* (B, T) */
+} batch;
+
+static void read_rows(const cJSON *rows, int32_t **out, int *B, int *T) {
+    *B = cJSON_GetArraySize(rows);
+    *T = cJSON_GetArraySize(cJSON_GetArrayItem(rows, 0));
+    *out = malloc(sizeof(int32_t) * (size_t)(*B * *T));
+    for (int b = 0; b < *B; b++)
+        for (int t = 0; t < *T; t++)
+            (*out)[b * *T + t] = (int32_t)cJSON_GetArrayItem(cJSON_GetArrayItem(rows, b), t)->valuedouble;
+}
+
+static batch load_batch(const char *fixture) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/batch.json", REF, fixture);
+    char *text = tu_slurp(path, NULL);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    assert_non_null(root);
+    batch bt;
+    read_rows(cJSON_GetObjectItem(root, "input_ids"), &bt.ids, &bt.B, &bt.T);
+    read_rows(cJSON_GetObjectItem(root, "labels"), &bt.labels, &bt.B, &bt.T);
+    cJSON_Delete(root);
+    free(text);
+    return bt;
+}
+
+static void free_batch(batch *b) {
+    free(b->ids);
+    free(b->labels);
+}
+
+static double expected_number(const char *fixture, const char *key) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/expected.json", REF, fixture);
+    char *text = tu_slurp(path, NULL);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    double v = cJSON_GetObjectItem(root, key)->valuedouble;
+    cJSON_Delete(root);
+    free(text);
+    return v;
+}
+
+static pissa_model *load_fixture(const char *fixture, int with_adapter) {
+    char dir[512], ad[512];
+    snprintf(dir, sizeof dir, "%s/%s", REF, fixture);
+    snprintf(ad, sizeof ad, "%s/%s/adapter", REF, fixture);
+    pissa_model *m;
+    assert_ok(pissa_model_load(dir, &m));
+    if (with_adapter) assert_ok(pissa_model_load_adapter(m, ad));
+    return m;
+}
+
+/* ---- agreement with PyTorch ---- */
+
+static void check_against_pytorch(const char *fixture, size_t n_adapters) {
+    pissa_model *m = load_fixture(fixture, 1);
+    assert_int_equal(pissa_model_adapter_count(m), n_adapters);
+    batch bt = load_batch(fixture);
+    int64_t V = pissa_model_config(m)->vocab_size;
+    size_t nl = (size_t)bt.B * bt.T * V;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/expected.safetensors", REF, fixture);
+    pissa_st_file *ex;
+    assert_ok(pissa_st_open(path, &ex));
+
+    float *logits = malloc(nl * sizeof(float)), *want = malloc(nl * sizeof(float));
+    assert_ok(pissa_model_logits(m, bt.ids, bt.B, bt.T, logits));
+    assert_ok(pissa_st_read_f32(ex, "logits", want, (int64_t)nl));
+    double dl = tu_max_abs_diff(logits, want, nl);
+    double lmax = 0;
+    for (size_t i = 0; i < nl; i++) lmax = fmax(lmax, fabs(want[i]));
+    printf("  %s: logits max|diff| %.3g (max|logit| %.3g)\n", fixture, dl, lmax);
+    assert_true(dl < 1e-4);
+
+    double loss;
+    int64_t count;
+    pissa_model_zero_grad(m);
+    assert_ok(pissa_model_forward_backward(m, bt.ids, bt.labels, bt.B, bt.T, 1.0f, &loss, &count));
+    double want_loss = expected_number(fixture, "loss");
+    printf("  %s: loss %.7f vs %.7f (|diff| %.3g), %lld targets\n", fixture, loss, want_loss, fabs(loss - want_loss),
+           (long long)count);
+    assert_int_equal(count, (int64_t)expected_number(fixture, "count"));
+    assert_true(fabs(loss - want_loss) < 1e-4);
+
+    double worst = 0, gmax = 0;
+    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
+        pissa_adapter_view a;
+        assert_ok(pissa_model_adapter(m, i, &a));
+        for (int which = 0; which < 2; which++) {
+            size_t n = (size_t)(which ? a.out * a.r : a.r * a.in);
+            float *g = malloc(n * sizeof(float));
+            snprintf(path, sizeof path, "%s.lora_%c", a.module, which ? 'B' : 'A');
+            assert_ok(pissa_st_read_f32(ex, path, g, (int64_t)n));
+            double d = tu_max_abs_diff(which ? a.dB : a.dA, g, n);
+            for (size_t k = 0; k < n; k++) gmax = fmax(gmax, fabs(g[k]));
+            if (d > worst) worst = d;
+            if (d >= 1e-4) fail_msg("%s: gradient max|diff| %.3g", path, d);
+            free(g);
+        }
+    }
+    printf("  %s: adapter gradients max|diff| %.3g (max|grad| %.3g) over %zu adapters\n", fixture, worst, gmax,
+           pissa_model_adapter_count(m));
+    assert_true(gmax > 1e-3); /* the reference gradients are not trivially zero */
+    pissa_st_close(ex);
+    free(logits);
+    free(want);
+    free_batch(&bt);
+    pissa_model_free(m);
+}
+
+static void untied_gqa_model_matches_pytorch(void **state) {
+    (void)state;
+    check_against_pytorch("llama_untied", 2 * 3);
+}
+
+static void tied_model_with_wide_heads_and_rslora_matches_pytorch(void **state) {
+    (void)state;
+    check_against_pytorch("llama_tied", 2 * 7);
+}
+
+/* ---- finite differences, gradient buffers, memory ---- */
+
+static void adapter_gradients_match_finite_differences(void **state) {
+    (void)state;
+    pissa_model *m = load_fixture("llama_untied", 1);
+    batch bt = load_batch("llama_untied");
+    double loss;
+    pissa_model_zero_grad(m);
+    assert_ok(pissa_model_forward_backward(m, bt.ids, bt.labels, bt.B, bt.T, 1.0f, &loss, NULL));
+    const float h = 1e-2f; /* float32 loss: noise ~1e-7/h, truncation ~h²: both well under the tolerance */
+    size_t mods[2] = {0, pissa_model_adapter_count(m) - 1};
+    for (int mi = 0; mi < 2; mi++) {
+        pissa_adapter_view a;
+        assert_ok(pissa_model_adapter(m, mods[mi], &a));
+        for (int which = 0; which < 2; which++) {
+            float *p = which ? a.B : a.A, *g = which ? a.dB : a.dA;
+            size_t n = (size_t)(which ? a.out * a.r : a.r * a.in);
+            for (size_t k = 1; k < n; k += n / 3) {
+                float saved = p[k];
+                double lp, lm;
+                p[k] = saved + h;
+                assert_ok(pissa_model_loss(m, bt.ids, bt.labels, bt.B, bt.T, &lp, NULL));
+                p[k] = saved - h;
+                assert_ok(pissa_model_loss(m, bt.ids, bt.labels, bt.B, bt.T, &lm, NULL));
+                p[k] = saved;
+                double fd = (lp - lm) / (2.0 * h);
+                if (fabs(fd - g[k]) > 2e-3 + 1e-2 * fabs(fd))
+                    fail_msg("%s lora_%c[%zu]: analytic %.6g, central difference %.6g", a.module, which ? 'B' : 'A',
+                             k, g[k], fd);
+            }
+        }
+    }
+    free_batch(&bt);
+    pissa_model_free(m);
+}
+
+static void frozen_weights_get_no_gradient_buffers(void **state) {
+    (void)state;
+    pissa_model *m = load_fixture("llama_untied", 0);
+    assert_int_equal(pissa_model_grad_tensor_count(m), 0);
+    size_t base_bytes = pissa_model_arena_bytes(m);
+    assert_int_equal(base_bytes, 0);
+    pissa_adapter_opts o = pissa_adapter_default_opts(); /* q_proj, v_proj */
+    o.init.rank = 2;
+    assert_ok(pissa_model_add_adapters(m, &o));
+    assert_int_equal(pissa_model_adapter_count(m), 2 * 2);
+    assert_int_equal(pissa_model_grad_tensor_count(m), 2 * 4); /* A and B of each adapter, nothing else */
+    /* parameter gradients = exactly the adapter sizes: (r·in + out·r) per adapter */
+    size_t want = 0;
+    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
+        pissa_adapter_view a;
+        assert_ok(pissa_model_adapter(m, i, &a));
+        want += (size_t)(a.r * a.in + a.out * a.r) * sizeof(float);
+    }
+    assert_int_equal(pissa_model_arena_bytes(m), want);
+    pissa_model_free(m);
+}
+
+static void steps_of_one_shape_allocate_nothing_and_accumulate(void **state) {
+    (void)state;
+    pissa_model *m = load_fixture("llama_untied", 1);
+    batch bt = load_batch("llama_untied");
+    pissa_model_zero_grad(m);
+    double l1, l2;
+    assert_ok(pissa_model_forward_backward(m, bt.ids, bt.labels, bt.B, bt.T, 1.0f, &l1, NULL));
+    size_t bytes = pissa_model_arena_bytes(m);
+    assert_true(bytes > 0);
+    pissa_adapter_view a;
+    assert_ok(pissa_model_adapter(m, 0, &a));
+    size_t n = (size_t)(a.r * a.in);
+    float *g1 = malloc(n * sizeof(float));
+    memcpy(g1, a.dA, n * sizeof(float));
+    /* a second step adds the same gradient (+=), a third with dloss 0.5 adds half of it */
+    assert_ok(pissa_model_forward_backward(m, bt.ids, bt.labels, bt.B, bt.T, 1.0f, &l2, NULL));
+    assert_true(l1 == l2);
+    assert_int_equal(pissa_model_arena_bytes(m), bytes);
+    assert_ok(pissa_model_forward_backward(m, bt.ids, bt.labels, bt.B, bt.T, 0.5f, NULL, NULL));
+    assert_int_equal(pissa_model_arena_bytes(m), bytes);
+    for (size_t k = 0; k < n; k++) assert_true(fabs(a.dA[k] - 2.5f * g1[k]) <= 1e-5f * (1 + fabs(g1[k])));
+    pissa_model_zero_grad(m);
+    for (size_t k = 0; k < n; k++) assert_true(a.dA[k] == 0.0f);
+    /* logits and loss calls of the same shape reuse the plan too */
+    float *logits = malloc(sizeof(float) * (size_t)(bt.B * bt.T) * 48);
+    assert_ok(pissa_model_logits(m, bt.ids, bt.B, bt.T, logits));
+    assert_int_equal(pissa_model_arena_bytes(m), bytes);
+    free(logits);
+    free(g1);
+    free_batch(&bt);
+    pissa_model_free(m);
+}
+
+/* ---- refusals ---- */
+
+static void bad_token_ids_and_long_sequences_are_refused(void **state) {
+    (void)state;
+    pissa_model *m = load_fixture("llama_untied", 0);
+    batch bt = load_batch("llama_untied");
+    float *logits = malloc(sizeof(float) * 64 * 48);
+    bt.ids[1 * bt.T + 2] = 48; /* V = 48 */
+    assert_int_equal(pissa_model_logits(m, bt.ids, bt.B, bt.T, logits), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "input_ids[1][2] = 48"));
+    bt.ids[1 * bt.T + 2] = -1;
+    assert_int_equal(pissa_model_loss(m, bt.ids, bt.labels, bt.B, bt.T, NULL, NULL), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "input_ids[1][2] = -1"));
+    bt.ids[1 * bt.T + 2] = 0;
+    bt.labels[4] = 99;
+    assert_int_equal(pissa_model_loss(m, bt.ids, bt.labels, bt.B, bt.T, NULL, NULL), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "labels[0][4] = 99"));
+    int32_t ids[17] = {0};
+    assert_int_equal(pissa_model_logits(m, ids, 1, 17, logits), PISSA_ERR_INVALID_ARG); /* max_position 16 */
+    assert_non_null(strstr(pissa_last_error(), "max_position_embeddings 16"));
+    assert_ok(pissa_model_logits(m, ids, 1, 16, logits));
+    free(logits);
+    free_batch(&bt);
+    pissa_model_free(m);
+}
+
+/* A copy of the untied fixture whose config.json has KEY set to the JSON text RAW_VALUE. */
+static char *fixture_copy(const char *key, const char *raw_value) {
+    char *dir = tu_tempdir("model_cfg");
+    char src[512];
+    snprintf(src, sizeof src, "%s/llama_untied/model.safetensors", REF);
+    size_t len;
+    char *bytes = tu_slurp(src, &len);
+    char *dst = tu_path(dir, "model.safetensors");
+    tu_write_bytes(dst, bytes, len);
+    free(dst);
+    free(bytes);
+    snprintf(src, sizeof src, "%s/llama_untied/config.json", REF);
+    bytes = tu_slurp(src, NULL);
+    assert_non_null(bytes);
+    cJSON *root = cJSON_Parse(bytes);
+    free(bytes);
+    cJSON_DeleteItemFromObject(root, key);
+    cJSON_AddItemToObject(root, key, cJSON_Parse(raw_value));
+    char *text = cJSON_Print(root);
+    dst = tu_path(dir, "config.json");
+    tu_write_bytes(dst, text, strlen(text));
+    free(dst);
+    free(text);
+    cJSON_Delete(root);
+    return dir;
+}
+
+static void unsupported_configs_are_refused_with_their_field(void **state) {
+    (void)state;
+    struct { const char *key, *value, *needle; } cases[] = {
+        {"rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling"},
+        {"attention_bias", "true", "attention_bias"},
+        {"hidden_act", "\"gelu\"", "hidden_act"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = fixture_copy(cases[i].key, cases[i].value);
+        pissa_model *m = NULL;
+        assert_int_equal(pissa_model_load(dir, &m), PISSA_ERR_UNSUPPORTED);
+        assert_null(m);
+        if (!strstr(pissa_last_error(), cases[i].needle)) fail_msg("message '%s'", pissa_last_error());
+        tu_rmtree(dir);
+        free(dir);
+    }
+}
+
+static void unsupported_adapter_features_are_refused(void **state) {
+    (void)state;
+    struct { const char *key, *value, *needle; } cases[] = {
+        {"target_modules", "\".*q_proj\"", "target_modules"},
+        {"use_dora", "true", "use_dora"},
+        {"rank_pattern", "{\"q_proj\": 2}", "rank_pattern"},
+        {"target_modules", "[\"q_proj\", \"lm_head\"]", "lm_head"},
+        {"target_modules", "[\"q_proj\"]", "is not a target"}, /* the file also has v_proj and down_proj */
+    };
+    char src[512];
+    snprintf(src, sizeof src, "%s/llama_untied/adapter/adapter_model.safetensors", REF);
+    size_t len;
+    char *tensors = tu_slurp(src, &len);
+    snprintf(src, sizeof src, "%s/llama_untied/adapter/adapter_config.json", REF);
+    char *cfg_text = tu_slurp(src, NULL);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = tu_tempdir("model_adapter");
+        char *p = tu_path(dir, "adapter_model.safetensors");
+        tu_write_bytes(p, tensors, len);
+        free(p);
+        cJSON *root = cJSON_Parse(cfg_text);
+        cJSON_DeleteItemFromObject(root, cases[i].key);
+        cJSON_AddItemToObject(root, cases[i].key, cJSON_Parse(cases[i].value));
+        char *text = cJSON_Print(root);
+        p = tu_path(dir, "adapter_config.json");
+        tu_write_bytes(p, text, strlen(text));
+        free(p);
+        free(text);
+        cJSON_Delete(root);
+        pissa_model *m = load_fixture("llama_untied", 0);
+        assert_int_not_equal(pissa_model_load_adapter(m, dir), PISSA_OK);
+        if (!strstr(pissa_last_error(), cases[i].needle)) fail_msg("message '%s'", pissa_last_error());
+        assert_int_equal(pissa_model_adapter_count(m), 0);
+        pissa_model_free(m);
+        tu_rmtree(dir);
+        free(dir);
+    }
+    free(tensors);
+    free(cfg_text);
+}
+
+/* ---- adapters initialised in memory, saved and loaded ---- */
+
+static void base_logits(pissa_model *m, const batch *bt, float *out) {
+    assert_ok(pissa_model_logits(m, bt->ids, bt->B, bt->T, out));
+}
+
+static void initialised_adapters_preserve_the_model_and_round_trip(void **state) {
+    (void)state;
+    batch bt = load_batch("llama_untied");
+    size_t nl = (size_t)(bt.B * bt.T) * 48;
+    float *ref = malloc(nl * sizeof(float)), *got = malloc(nl * sizeof(float)), *got2 = malloc(nl * sizeof(float));
+    pissa_model *m = load_fixture("llama_untied", 0);
+    base_logits(m, &bt, ref);
+    pissa_model_free(m);
+    const char *kinds[] = {"pissa", "pissa_niter_2", "lora", "gaussian"};
+    for (int k = 0; k < 4; k++) {
+        m = load_fixture("llama_untied", 0);
+        pissa_adapter_opts o = pissa_adapter_default_opts();
+        o.targets = PISSA_PROJ_ALL;
+        assert_ok(pissa_init_parse(kinds[k], &o.init));
+        o.init.rank = 4;
+        o.init.alpha = 8;
+        assert_ok(pissa_model_add_adapters(m, &o));
+        assert_int_equal(pissa_model_adapter_count(m), 2 * 7);
+        /* W_res + s·B·A = W (PiSSA) or B = 0 (LoRA): the adapted model computes the base model's logits */
+        base_logits(m, &bt, got);
+        double d = tu_max_abs_diff(got, ref, nl);
+        printf("  %s init: logits vs base max|diff| %.3g\n", kinds[k], d);
+        assert_true(d < 1e-4);
+        /* a trained-looking adapter survives save + load into a fresh model */
+        pissa_adapter_view a;
+        for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
+            assert_ok(pissa_model_adapter(m, i, &a));
+            for (int64_t j = 0; j < a.out * a.r; j++) a.B[j] += 0.01f * (float)((int)((j * 7 + (int64_t)i) % 5) - 2);
+        }
+        base_logits(m, &bt, got);
+        char *dir = tu_tempdir("model_save");
+        assert_ok(pissa_model_save_adapter(m, dir, PISSA_F32));
+        pissa_model *m2 = load_fixture("llama_untied", 0);
+        assert_ok(pissa_model_load_adapter(m2, dir));
+        base_logits(m2, &bt, got2);
+        d = tu_max_abs_diff(got, got2, nl);
+        /* the exact PiSSA residual is recomputed bit for bit; pissa_niter's randomized SVD is seeded alike */
+        assert_true(d < 1e-4);
+        assert_true(tu_max_abs_diff(got, ref, nl) > 1e-3); /* the edit did change the model */
+        pissa_model_free(m2);
+        pissa_model_free(m);
+        tu_rmtree(dir);
+        free(dir);
+    }
+    free(ref);
+    free(got);
+    free(got2);
+    free_batch(&bt);
+}
+
+/* ---- llama2.c and Hugging Face forms of one model ---- */
+
+static void put_i32(FILE *f, int32_t v) { fwrite(&v, 4, 1, f); }
+
+/* Writes W (Hugging Face form) as a llama2.c version-0 file: q/k rows back to adjacent-pair order. */
+static void write_llama2c_v0(const pissa__weights *w, const char *path) {
+    const pissa_llama_config *c = &w->cfg;
+    int D = (int)c->hidden_size, F = (int)c->intermediate_size, L = (int)c->num_hidden_layers;
+    int H = (int)c->num_attention_heads, KV = (int)c->num_key_value_heads, hd = D / H, V = (int)c->vocab_size;
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    put_i32(f, D), put_i32(f, F), put_i32(f, L), put_i32(f, H), put_i32(f, KV);
+    put_i32(f, c->tie_word_embeddings ? V : -V), put_i32(f, (int)c->max_position_embeddings);
+    char name[160];
+#define PUT(nm) fwrite(pissa_tensor_data(pissa__weights_get(w, nm)), 4, (size_t)pissa_tensor_numel(pissa__weights_get(w, nm)), f)
+    PUT("model.embed_tokens.weight");
+    for (int l = 0; l < L; l++) snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l), PUT(name);
+    for (int which = 0; which < 2; which++)
+        for (int l = 0; l < L; l++) {
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.weight", l, which ? "k_proj" : "q_proj");
+            const float *src = pissa_tensor_data(pissa__weights_get(w, name));
+            int nh = which ? KV : H;
+            /* llama2.c row h·hd + 2i + j holds HF row h·hd + j·hd/2 + i */
+            for (int h = 0; h < nh; h++)
+                for (int i = 0; i < hd / 2; i++)
+                    for (int j = 0; j < 2; j++) fwrite(src + (size_t)(h * hd + j * hd / 2 + i) * D, 4, (size_t)D, f);
+        }
+    const char *rest[] = {"self_attn.v_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj",
+                          "mlp.down_proj", "mlp.up_proj"};
+    for (int r = 0; r < 6; r++)
+        for (int l = 0; l < L; l++) snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, rest[r]), PUT(name);
+    PUT("model.norm.weight");
+    float zero = 0;
+    for (int i = 0; i < 2 * (int)c->max_position_embeddings * hd / 2; i++) fwrite(&zero, 4, 1, f);
+    if (!c->tie_word_embeddings) PUT("lm_head.weight");
+#undef PUT
+    fclose(f);
+}
+
+static void compare_logits(const char *a, const char *b, int V, const int32_t *ids, int B, int T, double tol) {
+    pissa_model *ma, *mb;
+    assert_ok(pissa_model_load(a, &ma));
+    assert_ok(pissa_model_load(b, &mb));
+    size_t nl = (size_t)(B * T) * V;
+    float *la = malloc(nl * sizeof(float)), *lb = malloc(nl * sizeof(float));
+    assert_ok(pissa_model_logits(ma, ids, B, T, la));
+    assert_ok(pissa_model_logits(mb, ids, B, T, lb));
+    double d = tu_max_abs_diff(la, lb, nl);
+    printf("  llama2.c vs Hugging Face form: logits max|diff| %.3g\n", d);
+    assert_true(d <= tol);
+    free(la);
+    free(lb);
+    pissa_model_free(ma);
+    pissa_model_free(mb);
+}
+
+static void llama2c_file_and_hf_folder_give_the_same_logits(void **state) {
+    (void)state;
+    char hf[512];
+    snprintf(hf, sizeof hf, "%s/llama_untied", REF);
+    pissa__weights w;
+    assert_ok(pissa__weights_load(hf, &w));
+    char *dir = tu_tempdir("model_l2c");
+    char *bin = tu_path(dir, "model.bin");
+    write_llama2c_v0(&w, bin);
+    batch bt = load_batch("llama_untied");
+    compare_logits(hf, bin, 48, bt.ids, bt.B, bt.T, 1e-5);
+    free_batch(&bt);
+    pissa__weights_free(&w);
+    tu_rmtree(dir);
+    free(dir);
+    free(bin);
+}
+
+static void stories260k_bin_and_its_hf_form_give_the_same_logits(void **state) {
+    (void)state;
+    if (!file_exists(STORIES)) {
+        printf("  skipped: %s is absent\n", STORIES);
+        skip();
+    }
+    pissa__weights w;
+    assert_ok(pissa__weights_load(STORIES, &w));
+    char *dir = tu_tempdir("model_stories");
+    assert_ok(pissa__weights_save_hf(&w, dir, PISSA_F32));
+    pissa__weights_free(&w);
+    int32_t ids[2 * 64];
+    for (int i = 0; i < 2 * 64; i++) ids[i] = (int32_t)((i * 37 + 11) % 512);
+    ids[0] = ids[64] = 1;
+    compare_logits(STORIES, dir, 512, ids, 2, 64, 1e-5);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* ---- pissa-eval ---- */
+
+static double json_field(const char *text, const char *key) {
+    cJSON *root = cJSON_Parse(text);
+    assert_non_null(root);
+    const cJSON *v = cJSON_GetObjectItem(root, key);
+    assert_non_null(v);
+    double x = v->valuedouble;
+    cJSON_Delete(root);
+    return x;
+}
+
+static void pissa_eval_reports_the_token_weighted_loss(void **state) {
+    (void)state;
+    /* rows of different lengths: the loss is the mean over all targets, not a mean of per-batch means */
+    char *dir = tu_tempdir("model_eval");
+    char *data = tu_path(dir, "rows.jsonl"), *out = tu_path(dir, "out.json");
+    const char *rows = "{\"input_ids\": [1, 5, 9, 13, 2, 7, 30], \"labels\": [1, 5, -100, 13, 2, 7, 30]}\n"
+                       "{\"input_ids\": [4, 8, 15]}\n"
+                       "\n"
+                       "{\"input_ids\": [16, 23, 42, 47, 0], \"labels\": [-100, -100, 42, 47, 0]}\n";
+    tu_write_bytes(data, rows, strlen(rows));
+    /* the expected value from the model API, row by row (no padding), weighted by the counts */
+    pissa_model *m = load_fixture("llama_untied", 1);
+    int32_t r0[] = {1, 5, 9, 13, 2, 7, 30}, l0[] = {1, 5, -100, 13, 2, 7, 30}, r1[] = {4, 8, 15};
+    int32_t r2[] = {16, 23, 42, 47, 0}, l2[] = {-100, -100, 42, 47, 0};
+    double s = 0, loss;
+    int64_t n = 0, c;
+    const int32_t *rid[3] = {r0, r1, r2}, *rlb[3] = {l0, r1, l2};
+    const int rlen[3] = {7, 3, 5};
+    for (int i = 0; i < 3; i++) {
+        assert_ok(pissa_model_loss(m, rid[i], rlb[i], 1, rlen[i], &loss, &c));
+        s += loss * (double)c;
+        n += c;
+    }
+    pissa_model_free(m);
+    assert_int_equal(n, 5 + 2 + 3);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --model %s/llama_untied --adapter %s/llama_untied/adapter --data %s --batch 2 --json "
+             ">%s 2>/dev/null", PISSA_EVAL_EXE, REF, REF, data, out);
+    assert_int_equal(tu_run(cmd, NULL), 0); /* stdout only: progress goes to stderr */
+    char *text = tu_slurp(out, NULL);
+    assert_int_equal(strchr(text, '\n') - text + 1, (long)strlen(text)); /* exactly one line */
+    double got = json_field(text, "loss");
+    printf("  pissa-eval loss %.7f vs weighted per-row %.7f\n", got, s / n);
+    assert_true(fabs(got - s / n) < 1e-5);
+    assert_true(fabs(json_field(text, "ppl") - exp(got)) < 1e-4 * exp(got));
+    assert_int_equal((int64_t)json_field(text, "tokens"), n);
+    free(text);
+    /* errors: one line, non-zero status */
+    snprintf(cmd, sizeof cmd, "%s --model %s/llama_untied --data %s/missing.jsonl --json 2>%s", PISSA_EVAL_EXE, REF,
+             dir, out);
+    assert_int_not_equal(tu_run(cmd, NULL), 0);
+    text = tu_slurp(out, NULL);
+    assert_non_null(strstr(text, "missing.jsonl"));
+    assert_int_equal(strchr(text, '\n') - text + 1, (long)strlen(text));
+    free(text);
+    snprintf(cmd, sizeof cmd, "%s --help", PISSA_EVAL_EXE);
+    assert_int_equal(tu_run(cmd, out), 0);
+    tu_rmtree(dir);
+    free(dir);
+    free(data);
+    free(out);
+}
+
+static void pissa_eval_on_stories260k_and_tinyshakespeare(void **state) {
+    (void)state;
+    if (!file_exists(STORIES) || !file_exists(SHAKESPEARE)) {
+        printf("  skipped: %s or %s is absent\n", STORIES, SHAKESPEARE);
+        skip();
+    }
+    /* the first 20 KB of Shakespeare: far from TinyStories, so the loss is high but finite */
+    char *dir = tu_tempdir("model_eval_stories");
+    char *data = tu_path(dir, "shakespeare.txt"), *out = tu_path(dir, "out.json");
+    size_t len;
+    char *text = tu_slurp(SHAKESPEARE, &len);
+    tu_write_bytes(data, text, 20000);
+    free(text);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --model %s --tokenizer %s --data %s --seq 128 --batch 4 --json "
+             ">%s 2>/dev/null", PISSA_EVAL_EXE, STORIES, TOK512, data, out);
+    assert_int_equal(tu_run(cmd, NULL), 0);
+    text = tu_slurp(out, NULL);
+    double loss = json_field(text, "loss"), tokens = json_field(text, "tokens");
+    printf("  stories260K on tinyshakespeare[:20000]: loss %.4f, %g tokens\n", loss, tokens);
+    assert_true(loss > 1.0 && loss < log(512.0) + 3);
+    assert_true(tokens > 1000);
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+    free(data);
+    free(out);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(untied_gqa_model_matches_pytorch),
+        cmocka_unit_test(tied_model_with_wide_heads_and_rslora_matches_pytorch),
+        cmocka_unit_test(adapter_gradients_match_finite_differences),
+        cmocka_unit_test(frozen_weights_get_no_gradient_buffers),
+        cmocka_unit_test(steps_of_one_shape_allocate_nothing_and_accumulate),
+        cmocka_unit_test(bad_token_ids_and_long_sequences_are_refused),
+        cmocka_unit_test(unsupported_configs_are_refused_with_their_field),
+        cmocka_unit_test(unsupported_adapter_features_are_refused),
+        cmocka_unit_test(initialised_adapters_preserve_the_model_and_round_trip),
+        cmocka_unit_test(llama2c_file_and_hf_folder_give_the_same_logits),
+        cmocka_unit_test(stories260k_bin_and_its_hf_form_give_the_same_logits),
+        cmocka_unit_test(pissa_eval_reports_the_token_weighted_loss),
+        cmocka_unit_test(pissa_eval_on_stories260k_and_tinyshakespeare),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
