@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "weights.h"
 
 #define KEY_PREFIX "base_model.model."
 
@@ -630,5 +631,75 @@ pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pis
     free(weights);
     free(config_path);
     if (a) resolver_free(&R);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* llama2.c → Hugging Face                                                                        */
+
+/* Linear shapes of W: every 2-D "X.weight". Module strings point into W's names (modules are written
+ * into MODS, (n) buffers the caller frees). */
+static pissa_status weights_shapes(const pissa__weights *w, pissa_linear_shape *shapes, char **mods, size_t *n) {
+    *n = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        size_t len = strlen(w->names[i]);
+        const pissa_tensor *t = w->tensors[i];
+        if (pissa_tensor_ndim(t) != 2 || len <= 7 || strcmp(w->names[i] + len - 7, ".weight") != 0) continue;
+        char *m = pissa__strdup(w->names[i]);
+        if (!m) return pissa__fail(PISSA_ERR_NOMEM, "llama2.c export: out of memory");
+        m[len - 7] = '\0';
+        mods[*n] = m;
+        shapes[*n] = (pissa_linear_shape){m, pissa_tensor_dim(t, 0), pissa_tensor_dim(t, 1)};
+        (*n)++;
+    }
+    return PISSA_OK;
+}
+
+/* Replaces each adapted tensor of W by an OWNED copy with the adapter merged in. */
+static pissa_status merge_weights(pissa__weights *w, const pissa_peft_adapter *a, int sign) {
+    pissa_linear_shape *shapes = pissa__calloc(w->n ? w->n : 1, sizeof *shapes);
+    char **mods = pissa__calloc(w->n ? w->n : 1, sizeof *mods);
+    size_t n = 0;
+    resolver R;
+    int have_resolver = 0;
+    pissa_status st = shapes && mods ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "llama2.c export: out of memory");
+    if (st == PISSA_OK) st = weights_shapes(w, shapes, mods, &n);
+    if (st == PISSA_OK) st = pissa_peft_adapter_check(a, shapes, n);
+    if (st == PISSA_OK && (st = resolver_init(&R, pissa_peft_adapter_config(a))) == PISSA_OK) have_resolver = 1;
+    for (size_t i = 0; st == PISSA_OK && i < n; i++) {
+        size_t at;
+        if (pissa_peft_adapter_find(a, shapes[i].module, &at) != PISSA_OK) continue;
+        size_t k = 0;
+        while (k < w->n && !(strncmp(w->names[k], shapes[i].module, strlen(shapes[i].module)) == 0 &&
+                             strcmp(w->names[k] + strlen(shapes[i].module), ".weight") == 0))
+            k++;
+        pissa_tensor *copy;
+        st = pissa_tensor_clone(w->tensors[k], &copy);
+        if (st == PISSA_OK) {
+            pissa_tensor_free(w->tensors[k]);
+            w->tensors[k] = copy;
+            st = merge_module(&R, a, shapes[i].module, pissa_tensor_data(copy), shapes[i].out, shapes[i].in, sign,
+                              NULL);
+        }
+    }
+    if (st == PISSA_OK) pissa_clear_error(); /* misses of pissa_peft_adapter_find */
+    if (have_resolver) resolver_free(&R);
+    for (size_t i = 0; mods && i < n; i++) free(mods[i]);
+    free(mods);
+    free(shapes);
+    return st;
+}
+
+pissa_status pissa_llama2c_export_hf(const char *path, const pissa_peft_adapter *a, int unmerge, int dtype,
+                                     const char *dir) {
+    if (!path || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_llama2c_export_hf: NULL argument");
+    if (dtype != -1 && !pissa_dtype_is_float((pissa_dtype)dtype))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: output dtype must be F32, F16 or BF16", dir);
+    pissa__weights w;
+    memset(&w, 0, sizeof w);
+    pissa_status st = pissa__weights_load_llama2c(path, &w);
+    if (st == PISSA_OK && a) st = merge_weights(&w, a, unmerge ? -1 : +1);
+    if (st == PISSA_OK) st = pissa__weights_save_hf(&w, dir, dtype == -1 ? PISSA_F32 : (pissa_dtype)dtype);
+    pissa__weights_free(&w);
     return st;
 }

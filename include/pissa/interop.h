@@ -99,6 +99,14 @@ PISSA_API pissa_status pissa_peft_unmerge_module(const pissa_peft_adapter *a, co
 PISSA_API pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pissa_peft_adapter *a,
                                                    int unmerge, int dtype, const char *dir);
 
+/* Exports the llama2.c checkpoint PATH (.bin, version 0 or 1) as a Hugging Face Llama folder DIR
+ * (config.json + model.safetensors): names mapped (w1 → mlp.gate_proj, ...) and the rows of wq/wk permuted
+ * from llama2.c's adjacent-pair RoPE to Hugging Face's rotate_half (REFERENCE §6). If A is not NULL, it is
+ * checked against the exported weights and merged (or unmerged) as by pissa_peft_merge_checkpoint; its module
+ * paths are Hugging Face ones. DTYPE: PISSA_F32, PISSA_F16, PISSA_BF16, or -1 for float32. */
+PISSA_API pissa_status pissa_llama2c_export_hf(const char *path, const pissa_peft_adapter *a, int unmerge, int dtype,
+                                               const char *dir);
+
 #ifdef __cplusplus
 }
 #endif

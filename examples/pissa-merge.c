@@ -1,0 +1,111 @@
+/* pissa-merge: merges a PEFT LoRA adapter into its base, W' = W + s·B·A, and writes a full Hugging Face
+ * checkpoint (config.json + model.safetensors with the base's tensor names) that plain transformers loads.
+ * --unmerge subtracts instead; --to-hf exports a llama2.c .bin to the Hugging Face layout (with or without an
+ * adapter). The weights are streamed one tensor at a time. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static const char *usage =
+    "usage: pissa-merge --model PATH --adapter DIR --out DIR [options]\n"
+    "       pissa-merge --model MODEL.bin --to-hf --out DIR [--adapter DIR] [options]\n"
+    "Writes OUT/config.json and OUT/model.safetensors: the base checkpoint with the adapter merged into every\n"
+    "weight it adapts (W + s*B*A), under the base's tensor names.\n"
+    "\n"
+    "  --model PATH       Hugging Face checkpoint folder (config.json + model.safetensors or a sharded index),\n"
+    "                     or with --to-hf a llama2.c checkpoint (.bin, version 0 or 1)\n"
+    "  --adapter DIR      PEFT LoRA adapter (adapter_model.safetensors + adapter_config.json); optional\n"
+    "                     with --to-hf\n"
+    "  --out DIR          output folder (created; must differ from --model)\n"
+    "  --dtype T          f32, bf16 or f16 for every float tensor (default: each tensor's own dtype;\n"
+    "                     f32 for a llama2.c model)\n"
+    "  --unmerge          subtract the adapter instead (W - s*B*A)\n"
+    "  --to-hf            --model is a llama2.c checkpoint: export it with Hugging Face names and the q/k\n"
+    "                     rows permuted to Hugging Face's RoPE convention\n"
+    "  -h, --help         this text\n";
+
+static void copy_if_present(const char *src_dir, const char *dst_dir, const char *name) {
+    char src[PATH_MAX], dst[PATH_MAX];
+    snprintf(src, sizeof src, "%s/%s", src_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", dst_dir, name);
+    FILE *f = fopen(src, "rb");
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) cli_check(pissa_write_file_atomic(dst, buf, (size_t)n), dst);
+    free(buf);
+    fclose(f);
+}
+
+int main(int argc, char **argv) {
+    cli_prog = "pissa-merge";
+    pissa_set_log_callback(cli_log_to_stderr, NULL);
+    const char *model = NULL, *adapter_dir = NULL, *out_dir = NULL;
+    int dtype = -1, unmerge = 0, to_hf = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--model")) model = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--adapter")) adapter_dir = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--out")) out_dir = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--unmerge")) unmerge = 1;
+        else if (!strcmp(a, "--to-hf")) to_hf = 1;
+        else if (!strcmp(a, "--dtype")) {
+            pissa_dtype dt;
+            if (pissa_dtype_parse(cli_value(argc, argv, &i), &dt) != PISSA_OK || !pissa_dtype_is_float(dt))
+                cli_usage_error("--dtype: '%s' is not f32, bf16 or f16", argv[i]);
+            dtype = (int)dt;
+        } else cli_usage_error("unknown option '%s'", a);
+    }
+    if (!model) cli_usage_error("--model PATH is required");
+    if (!out_dir) cli_usage_error("--out DIR is required");
+    if (!adapter_dir && !to_hf) cli_usage_error("--adapter DIR is required (or --to-hf to export a llama2.c model)");
+    if (unmerge && !adapter_dir) cli_usage_error("--unmerge needs --adapter DIR");
+    struct stat sb;
+    if (stat(model, &sb) != 0) cli_fail("--model: cannot open '%s'", model);
+    int is_dir = S_ISDIR(sb.st_mode);
+    if (to_hf && is_dir) cli_usage_error("--to-hf: '%s' is a folder; it expects a llama2.c .bin file", model);
+    if (!to_hf && !is_dir)
+        cli_usage_error("--model: '%s' is a file; add --to-hf to export a llama2.c checkpoint", model);
+    char real_model[PATH_MAX], real_out[PATH_MAX];
+    if (is_dir && realpath(model, real_model) && realpath(out_dir, real_out) && !strcmp(real_model, real_out))
+        cli_usage_error("--out must differ from --model (the base checkpoint would be overwritten)");
+
+    double t0 = cli_now();
+    pissa_peft_adapter *ad = NULL;
+    if (adapter_dir) cli_check(pissa_peft_adapter_load(adapter_dir, &ad), "--adapter");
+    cli_mkdirs(out_dir);
+    size_t n_tensors = 0;
+    if (to_hf) {
+        cli_check(pissa_llama2c_export_hf(model, ad, unmerge, dtype, out_dir), model);
+    } else {
+        pissa_checkpoint *ckpt;
+        cli_check(pissa_checkpoint_open(model, &ckpt), "--model");
+        cli_check(pissa_peft_merge_checkpoint(ckpt, ad, unmerge, dtype, out_dir), out_dir);
+        n_tensors = pissa_checkpoint_count(ckpt);
+        pissa_checkpoint_free(ckpt);
+        static const char *extra[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
+                                      "tokenizer_config.json", "special_tokens_map.json"};
+        for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) copy_if_present(model, out_dir, extra[k]);
+    }
+    if (ad) {
+        const pissa_peft_config *c = pissa_peft_adapter_config(ad);
+        printf("pissa-merge: %s %zu adapted weights (r %lld, lora_alpha %g%s) %s %s",
+               unmerge ? "unmerged" : "merged", pissa_peft_adapter_count(ad), (long long)c->r, c->lora_alpha,
+               c->use_rslora ? ", rsLoRA" : "", unmerge ? "from" : "into", model);
+    } else {
+        printf("pissa-merge: exported %s", model);
+    }
+    if (n_tensors) printf(" (%zu tensors)", n_tensors);
+    printf("; wrote %s/model.safetensors and %s/config.json in %.2f s\n", out_dir, out_dir, cli_now() - t0);
+    pissa_peft_adapter_free(ad);
+    return 0;
+}
