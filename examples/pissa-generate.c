@@ -86,7 +86,8 @@ int main(int argc, char **argv) {
                 (long long)steps, (long long)max_pos, (long long)max_pos);
     if (steps == 0 || steps > max_pos) steps = max_pos;
     pissa_tokenizer *tok;
-    cli_check(pissa_tokenizer_load(tok_path, (int32_t)pissa_generator_vocab_size(g), &tok), "cannot load the tokenizer");
+    cli_check(pissa_tokenizer_load(tok_path, (int32_t)pissa_generator_vocab_size(g), &tok),
+              "cannot load the tokenizer");
     fprintf(stderr, "pissa-generate: %s%s%s loaded in %.2f s; steps %lld, temperature %g, top-p %g, seed %llu\n",
             model, adapter ? " + " : "", adapter ? adapter : "", cli_now() - t0, (long long)steps, temperature, topp,
             (unsigned long long)seed);

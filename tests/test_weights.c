@@ -251,7 +251,8 @@ static void llama2c_rejects_truncated_oversized_bad_version_and_bad_header(void 
         l2c_free(&f);
     }
     /* a tied legacy file cut inside the arrays names the array it ends in */
-    l2c_file f = write_l2c(dir, "cut.bin", 0, 1, -(int64_t)sizeof(float) * (array_floats[RMS_FINAL] + array_floats[FREQ] + 1));
+    int64_t cut = (int64_t)sizeof(float) * (array_floats[RMS_FINAL] + array_floats[FREQ] + 1);
+    l2c_file f = write_l2c(dir, "cut.bin", 0, 1, -cut);
     expect_llama2c_error(f.path, PISSA_ERR_FORMAT, "ends inside w3");
     l2c_free(&f);
 
@@ -319,7 +320,8 @@ static void expect_hf_error(const char *dir, pissa_status want, const char *need
     pissa_status s = pissa__weights_load_hf(dir, &w);
     if (s != want) fail_msg("got %s (%s), want %s", pissa_status_name(s), pissa_last_error(), pissa_status_name(want));
     if (!strstr(pissa_last_error(), needle1)) fail_msg("message '%s' lacks '%s'", pissa_last_error(), needle1);
-    if (needle2 && !strstr(pissa_last_error(), needle2)) fail_msg("message '%s' lacks '%s'", pissa_last_error(), needle2);
+    if (needle2 && !strstr(pissa_last_error(), needle2))
+        fail_msg("message '%s' lacks '%s'", pissa_last_error(), needle2);
     assert_int_equal(w.n, 0);
 }
 
@@ -353,7 +355,8 @@ static void hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling(v
     write_hf(hf, &w, w.config_json, NULL, NULL, "model.layers.0.mlp.experts.0.weight");
     expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "model.layers.0.mlp.experts.0.weight", NULL);
 
-    char *cfg = replace(w.config_json, "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
+    char *cfg = replace(w.config_json, "\"rope_scaling\": null",
+                        "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
     write_hf(hf, &w, cfg, NULL, NULL, NULL);
     expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "rope_scaling", hf);
     free(cfg);
