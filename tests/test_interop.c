@@ -685,6 +685,87 @@ static void pissa_convert_output_on_base_equals_trained_adapter_on_residual(void
     free(res), free(trained), free(conv), free(m1), free(m2), free(init_dir);
 }
 
+/* pissa-merge --to-hf on stories260K (llama2.c v0): q/k rows permuted as REFERENCE §6 says, checked against the
+ * raw file read here; with an adapter, the export equals the plain export + s·B·A (double). */
+static void pissa_merge_to_hf_exports_llama2c_with_qk_permuted(void **state) {
+    fixture *f = *state;
+    char *bin = tu_path(PISSA_SHARED_DATA_DIR, "stories260K/stories260K.bin");
+    size_t len;
+    char *raw = tu_slurp(bin, &len);
+    if (!raw) {
+        free(bin);
+        skip();
+    }
+    int32_t h[7];
+    memcpy(h, raw, sizeof h);
+    int64_t dim = h[0], hidden = h[1], nl = h[2], nh = h[3], nkv = h[4], vocab = h[5] < 0 ? -h[5] : h[5];
+    int64_t hd = dim / nh, kv_dim = dim * nkv / nh;
+    const float *p = (const float *)(raw + sizeof h); /* 28-byte header: copy before use (alignment) */
+    int64_t off_wq = vocab * dim + nl * dim, off_wk = off_wq + nl * dim * dim;
+    int64_t off_w1 = off_wk + 2 * nl * kv_dim * dim + nl * dim * dim + nl * dim;
+    char args[4096], *log, *out = tu_path(f->dir, "hf"), *out2 = tu_path(f->dir, "hf_adapted"),
+                         *ad = tu_path(f->dir, "l2c_adapter");
+    snprintf(args, sizeof args, "--model %s --to-hf --out %s", bin, out);
+    int rc = run_prog(PISSA_MERGE_EXE, args, f->log, &log);
+    if (rc) fail_msg("pissa-merge --to-hf: %s", log);
+    free(log);
+    pissa_checkpoint *c;
+    assert_ok(pissa_checkpoint_open(out, &c));
+    assert_int_equal(pissa_checkpoint_config(c)->hidden_size, dim);
+    assert_int_equal(pissa_checkpoint_config(c)->num_key_value_heads, nkv);
+    int64_t l = nl - 1;
+    float *q = malloc(sizeof(float) * (size_t)(dim * dim)), *k = malloc(sizeof(float) * (size_t)(kv_dim * dim)),
+          *g = malloc(sizeof(float) * (size_t)(hidden * dim)), x;
+    char name[128];
+    snprintf(name, sizeof name, "model.layers.%lld.self_attn.q_proj.weight", (long long)l);
+    assert_ok(pissa_checkpoint_read_f32(c, name, q, dim * dim));
+    snprintf(name, sizeof name, "model.layers.%lld.self_attn.k_proj.weight", (long long)l);
+    assert_ok(pissa_checkpoint_read_f32(c, name, k, kv_dim * dim));
+    snprintf(name, sizeof name, "model.layers.%lld.mlp.gate_proj.weight", (long long)l);
+    assert_ok(pissa_checkpoint_read_f32(c, name, g, hidden * dim));
+    /* HF row hh·hd + j·hd/2 + i = llama2.c row hh·hd + 2i + j */
+    for (int64_t hh = 0; hh < nh; hh++)
+        for (int j = 0; j < 2; j++)
+            for (int64_t i = 0; i < hd / 2; i++)
+                for (int64_t col = 0; col < dim; col++) {
+                    int64_t hf_row = hh * hd + j * hd / 2 + i, l2_row = hh * hd + 2 * i + j;
+                    memcpy(&x, p + off_wq + l * dim * dim + l2_row * dim + col, sizeof x);
+                    assert_true(q[hf_row * dim + col] == x);
+                    if (hh < nkv) {
+                        memcpy(&x, p + off_wk + l * kv_dim * dim + l2_row * dim + col, sizeof x);
+                        assert_true(k[hf_row * dim + col] == x);
+                    }
+                }
+    for (int64_t i = 0; i < hidden * dim; i++) {
+        memcpy(&x, p + off_w1 + l * hidden * dim + i, sizeof x);
+        assert_true(g[i] == x);
+    }
+    /* with an adapter on q_proj and down_proj */
+    pissa_peft_config cfg = parse_config("{\"peft_type\": \"LORA\", \"r\": 3, \"lora_alpha\": 5, "
+                                         "\"target_modules\": [\"q_proj\", \"down_proj\"]}");
+    pissa_peft_adapter *a;
+    assert_ok(pissa_peft_adapter_create(&cfg, &a));
+    float *A = malloc(sizeof(float) * (size_t)(3 * hidden)), *B = malloc(sizeof(float) * (size_t)(dim * 3));
+    tu_gaussian(A, (size_t)(3 * hidden), 3);
+    tu_gaussian(B, (size_t)(dim * 3), 4);
+    snprintf(name, sizeof name, "model.layers.%lld.self_attn.q_proj", (long long)l);
+    assert_ok(pissa_peft_adapter_add(a, name, 3, dim, dim, A, B));
+    snprintf(name, sizeof name, "model.layers.0.mlp.down_proj");
+    assert_ok(pissa_peft_adapter_add(a, name, 3, hidden, dim, A, B));
+    assert_ok(pissa_peft_adapter_save(a, ad, PISSA_F32));
+    snprintf(args, sizeof args, "--model %s --to-hf --adapter %s --out %s", bin, ad, out2);
+    rc = run_prog(PISSA_MERGE_EXE, args, f->log, &log);
+    if (rc) fail_msg("pissa-merge --to-hf --adapter: %s", log);
+    free(log);
+    pissa_checkpoint *c2;
+    assert_ok(pissa_checkpoint_open(out2, &c2));
+    compare_merged(c, c2, a, +1, 1e-6, 0);
+    pissa_checkpoint_free(c2);
+    pissa_checkpoint_free(c);
+    pissa_peft_adapter_free(a);
+    free(A), free(B), free(q), free(k), free(g), free(raw), free(bin), free(out), free(out2), free(ad);
+}
+
 /* Replaces the first occurrence of FROM in DIR/adapter_config.json by TO. */
 static void edit_config(const char *dir, const char *from, const char *to) {
     char *path = tu_path(dir, "adapter_config.json");
@@ -765,6 +846,7 @@ int main(void) {
         cmocka_unit_test(pissa_merge_of_residual_and_initial_adapter_is_the_base),
         cmocka_unit_test(pissa_convert_output_on_base_equals_trained_adapter_on_residual),
         cmocka_unit_test(pissa_merge_refuses_unsupported_and_mismatched_adapters),
+        cmocka_unit_test(pissa_merge_to_hf_exports_llama2c_with_qk_permuted),
     };
     int failed = cmocka_run_group_tests_name("interop", unit, NULL, NULL);
     return failed + cmocka_run_group_tests_name("interop_checkpoints", e2e, setup, teardown);
