@@ -62,7 +62,8 @@ int main(int argc, char **argv) {
         cli_check(pissa_dataset_load_text(data_path, tok, seq, &ds), data_path);
         pissa_tokenizer_free(tok);
     } else {
-        cli_check(pissa_dataset_load_jsonl(data_path, (int32_t)cfg->vocab_size, &ds), data_path);
+        if (pissa_dataset_load_jsonl(data_path, (int32_t)cfg->vocab_size, &ds) != PISSA_OK)
+            cli_fail("%s (without --tokenizer, --data must be JSONL rows of input_ids)", pissa_last_error());
     }
     size_t rows = pissa_dataset_count(ds);
     if (!rows) cli_fail("%s: no rows (a text shorter than --seq %lld tokens gives none)", data_path, (long long)seq);
