@@ -263,9 +263,8 @@ int main(int argc, char **argv) {
     pissa_init_name(&R.opts, init_name, sizeof init_name);
     int randomized = R.opts.kind == PISSA_INIT_PISSA_NITER, principal = R.opts.kind >= PISSA_INIT_PISSA;
     if (!quiet)
-        fprintf(stderr, "pissa-init: %s: %lld layers, %lld matrices, init %s, rank %lld, alpha %g (scale %g)%s\n",
-                model_dir, (long long)L, (long long)n_targets, init_name, (long long)rank, R.opts.alpha, R.scale,
-                randomized ? "" : "");
+        fprintf(stderr, "pissa-init: %s: %lld layers, %lld matrices, init %s, rank %lld, alpha %g (scale %g)\n",
+                model_dir, (long long)L, (long long)n_targets, init_name, (long long)rank, R.opts.alpha, R.scale);
 
     /* Phase 1: adapters, layer by layer. W_res is recomputed from (A, B) when the residual is written. */
     double init_seconds = 0;
@@ -320,14 +319,14 @@ int main(int argc, char **argv) {
     fill_ctx *ctx = calloc(n_tensors, sizeof *ctx);
     if (!ctx) cli_fail("out of memory");
     pissa_dtype adapter_dtype = R.have_dtype ? R.dtype : targets[0].dtype;
-    for (size_t k = 0, ti = 0; k < n_tensors; k++) {
+    for (size_t k = 0; k < n_tensors; k++) {
         const char *name = pissa_checkpoint_name(R.ckpt, k);
         pissa_st_info info;
         cli_check(pissa_checkpoint_find(R.ckpt, name, &info), name);
         ctx[k].run = &R;
         ctx[k].out_dtype = R.have_dtype && pissa_dtype_is_float(info.dtype) ? R.dtype : info.dtype;
         target *t = NULL;
-        for (ti = 0; ti < (size_t)n_targets && !t; ti++)
+        for (int64_t ti = 0; ti < n_targets && !t; ti++)
             if (!strcmp(targets[ti].tensor, name)) t = &targets[ti];
         ctx[k].t = t;
         pissa_status st;

@@ -146,7 +146,7 @@ static void exact_pissa_outputs_reconstruct_base_and_match_truncation(void **sta
     free(out);
 }
 
-static void randomized_bf16_output_from_sharded_base(void **state) {
+static void randomized_init_of_sharded_bf16_base_with_f32_output(void **state) {
     fixture *f = *state;
     char args[2048], *log;
     char *out = tu_path(f->dir, "out_niter");
@@ -264,7 +264,7 @@ static void help_describes_every_option(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(exact_pissa_outputs_reconstruct_base_and_match_truncation),
-        cmocka_unit_test(randomized_bf16_output_from_sharded_base),
+        cmocka_unit_test(randomized_init_of_sharded_bf16_base_with_f32_output),
         cmocka_unit_test(lora_init_leaves_base_weights_untouched),
         cmocka_unit_test(bad_input_gets_one_clear_line),
         cmocka_unit_test(help_describes_every_option),
