@@ -1,6 +1,7 @@
 /* Inference with a KV cache: one token at a time through a Llama model in the Hugging Face maths (REFERENCE §5),
  * with PEFT LoRA layers applied unmerged, and karpathy/llama2.c run.c's sampling and generation loop. */
 #include "generate_internal.h"
+#include "interop_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -63,94 +64,31 @@ static const float *tensor_data(const pissa__weights *w, const char *name) {
     return t ? pissa_tensor_data(t) : NULL;
 }
 
-/* Whether target_modules (comma-separated suffixes) matches the module path PATH at a '.' boundary. */
-static int targeted(const char *list, const char *path) {
-    size_t n = strlen(path);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        size_t m = e ? (size_t)(e - p) : strlen(p);
-        if (m && m <= n && !strncmp(path + n - m, p, m) && (m == n || path[n - m - 1] == '.')) return 1;
-        p += m + (e ? 1 : 0);
-    }
-    return 0;
-}
-
-/* Refuses what pissa_generator does not implement yet (a later change generalises adapter loading). */
-static pissa_status check_adapter_config(const pissa_peft_config *c) {
-    if (c->target_kind != PISSA_TARGET_LIST)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: target_modules '%s' is a %s; only a list of module "
-                           "names is supported", c->target_modules,
-                           c->target_kind == PISSA_TARGET_REGEX ? "regex" : "all-linear target");
-    if (c->use_dora) return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: use_dora is true; DoRA is not supported");
-    if (c->n_rank_pattern || c->n_alpha_pattern)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: %s is not empty; per-module ranks/alphas are not supported",
-                           c->n_rank_pattern ? "rank_pattern" : "alpha_pattern");
-    if (c->has_layers_to_transform)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: layers_to_transform is set; not supported");
-    if (c->has_modules_to_save)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: modules_to_save is set; not supported");
-    if (c->has_lora_bias) return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: lora_bias is true; not supported");
-    if (strcmp(c->bias, "none") != 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: bias is '%s'; only \"none\" is supported", c->bias);
-    if (c->fan_in_fan_out)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: fan_in_fan_out is true; Llama weights are (out, in)");
-    for (const char *p = c->target_modules; *p;) {
-        const char *e = strchr(p, ',');
-        size_t m = e ? (size_t)(e - p) : strlen(p);
-        char name[128] = "model.layers.0.";
-        int ok = 0;
-        for (int j = 0; j < N_PROJ && !ok; j++) {
-            snprintf(name + 15, sizeof name - 15, "%s", proj_paths[j]);
-            char entry[128];
-            snprintf(entry, sizeof entry, "%.*s", (int)(m < 127 ? m : 127), p);
-            ok = targeted(entry, name);
-        }
-        if (!ok)
-            return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: target module '%.*s' is not one of q_proj, k_proj, "
-                               "v_proj, o_proj, gate_proj, up_proj, down_proj", (int)m, p);
-        p += m + (e ? 1 : 0);
-    }
-    return PISSA_OK;
-}
-
+/* Points the projections at the adapter's A and B, with the rank and scale PEFT's rules give each module
+ * (pissa__peft_map_llama: list/regex/all-linear targets, layers_to_transform, rank/alpha patterns, rsLoRA). */
 static pissa_status attach_adapter(pissa_generator *g) {
-    const pissa_peft_config *c = pissa_peft_adapter_config(g->adapter);
-    PISSA_TRY(check_adapter_config(c));
-    if (c->r < 1) return pissa__fail(PISSA_ERR_FORMAT, "adapter: r is %lld", (long long)c->r);
-    float scale = (float)(c->use_rslora ? c->lora_alpha / sqrt((double)c->r) : c->lora_alpha / (double)c->r);
-    size_t n = pissa_peft_adapter_count(g->adapter);
-    for (size_t i = 0; i < n; i++) {
+    pissa__peft_slot *slots = pissa__calloc((size_t)(g->L * N_PROJ), sizeof *slots);
+    if (!slots) return pissa__fail(PISSA_ERR_NOMEM, "adapter: out of memory");
+    pissa_status st = pissa__peft_map_llama(g->adapter, &g->w, 0, slots);
+    for (int64_t k = 0; st == PISSA_OK && k < g->L * N_PROJ; k++) {
+        if (slots[k].module < 0) continue;
         const char *mod;
         const pissa_tensor *A, *B;
-        PISSA_TRY(pissa_peft_adapter_module(g->adapter, i, &mod, &A, &B));
-        long long l = -1;
-        int used = 0, j;
-        if (sscanf(mod, "model.layers.%lld.%n", &l, &used) != 1 || used == 0 || l < 0 || l >= g->L)
-            return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: module '%s' is not a projection of a layer of this "
-                               "model (%lld layers)", mod, (long long)g->L);
-        for (j = 0; j < N_PROJ && strcmp(mod + used, proj_paths[j]) != 0; j++) {}
-        if (j == N_PROJ)
-            return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter: module '%s' is not one of the 7 Llama projections",
-                               mod);
-        if (!targeted(c->target_modules, mod))
-            return pissa__fail(PISSA_ERR_FORMAT, "adapter: module '%s' has weights but is not in target_modules '%s'",
-                               mod, c->target_modules);
-        linear *p = &g->layers[l].proj[j];
-        int64_t r = pissa_tensor_dim(A, 0);
-        if (pissa_tensor_dim(A, 1) != p->in || pissa_tensor_dim(B, 0) != p->out || pissa_tensor_dim(B, 1) != r)
-            return pissa__fail(PISSA_ERR_SHAPE, "adapter: module '%s' has A (%lld, %lld) and B (%lld, %lld); the base "
-                               "weight is (%lld, %lld)", mod, (long long)r, (long long)pissa_tensor_dim(A, 1),
-                               (long long)pissa_tensor_dim(B, 0), (long long)pissa_tensor_dim(B, 1),
-                               (long long)p->out, (long long)p->in);
-        if (r != c->r)
-            return pissa__fail(PISSA_ERR_FORMAT, "adapter: module '%s' has rank %lld but r is %lld", mod, (long long)r,
-                               (long long)c->r);
+        st = pissa_peft_adapter_module(g->adapter, (size_t)slots[k].module, &mod, &A, &B);
+        if (st != PISSA_OK) break;
+        linear *p = &g->layers[k / N_PROJ].proj[k % N_PROJ];
         p->A = pissa_tensor_data(A);
         p->B = pissa_tensor_data(B);
-        p->r = r;
-        p->scale = scale;
+        p->r = slots[k].r;
+        p->scale = (float)slots[k].scale;
     }
-    return PISSA_OK;
+    free(slots);
+    if (st != PISSA_OK && st != PISSA_ERR_NOMEM) { /* "adapter:" is replaced by the folder's name by the caller */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", pissa_last_error());
+        st = pissa__fail(st, "adapter: %s", msg);
+    }
+    return st;
 }
 
 void pissa_generator_free(pissa_generator *g) {

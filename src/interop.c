@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "interop_internal.h"
 #include "weights.h"
 
 #define KEY_PREFIX "base_model.model."
@@ -262,7 +263,7 @@ static int init_transforms_base(const char *init) {
     return 0;
 }
 
-static pissa_status check_config(const pissa_peft_config *c) {
+static pissa_status check_config(const pissa_peft_config *c, int allow_pissa_init) {
     if (c->use_dora)
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'use_dora' is true: DoRA adapters are "
                                                   "not supported");
@@ -275,7 +276,8 @@ static pissa_status check_config(const pissa_peft_config *c) {
     if (c->fan_in_fan_out)
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'fan_in_fan_out' is true: that is for "
                                                   "GPT-2 style Conv1D weights (in, out); Llama's are (out, in)");
-    if (init_transforms_base(c->init_lora_weights))
+    int redone_by_caller = allow_pissa_init && !strncasecmp(c->init_lora_weights, "pissa", 5);
+    if (init_transforms_base(c->init_lora_weights) && !redone_by_caller)
         return pissa__fail(PISSA_ERR_UNSUPPORTED,
                            "adapter_config.json: field 'init_lora_weights' is '%s': PEFT would redo that "
                            "initialisation on the base when loading; save the initial adapter with "
@@ -318,10 +320,10 @@ static pissa_status check_module(resolver *R, const char *module, const pissa_te
     return PISSA_OK;
 }
 
-pissa_status pissa_peft_adapter_check(const pissa_peft_adapter *a, const pissa_linear_shape *base, size_t n_base) {
-    if (!a || (!base && n_base)) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_adapter_check: NULL argument");
+static pissa_status check_adapter(const pissa_peft_adapter *a, const pissa_linear_shape *base, size_t n_base,
+                                  int allow_pissa_init) {
     const pissa_peft_config *c = pissa_peft_adapter_config(a);
-    PISSA_TRY(check_config(c));
+    PISSA_TRY(check_config(c, allow_pissa_init));
     resolver R;
     PISSA_TRY(resolver_init(&R, c));
     pissa_status st = PISSA_OK;
@@ -346,6 +348,97 @@ pissa_status pissa_peft_adapter_check(const pissa_peft_adapter *a, const pissa_l
         pissa__log(PISSA_LOG_WARN, "adapter: %zu module(s) targeted by adapter_config.json have no tensors (first: "
                    "'%s'); they are left unchanged", missing, first);
     resolver_free(&R);
+    return st;
+}
+
+pissa_status pissa_peft_adapter_check(const pissa_peft_adapter *a, const pissa_linear_shape *base, size_t n_base) {
+    if (!a || (!base && n_base)) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_adapter_check: NULL argument");
+    return check_adapter(a, base, n_base, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* an adapter on the projections of a Llama model (interop_internal.h)                            */
+
+const char *const pissa__llama_proj_paths[PISSA__N_PROJ] = {"self_attn.q_proj", "self_attn.k_proj",
+                                                            "self_attn.v_proj", "self_attn.o_proj",
+                                                            "mlp.gate_proj",    "mlp.up_proj",
+                                                            "mlp.down_proj"};
+
+/* Every 2-D weight "X.weight" of W as (X, out, in): the modules an adapter may name. One allocation. */
+static pissa_status weights_linear_shapes(const pissa__weights *w, pissa_linear_shape **out, size_t *n) {
+    static const char suffix[] = ".weight";
+    const size_t ls = sizeof suffix - 1;
+    size_t k = 0, bytes = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        size_t len = strlen(w->names[i]);
+        if (pissa_tensor_ndim(w->tensors[i]) == 2 && len > ls && !strcmp(w->names[i] + len - ls, suffix))
+            k++, bytes += len - ls + 1;
+    }
+    *out = pissa__alloc(1, k * sizeof **out + bytes + 1);
+    if (!*out) return pissa__fail(PISSA_ERR_NOMEM, "adapter: out of memory");
+    char *strings = (char *)(*out + k);
+    *n = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        size_t len = strlen(w->names[i]);
+        if (!(pissa_tensor_ndim(w->tensors[i]) == 2 && len > ls && !strcmp(w->names[i] + len - ls, suffix)))
+            continue;
+        memcpy(strings, w->names[i], len - ls);
+        strings[len - ls] = '\0';
+        (*out)[(*n)++] = (pissa_linear_shape){strings, pissa_tensor_dim(w->tensors[i], 0),
+                                              pissa_tensor_dim(w->tensors[i], 1)};
+        strings += len - ls + 1;
+    }
+    return PISSA_OK;
+}
+
+/* Layer and projection of MODULE ("model.layers.L.<proj path>"), or -1 in *proj. */
+static void llama_slot(const char *module, int64_t n_layers, int64_t *layer, int *proj) {
+    long long l = -1;
+    int used = 0;
+    *proj = -1;
+    if (sscanf(module, "model.layers.%lld.%n", &l, &used) != 1 || used == 0 || l < 0 || l >= n_layers) return;
+    for (int j = 0; j < PISSA__N_PROJ; j++)
+        if (!strcmp(module + used, pissa__llama_proj_paths[j])) *proj = j;
+    *layer = l;
+}
+
+pissa_status pissa__peft_map_llama(const pissa_peft_adapter *a, const pissa__weights *w, int allow_pissa_init,
+                                   pissa__peft_slot *slots) {
+    const pissa_peft_config *c = pissa_peft_adapter_config(a);
+    int64_t L = w->cfg.num_hidden_layers;
+    if (strcmp(c->bias, "none") != 0) /* Llama's projections have no bias for PEFT to train */
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'bias' is '%s': only \"none\" is "
+                           "supported", c->bias);
+    pissa_linear_shape *base;
+    size_t n_base = 0;
+    PISSA_TRY(weights_linear_shapes(w, &base, &n_base));
+    pissa_status st = check_adapter(a, base, n_base, allow_pissa_init);
+    free(base);
+    PISSA_TRY(st);
+    resolver R;
+    PISSA_TRY(resolver_init(&R, c));
+    char module[160];
+    for (int64_t l = 0; st == PISSA_OK && l < L; l++)
+        for (int j = 0; st == PISSA_OK && j < PISSA__N_PROJ; j++) {
+            pissa__peft_slot *s = &slots[l * PISSA__N_PROJ + j];
+            snprintf(module, sizeof module, "model.layers.%lld.%s", (long long)l, pissa__llama_proj_paths[j]);
+            s->module = -1;
+            st = resolve(&R, module, NULL, &s->r, &s->alpha, &s->scale);
+        }
+    resolver_free(&R);
+    for (size_t i = 0; st == PISSA_OK && i < pissa_peft_adapter_count(a); i++) {
+        const char *module_i;
+        const pissa_tensor *A, *B;
+        st = pissa_peft_adapter_module(a, i, &module_i, &A, &B);
+        int64_t l = -1;
+        int j;
+        if (st == PISSA_OK) llama_slot(module_i, L, &l, &j);
+        if (st == PISSA_OK && j < 0)
+            st = pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight': module '%s' is "
+                             "not one of the projections libpissa adapts (q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                             "up_proj, down_proj of a layer)", module_i, module_i);
+        if (st == PISSA_OK) slots[l * PISSA__N_PROJ + j].module = (int64_t)i;
+    }
     return st;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "interop_internal.h"
 #include "pissa/model.h"
 #include "weights.h"
 
@@ -184,6 +185,25 @@ pissa_adapter_opts pissa_adapter_default_opts(void) {
     return o;
 }
 
+/* Sets up adapter slot A for projection J of layer L (A, B uninitialised), with its name and shape from the base. */
+static pissa_status alloc_adapter(pissa_model *m, adapter *a, int l, int j, int64_t r, double scale) {
+    const pissa__param *W = &m->params.p[m->layers[l].proj[j]];
+    snprintf(a->module, sizeof a->module, "model.layers.%d.%s.%s", l, j < 4 ? "self_attn" : "mlp", proj_names[j]);
+    snprintf(a->name_A, sizeof a->name_A, "%s.lora_A", a->module);
+    snprintf(a->name_B, sizeof a->name_B, "%s.lora_B", a->module);
+    a->layer = l;
+    a->proj = j;
+    a->r = r;
+    a->out = W->rows;
+    a->in = W->cols;
+    a->scale = scale;
+    a->pW = m->layers[l].proj[j];
+    a->A = pissa__alloc((size_t)(r * a->in), sizeof(float));
+    a->B = pissa__alloc((size_t)(a->out * r), sizeof(float));
+    if (!a->A || !a->B) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for the adapter of %s", a->module);
+    return PISSA_OK;
+}
+
 /* Allocates the adapter slots for MASK (A, B uninitialised), with module names and shapes from the base. */
 static pissa_status alloc_adapters(pissa_model *m, unsigned mask, int64_t r, double scale) {
     const pissa_llama_config *c = &m->w.cfg;
@@ -195,25 +215,8 @@ static pissa_status alloc_adapters(pissa_model *m, unsigned mask, int64_t r, dou
     m->n_ad = n;
     size_t i = 0;
     for (int64_t l = 0; l < c->num_hidden_layers; l++)
-        for (int j = 0; j < N_PROJ; j++) {
-            if (!(mask & (1u << j))) continue;
-            adapter *a = &m->ad[i++];
-            const pissa__param *W = &m->params.p[m->layers[l].proj[j]];
-            snprintf(a->module, sizeof a->module, "model.layers.%lld.%s.%s", (long long)l, j < 4 ? "self_attn" : "mlp",
-                     proj_names[j]);
-            snprintf(a->name_A, sizeof a->name_A, "%s.lora_A", a->module);
-            snprintf(a->name_B, sizeof a->name_B, "%s.lora_B", a->module);
-            a->layer = (int)l;
-            a->proj = j;
-            a->r = r;
-            a->out = W->rows;
-            a->in = W->cols;
-            a->scale = scale;
-            a->pW = m->layers[l].proj[j];
-            a->A = pissa__alloc((size_t)(r * a->in), sizeof(float));
-            a->B = pissa__alloc((size_t)(a->out * r), sizeof(float));
-            if (!a->A || !a->B) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for the adapter of %s", a->module);
-        }
+        for (int j = 0; j < N_PROJ; j++)
+            if (mask & (1u << j)) PISSA_TRY(alloc_adapter(m, &m->ad[i++], (int)l, j, r, scale));
     return PISSA_OK;
 }
 
@@ -288,71 +291,39 @@ pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *
     return PISSA_OK;
 }
 
-/* The adapter features this loader implements (full PEFT loading comes later). */
-static pissa_status check_peft_supported(const pissa_peft_config *c, const char *dir) {
-    if (c->target_kind != PISSA_TARGET_LIST)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: target_modules '%s' is not a list of module names", dir,
-                           c->target_modules);
-    if (c->use_dora) return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: use_dora is not supported", dir);
-    if (strcmp(c->bias, "none") != 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: bias '%s' is not supported (only \"none\")", dir, c->bias);
-    if (c->fan_in_fan_out) return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: fan_in_fan_out is not supported", dir);
-    if (c->n_rank_pattern || c->n_alpha_pattern)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: rank_pattern/alpha_pattern are not supported yet", dir);
-    if (c->has_layers_to_transform)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: layers_to_transform is not supported yet", dir);
-    if (c->has_modules_to_save)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: modules_to_save is not supported", dir);
-    if (c->has_lora_bias) return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: lora_bias is not supported", dir);
-    if (!(c->lora_dropout >= 0 && c->lora_dropout < 1))
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: lora_dropout %g is not in [0, 1)", dir, c->lora_dropout);
-    if (c->r < 1 || c->r > INT32_MAX) return pissa__fail(PISSA_ERR_FORMAT, "%s: r %lld must be >= 1", dir, (long long)c->r);
-    return PISSA_OK;
-}
-
-static pissa_status load_adapter_tensors(pissa_model *m, const pissa_peft_adapter *pa, const pissa_peft_config *c,
-                                         const pissa_init_opts *init, const char *dir) {
-    for (size_t i = 0; i < m->n_ad; i++) {
+/* Attaches the adapter modules of PA to the projections SLOTS (L·7, from pissa__peft_map_llama) gives them, each
+ * with its own rank and scale. With a PiSSA INIT, as PEFT does, the base weight is first replaced by its residual
+ * W − s·B0·A0 (the initialisation redone with that module's r and alpha), then the saved A and B are used. */
+static pissa_status load_adapter_tensors(pissa_model *m, const pissa_peft_adapter *pa, const pissa__peft_slot *slots,
+                                         const pissa_init_opts *init) {
+    size_t L = (size_t)m->w.cfg.num_hidden_layers, n = 0;
+    for (size_t k = 0; k < L * N_PROJ; k++) n += slots[k].module >= 0;
+    if (!n) return pissa__fail(PISSA_ERR_FORMAT, "adapter_model.safetensors holds no lora_A/lora_B tensors");
+    m->ad = pissa__calloc(n, sizeof *m->ad);
+    if (!m->ad) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for %zu adapters", n);
+    m->n_ad = n;
+    size_t i = 0;
+    for (size_t k = 0; k < L * N_PROJ; k++) {
+        const pissa__peft_slot *s = &slots[k];
+        if (s->module < 0) continue; /* targeted but absent: PEFT's fresh B = 0 would change nothing */
         adapter *a = &m->ad[i];
-        size_t k;
-        if (pissa_peft_adapter_find(pa, a->module, &k) != PISSA_OK)
-            return pissa__fail(PISSA_ERR_FORMAT, "%s: target '%s' has no lora_A/lora_B tensors for module %s", dir,
-                               proj_names[a->proj], a->module);
+        PISSA_TRY(alloc_adapter(m, a, (int)(k / N_PROJ), (int)(k % N_PROJ), s->r, s->scale));
         const char *name;
         const pissa_tensor *A, *B;
-        PISSA_TRY(pissa_peft_adapter_module(pa, k, &name, &A, &B));
-        if (pissa_tensor_dim(A, 0) != c->r || pissa_tensor_dim(A, 1) != a->in || pissa_tensor_dim(B, 0) != a->out ||
-            pissa_tensor_dim(B, 1) != c->r)
-            return pissa__fail(PISSA_ERR_SHAPE,
-                               "%s: %s has lora_A (%lld, %lld) and lora_B (%lld, %lld); expected (%lld, %lld) and "
-                               "(%lld, %lld) for r %lld and the base weight (%lld, %lld)",
-                               dir, a->module, (long long)pissa_tensor_dim(A, 0), (long long)pissa_tensor_dim(A, 1),
-                               (long long)pissa_tensor_dim(B, 0), (long long)pissa_tensor_dim(B, 1), (long long)c->r,
-                               (long long)a->in, (long long)a->out, (long long)c->r, (long long)c->r,
-                               (long long)a->out, (long long)a->in);
+        PISSA_TRY(pissa_peft_adapter_module(pa, (size_t)s->module, &name, &A, &B));
         if (is_pissa_kind(init->kind)) {
-            /* As PEFT does for a PiSSA config: redo the initialisation on the base, keep its residual, then use the
-             * saved A and B (written into a->A, a->B just below). */
             a->w_res = pissa__alloc((size_t)(a->out * a->in), sizeof(float));
             if (!a->w_res) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for the residual of %s", a->module);
             pissa_init_opts io = *init;
-            io.seed = init->seed + i;
+            io.rank = s->r;
+            io.alpha = s->alpha;
+            io.seed = init->seed + i; /* as pissa_model_add_adapters seeds module i */
             pissa_status st = pissa_adapter_init(m->params.p[a->pW].data, a->out, a->in, &io, a->A, a->B, a->w_res);
             if (st != PISSA_OK) return refail(st, a->module);
         }
         memcpy(a->A, pissa_tensor_data(A), sizeof(float) * (size_t)(a->r * a->in));
         memcpy(a->B, pissa_tensor_data(B), sizeof(float) * (size_t)(a->out * a->r));
-    }
-    if (pissa_peft_adapter_count(pa) != m->n_ad) { /* a module in the file that target_modules does not select */
-        for (size_t k = 0; k < pissa_peft_adapter_count(pa); k++) {
-            const char *name;
-            const pissa_tensor *A, *B;
-            PISSA_TRY(pissa_peft_adapter_module(pa, k, &name, &A, &B));
-            size_t j;
-            if (pissa_model_adapter_find(m, name, &j) != PISSA_OK)
-                return pissa__fail(PISSA_ERR_FORMAT, "%s: module '%s' is not a target of this model's adapter (%s)",
-                                   dir, name, c->target_modules);
-        }
+        i++;
     }
     return PISSA_OK;
 }
@@ -363,20 +334,22 @@ pissa_status pissa_model_load_adapter(pissa_model *m, const char *dir) {
     pissa_peft_adapter *pa;
     PISSA_TRY(pissa_peft_adapter_load(dir, &pa));
     const pissa_peft_config *c = pissa_peft_adapter_config(pa);
-    unsigned mask = 0;
     pissa_init_opts init = pissa_init_default_opts();
-    pissa_status st = check_peft_supported(c, dir);
-    if (st == PISSA_OK && pissa_proj_parse(c->target_modules, &mask) != PISSA_OK)
-        st = refail(PISSA_ERR_UNSUPPORTED, dir);
+    size_t L = (size_t)m->w.cfg.num_hidden_layers;
+    pissa__peft_slot *slots = pissa__calloc(L * N_PROJ, sizeof *slots);
+    pissa_status st = slots ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    /* PEFT's targeting rules and refusals, shared with the generator and pissa-merge */
+    if (st == PISSA_OK && (st = pissa__peft_map_llama(pa, &m->w, 1, slots)) != PISSA_OK) st = refail(st, dir);
+    if (st == PISSA_OK && !(c->lora_dropout >= 0 && c->lora_dropout < 1))
+        st = pissa__fail(PISSA_ERR_FORMAT, "%s: adapter_config.json: field 'lora_dropout' is %g, not in [0, 1)", dir,
+                         c->lora_dropout);
     if (st == PISSA_OK && strcmp(c->init_lora_weights, "false") != 0 &&
         pissa_init_parse(c->init_lora_weights, &init) != PISSA_OK)
         st = refail(PISSA_ERR_UNSUPPORTED, dir);
-    init.rank = c->r;
-    init.alpha = c->lora_alpha;
     init.use_rslora = c->use_rslora;
     if (st == PISSA_OK) {
-        st = alloc_adapters(m, mask, c->r, pissa_lora_scale(c->lora_alpha, c->r, c->use_rslora));
-        if (st == PISSA_OK) st = load_adapter_tensors(m, pa, c, &init, dir);
+        st = load_adapter_tensors(m, pa, slots, &init);
+        if (st != PISSA_OK && st != PISSA_ERR_NOMEM) st = refail(st, dir);
         if (st == PISSA_OK) st = register_adapters(m);
         if (st != PISSA_OK) attach_failed(m, st);
     }
@@ -384,6 +357,7 @@ pissa_status pissa_model_load_adapter(pissa_model *m, const char *dir) {
         m->peft = *c;
         m->dropout = c->lora_dropout;
     }
+    free(slots);
     pissa_peft_adapter_free(pa);
     return st;
 }

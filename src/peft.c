@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "pissa/interop.h"
 
 #define KEY_PREFIX "base_model.model."
 #define SUFFIX_A ".lora_A.weight"
@@ -495,23 +496,11 @@ pissa_status pissa_peft_adapter_find(const pissa_peft_adapter *a, const char *mo
 /* ---------------------------------------------------------------------------------------------- */
 /* rank of a module                                                                               */
 
-/* PEFT matches a rank_pattern key against the module path as a suffix regex "(.*\.)?KEY$"; for plain
- * keys that is: the path equals KEY or ends with "." KEY. Regex keys are not interpreted. */
-static int pattern_matches(const char *module, const char *key) {
-    size_t m = strlen(module), k = strlen(key);
-    if (m == k) return strcmp(module, key) == 0;
-    return m > k && module[m - k - 1] == '.' && strcmp(module + m - k, key) == 0;
-}
-
-/* The rank the config assigns to MODULE; *KEY names the rank_pattern entry used (NULL for r). */
-static int64_t expected_rank(const pissa_peft_config *c, const char *module, const char **key) {
-    for (int64_t i = 0; i < c->n_rank_pattern; i++)
-        if (pattern_matches(module, c->rank_pattern[i].key)) {
-            *key = c->rank_pattern[i].key;
-            return (int64_t)c->rank_pattern[i].value;
-        }
-    *key = NULL;
-    return c->r;
+/* The rank the config assigns to MODULE, by PEFT's rules (pissa_peft_resolve: the first rank_pattern key, in
+ * file order, with re.match("(.*\.)?(KEY)$", MODULE), regex keys included, else r). An invalid key is
+ * PISSA_ERR_FORMAT naming it. */
+static pissa_status expected_rank(const pissa_peft_config *c, const char *module, int64_t *rank) {
+    return pissa_peft_resolve(c, module, NULL, rank, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -541,12 +530,11 @@ pissa_status pissa_peft_adapter_save(const pissa_peft_adapter *a, const char *di
                            pissa_dtype_name(dtype));
     /* Refuse what the loader would refuse, so every saved adapter loads back. */
     for (size_t i = 0; i < a->n; i++) {
-        const char *key;
-        int64_t want = expected_rank(&a->cfg, a->mods[i].name, &key), r = pissa_tensor_dim(a->mods[i].A, 0);
+        int64_t want, r = pissa_tensor_dim(a->mods[i].A, 0);
+        PISSA_TRY(expected_rank(&a->cfg, a->mods[i].name, &want));
         if (r != want)
-            return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: module '%s' has rank %lld but the config says %lld (%s%s)",
-                               dir, a->mods[i].name, (long long)r, (long long)want, key ? "rank_pattern " : "r",
-                               key ? key : "");
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: module '%s' has rank %lld but the config says %lld "
+                               "(r / rank_pattern)", dir, a->mods[i].name, (long long)r, (long long)want);
     }
     char *json = NULL;
     PISSA_TRY(pissa_peft_config_to_json(&a->cfg, &json));
@@ -627,11 +615,11 @@ static pissa_status load_pair(pissa_peft_adapter *a, const pissa_st_file *f, con
     if (B->shape[1] != r)
         return pissa__fail(PISSA_ERR_FORMAT, "%s: rank mismatch: '%s' is (%lld, %lld) but '%s' is (%lld, %lld)", path,
                            A->name, (long long)r, (long long)in, B->name, (long long)out, (long long)B->shape[1]);
-    const char *key;
-    int64_t want = expected_rank(&a->cfg, ka->module, &key);
+    int64_t want;
+    PISSA_TRY(expected_rank(&a->cfg, ka->module, &want));
     if (r != want)
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s' has rank %lld but adapter_config.json says %lld (%s%s)",
-                           path, A->name, (long long)r, (long long)want, key ? "rank_pattern " : "r", key ? key : "");
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s' has rank %lld but adapter_config.json says %lld "
+                           "(r / rank_pattern)", path, A->name, (long long)r, (long long)want);
     if (r < 1 || in < 1 || out < 1)
         return pissa__fail(PISSA_ERR_FORMAT, "%s: tensor '%s' or '%s' is empty", path, A->name, B->name);
     pissa_tensor *tA, *tB;

@@ -312,11 +312,12 @@ static void unsupported_configs_are_refused_with_their_field(void **state) {
 static void unsupported_adapter_features_are_refused(void **state) {
     (void)state;
     struct { const char *key, *value, *needle; } cases[] = {
-        {"target_modules", "\".*q_proj\"", "target_modules"},
+        {"target_modules", "\".*q_proj\"", "is not targeted"}, /* the file also has v_proj and down_proj */
         {"use_dora", "true", "use_dora"},
-        {"rank_pattern", "{\"q_proj\": 2}", "rank_pattern"},
-        {"target_modules", "[\"q_proj\", \"lm_head\"]", "lm_head"},
-        {"target_modules", "[\"q_proj\"]", "is not a target"}, /* the file also has v_proj and down_proj */
+        {"fan_in_fan_out", "true", "fan_in_fan_out"},
+        {"modules_to_save", "[\"lm_head\"]", "modules_to_save"},
+        {"rank_pattern", "{\"q_proj\": 2}", "rank_pattern"}, /* the file's q_proj has rank 4 */
+        {"target_modules", "[\"q_proj\"]", "is not targeted"},
     };
     char src[512];
     snprintf(src, sizeof src, "%s/llama_untied/adapter/adapter_model.safetensors", REF);

@@ -17,9 +17,9 @@ extern "C" {
 typedef struct pissa_generator pissa_generator;
 
 /* Loads MODEL_PATH (directory: Hugging Face; regular file: llama2.c) and, if ADAPTER_DIR is not NULL, the PEFT
- * adapter in it. The adapter may target any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
- * through a LIST of target_modules; other adapter features (regex or all-linear targets, rank/alpha patterns,
- * DoRA, layers_to_transform, modules_to_save, LoRA bias) are refused with PISSA_ERR_UNSUPPORTED naming the field.
+ * adapter in it, applied by the rules and with the refusals of pissa_model_load_adapter (PEFT targeting with
+ * per-module rank and scale), except that init_lora_weights "pissa…" is refused too: the generator does not redo
+ * PiSSA on the base (load the residual model with the pissa_init adapter instead).
  * MAX_SEQ_LEN is the KV cache length (positions 0 .. MAX_SEQ_LEN-1); 0, or more than the model's
  * max_position_embeddings, means max_position_embeddings.
  * Caller frees with pissa_generator_free. */

@@ -60,13 +60,15 @@ PISSA_API pissa_adapter_opts pissa_adapter_default_opts(void);
  * A model holds one set of adapters: PISSA_ERR_INVALID_ARG if it already has one. */
 PISSA_API pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts);
 
-/* Attaches the PEFT adapter in DIR (adapter_config.json + adapter_model.safetensors, as pissa-init writes them).
- * Supported: target_modules as a LIST of projection names, r, lora_alpha, use_rslora, lora_dropout,
- * init_lora_weights true/false/gaussian (the base is used as is) or pissa/pissa_niter_N (as PEFT does, the base
- * weight is first replaced by its residual W − s·B0·A0, then the saved A and B are used). Refused with
- * PISSA_ERR_UNSUPPORTED: regex or all-linear target_modules, use_dora, bias other than "none", fan_in_fan_out,
- * rank_pattern/alpha_pattern, layers_to_transform, modules_to_save, lora_bias. Every targeted projection must have
- * its A (r, in) and B (out, r), and every module in the file must be a targeted projection. */
+/* Attaches the PEFT adapter in DIR (adapter_config.json + adapter_model.safetensors; F32, F16 or BF16 tensors).
+ * Which projections it adapts, and each one's rank and scale, follow PEFT's rules (pissa_peft_resolve):
+ * target_modules a list, a regex or "all-linear", layers_to_transform, rank_pattern/alpha_pattern, use_rslora.
+ * init_lora_weights true/false/gaussian: the base is used as is; pissa/pissa_niter_N: as PEFT does, the base weight
+ * is first replaced by its residual W − s·B0·A0, then the saved A and B are used. Refused as by
+ * pissa_peft_adapter_check (use_dora, lora_bias, modules_to_save, fan_in_fan_out, a tensor for a module the base
+ * lacks or the config does not target, a rank or shape that disagrees), plus bias other than "none" and a module
+ * that is not one of the 7 projections (e.g. lm_head), naming the field or tensor. A targeted projection without
+ * tensors is left without an adapter (PEFT's fresh B = 0 changes nothing). */
 PISSA_API pissa_status pissa_model_load_adapter(pissa_model *m, const char *dir);
 
 /* Writes the adapters as a PEFT folder (DIR created; tensors in DTYPE). init_lora_weights is the spelling of the
