@@ -14,5 +14,6 @@
 #include "pissa/data.h"
 #include "pissa/generate.h"
 #include "pissa/model.h"
+#include "pissa/train.h"
 
 #endif

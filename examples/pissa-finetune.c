@@ -1,0 +1,320 @@
+/* pissa-finetune: fine-tunes PiSSA or LoRA adapters of a Llama checkpoint on a data set with the library's
+ * trainer (include/pissa/train.h). OUT becomes a PEFT adapter folder; for the PiSSA methods it also holds the
+ * residual model and OUT/pissa_init, as pissa-init writes them, so OUT is usable on its own. OUT/log.csv has every
+ * update's loss and every evaluation; OUT/state/ the training state that --resume continues exactly. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char *usage =
+    "usage: pissa-finetune --model PATH --data FILE --out DIR (--steps N | --epochs E) [options]\n"
+    "Trains adapters on a data set; writes OUT as a PEFT adapter folder (plus, for PiSSA, the residual model\n"
+    "OUT/config.json + OUT/model.safetensors and the initial adapter OUT/pissa_init), OUT/log.csv and OUT/state/.\n"
+    "\n"
+    "  --model PATH          Hugging Face folder or llama2.c checkpoint (.bin)\n"
+    "  --data FILE           JSONL rows {\"input_ids\": [...], \"labels\": [...]}, or text with --tokenizer\n"
+    "  --tokenizer FILE      llama2.c tokenizer: --data and --eval-data are text cut into rows of --seq tokens\n"
+    "  --out DIR             output folder (created)\n"
+    "  --method M            pissa, pissa_niter_N, lora or gaussian (default pissa_niter_4)\n"
+    "  --rank R              adapter rank (default 8)\n"
+    "  --alpha A             lora_alpha (default: R)\n"
+    "  --rslora              scale alpha/sqrt(r)\n"
+    "  --target LIST         q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear\n"
+    "                        (default q_proj,v_proj)\n"
+    "  --dropout P           lora_dropout (default 0)\n"
+    "  --steps N             optimizer updates\n"
+    "  --epochs E            or: passes over the data (updates = ceil(E * rows / (batch * accum)))\n"
+    "  --batch B             rows per micro-batch (default 8)\n"
+    "  --accum K             micro-batches per update (default 1)\n"
+    "  --seq T               tokens per row (text rows; JSONL rows are cut to T). Default: 256 for text; for\n"
+    "                        JSONL the longest row, shorter rows padded with ignored labels\n"
+    "  --optimizer O         adamw or sgd (default adamw)\n"
+    "  --lr X                peak learning rate (default 2e-4)\n"
+    "  --momentum X          SGD momentum (default 0.9 with --optimizer sgd)\n"
+    "  --weight-decay X      AdamW decoupled decay / SGD L2 (default 0)\n"
+    "  --schedule S          constant, linear or cosine (default linear)\n"
+    "  --warmup N            linear warm-up updates (default 0)\n"
+    "  --clip X              clip the global gradient norm to X; 0 = off (default 1.0)\n"
+    "  --eval-data FILE      held-out rows (same format as --data)\n"
+    "  --eval-every N        evaluate every N updates (default: only at the end)\n"
+    "  --save-every N        save OUT and OUT/state every N updates (default: only at the end)\n"
+    "  --seed S              data order, dropout and adapter initialisation (default 0)\n"
+    "  --resume DIR          continue from a training state (e.g. OUT/state) with the same options\n"
+    "  --threads N           BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
+    "  --json                one summary line on stdout\n"
+    "  -q, --quiet           no progress line\n"
+    "  -h, --help            this text\n";
+
+typedef struct ctx {
+    const char *out;
+    int pissa;               /* a PiSSA method: OUT holds the residual model */
+    pissa_peft_config peft;  /* the adapter config written to OUT for PiSSA methods */
+    pissa_trainer *t;
+    FILE *log;
+} ctx;
+
+static int exists(const char *path) {
+    struct stat s;
+    return stat(path, &s) == 0;
+}
+
+/* OUT: the adapter (atomic per file) and OUT/state. */
+static void save_all(const ctx *c) {
+    if (c->pissa) cli_check(pissa_trainer_save_peft(c->t, &c->peft, c->out), c->out);
+    else cli_check(pissa_trainer_save(c->t, c->out), c->out);
+    char state[PATH_MAX];
+    snprintf(state, sizeof state, "%s/state", c->out);
+    cli_check(pissa_trainer_save_state(c->t, state), state);
+}
+
+/* OUT/log.csv: fresh, or on resume the lines up to the resumed update (a run interrupted after its last save
+ * logged updates that will be redone). */
+static FILE *open_log(const char *out, int64_t keep_until, int resume) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/log.csv", out);
+    char *kept = NULL;
+    size_t kept_len = 0;
+    if (resume) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            FILE *mem = open_memstream(&kept, &kept_len);
+            char line[512];
+            while (mem && fgets(line, sizeof line, f))
+                if (!strncmp(line, "step,", 5) || strtoll(line, NULL, 10) <= keep_until) fputs(line, mem);
+            if (mem) fclose(mem);
+            fclose(f);
+        }
+    }
+    FILE *log = fopen(path, "w");
+    if (!log) cli_fail("%s: cannot write", path);
+    if (kept_len) fwrite(kept, 1, kept_len, log);
+    else fputs("step,split,loss,lr,grad_norm,tokens\n", log);
+    free(kept);
+    fflush(log);
+    return log;
+}
+
+static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, int64_t seq, int32_t vocab) {
+    pissa_dataset *d;
+    if (tok) cli_check(pissa_dataset_load_text(path, tok, seq, &d), path);
+    else cli_check(pissa_dataset_load_jsonl(path, vocab, &d), path);
+    if (!pissa_dataset_count(d)) cli_fail("%s: no rows (a text shorter than --seq tokens gives none)", path);
+    return d;
+}
+
+/* The residual model W − s·B0·A0 in OUT and the initial adapter in OUT/pissa_init, as pissa-init writes them. */
+static void write_pissa_init(ctx *c, pissa_model *m, const char *model_path) {
+    pissa_peft_adapter *init;
+    cli_check(pissa_peft_adapter_create(&c->peft, &init), "adapter");
+    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
+        pissa_adapter_view a;
+        cli_check(pissa_model_adapter(m, i, &a), "adapter");
+        cli_check(pissa_peft_adapter_add(init, a.module, a.r, a.in, a.out, a.A, a.B), a.module);
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/pissa_init", c->out);
+    cli_check(pissa_peft_adapter_save(init, path, PISSA_F32), path);
+    /* The same float32 sgemm (W − s·B0·A0) as the in-memory residual, so the files reproduce the trained model. */
+    struct stat s;
+    if (stat(model_path, &s) == 0 && S_ISDIR(s.st_mode)) {
+        pissa_checkpoint *ck;
+        cli_check(pissa_checkpoint_open(model_path, &ck), model_path);
+        cli_check(pissa_peft_merge_checkpoint(ck, init, 1, -1, c->out), c->out);
+        pissa_checkpoint_free(ck);
+    } else {
+        cli_check(pissa_llama2c_export_hf(model_path, init, 1, -1, c->out), c->out);
+    }
+    pissa_peft_adapter_free(init);
+}
+
+static void fmt_time(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+int main(int argc, char **argv) {
+    cli_prog = "pissa-finetune";
+    pissa_set_log_callback(cli_log_to_stderr, NULL);
+    const char *model_path = NULL, *data_path = NULL, *tok_path = NULL, *out = NULL, *method = "pissa_niter_4";
+    const char *targets = "q_proj,v_proj", *eval_path = NULL, *resume = NULL;
+    int64_t rank = 8, steps = 0, seq = 0, eval_every = 0, save_every = 0;
+    double alpha = NAN, epochs = 0, dropout = 0, momentum = NAN;
+    int rslora = 0, json = 0, quiet = 0, threads = 0;
+    pissa_train_opts o = pissa_train_default_opts();
+    o.optim.lr = 2e-4;
+    o.schedule = PISSA_SCHEDULE_LINEAR;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--data")) data_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--tokenizer")) tok_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--out")) out = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--method")) method = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--rank")) rank = cli_int(a, cli_value(argc, argv, &i), 1, INT32_MAX);
+        else if (!strcmp(a, "--alpha")) alpha = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--rslora")) rslora = 1;
+        else if (!strcmp(a, "--target")) targets = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--dropout")) dropout = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--steps")) steps = cli_int(a, cli_value(argc, argv, &i), 1, INT64_MAX / 2);
+        else if (!strcmp(a, "--epochs")) epochs = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--batch")) o.batch = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1 << 16);
+        else if (!strcmp(a, "--accum")) o.accum = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1 << 16);
+        else if (!strcmp(a, "--seq")) seq = cli_int(a, cli_value(argc, argv, &i), 2, 1 << 20);
+        else if (!strcmp(a, "--optimizer")) {
+            if (pissa_optim_kind_parse(cli_value(argc, argv, &i), &o.optim.kind) != PISSA_OK)
+                cli_usage_error("--optimizer: %s", pissa_last_error());
+        } else if (!strcmp(a, "--lr")) o.optim.lr = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--momentum")) momentum = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--weight-decay")) o.optim.weight_decay = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--schedule")) {
+            if (pissa_schedule_parse(cli_value(argc, argv, &i), &o.schedule) != PISSA_OK)
+                cli_usage_error("--schedule: %s", pissa_last_error());
+        } else if (!strcmp(a, "--warmup")) o.warmup = cli_int(a, cli_value(argc, argv, &i), 0, INT64_MAX / 2);
+        else if (!strcmp(a, "--clip")) o.max_grad_norm = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--eval-data")) eval_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--eval-every")) eval_every = cli_int(a, cli_value(argc, argv, &i), 1, INT64_MAX / 2);
+        else if (!strcmp(a, "--save-every")) save_every = cli_int(a, cli_value(argc, argv, &i), 1, INT64_MAX / 2);
+        else if (!strcmp(a, "--seed")) o.seed = cli_u64(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--resume")) resume = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
+        else cli_usage_error("unknown option '%s'", a);
+    }
+    if (!model_path) cli_usage_error("--model PATH is required");
+    if (!data_path) cli_usage_error("--data FILE is required");
+    if (!out) cli_usage_error("--out DIR is required");
+    if (!steps == !(epochs > 0)) cli_usage_error("give exactly one of --steps N and --epochs E (E > 0)");
+    if (!strcmp(method, "full"))
+        cli_usage_error("--method full is not available yet: the model API trains adapter matrices only");
+    if (!isnan(alpha) && !(alpha > 0 && isfinite(alpha))) cli_usage_error("--alpha must be a positive number");
+    if (!(dropout >= 0 && dropout < 1)) cli_usage_error("--dropout must lie in [0, 1)");
+    if (!(o.optim.lr >= 0 && isfinite(o.optim.lr))) cli_usage_error("--lr must be a non-negative number");
+    if (!(o.max_grad_norm >= 0)) cli_usage_error("--clip must be >= 0");
+    if (!(o.optim.weight_decay >= 0)) cli_usage_error("--weight-decay must be >= 0");
+    if (o.optim.kind == PISSA_OPTIM_SGD) o.optim.momentum = isnan(momentum) ? 0.9 : momentum;
+    else if (!isnan(momentum)) cli_usage_error("--momentum applies to --optimizer sgd only");
+    if (threads) pissa_set_num_threads(threads);
+
+    pissa_adapter_opts ao = pissa_adapter_default_opts();
+    if (pissa_init_parse(method, &ao.init) != PISSA_OK) cli_usage_error("--method: %s", pissa_last_error());
+    if (pissa_proj_parse(targets, &ao.targets) != PISSA_OK) cli_usage_error("--target: %s", pissa_last_error());
+    ao.init.rank = rank;
+    ao.init.alpha = isnan(alpha) ? (double)rank : alpha;
+    ao.init.use_rslora = rslora;
+    ao.init.seed = o.seed;
+    ao.dropout = dropout;
+
+    double t0 = cli_now();
+    ctx c = {.out = out, .pissa = ao.init.kind == PISSA_INIT_PISSA || ao.init.kind == PISSA_INIT_PISSA_NITER};
+    pissa_model *m;
+    cli_check(pissa_model_load(model_path, &m), model_path);
+    const pissa_llama_config *cfg = pissa_model_config(m);
+    cli_check(pissa_model_add_adapters(m, &ao), "adapters");
+    cli_mkdirs(out);
+    if (c.pissa) {
+        c.peft = pissa_peft_default_config();
+        c.peft.r = rank;
+        c.peft.lora_alpha = ao.init.alpha;
+        c.peft.use_rslora = rslora;
+        c.peft.lora_dropout = dropout;
+        c.peft.target_kind = PISSA_TARGET_LIST;
+        snprintf(c.peft.init_lora_weights, sizeof c.peft.init_lora_weights, "true"); /* OUT is the residual base */
+        cli_check(pissa_proj_names(ao.targets, c.peft.target_modules, sizeof c.peft.target_modules), "--target");
+        snprintf(c.peft.base_model_name_or_path, sizeof c.peft.base_model_name_or_path, "%s", out);
+        char residual[PATH_MAX];
+        snprintf(residual, sizeof residual, "%s/model.safetensors", out);
+        if (!resume || !exists(residual)) write_pissa_init(&c, m, model_path);
+    }
+
+    pissa_tokenizer *tok = NULL;
+    if (tok_path) {
+        cli_check(pissa_tokenizer_load(tok_path, (int32_t)cfg->vocab_size, &tok), tok_path);
+        if (!seq) seq = 256;
+    }
+    o.seq = tok ? 0 : seq; /* text rows already have --seq tokens */
+    pissa_dataset *data = load_data(data_path, tok, seq, (int32_t)cfg->vocab_size);
+    pissa_dataset *eval = eval_path ? load_data(eval_path, tok, seq, (int32_t)cfg->vocab_size) : NULL;
+    size_t rows = pissa_dataset_count(data);
+    int64_t per_update = (int64_t)o.batch * o.accum;
+    o.total_steps = steps ? steps : (int64_t)ceil(epochs * (double)rows / (double)per_update);
+    if (o.total_steps < 1) o.total_steps = 1;
+    cli_check(pissa_trainer_create(m, data, &o, &c.t), "trainer");
+    if (resume) cli_check(pissa_trainer_load_state(c.t, resume), resume);
+    int64_t start = pissa_trainer_steps(c.t);
+    c.log = open_log(out, start, resume != NULL);
+    if (!quiet)
+        fprintf(stderr, "pissa-finetune: %s, %s r %lld on %s; %zu rows, %lld updates of %d x %d rows%s (%.2f s)\n",
+                model_path, method, (long long)rank, targets, rows, (long long)o.total_steps, o.accum, o.batch,
+                resume ? ", resumed" : "", cli_now() - t0);
+
+    double t1 = cli_now(), last_print = 0, eval_loss = NAN, last_loss = NAN;
+    int64_t tokens = 0, eval_tokens = 0;
+    int tty = isatty(2);
+    for (int64_t k = start; k < o.total_steps; k++) {
+        pissa_step_info s;
+        char what[64];
+        snprintf(what, sizeof what, "update %lld", (long long)k + 1);
+        pissa_status st = pissa_trainer_step(c.t, &s);
+        if (st != PISSA_OK) {
+            if (!quiet && tty) fputc('\n', stderr);
+            cli_fail("%s: %s (%s keeps the last saved adapter)", what, pissa_last_error(), out);
+        }
+        tokens += s.tokens;
+        last_loss = s.loss;
+        fprintf(c.log, "%lld,train,%.8g,%.8g,%.8g,%lld\n", (long long)s.step, s.loss, s.lr, s.grad_norm,
+                (long long)s.tokens);
+        if (eval && eval_every && s.step % eval_every == 0 && s.step < o.total_steps) {
+            cli_check(pissa_trainer_evaluate(c.t, eval, &eval_loss, &eval_tokens), eval_path);
+            fprintf(c.log, "%lld,eval,%.8g,,,%lld\n", (long long)s.step, eval_loss, (long long)eval_tokens);
+            if (!quiet) fprintf(stderr, "%supdate %lld: eval loss %.4f\n", tty ? "\n" : "", (long long)s.step, eval_loss);
+        }
+        fflush(c.log);
+        if (save_every && s.step % save_every == 0 && s.step < o.total_steps) save_all(&c);
+        double now = cli_now(), el = now - t1;
+        if (!quiet && (now - last_print > (tty ? 0.2 : 2.0) || s.step == o.total_steps)) {
+            char eta[32];
+            fmt_time(el / (double)(s.step - start) * (double)(o.total_steps - s.step), eta, sizeof eta);
+            fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g  |g| %.3g  %.0f tok/s  ETA %s%s",
+                    tty ? "\r" : "", (long long)s.step, (long long)o.total_steps, s.loss, s.lr, s.grad_norm,
+                    (double)tokens / el, eta, tty ? "   " : "\n");
+            last_print = now;
+        }
+    }
+    if (!quiet && tty) fputc('\n', stderr);
+    save_all(&c);
+    if (eval) {
+        cli_check(pissa_trainer_evaluate(c.t, eval, &eval_loss, &eval_tokens), eval_path);
+        fprintf(c.log, "%lld,eval,%.8g,,,%lld\n", (long long)pissa_trainer_steps(c.t), eval_loss,
+                (long long)eval_tokens);
+        if (!quiet) fprintf(stderr, "pissa-finetune: eval loss %.6f on %lld targets\n", eval_loss, (long long)eval_tokens);
+    }
+    fclose(c.log);
+    double secs = cli_now() - t1;
+    if (json) {
+        printf("{\"steps\": %lld, \"loss\": %.8g, \"tokens\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.1f",
+               (long long)pissa_trainer_steps(c.t), last_loss, (long long)tokens, secs, secs > 0 ? tokens / secs : 0.0);
+        if (eval) printf(", \"eval_loss\": %.8g, \"eval_tokens\": %lld", eval_loss, (long long)eval_tokens);
+        printf(", \"out\": \"%s\"}\n", out);
+    } else if (!quiet) {
+        fprintf(stderr, "pissa-finetune: %lld updates, %lld tokens in %.2f s; wrote %s\n",
+                (long long)pissa_trainer_steps(c.t) - start, (long long)tokens, secs, out);
+    }
+    pissa_trainer_free(c.t);
+    pissa_dataset_free(eval);
+    pissa_dataset_free(data);
+    pissa_tokenizer_free(tok);
+    pissa_model_free(m);
+    return 0;
+}

@@ -1,0 +1,447 @@
+/* The trainer: deterministic, resumable fine-tuning of a model's adapters (include/pissa/train.h).
+ *
+ * Everything random is a function of the seed and a position, never of history: epoch e visits the rows in the
+ * order pissa_shuffle_indices(seed + e), and micro-batch j of the whole run draws its dropout masks from a
+ * generator seeded with dropout_seed(seed) + j. So the training state is just (updates, epoch, position in the
+ * permutation) plus the tensors, and a resumed run repeats the uninterrupted one bit for bit. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+#include "pissa/safetensors.h"
+#include "pissa/train.h"
+
+#define STATE_TENSORS "state.safetensors"
+#define STATE_JSON "state.json"
+#define STATE_FORMAT "pissa-train-state"
+
+pissa_train_opts pissa_train_default_opts(void) {
+    pissa_train_opts o = {.optim = pissa_optim_default_opts(), .schedule = PISSA_SCHEDULE_CONSTANT, .warmup = 0,
+                          .total_steps = 0, .batch = 8, .accum = 1, .seq = 0, .max_grad_norm = 1.0, .seed = 0,
+                          .shuffle = 1};
+    return o;
+}
+
+struct pissa_trainer {
+    pissa_model *m;           // borrowed
+    const pissa_dataset *data; // borrowed
+    pissa_train_opts o;
+    int T;                    // tokens per micro-batch row
+    size_t rows;              // rows in data
+    size_t *perm;             // (rows) order of the current epoch
+    int64_t epoch;            // epoch of the next row
+    size_t pos;               // index into perm of the next row
+    int64_t step;             // updates done
+    size_t n;                 // parameter tensors: A and B of every adapter
+    float **params, **grads;  // (n) borrowed from the model
+    size_t *sizes;            // (n)
+    char **names;             // (n) "<module>.lora_A" / "<module>.lora_B"
+    pissa_optim *opt;
+    int32_t *ids, *labels;    // (accum, batch, T)
+    int64_t *counts;          // (accum) targets per micro-batch
+    int failed;               // a numeric failure stops the run
+};
+
+static uint64_t dropout_seed(uint64_t seed) { return seed ^ 0xd1b54a32d192ed03ULL; }
+
+static void new_epoch_order(pissa_trainer *t) {
+    if (t->o.shuffle) pissa_shuffle_indices(t->perm, t->rows, t->o.seed + (uint64_t)t->epoch);
+    else
+        for (size_t i = 0; i < t->rows; i++) t->perm[i] = i;
+}
+
+void pissa_trainer_free(pissa_trainer *t) {
+    if (!t) return;
+    for (size_t i = 0; t->names && i < t->n; i++) free(t->names[i]);
+    free(t->names);
+    free(t->perm);
+    free(t->params);
+    free(t->grads);
+    free(t->sizes);
+    pissa_optim_free(t->opt);
+    free(t->ids);
+    free(t->labels);
+    free(t->counts);
+    free(t);
+}
+
+static pissa_status check_opts(const pissa_train_opts *o, const pissa_model *m) {
+    if (o->total_steps < 1)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: total_steps %lld must be >= 1", (long long)o->total_steps);
+    if (o->warmup < 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: warmup %lld < 0", (long long)o->warmup);
+    if (o->batch < 1 || o->accum < 1)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: batch %d and accum %d must be >= 1", o->batch, o->accum);
+    if (o->seq < 0 || o->seq == 1 || o->seq > pissa_model_config(m)->max_position_embeddings)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: seq %lld must be 0 or in [2, max_position_embeddings %lld]",
+                           (long long)o->seq, (long long)pissa_model_config(m)->max_position_embeddings);
+    if (!(o->max_grad_norm >= 0)) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: max_grad_norm %g < 0", o->max_grad_norm);
+    if (o->schedule != PISSA_SCHEDULE_CONSTANT && o->schedule != PISSA_SCHEDULE_LINEAR &&
+        o->schedule != PISSA_SCHEDULE_COSINE)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: unknown schedule %d", (int)o->schedule);
+    return PISSA_OK;
+}
+
+pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, const pissa_train_opts *opts,
+                                  pissa_trainer **out) {
+    if (!m || !data || !opts || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_create: NULL argument");
+    *out = NULL;
+    PISSA_TRY(check_opts(opts, m));
+    size_t n_ad = pissa_model_adapter_count(m), rows = pissa_dataset_count(data);
+    if (!n_ad) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the model has no adapters to train");
+    if (!rows) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the training set has no rows");
+    int64_t T = opts->seq ? opts->seq : pissa_dataset_max_len(data);
+    if (T > pissa_model_config(m)->max_position_embeddings)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rows of %lld tokens exceed max_position_embeddings %lld "
+                           "(set seq to cut them)", (long long)T, (long long)pissa_model_config(m)->max_position_embeddings);
+    if (T < 2) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rows of one token have no targets");
+    pissa_trainer *t = pissa__calloc(1, sizeof *t);
+    if (!t) return pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
+    t->m = m;
+    t->data = data;
+    t->o = *opts;
+    t->T = (int)T;
+    t->rows = rows;
+    t->n = 2 * n_ad;
+    size_t cells = (size_t)opts->accum * (size_t)opts->batch * (size_t)T;
+    t->perm = pissa__alloc(rows, sizeof *t->perm);
+    t->params = pissa__calloc(t->n, sizeof *t->params);
+    t->grads = pissa__calloc(t->n, sizeof *t->grads);
+    t->sizes = pissa__calloc(t->n, sizeof *t->sizes);
+    t->names = pissa__calloc(t->n, sizeof *t->names);
+    t->ids = pissa__alloc(cells, sizeof *t->ids);
+    t->labels = pissa__alloc(cells, sizeof *t->labels);
+    t->counts = pissa__calloc((size_t)opts->accum, sizeof *t->counts);
+    pissa_status st = PISSA_OK;
+    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->ids || !t->labels || !t->counts)
+        st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory for batches of %zu tokens", cells);
+    for (size_t i = 0; st == PISSA_OK && i < n_ad; i++) {
+        pissa_adapter_view a;
+        st = pissa_model_adapter(m, i, &a);
+        if (st != PISSA_OK) break;
+        size_t len = strlen(a.module) + 8;
+        t->names[2 * i] = pissa__alloc(len, 1);
+        t->names[2 * i + 1] = pissa__alloc(len, 1);
+        if (!t->names[2 * i] || !t->names[2 * i + 1]) {
+            st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
+            break;
+        }
+        snprintf(t->names[2 * i], len, "%s.lora_A", a.module);
+        snprintf(t->names[2 * i + 1], len, "%s.lora_B", a.module);
+        t->params[2 * i] = a.A, t->grads[2 * i] = a.dA, t->sizes[2 * i] = (size_t)(a.r * a.in);
+        t->params[2 * i + 1] = a.B, t->grads[2 * i + 1] = a.dB, t->sizes[2 * i + 1] = (size_t)(a.out * a.r);
+        if (!a.dA || !a.dB) st = pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: adapter %s has no gradients", a.module);
+    }
+    if (st == PISSA_OK) st = pissa_optim_create(&opts->optim, t->n, t->sizes, &t->opt);
+    if (st != PISSA_OK) {
+        pissa_trainer_free(t);
+        return st;
+    }
+    new_epoch_order(t);
+    *out = t;
+    return PISSA_OK;
+}
+
+int64_t pissa_trainer_steps(const pissa_trainer *t) { return t ? t->step : 0; }
+
+/* Row R into one (T) slot: cut to T, padded with ignored labels; returns the targets it holds under the HF shift
+ * (labels at positions 1..T-1 that are not ignored). */
+static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels) {
+    int64_t len = r->len < T ? r->len : T, count = 0;
+    memcpy(ids, r->input_ids, sizeof *ids * (size_t)len);
+    memcpy(labels, r->labels, sizeof *labels * (size_t)len);
+    for (int64_t i = len; i < T; i++) ids[i] = 0, labels[i] = PISSA_IGNORE_INDEX;
+    for (int64_t i = 1; i < len; i++) count += labels[i] != PISSA_IGNORE_INDEX;
+    return count;
+}
+
+/* The next ROWS rows of the run into IDS/LABELS, advancing the data position (and the epoch). */
+static pissa_status next_rows(pissa_trainer *t, int rows, int32_t *ids, int32_t *labels, int64_t *count) {
+    *count = 0;
+    for (int b = 0; b < rows; b++) {
+        if (t->pos == t->rows) {
+            t->epoch++;
+            t->pos = 0;
+            new_epoch_order(t);
+        }
+        pissa_row r;
+        PISSA_TRY(pissa_dataset_row(t->data, t->perm[t->pos++], &r));
+        *count += fill_row(&r, t->T, ids + (size_t)b * t->T, labels + (size_t)b * t->T);
+    }
+    return PISSA_OK;
+}
+
+pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
+    if (!t) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_step: NULL argument");
+    if (t->failed)
+        return pissa__fail(PISSA_ERR_NUMERIC, "trainer: stopped at update %lld by a NaN/Inf loss or gradient",
+                           (long long)t->step + 1);
+    const int K = t->o.accum, B = t->o.batch, T = t->T;
+    const size_t mb = (size_t)B * (size_t)T;
+    int64_t total = 0;
+    for (int k = 0; k < K; k++) {
+        PISSA_TRY(next_rows(t, B, t->ids + k * mb, t->labels + k * mb, &t->counts[k]));
+        total += t->counts[k];
+    }
+    /* Each micro-batch's mean loss weighted by its share of the targets: the sum is the mean over all K·B rows,
+     * so its gradient is that of one batch of K·B rows whatever the padding. */
+    pissa_model_zero_grad(t->m);
+    double sum = 0;
+    pissa_status st = PISSA_OK;
+    for (int k = 0; k < K && st == PISSA_OK; k++) {
+        pissa_model_set_training(t->m, 1, dropout_seed(t->o.seed) + (uint64_t)(t->step * K + k));
+        float dloss = total ? (float)((double)t->counts[k] / (double)total) : 0.0f;
+        double loss;
+        int64_t c;
+        st = pissa_model_forward_backward(t->m, t->ids + k * mb, t->labels + k * mb, B, T, dloss, &loss, &c);
+        if (st == PISSA_OK && !isfinite(loss))
+            st = pissa__fail(PISSA_ERR_NUMERIC, "trainer: update %lld: the loss of micro-batch %d is %s",
+                             (long long)t->step + 1, k + 1, isnan(loss) ? "nan" : "inf");
+        if (st == PISSA_OK) sum += loss * (double)c;
+    }
+    pissa_model_set_training(t->m, 0, 0);
+    double norm = 0;
+    if (st == PISSA_OK) {
+        st = pissa_clip_grad_norm(t->grads, t->sizes, t->n, t->o.max_grad_norm, &norm);
+        if (st == PISSA_ERR_NUMERIC)
+            st = pissa__fail(PISSA_ERR_NUMERIC, "trainer: update %lld: the gradient norm is %s",
+                             (long long)t->step + 1, isnan(norm) ? "nan" : "inf");
+    }
+    if (st != PISSA_OK) {
+        if (st == PISSA_ERR_NUMERIC) t->failed = 1;
+        return st;
+    }
+    double lr = t->o.optim.lr * pissa_schedule_factor(t->o.schedule, t->step, t->o.warmup, t->o.total_steps);
+    PISSA_TRY(pissa_optim_step(t->opt, t->params, (const float *const *)t->grads, lr));
+    t->step++;
+    if (info)
+        *info = (pissa_step_info){.step = t->step, .loss = total ? sum / (double)total : 0.0, .lr = lr,
+                                  .grad_norm = norm, .tokens = total, .epoch = t->epoch};
+    return PISSA_OK;
+}
+
+pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, double *loss, int64_t *count) {
+    if (!t || !d || !loss) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_evaluate: NULL argument");
+    size_t rows = pissa_dataset_count(d);
+    if (!rows) return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: the data set has no rows");
+    int64_t T = pissa_dataset_max_len(d), B = (size_t)t->o.batch < rows ? t->o.batch : (int64_t)rows;
+    if (T > pissa_model_config(t->m)->max_position_embeddings)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: rows of %lld tokens exceed max_position_embeddings %lld",
+                           (long long)T, (long long)pissa_model_config(t->m)->max_position_embeddings);
+    int32_t *ids = pissa__alloc((size_t)(B * T), sizeof *ids), *labels = pissa__alloc((size_t)(B * T), sizeof *labels);
+    pissa_status st = ids && labels ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "evaluate: out of memory");
+    double sum = 0;
+    int64_t total = 0;
+    for (size_t r0 = 0; st == PISSA_OK && r0 < rows; r0 += (size_t)B) {
+        for (int64_t b = 0; b < B; b++) {
+            pissa_row r = {.len = 0};
+            if (r0 + (size_t)b < rows && (st = pissa_dataset_row(d, r0 + (size_t)b, &r)) != PISSA_OK) break;
+            fill_row(&r, (int)T, ids + b * T, labels + b * T); /* an empty row past the end is all padding */
+        }
+        double l;
+        int64_t c;
+        if (st == PISSA_OK) st = pissa_model_loss(t->m, ids, labels, (int)B, (int)T, &l, &c);
+        if (st == PISSA_OK) sum += l * (double)c, total += c; /* token-weighted over the whole set */
+    }
+    free(ids);
+    free(labels);
+    if (st != PISSA_OK) return st;
+    *loss = total ? sum / (double)total : 0.0;
+    if (count) *count = total;
+    return PISSA_OK;
+}
+
+pissa_status pissa_trainer_save(const pissa_trainer *t, const char *dir) {
+    if (!t || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_save: NULL argument");
+    return pissa_model_save_adapter(t->m, dir, PISSA_F32);
+}
+
+pissa_status pissa_trainer_save_peft(const pissa_trainer *t, const pissa_peft_config *cfg, const char *dir) {
+    if (!t || !cfg || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_save_peft: NULL argument");
+    pissa_peft_adapter *pa;
+    PISSA_TRY(pissa_peft_adapter_create(cfg, &pa));
+    pissa_status st = PISSA_OK;
+    for (size_t i = 0; st == PISSA_OK && i < t->n / 2; i++) {
+        pissa_adapter_view a;
+        st = pissa_model_adapter(t->m, i, &a);
+        if (st == PISSA_OK) st = pissa_peft_adapter_add(pa, a.module, a.r, a.in, a.out, a.A, a.B);
+    }
+    if (st == PISSA_OK) st = pissa_peft_adapter_save(pa, dir, PISSA_F32);
+    pissa_peft_adapter_free(pa);
+    return st;
+}
+
+/* ---- training state ---- */
+
+static const char *buffer_suffix(pissa_optim_kind k, int j) {
+    if (k == PISSA_OPTIM_SGD) return ".momentum_buffer";
+    return j == 0 ? ".exp_avg" : ".exp_avg_sq";
+}
+
+/* Every state tensor: NAME of tensor I (j = -1: the parameter, else optimizer buffer j) and its data. */
+static float *state_tensor(const pissa_trainer *t, size_t i, int j, char *name, size_t size) {
+    float *b[2] = {NULL, NULL};
+    pissa_optim_buffers(t->opt, i, &b[0], &b[1]);
+    if (j < 0) {
+        snprintf(name, size, "%s", t->names[i]);
+        return t->params[i];
+    }
+    snprintf(name, size, "%s%s", t->names[i], buffer_suffix(t->o.optim.kind, j));
+    return b[j];
+}
+
+static cJSON *state_json(const pissa_trainer *t) {
+    cJSON *j = cJSON_CreateObject();
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->o.seed);
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "format", STATE_FORMAT);
+    cJSON_AddNumberToObject(j, "version", 1);
+    cJSON_AddNumberToObject(j, "step", (double)t->step);
+    cJSON_AddNumberToObject(j, "optimizer_steps", (double)pissa_optim_steps(t->opt));
+    cJSON_AddNumberToObject(j, "epoch", (double)t->epoch);
+    cJSON_AddNumberToObject(j, "position", (double)t->pos);
+    cJSON_AddStringToObject(j, "seed", seed); /* a string: a u64 does not fit a JSON double */
+    cJSON_AddNumberToObject(j, "rows", (double)t->rows);
+    cJSON_AddNumberToObject(j, "batch", t->o.batch);
+    cJSON_AddNumberToObject(j, "accum", t->o.accum);
+    cJSON_AddNumberToObject(j, "seq", t->T);
+    cJSON_AddBoolToObject(j, "shuffle", t->o.shuffle != 0);
+    cJSON_AddStringToObject(j, "optimizer", t->o.optim.kind == PISSA_OPTIM_ADAMW ? "adamw" : "sgd");
+    cJSON_AddNumberToObject(j, "tensors", (double)t->n);
+    return j;
+}
+
+pissa_status pissa_trainer_save_state(const pissa_trainer *t, const char *dir) {
+    if (!t || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_save_state: NULL argument");
+    PISSA_TRY(pissa__mkdir_p(dir));
+    pissa_st_writer *w;
+    PISSA_TRY(pissa_st_writer_create(&w));
+    char name[256], step[32];
+    snprintf(step, sizeof step, "%lld", (long long)t->step);
+    pissa_status st = pissa_st_writer_set_metadata(w, "step", step);
+    for (size_t i = 0; st == PISSA_OK && i < t->n; i++)
+        for (int j = -1; st == PISSA_OK && j < 2; j++) {
+            float *data = state_tensor(t, i, j, name, sizeof name);
+            int64_t shape[1] = {(int64_t)t->sizes[i]};
+            if (data) st = pissa_st_writer_add_f32(w, name, PISSA_F32, 1, shape, data);
+        }
+    char *tpath = pissa__path_join(dir, STATE_TENSORS), *jpath = pissa__path_join(dir, STATE_JSON), *text = NULL;
+    cJSON *j = state_json(t);
+    if (st == PISSA_OK && (!tpath || !jpath || !j)) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    if (st == PISSA_OK) st = pissa__json_dump_sorted(j, &text);
+    /* tensors first: a crash between the two writes leaves a JSON whose step disagrees with the tensors' */
+    if (st == PISSA_OK) st = pissa_st_writer_write(w, tpath);
+    if (st == PISSA_OK) st = pissa_write_file_atomic(jpath, text, strlen(text));
+    pissa_st_writer_free(w);
+    cJSON_Delete(j);
+    free(text);
+    free(tpath);
+    free(jpath);
+    return st;
+}
+
+static pissa_status json_int(const cJSON *root, const char *key, const char *path, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: \"%s\" is missing or not a non-negative integer", path, key);
+    *out = (int64_t)v->valuedouble;
+    return PISSA_OK;
+}
+
+/* Checks the scalars of state.json against this trainer; fills the position. */
+static pissa_status check_state_json(const pissa_trainer *t, const cJSON *j, const char *path, int64_t *step,
+                                     int64_t *opt_steps, int64_t *epoch, int64_t *pos) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "format");
+    if (!cJSON_IsString(f) || strcmp(f->valuestring, STATE_FORMAT) != 0)
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: not a libpissa training state (format \"%s\")", path, STATE_FORMAT);
+    int64_t rows = 0, batch = 0, accum = 0, seq = 0, n = 0;
+    PISSA_TRY(json_int(j, "step", path, step));
+    PISSA_TRY(json_int(j, "optimizer_steps", path, opt_steps));
+    PISSA_TRY(json_int(j, "epoch", path, epoch));
+    PISSA_TRY(json_int(j, "position", path, pos));
+    PISSA_TRY(json_int(j, "rows", path, &rows));
+    PISSA_TRY(json_int(j, "batch", path, &batch));
+    PISSA_TRY(json_int(j, "accum", path, &accum));
+    PISSA_TRY(json_int(j, "seq", path, &seq));
+    PISSA_TRY(json_int(j, "tensors", path, &n));
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed"), *opt = cJSON_GetObjectItemCaseSensitive(j, "optimizer");
+    const cJSON *shuffle = cJSON_GetObjectItemCaseSensitive(j, "shuffle");
+    if (!cJSON_IsString(seed) || !cJSON_IsString(opt) || !cJSON_IsBool(shuffle))
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: \"seed\", \"optimizer\" or \"shuffle\" is missing", path);
+    char want_seed[32];
+    snprintf(want_seed, sizeof want_seed, "%llu", (unsigned long long)t->o.seed);
+    const char *want_opt = t->o.optim.kind == PISSA_OPTIM_ADAMW ? "adamw" : "sgd";
+#define DIFFERS(what, a, b)                                                                                     \
+    return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: the state was saved with %s %s, this run has %s", path, what, \
+                       a, b)
+    char a[32], b[32];
+    if (strcmp(seed->valuestring, want_seed) != 0) DIFFERS("seed", seed->valuestring, want_seed);
+    if (strcmp(opt->valuestring, want_opt) != 0) DIFFERS("optimizer", opt->valuestring, want_opt);
+    if (cJSON_IsTrue(shuffle) != (t->o.shuffle != 0))
+        DIFFERS("shuffle", cJSON_IsTrue(shuffle) ? "on" : "off", t->o.shuffle ? "on" : "off");
+    const int64_t got[5] = {rows, batch, accum, seq, n};
+    const int64_t want[5] = {(int64_t)t->rows, t->o.batch, t->o.accum, t->T, (int64_t)t->n};
+    static const char *what[5] = {"data rows", "batch", "accum", "seq", "adapter tensors"};
+    for (int i = 0; i < 5; i++)
+        if (got[i] != want[i]) {
+            snprintf(a, sizeof a, "%lld", (long long)got[i]);
+            snprintf(b, sizeof b, "%lld", (long long)want[i]);
+            DIFFERS(what[i], a, b);
+        }
+#undef DIFFERS
+    if ((size_t)*pos > t->rows) return pissa__fail(PISSA_ERR_FORMAT, "%s: position %lld > rows", path, (long long)*pos);
+    return PISSA_OK;
+}
+
+pissa_status pissa_trainer_load_state(pissa_trainer *t, const char *dir) {
+    if (!t || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_load_state: NULL argument");
+    char *tpath = pissa__path_join(dir, STATE_TENSORS), *jpath = pissa__path_join(dir, STATE_JSON), *text = NULL;
+    cJSON *j = NULL;
+    pissa_st_file *f = NULL;
+    size_t len;
+    int64_t step = 0, opt_steps = 0, epoch = 0, pos = 0;
+    pissa_status st = tpath && jpath ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    if (st == PISSA_OK) st = pissa__read_file(jpath, &text, &len);
+    if (st == PISSA_OK && !(j = cJSON_ParseWithLength(text, len)))
+        st = pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON", jpath);
+    if (st == PISSA_OK) st = check_state_json(t, j, jpath, &step, &opt_steps, &epoch, &pos);
+    if (st == PISSA_OK) st = pissa_st_open(tpath, &f);
+    if (st == PISSA_OK) {
+        const char *s = pissa_st_metadata(f, "step");
+        char want[32];
+        snprintf(want, sizeof want, "%lld", (long long)step);
+        if (!s || strcmp(s, want) != 0)
+            st = pissa__fail(PISSA_ERR_FORMAT, "%s: tensors of step %s but %s says step %s (an interrupted save?)",
+                             tpath, s ? s : "?", jpath, want);
+    }
+    /* Read everything into place only after the scalars checked out; a failure midway leaves the trainer
+     * unusable for resuming but says so. */
+    char name[256];
+    for (size_t i = 0; st == PISSA_OK && i < t->n; i++)
+        for (int k = -1; st == PISSA_OK && k < 2; k++) {
+            float *data = state_tensor(t, i, k, name, sizeof name);
+            pissa_st_info info;
+            if (!data) continue;
+            st = pissa_st_find(f, name, &info);
+            if (st == PISSA_OK && (info.ndim != 1 || info.shape[0] != (int64_t)t->sizes[i]))
+                st = pissa__fail(PISSA_ERR_SHAPE, "%s: tensor '%s' does not have %zu elements", tpath, name, t->sizes[i]);
+            if (st == PISSA_OK) st = pissa_st_read_f32(f, name, data, (int64_t)t->sizes[i]);
+        }
+    if (st == PISSA_OK) {
+        t->step = step;
+        pissa_optim_set_steps(t->opt, opt_steps);
+        t->epoch = epoch;
+        t->pos = (size_t)pos;
+        t->failed = 0;
+        new_epoch_order(t);
+    }
+    pissa_st_close(f);
+    cJSON_Delete(j);
+    free(text);
+    free(tpath);
+    free(jpath);
+    return st;
+}

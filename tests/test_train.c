@@ -1,0 +1,571 @@
+/* Training: AdamW and SGD against torch.optim with clip_grad_norm_ and transformers' schedules
+ * (tests/reference/make_optim_reference.py), schedules against their formulas, gradient accumulation against one
+ * large batch, determinism, exact resume, the NaN stop, loss going down on a synthesised model, and
+ * pissa-finetune end to end. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+/* ---- optimizers against PyTorch ---- */
+
+static void expect_word(FILE *f, const char *want) {
+    char w[64];
+    assert_int_equal(fscanf(f, "%63s", w), 1);
+    assert_string_equal(w, want);
+}
+
+static void read_floats(FILE *f, float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) assert_int_equal(fscanf(f, "%f", &x[i]), 1);
+}
+
+static void optimizers_match_torch_reference(void **state) {
+    (void)state;
+    FILE *f = fopen(PISSA_TEST_REFERENCE_DIR "/optim_reference.txt", "r");
+    assert_non_null(f);
+    char word[64], name[64], kind[16], sched[16];
+    int cases = 0;
+    while (fscanf(f, "%63s", word) == 1) {
+        assert_string_equal(word, "case");
+        assert_int_equal(fscanf(f, "%63s", name), 1);
+        pissa_optim_opts o = pissa_optim_default_opts();
+        int nesterov, warmup, total, n;
+        double clip;
+        expect_word(f, "opt");
+        assert_int_equal(fscanf(f, "%15s %lf %lf %lf %lf %lf %lf %lf %d", kind, &o.lr, &o.weight_decay, &o.beta1,
+                                &o.beta2, &o.eps, &o.momentum, &o.dampening, &nesterov), 9);
+        o.nesterov = nesterov;
+        assert_ok(pissa_optim_kind_parse(kind, &o.kind));
+        expect_word(f, "sched");
+        assert_int_equal(fscanf(f, "%15s %d %d %lf", sched, &warmup, &total, &clip), 4);
+        pissa_schedule s;
+        assert_ok(pissa_schedule_parse(sched, &s));
+        expect_word(f, "sizes");
+        assert_int_equal(fscanf(f, "%d", &n), 1);
+        assert_int_equal(n, 2);
+        size_t sizes[2], sum = 0;
+        for (int i = 0; i < n; i++) assert_int_equal(fscanf(f, "%zu", &sizes[i]), 1), sum += sizes[i];
+        float *p = malloc(sizeof(float) * sum), *g = malloc(sizeof(float) * sum), *want = malloc(sizeof(float) * sum);
+        expect_word(f, "init");
+        read_floats(f, p, sum);
+        float *params[2] = {p, p + sizes[0]}, *grads[2] = {g, g + sizes[0]};
+        pissa_optim *opt;
+        assert_ok(pissa_optim_create(&o, 2, sizes, &opt));
+        double worst = 0;
+        for (int k = 1; k <= total; k++) {
+            int kk;
+            double lr_ref, norm_ref, norm;
+            expect_word(f, "step");
+            assert_int_equal(fscanf(f, "%d %lf %lf", &kk, &lr_ref, &norm_ref), 3);
+            assert_int_equal(kk, k);
+            expect_word(f, "grad");
+            read_floats(f, g, sum);
+            expect_word(f, "param");
+            read_floats(f, want, sum);
+            assert_ok(pissa_clip_grad_norm(grads, sizes, 2, clip, &norm));
+            assert_true(fabs(norm - norm_ref) <= 1e-6 * norm_ref);
+            double lr = o.lr * pissa_schedule_factor(s, k - 1, warmup, total);
+            assert_true(fabs(lr - lr_ref) <= 1e-12);
+            assert_ok(pissa_optim_step(opt, params, (const float *const *)grads, lr));
+            double d = tu_max_abs_diff(p, want, sum);
+            if (d > worst) worst = d;
+        }
+        assert_int_equal(pissa_optim_steps(opt), total);
+        printf("  %-26s %d steps, max |param - torch| = %.2e\n", name, total, worst);
+        assert_true(worst <= 1e-6);
+        pissa_optim_free(opt);
+        free(p);
+        free(g);
+        free(want);
+        cases++;
+    }
+    fclose(f);
+    assert_int_equal(cases, 7);
+}
+
+static void schedules_follow_their_formulas(void **state) {
+    (void)state;
+    const int64_t W = 4, N = 20;
+    for (int s = 0; s < 3; s++)
+        for (int64_t k = 0; k < W; k++) /* warm-up: k/W, so the very first update has lr 0 */
+            assert_true(fabs(pissa_schedule_factor((pissa_schedule)s, k, W, N) - (double)k / W) < 1e-15);
+    for (int64_t k = W; k <= N + 2; k++) {
+        assert_true(pissa_schedule_factor(PISSA_SCHEDULE_CONSTANT, k, W, N) == 1.0);
+        double lin = k >= N ? 0.0 : (double)(N - k) / (N - W);
+        assert_true(fabs(pissa_schedule_factor(PISSA_SCHEDULE_LINEAR, k, W, N) - lin) < 1e-15);
+        double x = (double)(k - W) / (N - W), cosv = 0.5 * (1 + cos(M_PI * x));
+        if (k > N) cosv = 0.5 * (1 + cos(M_PI * x)); /* past the end the half cosine turns up again, as in HF */
+        assert_true(fabs(pissa_schedule_factor(PISSA_SCHEDULE_COSINE, k, W, N) - fmax(0.0, cosv)) < 1e-15);
+    }
+    assert_true(fabs(pissa_schedule_factor(PISSA_SCHEDULE_COSINE, W + (N - W) / 2, W, N) - 0.5) < 1e-15);
+    assert_true(pissa_schedule_factor(PISSA_SCHEDULE_LINEAR, 0, 0, N) == 1.0); /* no warm-up: full lr at once */
+    pissa_schedule s;
+    assert_int_equal(pissa_schedule_parse("exponential", &s), PISSA_ERR_INVALID_ARG);
+}
+
+static void clipping_scales_to_max_norm_and_rejects_nan(void **state) {
+    (void)state;
+    float a[2] = {3, 0}, b[1] = {4}; /* norm 5 */
+    float *g[2] = {a, b};
+    size_t sizes[2] = {2, 1};
+    double norm;
+    assert_ok(pissa_clip_grad_norm(g, sizes, 2, 10.0, &norm));
+    assert_true(norm == 5.0 && a[0] == 3 && b[0] == 4); /* under the limit: untouched */
+    assert_ok(pissa_clip_grad_norm(g, sizes, 2, 1.0, &norm));
+    assert_true(fabs(sqrt(a[0] * a[0] + b[0] * b[0]) - 5.0 / (5.0 + 1e-6)) < 1e-6);
+    b[0] = NAN;
+    float before = a[0];
+    assert_int_equal(pissa_clip_grad_norm(g, sizes, 2, 1.0, &norm), PISSA_ERR_NUMERIC);
+    assert_true(a[0] == before);
+    assert_non_null(strstr(pissa_last_error(), "nan"));
+}
+
+/* ---- the trainer on a synthesised model ---- */
+
+typedef struct fixture {
+    char *dir, *model, *data, *eval;
+} fixture;
+
+/* A repetitive language: row i counts up from 3 + i mod 5 by steps of 1 + i mod 2, modulo 60, plus 3. Every row
+ * has 16 tokens, so every micro-batch has the same number of targets. */
+static void write_jsonl(const char *path, int rows, int offset) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < rows; i++) {
+        int start = (i + offset) % 5, stride = 1 + (i + offset) % 2;
+        fprintf(f, "{\"input_ids\": [");
+        for (int t = 0; t < 16; t++) fprintf(f, "%s%d", t ? ", " : "", 3 + (start + stride * t) % 60);
+        fprintf(f, "]}\n");
+    }
+    fclose(f);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_tempdir("train");
+    f->model = tu_path(f->dir, "base");
+    f->data = tu_path(f->dir, "train.jsonl");
+    f->eval = tu_path(f->dir, "eval.jsonl");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --out %s --layers 2 --dim 32 --hidden 48 --heads 4 --kv-heads 2 --vocab 64 --seq 64",
+             PISSA_SYNTH_EXE, f->model);
+    if (tu_run(cmd, NULL) != 0) return -1;
+    write_jsonl(f->data, 10, 0);
+    write_jsonl(f->eval, 6, 3);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f->model);
+    free(f->data);
+    free(f->eval);
+    free(f);
+    return 0;
+}
+
+typedef struct run {
+    pissa_model *m;
+    pissa_dataset *d;
+    pissa_trainer *t;
+} run;
+
+static void run_open(const fixture *f, const char *init, double dropout, const pissa_train_opts *o, run *r) {
+    assert_ok(pissa_model_load(f->model, &r->m));
+    pissa_adapter_opts ao = pissa_adapter_default_opts();
+    assert_ok(pissa_init_parse(init, &ao.init));
+    ao.init.rank = 4;
+    ao.init.alpha = 8;
+    ao.init.seed = 7;
+    ao.targets = PISSA_PROJ_Q | PISSA_PROJ_V | PISSA_PROJ_DOWN;
+    ao.dropout = dropout;
+    assert_ok(pissa_model_add_adapters(r->m, &ao));
+    assert_ok(pissa_dataset_load_jsonl(f->data, 64, &r->d));
+    assert_ok(pissa_trainer_create(r->m, r->d, o, &r->t));
+}
+
+static void run_close(run *r) {
+    pissa_trainer_free(r->t);
+    pissa_dataset_free(r->d);
+    pissa_model_free(r->m);
+}
+
+/* Copies of every adapter's A and B, concatenated. */
+static float *adapter_snapshot(const pissa_model *m, size_t *n) {
+    size_t total = 0;
+    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
+        pissa_adapter_view a;
+        assert_ok(pissa_model_adapter(m, i, &a));
+        total += (size_t)(a.r * a.in + a.out * a.r);
+    }
+    float *x = malloc(sizeof(float) * total), *p = x;
+    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
+        pissa_adapter_view a;
+        assert_ok(pissa_model_adapter(m, i, &a));
+        memcpy(p, a.A, sizeof(float) * (size_t)(a.r * a.in)), p += a.r * a.in;
+        memcpy(p, a.B, sizeof(float) * (size_t)(a.out * a.r)), p += a.out * a.r;
+    }
+    *n = total;
+    return x;
+}
+
+static pissa_train_opts base_opts(void) {
+    pissa_train_opts o = pissa_train_default_opts();
+    o.optim.lr = 1e-2;
+    o.optim.weight_decay = 0.01;
+    o.total_steps = 8;
+    o.batch = 2;
+    o.seed = 11;
+    return o;
+}
+
+/* Gradients (before clipping) of all adapters, concatenated. */
+static float *grad_snapshot(const pissa_model *m, size_t *n) {
+    size_t total = 0;
+    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
+        pissa_adapter_view a;
+        assert_ok(pissa_model_adapter(m, i, &a));
+        total += (size_t)(a.r * a.in + a.out * a.r);
+    }
+    float *x = malloc(sizeof(float) * total), *p = x;
+    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
+        pissa_adapter_view a;
+        assert_ok(pissa_model_adapter(m, i, &a));
+        memcpy(p, a.dA, sizeof(float) * (size_t)(a.r * a.in)), p += a.r * a.in;
+        memcpy(p, a.dB, sizeof(float) * (size_t)(a.out * a.r)), p += a.out * a.r;
+    }
+    *n = total;
+    return x;
+}
+
+static void accumulating_k_microbatches_equals_one_batch_of_k_rows(void **state) {
+    const fixture *f = *state;
+    /* Compared update by update from equal parameters: the synthetic model's random N(0, 1) embeddings make its
+     * logits large and its loss surface steep, so float32 rounding differences would grow over many updates. */
+    pissa_train_opts o = base_opts();
+    o.max_grad_norm = 0; /* the accumulated gradients stay in the model's buffers for comparison */
+    o.accum = 3;
+    run small, big;
+    run_open(f, "pissa", 0.0, &o, &small);
+    o.batch = 6;
+    o.accum = 1;
+    run_open(f, "pissa", 0.0, &o, &big);
+    double worst_loss = 0, worst_grad = 0;
+    for (int k = 0; k < 3; k++) {
+        pissa_step_info a, b;
+        assert_ok(pissa_trainer_step(small.t, &a));
+        assert_ok(pissa_trainer_step(big.t, &b));
+        assert_int_equal(a.tokens, 6 * 15);
+        assert_int_equal(a.tokens, b.tokens);
+        size_t n, n2;
+        float *ga = grad_snapshot(small.m, &n), *gb = grad_snapshot(big.m, &n2);
+        assert_int_equal(n, n2);
+        double rel = tu_diff_norm(ga, gb, n) / tu_norm(gb, n);
+        worst_grad = fmax(worst_grad, rel);
+        worst_loss = fmax(worst_loss, fabs(a.loss - b.loss) / b.loss);
+        assert_true(rel <= 1e-5);
+        assert_true(fabs(a.loss - b.loss) <= 1e-6 * b.loss);
+        free(ga);
+        free(gb);
+        /* continue both from the same parameters */
+        for (size_t i = 0; i < pissa_model_adapter_count(big.m); i++) {
+            pissa_adapter_view x, y;
+            assert_ok(pissa_model_adapter(small.m, i, &x));
+            assert_ok(pissa_model_adapter(big.m, i, &y));
+            memcpy(y.A, x.A, sizeof(float) * (size_t)(x.r * x.in));
+            memcpy(y.B, x.B, sizeof(float) * (size_t)(x.out * x.r));
+        }
+    }
+    printf("  3 x 2 rows vs 6 rows, 3 updates: max relative loss diff %.2e, gradient diff %.2e\n", worst_loss,
+           worst_grad);
+    run_close(&small);
+    run_close(&big);
+}
+
+static void same_seed_gives_identical_losses(void **state) {
+    const fixture *f = *state;
+    pissa_train_opts o = base_opts();
+    o.accum = 2;
+    double losses[3][5];
+    for (int r = 0; r < 3; r++) {
+        o.seed = r < 2 ? 11 : 12;
+        run x;
+        run_open(f, "lora", 0.1, &o, &x);
+        for (int k = 0; k < 5; k++) {
+            pissa_step_info s;
+            assert_ok(pissa_trainer_step(x.t, &s));
+            losses[r][k] = s.loss;
+        }
+        run_close(&x);
+    }
+    assert_memory_equal(losses[0], losses[1], sizeof losses[0]);
+    assert_memory_not_equal(losses[0], losses[2], sizeof losses[0]); /* the seed matters: order and dropout */
+}
+
+/* Runs STEPS updates, writing each loss into LOSSES. */
+static void train_steps(run *r, int steps, double *losses) {
+    for (int k = 0; k < steps; k++) {
+        pissa_step_info s;
+        assert_ok(pissa_trainer_step(r->t, &s));
+        losses[k] = s.loss;
+    }
+}
+
+static void resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
+    const fixture *f = *state;
+    pissa_train_opts o = base_opts(); /* 2 x 2 rows per update over 10 rows: updates cross epoch boundaries */
+    o.accum = 2;
+    o.schedule = PISSA_SCHEDULE_COSINE;
+    o.warmup = 2;
+    o.max_grad_norm = 0.5;
+    for (int opt = 0; opt < 2; opt++) {
+        o.optim.kind = opt ? PISSA_OPTIM_SGD : PISSA_OPTIM_ADAMW;
+        o.optim.momentum = opt ? 0.9 : 0;
+        o.optim.lr = opt ? 0.05 : 1e-2;
+        double whole[8], part[8];
+        run a;
+        run_open(f, "pissa_niter_2", 0.1, &o, &a);
+        train_steps(&a, 8, whole);
+        size_t n, n2;
+        float *x = adapter_snapshot(a.m, &n);
+        run_close(&a);
+
+        char *state_dir = tu_path(f->dir, "state");
+        run b;
+        run_open(f, "pissa_niter_2", 0.1, &o, &b);
+        train_steps(&b, 3, part);
+        assert_ok(pissa_trainer_save_state(b.t, state_dir));
+        train_steps(&b, 1, part + 3); /* the state on disk must not follow the trainer */
+        run_close(&b);
+        run c;
+        run_open(f, "pissa_niter_2", 0.1, &o, &c);
+        assert_ok(pissa_trainer_load_state(c.t, state_dir));
+        assert_int_equal(pissa_trainer_steps(c.t), 3);
+        train_steps(&c, 5, part + 3);
+        float *y = adapter_snapshot(c.m, &n2);
+        assert_memory_equal(whole, part, sizeof whole);
+        assert_int_equal(n, n2);
+        assert_memory_equal(x, y, sizeof(float) * n);
+        run_close(&c);
+
+        /* options that would change the run are refused, naming the option */
+        pissa_train_opts o2 = o;
+        o2.batch = 1;
+        run d;
+        run_open(f, "lora", 0.1, &o2, &d);
+        assert_int_equal(pissa_trainer_load_state(d.t, state_dir), PISSA_ERR_INVALID_ARG);
+        assert_non_null(strstr(pissa_last_error(), "batch"));
+        run_close(&d);
+        tu_rmtree(state_dir);
+        free(state_dir);
+        free(x);
+        free(y);
+    }
+}
+
+static void nan_loss_stops_training_and_keeps_saved_adapter(void **state) {
+    const fixture *f = *state;
+    pissa_train_opts o = base_opts();
+    run r;
+    run_open(f, "pissa", 0.0, &o, &r);
+    double losses[2];
+    train_steps(&r, 2, losses);
+    char *out = tu_path(f->dir, "nan_adapter"), *file = tu_path(out, "adapter_model.safetensors");
+    assert_ok(pissa_trainer_save(r.t, out));
+    size_t len0, len1;
+    char *before = tu_slurp(file, &len0);
+    pissa_adapter_view a;
+    assert_ok(pissa_model_adapter(r.m, 0, &a));
+    a.A[0] = NAN;
+    size_t n;
+    float *params = adapter_snapshot(r.m, &n);
+    pissa_step_info s;
+    assert_int_equal(pissa_trainer_step(r.t, &s), PISSA_ERR_NUMERIC);
+    assert_non_null(strstr(pissa_last_error(), "nan"));
+    float *after = adapter_snapshot(r.m, &n);
+    assert_memory_equal(params + 1, after + 1, sizeof(float) * (n - 1)); /* no parameter was updated */
+    assert_int_equal(pissa_trainer_step(r.t, &s), PISSA_ERR_NUMERIC);  /* and the run stays stopped */
+    assert_int_equal(pissa_trainer_steps(r.t), 2);
+    char *now = tu_slurp(file, &len1);
+    assert_int_equal(len0, len1);
+    assert_memory_equal(before, now, len0);
+    free(before);
+    free(now);
+    free(params);
+    free(after);
+    free(file);
+    free(out);
+    run_close(&r);
+}
+
+static void loss_decreases_on_repetitive_data(void **state) {
+    const fixture *f = *state;
+    pissa_train_opts o = base_opts();
+    o.total_steps = 40;
+    o.optim.lr = 2e-2;
+    o.schedule = PISSA_SCHEDULE_LINEAR;
+    o.warmup = 4;
+    run r;
+    run_open(f, "pissa", 0.0, &o, &r);
+    pissa_dataset *ev;
+    assert_ok(pissa_dataset_load_jsonl(f->eval, 64, &ev));
+    double before, after;
+    int64_t count;
+    assert_ok(pissa_trainer_evaluate(r.t, ev, &before, &count));
+    assert_int_equal(count, 6 * 15);
+    double first = 0, last = 0;
+    for (int k = 0; k < 40; k++) {
+        pissa_step_info s;
+        assert_ok(pissa_trainer_step(r.t, &s));
+        if (k == 0) first = s.loss;
+        last = s.loss;
+    }
+    assert_ok(pissa_trainer_evaluate(r.t, ev, &after, NULL));
+    printf("  train loss %.3f -> %.3f; held-out loss %.3f -> %.3f\n", first, last, before, after);
+    assert_true(last < 0.5 * first);
+    assert_true(after < 0.5 * before);
+    pissa_dataset_free(ev);
+    run_close(&r);
+}
+
+/* ---- pissa-finetune end to end ---- */
+
+static int run_prog(const fixture *f, const char *cmd, char **output) {
+    char *log = tu_path(f->dir, "prog.txt");
+    int rc = tu_run(cmd, log);
+    *output = tu_slurp(log, NULL);
+    free(log);
+    return rc;
+}
+
+static double json_number(const char *text, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    const char *p = strstr(text, k);
+    assert_non_null(p);
+    return strtod(p + strlen(k), NULL);
+}
+
+/* The train lines of OUT/log.csv. */
+static char *train_log(const char *out) {
+    char *path = tu_path(out, "log.csv"), *text = tu_slurp(path, NULL);
+    assert_non_null(text);
+    free(path);
+    return text;
+}
+
+static void finetune_writes_adapter_residual_log_and_matches_pissa_eval(void **state) {
+    const fixture *f = *state;
+    char *out = tu_path(f->dir, "ft"), *output, cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --eval-data %s --out %s --method pissa --rank 4 --alpha 8 "
+             "--target q_proj,v_proj,down_proj --lr 1e-2 --steps 10 --batch 2 --accum 2 --schedule cosine --warmup 2 "
+             "--eval-every 5 --save-every 4 --seed 3 --dropout 0.05 --json -q 2>&1",
+             PISSA_FINETUNE_EXE, f->model, f->data, f->eval, out);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    double eval_loss = json_number(output, "eval_loss");
+    assert_int_equal((int)json_number(output, "steps"), 10);
+    free(output);
+    static const char *files[] = {"adapter_config.json", "adapter_model.safetensors", "config.json",
+                                  "model.safetensors", "log.csv", "pissa_init/adapter_config.json",
+                                  "pissa_init/adapter_model.safetensors", "state/state.json", "state/state.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *p = tu_path(out, files[i]);
+        char *text = tu_slurp(p, NULL);
+        if (!text) fail_msg("pissa-finetune did not write %s", files[i]);
+        free(text);
+        free(p);
+    }
+    char *log = train_log(out);
+    assert_non_null(strstr(log, "step,split,loss,lr,grad_norm,tokens\n1,train,"));
+    assert_non_null(strstr(log, "\n5,eval,"));
+    assert_non_null(strstr(log, "\n10,train,"));
+    assert_non_null(strstr(log, "\n10,eval,"));
+    free(log);
+    /* OUT is usable on its own: its residual model plus its adapter give the loss the trainer reported */
+    snprintf(cmd, sizeof cmd, "%s --model %s --adapter %s --data %s --batch 2 --json -q", PISSA_EVAL_EXE, out, out,
+             f->eval);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    double evaluated = json_number(output, "loss");
+    printf("  trainer eval loss %.8g, pissa-eval on OUT %.8g\n", eval_loss, evaluated);
+    assert_true(fabs(evaluated - eval_loss) <= 1e-6 * eval_loss);
+    free(output);
+    /* the residual model plus pissa_init is the base model */
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --json -q", PISSA_EVAL_EXE, f->model, f->eval);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    double base = json_number(output, "loss");
+    free(output);
+    snprintf(cmd, sizeof cmd, "%s --model %s --adapter %s/pissa_init --data %s --json -q", PISSA_EVAL_EXE, out, out,
+             f->eval);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    assert_true(fabs(json_number(output, "loss") - base) <= 1e-4 * base);
+    free(output);
+    tu_rmtree(out);
+    free(out);
+}
+
+static void finetune_resumed_from_state_continues_the_run_exactly(void **state) {
+    const fixture *f = *state;
+    char *a = tu_path(f->dir, "ft_whole"), *b = tu_path(f->dir, "ft_part"), *output, cmd[4096];
+    const char *common = "--method pissa_niter_2 --rank 4 --target q_proj,v_proj --lr 1e-2 --batch 2 --accum 2 "
+                         "--schedule constant --warmup 2 --dropout 0.1 --seed 5 -q";
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 9 %s 2>&1", PISSA_FINETUNE_EXE, f->model,
+             f->data, a, common);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    free(output);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 4 %s 2>&1", PISSA_FINETUNE_EXE, f->model,
+             f->data, b, common);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    free(output);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 9 --resume %s/state %s 2>&1",
+             PISSA_FINETUNE_EXE, f->model, f->data, b, b, common);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    free(output);
+    char *la = train_log(a), *lb = train_log(b);
+    assert_string_equal(la, lb); /* every update's loss, learning rate and gradient norm, printed to 8 digits */
+    free(la);
+    free(lb);
+    char *pa = tu_path(a, "adapter_model.safetensors"), *pb = tu_path(b, "adapter_model.safetensors");
+    size_t na, nb;
+    char *xa = tu_slurp(pa, &na), *xb = tu_slurp(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(xa, xb, na); /* and the adapter bit for bit */
+    free(xa);
+    free(xb);
+    free(pa);
+    free(pb);
+    /* refusals: no step count, the unimplemented full method */
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s 2>&1", PISSA_FINETUNE_EXE, f->model, f->data, a);
+    assert_int_equal(run_prog(f, cmd, &output), 2);
+    assert_non_null(strstr(output, "--steps"));
+    free(output);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 --method full 2>&1", PISSA_FINETUNE_EXE,
+             f->model, f->data, a);
+    assert_int_equal(run_prog(f, cmd, &output), 2);
+    assert_non_null(strstr(output, "full"));
+    free(output);
+    tu_rmtree(a);
+    tu_rmtree(b);
+    free(a);
+    free(b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(optimizers_match_torch_reference),
+        cmocka_unit_test(schedules_follow_their_formulas),
+        cmocka_unit_test(clipping_scales_to_max_norm_and_rejects_nan),
+        cmocka_unit_test(accumulating_k_microbatches_equals_one_batch_of_k_rows),
+        cmocka_unit_test(same_seed_gives_identical_losses),
+        cmocka_unit_test(resumed_run_repeats_uninterrupted_run_bit_for_bit),
+        cmocka_unit_test(nan_loss_stops_training_and_keeps_saved_adapter),
+        cmocka_unit_test(loss_decreases_on_repetitive_data),
+        cmocka_unit_test(finetune_writes_adapter_residual_log_and_matches_pissa_eval),
+        cmocka_unit_test(finetune_resumed_from_state_continues_the_run_exactly),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
