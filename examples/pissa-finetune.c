@@ -47,6 +47,8 @@ static const char *usage =
     "  --seed S              data order, dropout and adapter initialisation (default 0)\n"
     "  --resume DIR          continue from a training state (e.g. OUT/state) with the same options\n"
     "  --threads N           BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
+    "  --convert-to-lora     PiSSA methods: also write OUT/lora, the trained adapter as an ordinary rank-2r\n"
+    "                        LoRA adapter for the ORIGINAL base model (what people publish)\n"
     "  --json                one summary line on stdout\n"
     "  -q, --quiet           no progress line\n"
     "  -h, --help            this text\n";
@@ -71,6 +73,21 @@ static void save_all(const ctx *c) {
     char state[PATH_MAX];
     snprintf(state, sizeof state, "%s/state", c->out);
     cli_check(pissa_trainer_save_state(c->t, state), state);
+}
+
+/* OUT/lora: W_res + s·B·A = W + s'·B'·A' with A' = [A; A0], B' = [B, −B0] (REFERENCE §2), for the original base. */
+static void write_converted(const char *out, const char *model_path) {
+    char init[PATH_MAX], lora[PATH_MAX];
+    snprintf(init, sizeof init, "%s/pissa_init", out);
+    snprintf(lora, sizeof lora, "%s/lora", out);
+    pissa_peft_adapter *trained, *initial, *converted;
+    cli_check(pissa_peft_adapter_load(out, &trained), out);
+    cli_check(pissa_peft_adapter_load(init, &initial), init);
+    cli_check(pissa_peft_pissa_to_lora(trained, initial, model_path, &converted), "--convert-to-lora");
+    cli_check(pissa_peft_adapter_save(converted, lora, PISSA_F32), lora);
+    pissa_peft_adapter_free(converted);
+    pissa_peft_adapter_free(initial);
+    pissa_peft_adapter_free(trained);
 }
 
 /* OUT/log.csv: fresh, or on resume the lines up to the resumed update (a run interrupted after its last save
@@ -147,7 +164,7 @@ int main(int argc, char **argv) {
     const char *targets = "q_proj,v_proj", *eval_path = NULL, *resume = NULL;
     int64_t rank = 8, steps = 0, seq = 0, eval_every = 0, save_every = 0;
     double alpha = NAN, epochs = 0, dropout = 0, momentum = NAN;
-    int rslora = 0, json = 0, quiet = 0, threads = 0;
+    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0;
     pissa_train_opts o = pissa_train_default_opts();
     o.optim.lr = 2e-4;
     o.schedule = PISSA_SCHEDULE_LINEAR;
@@ -189,10 +206,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--resume")) resume = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--convert-to-lora")) convert = 1;
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
         else cli_usage_error("unknown option '%s'", a);
     }
     if (!model_path) cli_usage_error("--model PATH is required");
+    if (convert && strncmp(method, "pissa", 5) != 0)
+        cli_usage_error("--convert-to-lora applies to the PiSSA methods only (a LoRA adapter already is one)");
     if (!data_path) cli_usage_error("--data FILE is required");
     if (!out) cli_usage_error("--out DIR is required");
     if (!steps == !(epochs > 0)) cli_usage_error("give exactly one of --steps N and --epochs E (E > 0)");
@@ -301,6 +321,7 @@ int main(int argc, char **argv) {
         if (!quiet) fprintf(stderr, "pissa-finetune: eval loss %.6f on %lld targets\n", eval_loss, (long long)eval_tokens);
     }
     fclose(c.log);
+    if (convert) write_converted(out, model_path);
     double secs = cli_now() - t1;
     if (json) {
         printf("{\"steps\": %lld, \"loss\": %.8g, \"tokens\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.1f",

@@ -464,7 +464,7 @@ static void finetune_writes_adapter_residual_log_and_matches_pissa_eval(void **s
     char *out = tu_path(f->dir, "ft"), *output, cmd[4096];
     snprintf(cmd, sizeof cmd, "%s --model %s --data %s --eval-data %s --out %s --method pissa --rank 4 --alpha 8 "
              "--target q_proj,v_proj,down_proj --lr 1e-2 --steps 10 --batch 2 --accum 2 --schedule cosine --warmup 2 "
-             "--eval-every 5 --save-every 4 --seed 3 --dropout 0.05 --json -q 2>&1",
+             "--eval-every 5 --save-every 4 --seed 3 --dropout 0.05 --convert-to-lora --json -q 2>&1",
              PISSA_FINETUNE_EXE, f->model, f->data, f->eval, out);
     assert_int_equal(run_prog(f, cmd, &output), 0);
     double eval_loss = json_number(output, "eval_loss");
@@ -504,6 +504,19 @@ static void finetune_writes_adapter_residual_log_and_matches_pissa_eval(void **s
     assert_int_equal(run_prog(f, cmd, &output), 0);
     assert_true(fabs(json_number(output, "loss") - base) <= 1e-4 * base);
     free(output);
+    /* --convert-to-lora: the ORIGINAL base plus OUT/lora gives the trained model's loss */
+    snprintf(cmd, sizeof cmd, "%s --model %s --adapter %s/lora --data %s --batch 2 --json -q", PISSA_EVAL_EXE, f->model,
+             out, f->eval);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    double converted = json_number(output, "loss");
+    printf("  base + converted LoRA %.8g, residual + PiSSA %.8g\n", converted, evaluated);
+    assert_true(fabs(converted - evaluated) <= 1e-4 * evaluated);
+    free(output);
+    char *cfgp = tu_path(out, "lora/adapter_config.json"), *cfg = tu_slurp(cfgp, NULL);
+    assert_non_null(cfg);
+    assert_non_null(strstr(cfg, "\"r\": 8,")); /* rank 2r */
+    free(cfg);
+    free(cfgp);
     tu_rmtree(out);
     free(out);
 }
