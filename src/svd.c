@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "narrow.h"
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -116,19 +117,39 @@ typedef struct rsvd_ctx {
     int64_t a, b, q;   /* M (a, b); sketch width q */
     int64_t qg;        /* width of the products: q rounded up to a multiple of 16, zero columns past q */
     int transposed;    /* M = Wᵀ */
+    int64_t m, n;      /* W (m, n) */
+    int narrow;        /* products by pissa__narrow_* rather than sgemm */
+    pissa__narrow_isa isa;
+    int nthreads;
+    float *nwork;      /* pissa__narrow_work_floats(m, n, q) */
     float *tau;        /* (q) Householder scalars */
     float *work;       /* QR workspace, sized once for both block shapes */
     lapack_int lwork;
 } rsvd_ctx;
 
-/* Y (a, qg) = M·X, X (b, qg): one sgemm over the whole of W. */
+/* Y (a, qg) = M·X, X (b, qg): one pass over the whole of W. The narrow kernels write the first q columns only;
+ * the others stay zero. */
 static void apply_M(const rsvd_ctx *c, const float *X, float *Y) {
+    if (c->narrow) {
+        if (c->transposed)
+            pissa__narrow_wty(c->isa, c->nthreads, c->W, c->m, c->n, X, c->b, c->q, Y, c->a, c->nwork);
+        else
+            pissa__narrow_wx(c->isa, c->nthreads, c->W, c->m, c->n, X, c->b, c->q, Y, c->a, c->nwork);
+        return;
+    }
     cblas_sgemm(CblasColMajor, c->transposed ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)c->a, (int)c->qg,
                 (int)c->b, 1.0f, c->W, (int)c->lda, X, (int)c->b, 0.0f, Y, (int)c->a);
 }
 
 /* Z (b, qg) = Mᵀ·Y, Y (a, qg). */
 static void apply_Mt(const rsvd_ctx *c, const float *Y, float *Z) {
+    if (c->narrow) {
+        if (c->transposed)
+            pissa__narrow_wx(c->isa, c->nthreads, c->W, c->m, c->n, Y, c->a, c->q, Z, c->b, c->nwork);
+        else
+            pissa__narrow_wty(c->isa, c->nthreads, c->W, c->m, c->n, Y, c->a, c->q, Z, c->b, c->nwork);
+        return;
+    }
     cblas_sgemm(CblasColMajor, c->transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)c->b, (int)c->qg,
                 (int)c->a, 1.0f, c->W, (int)c->lda, Y, (int)c->a, 0.0f, Z, (int)c->b);
 }
@@ -162,7 +183,7 @@ pissa_status pissa_svd_randomized(const float *W, int64_t m, int64_t n, int64_t 
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: oversample (%lld) and niter (%d) must be >= 0", fn,
                            (long long)opts->oversample, opts->niter);
     int64_t k = min64(m, n);
-    rsvd_ctx c = {.W = W, .lda = n, .transposed = m < n};
+    rsvd_ctx c = {.W = W, .lda = n, .transposed = m < n, .m = m, .n = n};
     c.a = c.transposed ? n : m;
     c.b = k;
     c.q = opts->oversample > k - r ? k : r + opts->oversample;
@@ -172,6 +193,12 @@ pissa_status pissa_svd_randomized(const float *W, int64_t m, int64_t n, int64_t 
      * finite W); QR and the small SVD never see them, so the padding changes the time only. */
     c.qg = (c.q + 15) / 16 * 16;
     const int64_t a = c.a, b = c.b, q = c.q, qg = c.qg;
+    /* OpenBLAS packs all of W on every product and reaches 60–95 GFLOP/s on these shapes; the narrow kernels
+     * stream W once (see narrow.c for the rule that picks them). */
+    c.narrow = pissa__narrow_preferred(m, n, q);
+    c.isa = pissa__narrow_best_isa();
+    c.nthreads = pissa_get_num_threads();
+    c.nwork = c.narrow ? pissa__alloc(pissa__narrow_work_floats(m, n, q), sizeof(float)) : NULL;
 
     float *Y = pissa__calloc((size_t)(a * qg), sizeof(float)); /* (a, qg) col-major: M·X, then Q */
     float *X = pissa__calloc((size_t)(b * qg), sizeof(float)); /* (b, qg) col-major: Ω, Mᵀ·Q, then Bᵀ, then V */
@@ -185,7 +212,7 @@ pissa_status pissa_svd_randomized(const float *W, int64_t m, int64_t n, int64_t 
     c.work = c.lwork > 0 ? pissa__alloc((size_t)c.lwork, sizeof(float)) : NULL;
     pissa_status st = PISSA_OK;
     lapack_int info = 0;
-    if (!Y || !X || !Rt || !sv || !iwork || !c.tau || !c.work) {
+    if (!Y || !X || !Rt || !sv || !iwork || !c.tau || !c.work || (c.narrow && !c.nwork)) {
         st = c.lwork <= 0 ? pissa__fail(PISSA_ERR_NUMERIC, "%s: QR workspace query failed", fn)
                           : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory for W (%lld, %lld), q=%lld", fn,
                                         (long long)m, (long long)n, (long long)q);
@@ -259,5 +286,6 @@ done:
     free(svd_work);
     free(c.tau);
     free(c.work);
+    free(c.nwork);
     return st;
 }

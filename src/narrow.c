@@ -1,0 +1,309 @@
+/* Narrow products Y = W·X and Z = Wᵀ·Y for the randomized SVD (see narrow.h).
+ *
+ * Both kernels work on a zero-padded row-major copy of the skinny operand, qp = q rounded up to 8 floats (one
+ * vector), in panels of 16 columns (two vectors; the last may be 8), so one row of a panel is two vector loads:
+ *   W·X:  R rows of W at a time; acc[r][panel] += W[r][k]·X[k][panel] over k, the R×16 accumulators held in
+ *         registers, X read from L2 (tiles of WX_KT rows, so R rows of W are reused from L1 across panels).
+ *   Wᵀ·Y: R rows of W at a time, a rank-R update Z[j][panel] += Σ_r W[r][j]·Y[r][panel], Y's R×16 block held in
+ *         registers, Z in L2 (tiles of columns of W), so each Z load/store serves R FMAs.
+ * Threads split W·X by rows of W and Wᵀ·Y by columns of W: each output element is then computed by one thread as
+ * the same left-to-right sum (over k, or over W's rows) whatever the thread count and blocking, so no partial
+ * results need summing and the result does not depend on the thread count at all.
+ *
+ * The vector code is plain C on GCC vector extensions; the AVX2 variant is the same code compiled with
+ * target("avx2,fma"), chosen at run time. Contraction of a·b + c into FMA needs -ffp-contract=fast, which
+ * CMakeLists.txt sets for this file (ISO C mode turns it off). */
+#include "narrow.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define NARROW_X86 1
+#endif
+
+#define GROUP 12 /* rows of W per group, a multiple of every row block */
+#define WX_KT 256                  /* rows of X per tile: R rows of W (R·1 KB) stay in L1 across panels */
+#define WTY_ROWS 32                 /* rows of W that update a block of Z held in registers */
+#define WTY_TILE_FLOATS (32 * 1024) /* a tile of Z (128 KB) and WTY_ROWS rows of W over its columns stay in L2 */
+#define MAX_THREADS 64
+
+typedef float v8 __attribute__((vector_size(32)));
+
+/* Loads and stores through memcpy: no alignment or aliasing assumptions, compiled to vmovups. */
+#define LOAD8(v, p) memcpy(&(v), (p), sizeof(v8))
+#define STORE8(p, v) memcpy((p), &(v), sizeof(v8))
+#define INLINE static inline __attribute__((always_inline))
+/* R and NV are small constants: unrolled, accumulators become registers (GCC does not always do it unasked). */
+#define UNROLL _Pragma("GCC unroll 16")
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* ---- kernels (R is a constant at every call site, so acc/y live in registers) --------------------------------- */
+
+/* Yp[0:R, c:c+8·NV] += Wr[0:R, k0:k1]·Xp[k0:k1, c:c+8·NV] (= instead of += when k0 = 0): one panel of NV vectors.
+ * Wr: R rows of W (row stride n); Xp (n, qp) and Yp (R, qp) row-major. */
+INLINE void wx_panel(const float *Wr, int64_t n, const float *Xp, int64_t qp, float *Yp, int64_t k0, int64_t k1,
+                     int64_t c, const int R, const int NV) {
+    v8 acc[GROUP][3];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < NV; v++) {
+            if (k0 == 0)
+                acc[r][v] = (v8){0};
+            else /* continue the sum of the previous tile: the order over k is unchanged */
+                LOAD8(acc[r][v], Yp + r * qp + c + 8 * v);
+        }
+    for (int64_t k = k0; k < k1; k++) {
+        v8 x[3];
+        UNROLL
+        for (int v = 0; v < NV; v++) LOAD8(x[v], Xp + k * qp + c + 8 * v);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            float w = Wr[r * n + k];
+            UNROLL
+            for (int v = 0; v < NV; v++) acc[r][v] += w * x[v];
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < NV; v++) STORE8(Yp + r * qp + c + 8 * v, acc[r][v]);
+}
+
+/* Zp[j:j+J, c:c+8·NV] += Wr[0:g, j:j+J]ᵀ·Yr[0:g, c:c+8·NV]: J rows of Z (NV vectors each) held in registers while
+ * g rows of W update them. Wr: g rows of W (row stride n); Yr (g, qp) and Zp (n, qp) row-major. */
+INLINE void wty_panel(const float *Wr, int64_t n, const float *Yr, int64_t qp, float *Zp, int64_t g, int64_t j,
+                      int64_t c, const int J, const int NV) {
+    v8 z[GROUP][3];
+    UNROLL
+    for (int t = 0; t < J; t++)
+        UNROLL
+        for (int v = 0; v < NV; v++) LOAD8(z[t][v], Zp + (j + t) * qp + c + 8 * v);
+    for (int64_t r = 0; r < g; r++) { /* in row order: Z[j] is the sum over W's rows, left to right */
+        v8 y[3];
+        UNROLL
+        for (int v = 0; v < NV; v++) LOAD8(y[v], Yr + r * qp + c + 8 * v);
+        UNROLL
+        for (int t = 0; t < J; t++) {
+            float w = Wr[r * n + j + t];
+            UNROLL
+            for (int v = 0; v < NV; v++) z[t][v] += w * y[v];
+        }
+    }
+    UNROLL
+    for (int t = 0; t < J; t++)
+        UNROLL
+        for (int v = 0; v < NV; v++) STORE8(Zp + (j + t) * qp + c + 8 * v, z[t][v]);
+}
+
+/* The same panel for g <= GROUP rows: blocks of R rows, then single rows. */
+INLINE void wx_panel_rows(const float *Wr, int64_t n, const float *Xp, int64_t qp, float *Yp, int64_t g, int64_t k0,
+                          int64_t k1, int64_t c, const int R, const int NV) {
+    int64_t i = 0;
+    for (; i + R <= g; i += R) wx_panel(Wr + i * n, n, Xp, qp, Yp + i * qp, k0, k1, c, R, NV);
+    for (; i < g; i++) wx_panel(Wr + i * n, n, Xp, qp, Yp + i * qp, k0, k1, c, 1, NV);
+}
+/* Zp[j0:j1, c:c+8·NV] += Wr[0:g, j0:j1]ᵀ·Yr[0:g, c:c+8·NV]: blocks of J rows of Z, then single rows. */
+INLINE void wty_panel_cols(const float *Wr, int64_t n, const float *Yr, int64_t qp, float *Zp, int64_t g, int64_t j0,
+                           int64_t j1, int64_t c, const int J, const int NV) {
+    int64_t j = j0;
+    for (; j + J <= j1; j += J) wty_panel(Wr, n, Yr, qp, Zp, g, j, c, J, NV);
+    for (; j < j1; j++) wty_panel(Wr, n, Yr, qp, Zp, g, j, c, 1, NV);
+}
+
+/* Panels: 16 columns (NV = 2) throughout, but one of 24 (NV = 3) first when qp/8 is odd, or a single 8 when
+ * qp = 8; so q = 24 (r = 16 with the default p = 8) is one panel and no FMA is spent on padding. Ri is the row
+ * block for NV = i, chosen so that Ri·i accumulators fill the registers. */
+#define FOR_EACH_PANEL(qp, PANEL_CALL)                 \
+    do {                                               \
+        int64_t nv_ = (qp) / 8, c_ = 0;                \
+        if (nv_ == 1) {                                \
+            PANEL_CALL(0, R1, 1);                      \
+        } else {                                       \
+            if (nv_ % 2) PANEL_CALL(0, R3, 3), c_ = 24; \
+            for (; c_ < (qp); c_ += 16) PANEL_CALL(c_, R2, 2); \
+        }                                              \
+    } while (0)
+
+/* Rows i0..i1 of Yp (m, qp) = W·Xp, GROUP rows of W at a time (GROUP·WX_KT floats of W stay in L1 across
+ * panels). */
+INLINE void wx_rows(const float *W, int64_t n, const float *Xp, int64_t qp, float *Yp, int64_t i0, int64_t i1,
+                    const int R1, const int R2, const int R3) {
+    for (int64_t i = i0; i < i1; i += GROUP) {
+        int64_t g = min64(GROUP, i1 - i);
+        for (int64_t k0 = 0; k0 < n; k0 += WX_KT) {
+            int64_t k1 = min64(k0 + WX_KT, n);
+#define WX_CALL(c, R, NV) wx_panel_rows(W + i * n, n, Xp, qp, Yp + i * qp, g, k0, k1, c, R, NV)
+            FOR_EACH_PANEL(qp, WX_CALL);
+#undef WX_CALL
+        }
+    }
+}
+
+/* Rows j0..j1 of Zp (n, qp) = Wᵀ·Yp, Yp (m, qp): tiles of Z kept in L2 while all of W's rows update them. */
+INLINE void wty_cols(const float *W, int64_t m, int64_t n, const float *Yp, int64_t qp, float *Zp, int64_t j0,
+                     int64_t j1, const int J1, const int J2, const int J3) {
+    const int R1 = J1, R2 = J2, R3 = J3; /* FOR_EACH_PANEL's names */
+    int64_t tile = min64(WTY_TILE_FLOATS / qp, WTY_TILE_FLOATS / WTY_ROWS);
+    if (tile < 64) tile = 64;
+    for (int64_t t0 = j0; t0 < j1; t0 += tile) {
+        int64_t t1 = min64(t0 + tile, j1);
+        memset(Zp + t0 * qp, 0, sizeof(float) * (size_t)((t1 - t0) * qp));
+        for (int64_t i = 0; i < m; i += WTY_ROWS) {
+            int64_t g = min64(WTY_ROWS, m - i);
+#define WTY_CALL(c, J, NV) wty_panel_cols(W + i * n, n, Yp + i * qp, qp, Zp, g, t0, t1, c, J, NV)
+            FOR_EACH_PANEL(qp, WTY_CALL);
+#undef WTY_CALL
+        }
+    }
+}
+
+/* Register blocks: the AVX2 variant has 16 ymm registers; 12 hold accumulators (R rows of Y, or J rows of Z, by
+ * NV vectors), leaving the X (or Y) vectors and a broadcast. The generic variant assumes 16 registers of 4 floats. */
+static void wx_rows_generic(const float *W, int64_t n, const float *Xp, int64_t qp, float *Yp, int64_t i0,
+                            int64_t i1) {
+    wx_rows(W, n, Xp, qp, Yp, i0, i1, 4, 2, 1);
+}
+static void wty_cols_generic(const float *W, int64_t m, int64_t n, const float *Yp, int64_t qp, float *Zp, int64_t j0,
+                             int64_t j1) {
+    wty_cols(W, m, n, Yp, qp, Zp, j0, j1, 4, 2, 1);
+}
+#ifdef NARROW_X86
+__attribute__((target("avx2,fma"))) static void wx_rows_avx2(const float *W, int64_t n, const float *Xp, int64_t qp,
+                                                              float *Yp, int64_t i0, int64_t i1) {
+    wx_rows(W, n, Xp, qp, Yp, i0, i1, 12, 6, 4);
+}
+__attribute__((target("avx2,fma"))) static void wty_cols_avx2(const float *W, int64_t m, int64_t n, const float *Yp,
+                                                               int64_t qp, float *Zp, int64_t j0, int64_t j1) {
+    wty_cols(W, m, n, Yp, qp, Zp, j0, j1, 12, 6, 4);
+}
+#endif
+
+pissa__narrow_isa pissa__narrow_best_isa(void) {
+#ifdef NARROW_X86
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return PISSA__NARROW_AVX2;
+#endif
+    return PISSA__NARROW_GENERIC;
+}
+
+/* ---- drivers -------------------------------------------------------------------------------------------------- */
+
+static int64_t padded(int64_t q) { return (q + 7) / 8 * 8; }
+
+size_t pissa__narrow_work_floats(int64_t m, int64_t n, int64_t q) {
+    return (size_t)((m + n) * padded(q)) + 16; /* + 16: room to align to 64 bytes */
+}
+
+/* The padded operand and result in work, 64-byte aligned: in (rows_in, qp), out (rows_out, qp). */
+static float *aligned_work(float *work) {
+    uintptr_t p = (uintptr_t)work;
+    return (float *)(p + ((64 - p % 64) % 64));
+}
+
+/* dst (rows, qp) row-major = src (rows, q) col-major (leading dimension ld), zero past column q. */
+static void pack_rows(const float *src, int64_t ld, int64_t rows, int64_t q, int64_t qp, float *dst) {
+    for (int64_t i0 = 0; i0 < rows; i0 += 64) { /* 64 rows at a time, so each column of src is read in runs */
+        int64_t i1 = min64(i0 + 64, rows);
+        for (int64_t c = 0; c < q; c++)
+            for (int64_t i = i0; i < i1; i++) dst[i * qp + c] = src[c * ld + i];
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t c = q; c < qp; c++) dst[i * qp + c] = 0.0f;
+    }
+}
+
+/* dst[lo:hi, :q] col-major (leading dimension ld) = src[lo:hi, :q], src (rows, qp) row-major. */
+static void unpack_rows(const float *src, int64_t qp, int64_t lo, int64_t hi, int64_t q, float *dst, int64_t ld) {
+    for (int64_t c = 0; c < q; c++)
+        for (int64_t i = lo; i < hi; i++) dst[c * ld + i] = src[i * qp + c];
+}
+
+typedef struct narrow_job {
+    int transposed; /* 0: Yp = W·Xp over rows lo..hi of W; 1: Zp = Wᵀ·Yp over columns lo..hi of W */
+    pissa__narrow_isa isa;
+    const float *W;
+    int64_t m, n, q, qp;
+    const float *in; /* (n, qp) or (m, qp) row-major */
+    float *out;      /* (m, qp) or (n, qp) row-major */
+    int64_t lo, hi;
+    float *dst; /* the caller's col-major result; rows lo..hi are this job's */
+    int64_t ld;
+} narrow_job;
+
+static void *run_job(void *arg) {
+    const narrow_job *j = arg;
+    if (!j->transposed) {
+#ifdef NARROW_X86
+        if (j->isa == PISSA__NARROW_AVX2)
+            wx_rows_avx2(j->W, j->n, j->in, j->qp, j->out, j->lo, j->hi);
+        else
+#endif
+            wx_rows_generic(j->W, j->n, j->in, j->qp, j->out, j->lo, j->hi);
+    } else {
+#ifdef NARROW_X86
+        if (j->isa == PISSA__NARROW_AVX2)
+            wty_cols_avx2(j->W, j->m, j->n, j->in, j->qp, j->out, j->lo, j->hi);
+        else
+#endif
+            wty_cols_generic(j->W, j->m, j->n, j->in, j->qp, j->out, j->lo, j->hi);
+    }
+    unpack_rows(j->out, j->qp, j->lo, j->hi, j->q, j->dst, j->ld);
+    return NULL;
+}
+
+/* Splits 0..total into nthreads parts at multiples of align and runs them, part 0 on the calling thread. */
+static void run_split(narrow_job base, int64_t total, int64_t align, int nthreads) {
+    /* Below ~2M multiply-adds a thread costs more than it saves. */
+    if ((double)base.m * (double)base.n * (double)base.qp < 2e6) nthreads = 1;
+    if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+    if (nthreads > total / align) nthreads = (int)(total / align);
+    if (nthreads < 1) nthreads = 1;
+    narrow_job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 0; t < nthreads; t++) {
+        jobs[t] = base;
+        jobs[t].lo = t == 0 ? 0 : total * t / nthreads / align * align;
+        jobs[t].hi = t == nthreads - 1 ? total : total * (t + 1) / nthreads / align * align;
+    }
+    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], NULL, run_job, &jobs[t]) == 0;
+    run_job(&jobs[0]);
+    for (int t = 1; t < nthreads; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            run_job(&jobs[t]); /* could not start a thread: same work, same result, on this one */
+    }
+}
+
+void pissa__narrow_wx(pissa__narrow_isa isa, int nthreads, const float *W, int64_t m, int64_t n, const float *X,
+                      int64_t ldx, int64_t q, float *Y, int64_t ldy, float *work) {
+    int64_t qp = padded(q);
+    float *Xp = aligned_work(work); /* (n, qp) */
+    float *Yp = Xp + n * qp;        /* (m, qp) */
+    pack_rows(X, ldx, n, q, qp, Xp);
+    narrow_job base = {.transposed = 0, .isa = isa, .W = W, .m = m, .n = n, .q = q, .qp = qp, .in = Xp, .out = Yp,
+                       .dst = Y, .ld = ldy};
+    run_split(base, m, 8, nthreads);
+}
+
+void pissa__narrow_wty(pissa__narrow_isa isa, int nthreads, const float *W, int64_t m, int64_t n, const float *Y,
+                       int64_t ldy, int64_t q, float *Z, int64_t ldz, float *work) {
+    int64_t qp = padded(q);
+    float *Yp = aligned_work(work); /* (m, qp) */
+    float *Zp = Yp + m * qp;        /* (n, qp) */
+    pack_rows(Y, ldy, m, q, qp, Yp);
+    narrow_job base = {.transposed = 1, .isa = isa, .W = W, .m = m, .n = n, .q = q, .qp = qp, .in = Yp, .out = Zp,
+                       .dst = Z, .ld = ldz};
+    /* Columns in multiples of 16 floats, so the threads' slices of W's rows start on cache lines. */
+    run_split(base, n, 16, nthreads);
+}
+
+/* Measured rule (OpenBLAS 0.3.21, 2 threads, AMD EPYC Zen 3, AVX2): see pissa__narrow_preferred's comment. */
+int pissa__narrow_preferred(int64_t m, int64_t n, int64_t q) {
+    (void)m;
+    (void)n;
+    return pissa__narrow_best_isa() != PISSA__NARROW_GENERIC && q <= 64;
+}
