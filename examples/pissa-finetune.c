@@ -21,6 +21,7 @@ static const char *usage =
     "  --data FILE           JSONL rows {\"input_ids\": [...], \"labels\": [...]}, or text with --tokenizer\n"
     "  --tokenizer FILE      llama2.c tokenizer: --data and --eval-data are text cut into rows of --seq tokens\n"
     "  --out DIR             output folder (created)\n"
+    "  --adapter DIR         continue training this PEFT adapter (instead of --method/--rank/--alpha/--target)\n"
     "  --method M            pissa, pissa_niter_N, lora or gaussian (default pissa_niter_4)\n"
     "  --rank R              adapter rank (default 8)\n"
     "  --alpha A             lora_alpha (default: R)\n"
@@ -161,7 +162,8 @@ int main(int argc, char **argv) {
     cli_prog = "pissa-finetune";
     pissa_set_log_callback(cli_log_to_stderr, NULL);
     const char *model_path = NULL, *data_path = NULL, *tok_path = NULL, *out = NULL, *method = "pissa_niter_4";
-    const char *targets = "q_proj,v_proj", *eval_path = NULL, *resume = NULL;
+    const char *targets = "q_proj,v_proj", *eval_path = NULL, *resume = NULL, *adapter = NULL;
+    int shaped = 0; /* --method, --rank, --alpha, --target or --rslora given */
     int64_t rank = 8, steps = 0, seq = 0, eval_every = 0, save_every = 0;
     double alpha = NAN, epochs = 0, dropout = 0, momentum = NAN;
     int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0;
@@ -177,11 +179,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--data")) data_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--tokenizer")) tok_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--out")) out = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--method")) method = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--rank")) rank = cli_int(a, cli_value(argc, argv, &i), 1, INT32_MAX);
-        else if (!strcmp(a, "--alpha")) alpha = cli_double(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--rslora")) rslora = 1;
-        else if (!strcmp(a, "--target")) targets = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--method") && ++shaped) method = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--rank") && ++shaped) rank = cli_int(a, cli_value(argc, argv, &i), 1, INT32_MAX);
+        else if (!strcmp(a, "--alpha") && ++shaped) alpha = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--rslora") && ++shaped) rslora = 1;
+        else if (!strcmp(a, "--target") && ++shaped) targets = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--dropout")) dropout = cli_double(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--steps")) steps = cli_int(a, cli_value(argc, argv, &i), 1, INT64_MAX / 2);
         else if (!strcmp(a, "--epochs")) epochs = cli_double(a, cli_value(argc, argv, &i));
@@ -207,10 +209,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--convert-to-lora")) convert = 1;
+        else if (!strcmp(a, "--adapter")) adapter = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
         else cli_usage_error("unknown option '%s'", a);
     }
     if (!model_path) cli_usage_error("--model PATH is required");
+    if (adapter && shaped) cli_usage_error("--adapter continues a saved adapter: it fixes the method, rank, alpha and targets");
+    if (adapter && convert) cli_usage_error("--convert-to-lora needs the pissa_init adapter of a PiSSA run, not --adapter");
     if (convert && strncmp(method, "pissa", 5) != 0)
         cli_usage_error("--convert-to-lora applies to the PiSSA methods only (a LoRA adapter already is one)");
     if (!data_path) cli_usage_error("--data FILE is required");
@@ -237,11 +242,13 @@ int main(int argc, char **argv) {
     ao.dropout = dropout;
 
     double t0 = cli_now();
-    ctx c = {.out = out, .pissa = ao.init.kind == PISSA_INIT_PISSA || ao.init.kind == PISSA_INIT_PISSA_NITER};
+    ctx c = {.out = out,
+             .pissa = !adapter && (ao.init.kind == PISSA_INIT_PISSA || ao.init.kind == PISSA_INIT_PISSA_NITER)};
     pissa_model *m;
     cli_check(pissa_model_load(model_path, &m), model_path);
     const pissa_llama_config *cfg = pissa_model_config(m);
-    cli_check(pissa_model_add_adapters(m, &ao), "adapters");
+    if (adapter) cli_check(pissa_model_load_adapter(m, adapter), adapter);
+    else cli_check(pissa_model_add_adapters(m, &ao), "adapters");
     cli_mkdirs(out);
     if (c.pissa) {
         c.peft = pissa_peft_default_config();
@@ -274,10 +281,13 @@ int main(int argc, char **argv) {
     if (resume) cli_check(pissa_trainer_load_state(c.t, resume), resume);
     int64_t start = pissa_trainer_steps(c.t);
     c.log = open_log(out, start, resume != NULL);
-    if (!quiet)
-        fprintf(stderr, "pissa-finetune: %s, %s r %lld on %s; %zu rows, %lld updates of %d x %d rows%s (%.2f s)\n",
-                model_path, method, (long long)rank, targets, rows, (long long)o.total_steps, o.accum, o.batch,
-                resume ? ", resumed" : "", cli_now() - t0);
+    if (!quiet) {
+        char what[512];
+        if (adapter) snprintf(what, sizeof what, "adapter %s", adapter);
+        else snprintf(what, sizeof what, "%s r %lld on %s", method, (long long)rank, targets);
+        fprintf(stderr, "pissa-finetune: %s, %s; %zu rows, %lld updates of %d x %d rows%s (%.2f s)\n", model_path, what,
+                rows, (long long)o.total_steps, o.accum, o.batch, resume ? ", resumed" : "", cli_now() - t0);
+    }
 
     double t1 = cli_now(), last_print = 0, eval_loss = NAN, last_loss = NAN;
     int64_t tokens = 0, eval_tokens = 0;
