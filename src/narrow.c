@@ -1,13 +1,13 @@
 /* Narrow products Y = W·X and Z = Wᵀ·Y for the randomized SVD (see narrow.h).
  *
  * Both kernels work on a zero-padded row-major copy of the skinny operand, qp = q rounded up to 8 floats (one
- * vector), in panels of 16 columns (two vectors; the last may be 8), so one row of a panel is two vector loads:
- *   W·X:  R rows of W at a time; acc[r][panel] += W[r][k]·X[k][panel] over k, the R×16 accumulators held in
- *         registers, X read from L2 (tiles of WX_KT rows, so R rows of W are reused from L1 across panels).
- *   Wᵀ·Y: R rows of W at a time, a rank-R update Z[j][panel] += Σ_r W[r][j]·Y[r][panel], Y's R×16 block held in
- *         registers, Z in L2 (tiles of columns of W), so each Z load/store serves R FMAs.
- * Threads split W·X by rows of W and Wᵀ·Y by columns of W: each output element is then computed by one thread as
- * the same left-to-right sum (over k, or over W's rows) whatever the thread count and blocking, so no partial
+ * vector), in panels of 16 columns (two vectors; or 24 and 8, see FOR_EACH_PANEL), one vector load per 8 columns:
+ *   W·X:  R rows of W at a time; acc[r][panel] += W[r][k]·X[k][panel] over k, the R×panel accumulators held in
+ *         registers, X read from L2 (tiles of WX_KT rows, so GROUP rows of W are reused from L1 across panels).
+ *   Wᵀ·Y: J columns of W at a time; Z[j][panel] += W[r][j]·Y[r][panel] over WTY_ROWS rows r, the J×panel block of Z
+ *         held in registers (loaded and stored once per WTY_ROWS·J·panel FMAs), Y read from L1/L2.
+ * Threads take chunks of W·X's rows of W and of Wᵀ·Y's columns of W: each output element is then computed by one
+ * thread as the same left-to-right sum (over k, or over W's rows) whatever the thread count and blocking, so no partial
  * results need summing and the result does not depend on the thread count at all.
  *
  * The vector code is plain C on GCC vector extensions; the AVX2 variant is the same code compiled with
@@ -16,6 +16,7 @@
 #include "narrow.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -220,62 +221,60 @@ static void unpack_rows(const float *src, int64_t qp, int64_t lo, int64_t hi, in
         for (int64_t i = lo; i < hi; i++) dst[c * ld + i] = src[i * qp + c];
 }
 
+/* One product, shared by its threads: each takes the next chunk of output rows (rows of W for W·X, columns of W
+ * for Wᵀ·Y) until none is left. Which thread computes a chunk does not change its value, and taking chunks on
+ * demand keeps both cores busy when another process holds one of them for a while. */
 typedef struct narrow_job {
-    int transposed; /* 0: Yp = W·Xp over rows lo..hi of W; 1: Zp = Wᵀ·Yp over columns lo..hi of W */
+    int transposed; /* 0: Yp = W·Xp by rows of W; 1: Zp = Wᵀ·Yp by columns of W */
     pissa__narrow_isa isa;
     const float *W;
     int64_t m, n, q, qp;
-    const float *in; /* (n, qp) or (m, qp) row-major */
-    float *out;      /* (m, qp) or (n, qp) row-major */
-    int64_t lo, hi;
-    float *dst; /* the caller's col-major result; rows lo..hi are this job's */
+    const float *in;      /* (n, qp) or (m, qp) row-major */
+    float *out;           /* (m, qp) or (n, qp) row-major */
+    int64_t total, chunk; /* output rows, and how many a thread takes at a time */
+    atomic_llong next;    /* first output row not yet taken */
+    float *dst;           /* the caller's col-major result, leading dimension ld */
     int64_t ld;
 } narrow_job;
 
 static void *run_job(void *arg) {
-    const narrow_job *j = arg;
-    if (!j->transposed) {
+    narrow_job *j = arg;
+    for (;;) {
+        int64_t lo = (int64_t)atomic_fetch_add(&j->next, (long long)j->chunk);
+        if (lo >= j->total) break;
+        int64_t hi = min64(lo + j->chunk, j->total);
+        if (!j->transposed) {
 #ifdef NARROW_X86
-        if (j->isa == PISSA__NARROW_AVX2)
-            wx_rows_avx2(j->W, j->n, j->in, j->qp, j->out, j->lo, j->hi);
-        else
+            if (j->isa == PISSA__NARROW_AVX2)
+                wx_rows_avx2(j->W, j->n, j->in, j->qp, j->out, lo, hi);
+            else
 #endif
-            wx_rows_generic(j->W, j->n, j->in, j->qp, j->out, j->lo, j->hi);
-    } else {
+                wx_rows_generic(j->W, j->n, j->in, j->qp, j->out, lo, hi);
+        } else {
 #ifdef NARROW_X86
-        if (j->isa == PISSA__NARROW_AVX2)
-            wty_cols_avx2(j->W, j->m, j->n, j->in, j->qp, j->out, j->lo, j->hi);
-        else
+            if (j->isa == PISSA__NARROW_AVX2)
+                wty_cols_avx2(j->W, j->m, j->n, j->in, j->qp, j->out, lo, hi);
+            else
 #endif
-            wty_cols_generic(j->W, j->m, j->n, j->in, j->qp, j->out, j->lo, j->hi);
+                wty_cols_generic(j->W, j->m, j->n, j->in, j->qp, j->out, lo, hi);
+        }
+        unpack_rows(j->out, j->qp, lo, hi, j->q, j->dst, j->ld);
     }
-    unpack_rows(j->out, j->qp, j->lo, j->hi, j->q, j->dst, j->ld);
     return NULL;
 }
 
-/* Splits 0..total into nthreads parts at multiples of align and runs them, part 0 on the calling thread. */
-static void run_split(narrow_job base, int64_t total, int64_t align, int nthreads) {
+/* Runs the job on nthreads threads, the calling one included. */
+static void run_threads(narrow_job *job, int nthreads) {
     /* Below ~2M multiply-adds a thread costs more than it saves. */
-    if ((double)base.m * (double)base.n * (double)base.qp < 2e6) nthreads = 1;
+    if ((double)job->m * (double)job->n * (double)job->qp < 2e6) nthreads = 1;
     if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
-    if (nthreads > total / align) nthreads = (int)(total / align);
-    if (nthreads < 1) nthreads = 1;
-    narrow_job jobs[MAX_THREADS];
     pthread_t tid[MAX_THREADS];
     int started[MAX_THREADS] = {0};
-    for (int t = 0; t < nthreads; t++) {
-        jobs[t] = base;
-        jobs[t].lo = t == 0 ? 0 : total * t / nthreads / align * align;
-        jobs[t].hi = t == nthreads - 1 ? total : total * (t + 1) / nthreads / align * align;
-    }
-    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], NULL, run_job, &jobs[t]) == 0;
-    run_job(&jobs[0]);
-    for (int t = 1; t < nthreads; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            run_job(&jobs[t]); /* could not start a thread: same work, same result, on this one */
-    }
+    atomic_init(&job->next, 0);
+    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], NULL, run_job, job) == 0;
+    run_job(job); /* if no thread could be started, this one does all the chunks: same result */
+    for (int t = 1; t < nthreads; t++)
+        if (started[t]) pthread_join(tid[t], NULL);
 }
 
 void pissa__narrow_wx(pissa__narrow_isa isa, int nthreads, const float *W, int64_t m, int64_t n, const float *X,
@@ -284,9 +283,9 @@ void pissa__narrow_wx(pissa__narrow_isa isa, int nthreads, const float *W, int64
     float *Xp = aligned_work(work); /* (n, qp) */
     float *Yp = Xp + n * qp;        /* (m, qp) */
     pack_rows(X, ldx, n, q, qp, Xp);
-    narrow_job base = {.transposed = 0, .isa = isa, .W = W, .m = m, .n = n, .q = q, .qp = qp, .in = Xp, .out = Yp,
-                       .dst = Y, .ld = ldy};
-    run_split(base, m, 8, nthreads);
+    narrow_job job = {.transposed = 0, .isa = isa, .W = W, .m = m, .n = n, .q = q, .qp = qp, .in = Xp, .out = Yp,
+                      .total = m, .chunk = 4 * GROUP, .dst = Y, .ld = ldy};
+    run_threads(&job, nthreads);
 }
 
 void pissa__narrow_wty(pissa__narrow_isa isa, int nthreads, const float *W, int64_t m, int64_t n, const float *Y,
@@ -295,10 +294,10 @@ void pissa__narrow_wty(pissa__narrow_isa isa, int nthreads, const float *W, int6
     float *Yp = aligned_work(work); /* (m, qp) */
     float *Zp = Yp + m * qp;        /* (n, qp) */
     pack_rows(Y, ldy, m, q, qp, Yp);
-    narrow_job base = {.transposed = 1, .isa = isa, .W = W, .m = m, .n = n, .q = q, .qp = qp, .in = Yp, .out = Zp,
-                       .dst = Z, .ld = ldz};
-    /* Columns in multiples of 16 floats, so the threads' slices of W's rows start on cache lines. */
-    run_split(base, n, 16, nthreads);
+    /* Chunks of 256 columns: slices of W's rows start on cache lines (for 64-byte aligned W) and are 1 KB long. */
+    narrow_job job = {.transposed = 1, .isa = isa, .W = W, .m = m, .n = n, .q = q, .qp = qp, .in = Yp, .out = Zp,
+                      .total = n, .chunk = 256, .dst = Z, .ld = ldz};
+    run_threads(&job, nthreads);
 }
 
 /* Measured rule (OpenBLAS 0.3.21, 2 threads, AMD EPYC Zen 3, AVX2): see pissa__narrow_preferred's comment. */
