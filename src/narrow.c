@@ -300,7 +300,12 @@ void pissa__narrow_wty(pissa__narrow_isa isa, int nthreads, const float *W, int6
     run_threads(&job, nthreads);
 }
 
-/* Measured rule (OpenBLAS 0.3.21, 2 threads, AMD EPYC Zen 3, AVX2): see pissa__narrow_preferred's comment. */
+/* Measured rule (4096×4096, OpenBLAS 0.3.21 and these kernels on 2 threads, AMD EPYC Zen 3, AVX2), comparing the
+ * narrow product of width q with sgemm of width q rounded up to 16 (what svd.c gives sgemm), W·X + Wᵀ·Y in ms:
+ *   q = 16: 8 vs 16;  24: 14 vs 23 (sgemm at 32);  40: 40 vs 55;  48: 60 vs 56;  56: 76 vs 103;  64: 111 vs 103;
+ *   q = 128: 170–220 vs 140–170, and sgemm keeps winning above (its packing is amortised over wide blocks).
+ * (The machine was shared; the ratios held across repeats.) So: the narrow kernels up to q = 64, when the CPU has
+ * AVX2 + FMA; the generic variant is correct but left to sgemm for speed. */
 int pissa__narrow_preferred(int64_t m, int64_t n, int64_t q) {
     (void)m;
     (void)n;
