@@ -22,10 +22,13 @@ results=$out/results.txt
 echo "load before: $(uptime)"
 for c in $configs; do
     OPENBLAS_NUM_THREADS=$threads "$exe" --config "$c" --dir "$out" --threads "$threads" --warmup "$warmup" \
-        --steps "$steps" | tee /dev/stderr | sed -n 's/^RESULT /ours /p' >> "$results"
+        --steps "$steps" > "$out/ours_$c.txt"
+    grep -v '^RESULT' "$out/ours_$c.txt"
+    sed -n 's/^RESULT /ours /p' "$out/ours_$c.txt" >> "$results"
     OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads /usr/bin/python3 "$here/bench_train_torch.py" \
-        --config "$c" --dir "$out" --threads "$threads" --warmup "$warmup" --steps "$steps" \
-        | tee /dev/stderr | sed -n 's/^RESULT /torch /p' >> "$results"
+        --config "$c" --dir "$out" --threads "$threads" --warmup "$warmup" --steps "$steps" > "$out/torch_$c.txt"
+    grep -v '^RESULT' "$out/torch_$c.txt"
+    sed -n 's/^RESULT /torch /p' "$out/torch_$c.txt" >> "$results"
 done
 echo "load after: $(uptime)"
 echo
@@ -38,8 +41,10 @@ function val(line, key,   n, i, kv, f) {
 }
 { c = val($0, "config"); if ($1 == "ours") { ours[c] = $0; order[++n] = c } else torch[c] = $0 }
 END {
-    printf "%d threads; ms/step and tokens/s: median of the timed steps; %% peak: of cblas_sgemm on 2048^3 in the same run\n", threads
-    printf "| config | ours ms/step | torch ms/step | speed-up | ours tokens/s | torch tokens/s | ours GFLOP/s (%% peak) | torch GFLOP/s | ours RSS MiB | torch RSS MiB | RSS ratio |\n"
+    printf "%d threads; ms/step and tokens/s: median of the timed steps; ", threads
+    printf "%% peak: of cblas_sgemm on 2048^3 in the same run\n"
+    printf "| config | ours ms/step | torch ms/step | speed-up | ours tokens/s | torch tokens/s "
+    printf "| ours GFLOP/s (%% peak) | torch GFLOP/s | ours RSS MiB | torch RSS MiB | RSS ratio |\n"
     printf "|---|---|---|---|---|---|---|---|---|---|---|\n"
     for (i = 1; i <= n; i++) {
         c = order[i]; o = ours[c]; t = torch[c]

@@ -186,6 +186,79 @@ void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, 
 
 /* ---- causal grouped-query attention ---- */
 
+/* The softmax rows are the hot loop of attention when head_dim is small (T²/2 exponentials per head against
+ * 4·T²·hd flops of sgemm), so they are written to vectorise: a branch-free exp and 8 partial float maxima and
+ * sums (a single running sum or maximum, or a sum in double, keeps the compiler scalar). Built for AVX2 and a
+ * generic target, chosen at load time (cpuid); contraction stays off (-std=c11), so both give the same bits. */
+#define ROW_LANES 8
+
+/* e^x for x <= 0 (Cephes expf: n = round(x·log2 e), r = x − n·ln 2 in two parts, a degree-7 polynomial, ·2ⁿ by
+ * the exponent bits; measured within 1 ulp on [−87, 0]). Written without a float-to-int conversion or a branch so
+ * that the loop vectorises: adding 1.5·2²³ rounds t to an integer held in the low mantissa bits, read as bits.
+ * Below −87 (e^x < 1.7e−38, negligible next to the row maximum's 1) the result is 0, as is e^−inf; NaN stays NaN. */
+static inline float exp_nonpos(float x) {
+    float t = x * 1.44269504088896341f;
+    float big = t + 12582912.0f, n = big - 12582912.0f;
+    int32_t ni;
+    memcpy(&ni, &big, sizeof ni);
+    ni -= 0x4B400000; /* round(t); far below −127 for t < −2²² or −inf */
+    ni = ni < -127 ? -127 : ni;
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = (ni + 127) << 23; /* 2ⁿ */
+    float two_n, e;
+    memcpy(&two_n, &bits, sizeof two_n);
+    e = p * two_n;
+    int32_t keep = -(int32_t)!(x < -87.0f), ebits; /* all ones unless x < −87 (NaN kept) */
+    memcpy(&ebits, &e, sizeof ebits);
+    ebits &= keep;
+    memcpy(&e, &ebits, sizeof e);
+    return e;
+}
+
+/* row[0..n) ← softmax(row[0..n)), row[n..T) ← 0 (the masked future positions). */
+__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row(float *row, int n, int T) {
+    float acc[ROW_LANES];
+    for (int u = 0; u < ROW_LANES; u++) acc[u] = row[0];
+    int j = 0;
+    for (; j + ROW_LANES <= n; j += ROW_LANES)
+        for (int u = 0; u < ROW_LANES; u++) acc[u] = row[j + u] > acc[u] ? row[j + u] : acc[u];
+    float mx = acc[0];
+    for (int u = 1; u < ROW_LANES; u++) mx = acc[u] > mx ? acc[u] : mx;
+    for (; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    for (j = 0; j < n; j++) row[j] = exp_nonpos(row[j] - mx);
+    for (int u = 0; u < ROW_LANES; u++) acc[u] = 0.0f;
+    for (j = 0; j + ROW_LANES <= n; j += ROW_LANES)
+        for (int u = 0; u < ROW_LANES; u++) acc[u] += row[j + u];
+    for (; j < n; j++) acc[0] += row[j];
+    float sum = 0.0f;
+    for (int u = 0; u < ROW_LANES; u++) sum += acc[u];
+    float inv = 1.0f / sum;
+    for (j = 0; j < n; j++) row[j] *= inv;
+    for (j = n; j < T; j++) row[j] = 0.0f;
+}
+
+/* d[0..n) ← p·(d − Σ p·d), d[n..T) ← 0: the softmax backward of one causal row. */
+__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_backward(float *d,
+                                                                                                 const float *p, int n,
+                                                                                                 int T) {
+    float acc[ROW_LANES] = {0};
+    int j = 0;
+    for (; j + ROW_LANES <= n; j += ROW_LANES)
+        for (int u = 0; u < ROW_LANES; u++) acc[u] += p[j + u] * d[j + u];
+    for (; j < n; j++) acc[0] += p[j] * d[j];
+    float dot = 0.0f;
+    for (int u = 0; u < ROW_LANES; u++) dot += acc[u];
+    for (j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot);
+    for (j = n; j < T; j++) d[j] = 0.0f;
+}
+
 size_t pissa__attention_scratch_floats(int T) { return (size_t)T * T; }
 
 void pissa__attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
@@ -202,19 +275,7 @@ void pissa__attention_forward(float *out, float *att, const float *q, const floa
             float *P = att + ((size_t)b * H + h) * T * T;                 /* (T, T) */
             /* scores for every (i, j); the j > i half is then overwritten with 0 */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qb, ldq, kb, ldkv, 0.0f, P, T);
-            for (int i = 0; i < T; i++) {
-                float *row = P + (size_t)i * T;
-                float mx = row[0];
-                for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
-                double sum = 0.0;
-                for (int j = 0; j <= i; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += row[j];
-                }
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j <= i; j++) row[j] *= inv;
-                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
-            }
+            for (int i = 0; i < T; i++) causal_softmax_row(P + (size_t)i * T, i + 1, T);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vb, ldkv, 0.0f,
                         out + (size_t)b * T * ldq + (size_t)h * hd, ldq);
         }
@@ -242,15 +303,7 @@ void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, 
             if (!dq && !dk) continue;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dob, ldq, v + kvoff, ldkv, 0.0f,
                         dS, T);
-            for (int i = 0; i < T; i++) {
-                const float *p = P + (size_t)i * T;
-                float *d = dS + (size_t)i * T;
-                double dot = 0.0;
-                for (int j = 0; j <= i; j++) dot += (double)p[j] * d[j];
-                float fdot = (float)dot;
-                for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - fdot);
-                for (int j = i + 1; j < T; j++) d[j] = 0.0f;
-            }
+            for (int i = 0; i < T; i++) causal_softmax_row_backward(dS + (size_t)i * T, P + (size_t)i * T, i + 1, T);
             if (dq)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dS, T, k + kvoff, ldkv, 1.0f,
                             dq + qoff, ldq);
