@@ -18,7 +18,7 @@ if [ "${PISSA_DEMO_QUICK:-0}" = 1 ]; then
 else
     rows=4000 pre_steps=200 steps=100 every=10 batch=16
 fi
-rank=8 lr=2e-3
+rank=8 lr=2e-2
 mkdir -p "$work"
 loss_of() { sed -n 's/.*"loss": \([0-9.eE+-]*\).*/\1/p'; }
 
