@@ -202,7 +202,7 @@ static inline float exp_nonpos(float x) {
     int32_t ni;
     memcpy(&ni, &big, sizeof ni);
     ni -= 0x4B400000; /* round(t); far below −127 for t < −2²² or −inf */
-    ni = ni < -127 ? -127 : ni;
+    ni = ni < -127 ? -127 : ni > 128 ? 128 : ni; /* NaN input gives garbage bits: keep the shift defined */
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -211,7 +211,7 @@ static inline float exp_nonpos(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = (ni + 127) << 23; /* 2ⁿ */
+    uint32_t bits = (uint32_t)(ni + 127) << 23; /* 2ⁿ */
     float two_n, e;
     memcpy(&two_n, &bits, sizeof two_n);
     e = p * two_n;
