@@ -1,6 +1,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,4 +94,33 @@ void cli_mkdirs(const char *dir) {
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) cli_fail("%s: not a directory", dir);
     free(p);
+}
+
+void cli_copy_if_present(const char *src_dir, const char *dst_dir, const char *name) {
+    char src[PATH_MAX], dst[PATH_MAX];
+    snprintf(src, sizeof src, "%s/%s", src_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", dst_dir, name);
+    FILE *f = fopen(src, "rb");
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) cli_check(pissa_write_file_atomic(dst, buf, (size_t)n), dst);
+    free(buf);
+    fclose(f);
+}
+
+uint64_t cli_mix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+double cli_uniform(uint64_t *x) { return (double)(cli_mix(x) >> 11) * 0x1.0p-53; }
+
+double cli_normal(uint64_t *x) {
+    double u1 = ((double)(cli_mix(x) >> 11) + 1.0) * 0x1.0p-53, u2 = (double)(cli_mix(x) >> 11) * 0x1.0p-53;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }

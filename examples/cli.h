@@ -27,6 +27,16 @@ const char *cli_value(int argc, char **argv, int *i);
 /* Creates DIR and its parents (mkdir -p), or exits with one line naming the directory. */
 void cli_mkdirs(const char *dir);
 
+/* Copies SRC_DIR/NAME to DST_DIR/NAME atomically if it exists (tokenizer files and the like); exits on a write
+ * failure. */
+void cli_copy_if_present(const char *src_dir, const char *dst_dir, const char *name);
+
+/* splitmix64 and what is drawn from it: self-contained and the same on every platform, so generated
+ * checkpoints and corpora depend only on their seeds. */
+uint64_t cli_mix(uint64_t *state);
+double cli_uniform(uint64_t *state); /* [0, 1) */
+double cli_normal(uint64_t *state);  /* N(0, 1), Box–Muller */
+
 /* Seconds since an arbitrary origin (monotonic). */
 double cli_now(void);
 

@@ -20,21 +20,13 @@ static const char *usage =
     "  --chain-seed S   seed of the chain (default 1)\n"
     "  --seed S         seed of the sampled rows (default 1)\n";
 
-/* splitmix64: self-contained and the same on every platform. */
-static uint64_t mix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static double uniform(uint64_t *x) { return (mix(x) >> 11) * 0x1.0p-53; }
 
 /* Draws K distinct successors of one token into succ[0..K). */
 static void draw_successors(uint64_t *x, int64_t V, int64_t K, int64_t *succ) {
     for (int64_t j = 0; j < K; j++) {
         int fresh;
         do {
-            succ[j] = (int64_t)(mix(x) % (uint64_t)V);
+            succ[j] = (int64_t)(cli_mix(x) % (uint64_t)V);
             fresh = 1;
             for (int64_t i = 0; i < j; i++) fresh &= succ[i] != succ[j];
         } while (!fresh);
@@ -79,7 +71,7 @@ int main(int argc, char **argv) {
      * chain stays the same whatever the shift. */
     for (int64_t v = 0; v < V; v++) {
         int64_t redrawn[64];
-        int moved = uniform(&sx) < shift;
+        int moved = cli_uniform(&sx) < shift;
         draw_successors(&sx, V, K, redrawn);
         if (moved) memcpy(succ + v * K, redrawn, sizeof(int64_t) * (size_t)K);
     }
@@ -90,11 +82,11 @@ int main(int argc, char **argv) {
     if (!f) cli_fail("cannot write %s", tmp);
     uint64_t rx = seed * 0x2545f4914f6cdd1dULL + 7;
     for (int64_t r = 0; r < rows; r++) {
-        int64_t t = (int64_t)(mix(&rx) % (uint64_t)V);
+        int64_t t = (int64_t)(cli_mix(&rx) % (uint64_t)V);
         fputs("{\"input_ids\": [", f);
         for (int64_t i = 0; i < T; i++) {
             fprintf(f, i ? ", %lld" : "%lld", (long long)t);
-            double u = uniform(&rx);
+            double u = cli_uniform(&rx);
             int64_t j = 0;
             while (j < K - 1 && u >= cdf[j]) j++;
             t = succ[t * K + j];

@@ -159,21 +159,6 @@ static char *output_config(const char *json, int have_dtype, pissa_dtype dtype) 
     return res;
 }
 
-static void copy_if_present(const char *src_dir, const char *dst_dir, const char *name) {
-    char src[PATH_MAX], dst[PATH_MAX];
-    snprintf(src, sizeof src, "%s/%s", src_dir, name);
-    snprintf(dst, sizeof dst, "%s/%s", dst_dir, name);
-    FILE *f = fopen(src, "rb");
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) cli_check(pissa_write_file_atomic(dst, buf, (size_t)n), dst);
-    free(buf);
-    fclose(f);
-}
-
 int main(int argc, char **argv) {
     cli_prog = "pissa-init";
     pissa_set_log_callback(cli_log_to_stderr, NULL);
@@ -348,7 +333,7 @@ int main(int argc, char **argv) {
     free(config);
     static const char *extra[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
                                   "tokenizer_config.json", "special_tokens_map.json"};
-    for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) copy_if_present(model_dir, out_dir, extra[k]);
+    for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) cli_copy_if_present(model_dir, out_dir, extra[k]);
 
     /* Phase 3: the initial adapter, as PEFT saves it after PiSSA initialisation. */
     pissa_peft_config pc = pissa_peft_default_config();

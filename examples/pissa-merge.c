@@ -28,21 +28,6 @@ static const char *usage =
     "                     rows permuted to Hugging Face's RoPE convention\n"
     "  -h, --help         this text\n";
 
-static void copy_if_present(const char *src_dir, const char *dst_dir, const char *name) {
-    char src[PATH_MAX], dst[PATH_MAX];
-    snprintf(src, sizeof src, "%s/%s", src_dir, name);
-    snprintf(dst, sizeof dst, "%s/%s", dst_dir, name);
-    FILE *f = fopen(src, "rb");
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) cli_check(pissa_write_file_atomic(dst, buf, (size_t)n), dst);
-    free(buf);
-    fclose(f);
-}
-
 int main(int argc, char **argv) {
     cli_prog = "pissa-merge";
     pissa_set_log_callback(cli_log_to_stderr, NULL);
@@ -94,7 +79,7 @@ int main(int argc, char **argv) {
         pissa_checkpoint_free(ckpt);
         static const char *extra[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
                                       "tokenizer_config.json", "special_tokens_map.json"};
-        for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) copy_if_present(model, out_dir, extra[k]);
+        for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) cli_copy_if_present(model, out_dir, extra[k]);
     }
     if (ad) {
         const pissa_peft_config *c = pissa_peft_adapter_config(ad);

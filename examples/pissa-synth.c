@@ -26,18 +26,6 @@ static const char *usage =
     "  --shards N       split the weights into N shards with an index (default 1: one file)\n"
     "  --seed S         random seed (default 1)\n";
 
-/* splitmix64 + Box–Muller: self-contained, so each tensor depends only on the seed and its name. */
-static uint64_t mix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static double normal(uint64_t *x) {
-    double u1 = ((mix(x) >> 11) + 1.0) * 0x1.0p-53, u2 = (mix(x) >> 11) * 0x1.0p-53;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
 typedef enum { NORM, EMBED, LINEAR } kind;
 
 typedef struct spec {
@@ -55,11 +43,11 @@ static pissa_status fill(void *user, const char *name, float *dst, int64_t numel
     uint64_t x = s->seed;
     for (const char *p = name; *p; p++) x = (x ^ (unsigned char)*p) * 1099511628211ULL;
     if (s->kind == NORM) {
-        for (int64_t i = 0; i < numel; i++) dst[i] = (float)(1.0 + 0.05 * normal(&x));
+        for (int64_t i = 0; i < numel; i++) dst[i] = (float)(1.0 + 0.05 * cli_normal(&x));
         return PISSA_OK;
     }
     if (s->kind == EMBED) {
-        for (int64_t i = 0; i < numel; i++) dst[i] = (float)normal(&x);
+        for (int64_t i = 0; i < numel; i++) dst[i] = (float)cli_normal(&x);
         return PISSA_OK;
     }
     int64_t out = s->shape[0], in = s->shape[1], k = out < in ? out : in;
@@ -71,9 +59,9 @@ static pissa_status fill(void *user, const char *name, float *dst, int64_t numel
     }
     double c = 1.0 / sqrt((double)in);
     for (int64_t i = 0; i < out; i++)
-        for (int64_t j = 0; j < k; j++) g1[i * k + j] = (float)(normal(&x) * c / (1.0 + j));
-    for (int64_t i = 0; i < k * in; i++) g2[i] = (float)normal(&x);
-    for (int64_t i = 0; i < numel; i++) dst[i] = (float)(0.05 * c * normal(&x));
+        for (int64_t j = 0; j < k; j++) g1[i * k + j] = (float)(cli_normal(&x) * c / (1.0 + j));
+    for (int64_t i = 0; i < k * in; i++) g2[i] = (float)cli_normal(&x);
+    for (int64_t i = 0; i < numel; i++) dst[i] = (float)(0.05 * c * cli_normal(&x));
     int64_t s1[2] = {out, k}, s2[2] = {k, in};
     pissa_tensor *G1 = NULL, *G2 = NULL, *W = NULL;
     pissa_status st = pissa_tensor_wrap(g1, 2, s1, &G1);
