@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "pissa.h"
 
 static const struct {
@@ -24,33 +25,6 @@ static const struct {
     int niter;
 } settings[] = {{16, 4}, {128, 16}};
 #define N_SETTINGS 2
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    if (!p) {
-        fprintf(stderr, "bench_svd: out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
-static void check(pissa_status st, const char *what) {
-    if (st != PISSA_OK) {
-        fprintf(stderr, "bench_svd: %s: %s: %s\n", what, pissa_status_name(st), pissa_last_error());
-        exit(1);
-    }
-}
 
 /* C (d, k) row-major, orthonormal columns (DCT-IV). */
 static float *dct_basis(int64_t d, int64_t k) {
@@ -127,6 +101,7 @@ static void bench_rsvd(const float *W, int64_t m, int64_t n, int64_t r, int nite
 }
 
 int main(int argc, char **argv) {
+    bench_prog = "bench_svd";
     const char *out_dir = NULL, *shapes = "1024x1024,4096x4096,4096x11008";
     int reps = 3, no_exact = 0;
     double decay = 1.0;

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "pissa.h"
 
 typedef struct config {
@@ -52,33 +53,6 @@ static const config configs[] = {
 };
 #define N_CONFIGS 3
 #define RANK 16
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    if (!p) {
-        fprintf(stderr, "bench_train: out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
-static void check(pissa_status st, const char *what) {
-    if (st != PISSA_OK) {
-        fprintf(stderr, "bench_train: %s: %s: %s\n", what, pissa_status_name(st), pissa_last_error());
-        exit(1);
-    }
-}
 
 /* ---- the random checkpoint ---- */
 
@@ -225,6 +199,7 @@ static double sgemm_peak(int n) {
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
+    bench_prog = "bench_train";
     const char *cname = NULL, *base_dir = NULL;
     int warmup = 2, steps = 5, threads = 2, peak_n = 2048;
     for (int i = 1; i < argc; i++) {
