@@ -1,5 +1,6 @@
 /* The trainable Llama model (Hugging Face LlamaForCausalLM maths, REFERENCE §5) on the autograd engine. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,48 +44,57 @@ struct pissa_model {
     pissa__graph *g;      /* for the last batch shape */
     int logits_value;     /* value id of the logits in g */
     int training;
+    int full;             /* full fine-tuning: every base weight is an owned, trainable copy */
     pissa_rng rng;
 };
 
 /* ---- loading ---- */
 
-static pissa_status base_param(pissa_model *m, const char *name, int trainable, int *id) {
-    /* weights.h keeps names sorted: bisect for the stored name, which outlives the parameter */
-    size_t lo = 0, hi = m->w.n;
+/* Index of NAME in the weights (weights.h keeps names sorted: bisect), or -1. */
+static ptrdiff_t weight_index(const pissa__weights *w, const char *name) {
+    size_t lo = 0, hi = w->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(m->w.names[mid], name);
-        if (c == 0) {
-            pissa_tensor *t = m->w.tensors[mid];
-            int64_t rows = pissa_tensor_ndim(t) == 1 ? 1 : pissa_tensor_dim(t, 0);
-            int64_t cols = pissa_tensor_dim(t, -1);
-            if (rows * cols != pissa_tensor_numel(t))
-                return pissa__fail(PISSA_ERR_SHAPE, "model: tensor '%s' is not 1-D or 2-D", name);
-            return pissa__params_add(&m->params, m->w.names[mid], pissa_tensor_data(t), rows, cols, trainable, id);
-        }
+        int c = strcmp(w->names[mid], name);
+        if (c == 0) return (ptrdiff_t)mid;
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
-    return pissa__fail(PISSA_ERR_NOT_FOUND, "model: tensor '%s' is missing", name);
+    return -1;
 }
 
-static pissa_status register_base(pissa_model *m) {
+static pissa_status base_param(pissa_model *m, const char *name, int trainable, int *id) {
+    ptrdiff_t i = weight_index(&m->w, name);
+    if (i < 0) return pissa__fail(PISSA_ERR_NOT_FOUND, "model: tensor '%s' is missing", name);
+    pissa_tensor *t = m->w.tensors[i];
+    int64_t rows = pissa_tensor_ndim(t) == 1 ? 1 : pissa_tensor_dim(t, 0);
+    int64_t cols = pissa_tensor_dim(t, -1);
+    if (rows * cols != pissa_tensor_numel(t))
+        return pissa__fail(PISSA_ERR_SHAPE, "model: tensor '%s' is not 1-D or 2-D", name);
+    /* the stored name outlives the parameter */
+    return pissa__params_add(&m->params, m->w.names[i], pissa_tensor_data(t), rows, cols, trainable, id);
+}
+
+/* Registers every base weight (trainable or frozen) and plans the gradients. A tied head is the embedding's
+ * parameter, so its two uses add into one gradient. */
+static pissa_status register_base(pissa_model *m, int trainable) {
     const pissa_llama_config *c = &m->w.cfg;
-    PISSA_TRY(base_param(m, "model.embed_tokens.weight", 0, &m->p_embed));
-    PISSA_TRY(base_param(m, "model.norm.weight", 0, &m->p_norm));
+    const int tr = trainable;
+    PISSA_TRY(base_param(m, "model.embed_tokens.weight", tr, &m->p_embed));
+    PISSA_TRY(base_param(m, "model.norm.weight", tr, &m->p_norm));
     if (c->tie_word_embeddings) m->p_head = m->p_embed;
-    else PISSA_TRY(base_param(m, "lm_head.weight", 0, &m->p_head));
+    else PISSA_TRY(base_param(m, "lm_head.weight", tr, &m->p_head));
     char name[160];
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
         layer_params *lp = &m->layers[l];
         snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
-        PISSA_TRY(base_param(m, name, 0, &lp->in_norm));
+        PISSA_TRY(base_param(m, name, tr, &lp->in_norm));
         snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
-        PISSA_TRY(base_param(m, name, 0, &lp->post_norm));
+        PISSA_TRY(base_param(m, name, tr, &lp->post_norm));
         for (int j = 0; j < N_PROJ; j++) {
             snprintf(name, sizeof name, "model.layers.%lld.%s.%s.weight", (long long)l, j < 4 ? "self_attn" : "mlp",
                      proj_names[j]);
-            PISSA_TRY(base_param(m, name, 0, &lp->proj[j]));
+            PISSA_TRY(base_param(m, name, tr, &lp->proj[j]));
         }
     }
     return pissa__params_plan(&m->params);
@@ -106,7 +116,7 @@ pissa_status pissa_model_load(const char *path, pissa_model **out) {
         else
             for (size_t i = 0; i < L * N_PROJ; i++) m->ad_index[i] = -1;
     }
-    if (st == PISSA_OK) st = register_base(m);
+    if (st == PISSA_OK) st = register_base(m, 0);
     if (st != PISSA_OK) {
         pissa_model_free(m);
         return st;
@@ -257,6 +267,7 @@ static int is_pissa_kind(pissa_init_kind k) { return k == PISSA_INIT_PISSA || k 
 pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts) {
     if (!m || !opts) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_add_adapters: NULL argument");
     if (m->n_ad) return pissa__fail(PISSA_ERR_INVALID_ARG, "model already has adapters");
+    if (m->full) return pissa__fail(PISSA_ERR_INVALID_ARG, "model is set for full fine-tuning: no adapters");
     if (!(opts->targets & PISSA_PROJ_ALL) || (opts->targets & ~(unsigned)PISSA_PROJ_ALL))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter targets: bad projection mask 0x%x", opts->targets);
     if (!(opts->dropout >= 0 && opts->dropout < 1))
@@ -331,6 +342,7 @@ static pissa_status load_adapter_tensors(pissa_model *m, const pissa_peft_adapte
 pissa_status pissa_model_load_adapter(pissa_model *m, const char *dir) {
     if (!m || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_load_adapter: NULL argument");
     if (m->n_ad) return pissa__fail(PISSA_ERR_INVALID_ARG, "model already has adapters");
+    if (m->full) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: model is set for full fine-tuning: no adapters", dir);
     pissa_peft_adapter *pa;
     PISSA_TRY(pissa_peft_adapter_load(dir, &pa));
     const pissa_peft_config *c = pissa_peft_adapter_config(pa);
@@ -398,6 +410,106 @@ pissa_status pissa_model_adapter(const pissa_model *m, size_t i, pissa_adapter_v
     *out = (pissa_adapter_view){.module = a->module, .r = a->r, .in = a->in, .out = a->out, .scale = a->scale,
                                 .A = a->A, .B = a->B, .dA = m->params.p[a->pA].grad, .dB = m->params.p[a->pB].grad};
     return PISSA_OK;
+}
+
+/* ---- full fine-tuning, the trainable parameters, saving the base ---- */
+
+pissa_status pissa_model_set_full_finetune(pissa_model *m) {
+    if (!m) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_set_full_finetune: NULL argument");
+    if (m->full) return PISSA_OK;
+    if (m->n_ad)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "model has adapters: full fine-tuning trains the base weights "
+                           "themselves, so it needs a model without adapters");
+    /* Mapped weights are read-only: each becomes an owned copy (F16/BF16 bases already are, converted at load).
+     * The replaced tensors are kept until the new parameters are registered, so a failure restores the model. */
+    size_t n = m->w.n;
+    pissa_tensor **old = pissa__calloc(n ? n : 1, sizeof *old);
+    if (!old) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for full fine-tuning");
+    pissa_status st = PISSA_OK;
+    for (size_t i = 0; i < n && st == PISSA_OK; i++) {
+        pissa_tensor *copy;
+        if (pissa_tensor_ownership(m->w.tensors[i]) == PISSA_OWNED) continue;
+        if ((st = pissa_tensor_clone(m->w.tensors[i], &copy)) != PISSA_OK) {
+            st = pissa__fail(st, "full fine-tuning: out of memory for a copy of '%s'", m->w.names[i]);
+            break;
+        }
+        old[i] = m->w.tensors[i];
+        m->w.tensors[i] = copy;
+    }
+    pissa__params frozen = m->params;
+    int registered = 0;
+    if (st == PISSA_OK) {
+        memset(&m->params, 0, sizeof m->params);
+        registered = 1;
+        st = register_base(m, 1); /* same order as at load, so the parameter ids do not change */
+    }
+    if (st != PISSA_OK) {
+        if (registered) {
+            pissa__params_free(&m->params);
+            m->params = frozen;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (old[i]) {
+                pissa_tensor_free(m->w.tensors[i]);
+                m->w.tensors[i] = old[i];
+            }
+        free(old);
+        return st;
+    }
+    for (size_t i = 0; i < n; i++) pissa_tensor_free(old[i]);
+    free(old);
+    pissa__params_free(&frozen);
+    pissa__graph_free(m->g); /* every value now needs a gradient */
+    m->g = NULL;
+    m->full = 1;
+    return PISSA_OK;
+}
+
+int pissa_model_full_finetune(const pissa_model *m) { return m ? m->full : 0; }
+
+size_t pissa_model_param_count(const pissa_model *m) {
+    if (!m) return 0;
+    return m->full ? m->params.n : 2 * m->n_ad; /* full: every base parameter; else A and B of each adapter */
+}
+
+pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_param_view *out) {
+    if (!m || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_param: NULL argument");
+    size_t n = pissa_model_param_count(m);
+    if (i >= n) return pissa__fail(PISSA_ERR_INVALID_ARG, "parameter index %zu out of range (%zu parameters)", i, n);
+    const pissa__param *p;
+    int ndim = 2;
+    if (m->full) {
+        p = &m->params.p[i];
+        ndim = pissa_tensor_ndim(m->w.tensors[weight_index(&m->w, p->name)]);
+    } else {
+        const adapter *a = &m->ad[i / 2];
+        p = &m->params.p[i % 2 ? a->pB : a->pA];
+    }
+    *out = (pissa_param_view){.name = p->name, .ndim = ndim, .rows = p->rows, .cols = p->cols, .data = p->data,
+                              .grad = p->grad};
+    return PISSA_OK;
+}
+
+pissa_status pissa_model_save(const pissa_model *m, const char *dir, pissa_dtype dtype) {
+    if (!m || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_save: NULL argument");
+    /* A shallow copy of the weights with each PiSSA residual (owned by its adapter) in place of its base. */
+    pissa__weights w = m->w;
+    w.tensors = pissa__alloc(m->w.n ? m->w.n : 1, sizeof *w.tensors);
+    pissa_tensor **views = pissa__calloc(m->n_ad ? m->n_ad : 1, sizeof *views);
+    pissa_status st = w.tensors && views ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    if (st == PISSA_OK) memcpy(w.tensors, m->w.tensors, m->w.n * sizeof *w.tensors);
+    for (size_t i = 0; st == PISSA_OK && i < m->n_ad; i++) {
+        const adapter *a = &m->ad[i];
+        if (!a->w_res) continue;
+        ptrdiff_t k = weight_index(&m->w, m->params.p[a->pW].name);
+        int64_t shape[2] = {a->out, a->in};
+        if (k >= 0 && (st = pissa_tensor_wrap(a->w_res, 2, shape, &views[i])) == PISSA_OK) w.tensors[k] = views[i];
+    }
+    if (st == PISSA_OK) st = pissa__weights_save_hf(&w, dir, dtype);
+    for (size_t i = 0; views && i < m->n_ad; i++) pissa_tensor_free(views[i]);
+    free(views);
+    free(w.tensors);
+    return st;
 }
 
 void pissa_model_zero_grad(pissa_model *m) {

@@ -1,6 +1,7 @@
 /* The trainable Llama model: logits, loss and adapter gradients against an independent float64 PyTorch
  * implementation (tests/reference/make_llama_reference.py), finite differences, memory planning, refusals,
- * llama2.c vs Hugging Face forms, adapter initialisation and save/load, and pissa-eval end to end. */
+ * llama2.c vs Hugging Face forms, adapter initialisation and save/load, full fine-tuning (every weight's gradient
+ * against PyTorch, pissa_model_save), and pissa-eval end to end. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -407,6 +408,161 @@ static void initialised_adapters_preserve_the_model_and_round_trip(void **state)
     free_batch(&bt);
 }
 
+/* ---- full fine-tuning ---- */
+
+/* Every base weight's gradient (no adapter) against float64 PyTorch (tests/reference/make_full_reference.py). */
+static void check_full_gradients(const char *fixture, size_t n_weights) {
+    pissa_model *m = load_fixture(fixture, 0);
+    assert_int_equal(pissa_model_param_count(m), 0); /* frozen until full mode */
+    assert_ok(pissa_model_set_full_finetune(m));
+    assert_ok(pissa_model_set_full_finetune(m)); /* a second call changes nothing */
+    assert_int_equal(pissa_model_full_finetune(m), 1);
+    assert_int_equal(pissa_model_param_count(m), n_weights);
+    assert_int_equal(pissa_model_grad_tensor_count(m), n_weights);
+    batch bt = load_batch(fixture);
+    double loss;
+    int64_t count;
+    pissa_model_zero_grad(m);
+    assert_ok(pissa_model_forward_backward(m, bt.ids, bt.labels, bt.B, bt.T, 1.0f, &loss, &count));
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/full_expected.json", REF, fixture);
+    char *text = tu_slurp(path, NULL);
+    cJSON *ex = cJSON_Parse(text);
+    double want_loss = cJSON_GetObjectItem(ex, "loss")->valuedouble;
+    assert_int_equal(count, (int64_t)cJSON_GetObjectItem(ex, "count")->valuedouble);
+    assert_true(fabs(loss - want_loss) < 1e-5 * want_loss);
+    cJSON_Delete(ex);
+    free(text);
+    snprintf(path, sizeof path, "%s/%s/full_grads.safetensors", REF, fixture);
+    pissa_st_file *f;
+    assert_ok(pissa_st_open(path, &f));
+    assert_int_equal(pissa_st_count(f), n_weights); /* one gradient per tensor of the file: a tied head has none */
+    double worst = 0;
+    int norms = 0;
+    for (size_t i = 0; i < n_weights; i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        size_t n = (size_t)(v.rows * v.cols);
+        float *want = malloc(n * sizeof(float));
+        assert_ok(pissa_st_read_f32(f, v.name, want, (int64_t)n));
+        double gmax = 0;
+        for (size_t k = 0; k < n; k++) gmax = fmax(gmax, fabs(want[k]));
+        double d = tu_max_abs_diff(v.grad, want, n);
+        /* float32 forward and backward against float64: relative to the tensor's largest entry */
+        if (d > 1e-6 + 2e-5 * gmax) fail_msg("%s: gradient max|diff| %.3g (max|grad| %.3g)", v.name, d, gmax);
+        assert_true(gmax > 0);
+        worst = fmax(worst, d / gmax);
+        norms += v.ndim == 1;
+        if (v.ndim == 1) assert_int_equal(v.rows, 1);
+        free(want);
+    }
+    assert_int_equal(norms, 2 * 2 + 1); /* two layers of two RMSNorms, and model.norm */
+    printf("  %s: loss %.7f vs %.7f; %zu weight gradients, max|diff|/max|grad| %.3g\n", fixture, loss, want_loss,
+           n_weights, worst);
+    pissa_st_close(f);
+    free_batch(&bt);
+    pissa_model_free(m);
+}
+
+static void full_finetune_gradients_of_every_weight_match_pytorch_untied(void **state) {
+    (void)state;
+    check_full_gradients("llama_untied", 3 + 2 * 9); /* embed, norm, lm_head; per layer 2 norms + 7 projections */
+}
+
+static void full_finetune_gradients_match_pytorch_tied_embedding_gets_both_uses(void **state) {
+    (void)state;
+    check_full_gradients("llama_tied", 2 + 2 * 9);
+}
+
+static void full_finetune_and_adapters_exclude_each_other(void **state) {
+    (void)state;
+    pissa_adapter_opts o = pissa_adapter_default_opts();
+    o.init.rank = 2;
+    pissa_model *m = load_fixture("llama_untied", 0);
+    assert_ok(pissa_model_set_full_finetune(m));
+    assert_int_equal(pissa_model_add_adapters(m, &o), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "full fine-tuning"));
+    assert_int_equal(pissa_model_load_adapter(m, REF "/llama_untied/adapter"), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "full fine-tuning"));
+    pissa_model_free(m);
+    m = load_fixture("llama_untied", 1);
+    assert_int_equal(pissa_model_set_full_finetune(m), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "adapters"));
+    assert_int_equal(pissa_model_full_finetune(m), 0);
+    assert_int_equal(pissa_model_param_count(m), 2 * 6); /* the adapters' A and B stay the trainable tensors */
+    pissa_param_view v;
+    assert_ok(pissa_model_param(m, 1, &v));
+    assert_non_null(strstr(v.name, ".lora_B"));
+    assert_int_equal(pissa_model_param(m, 12, &v), PISSA_ERR_INVALID_ARG);
+    pissa_model_free(m);
+}
+
+/* Full mode copies the mapped weights without changing the model; pissa_model_save writes the edited weights and
+ * a fresh load computes the same logits bit for bit; with PiSSA adapters it writes the residual model. */
+static void full_model_save_round_trips_exactly(void **state) {
+    (void)state;
+    batch bt = load_batch("llama_tied");
+    size_t nl = (size_t)(bt.B * bt.T) * 40;
+    float *ref = malloc(nl * sizeof(float)), *got = malloc(nl * sizeof(float));
+    pissa_model *m = load_fixture("llama_tied", 0);
+    base_logits(m, &bt, ref);
+    assert_ok(pissa_model_set_full_finetune(m));
+    base_logits(m, &bt, got);
+    assert_memory_equal(ref, got, nl * sizeof(float));
+    for (size_t i = 0; i < pissa_model_param_count(m); i++) { /* an edit of every weight, as training makes */
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        for (int64_t k = 0; k < v.rows * v.cols; k++) v.data[k] *= 1.0f + 0.05f * (float)((k + (int64_t)i) % 3 - 1);
+    }
+    base_logits(m, &bt, ref);
+    char *dir = tu_tempdir("full_save");
+    assert_ok(pissa_model_save(m, dir, PISSA_F32));
+    pissa_model *m2;
+    assert_ok(pissa_model_load(dir, &m2));
+    assert_int_equal(pissa_model_config(m2)->tie_word_embeddings, 1);
+    base_logits(m2, &bt, got);
+    assert_memory_equal(ref, got, nl * sizeof(float));
+    pissa_model_free(m2);
+    pissa_model_free(m);
+
+    /* PiSSA adapters: the saved base is W_res = W − s·B·A, checked against a double product */
+    m = load_fixture("llama_tied", 0);
+    pissa_adapter_opts o = pissa_adapter_default_opts();
+    assert_ok(pissa_init_parse("pissa", &o.init));
+    o.init.rank = 2;
+    o.init.alpha = 4;
+    assert_ok(pissa_model_add_adapters(m, &o));
+    assert_ok(pissa_model_save(m, dir, PISSA_F32));
+    pissa_adapter_view a;
+    assert_ok(pissa_model_adapter(m, 0, &a)); /* model.layers.0.self_attn.q_proj */
+    pissa_checkpoint *ck;
+    pissa_tensor *W, *R;
+    assert_ok(pissa_checkpoint_open(REF "/llama_tied", &ck));
+    assert_ok(pissa_checkpoint_load(ck, "model.layers.0.self_attn.q_proj.weight", &W));
+    pissa_checkpoint_free(ck);
+    assert_ok(pissa_checkpoint_open(dir, &ck));
+    assert_ok(pissa_checkpoint_load(ck, "model.layers.0.self_attn.q_proj.weight", &R));
+    double worst = 0;
+    for (int64_t i = 0; i < a.out; i++)
+        for (int64_t j = 0; j < a.in; j++) {
+            double ba = 0;
+            for (int64_t k = 0; k < a.r; k++) ba += (double)a.B[i * a.r + k] * a.A[k * a.in + j];
+            double want = pissa_tensor_data(W)[i * a.in + j] - a.scale * ba;
+            worst = fmax(worst, fabs(pissa_tensor_data(R)[i * a.in + j] - want));
+        }
+    assert_true(worst < 1e-5);
+    assert_true(tu_max_abs_diff(pissa_tensor_data(R), pissa_tensor_data(W), (size_t)(a.out * a.in)) > 1e-2);
+    pissa_tensor_free(W);
+    pissa_tensor_free(R);
+    pissa_checkpoint_free(ck);
+    pissa_model_free(m);
+    tu_rmtree(dir);
+    free(dir);
+    free(ref);
+    free(got);
+    free_batch(&bt);
+}
+
 /* ---- llama2.c and Hugging Face forms of one model ---- */
 
 static void put_i32(FILE *f, int32_t v) { fwrite(&v, 4, 1, f); }
@@ -605,6 +761,10 @@ int main(void) {
         cmocka_unit_test(unsupported_configs_are_refused_with_their_field),
         cmocka_unit_test(unsupported_adapter_features_are_refused),
         cmocka_unit_test(initialised_adapters_preserve_the_model_and_round_trip),
+        cmocka_unit_test(full_finetune_gradients_of_every_weight_match_pytorch_untied),
+        cmocka_unit_test(full_finetune_gradients_match_pytorch_tied_embedding_gets_both_uses),
+        cmocka_unit_test(full_finetune_and_adapters_exclude_each_other),
+        cmocka_unit_test(full_model_save_round_trips_exactly),
         cmocka_unit_test(llama2c_file_and_hf_folder_give_the_same_logits),
         cmocka_unit_test(stories260k_bin_and_its_hf_form_give_the_same_logits),
         cmocka_unit_test(pissa_eval_reports_the_token_weighted_loss),

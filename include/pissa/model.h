@@ -3,7 +3,8 @@
  * The model is loaded from a Hugging Face folder (config.json + model.safetensors or a sharded index) or a llama2.c
  * checkpoint (.bin, version 0 or 1). Base weights are frozen and used in place (F32 straight from the file mapping;
  * F16/BF16 are converted once at load). Adapters on chosen projections compute y = x·W_resᵀ + s·(x·Aᵀ)·Bᵀ without
- * ever forming W_res + s·B·A. Gradients exist only for the adapter matrices.
+ * ever forming W_res + s·B·A. Gradients exist only for the adapter matrices — or, after
+ * pissa_model_set_full_finetune, for every base weight instead (full fine-tuning).
  *
  * Memory: the first call for a batch shape (B, T) plans every buffer of the forward and backward passes once;
  * later calls with the same shape allocate nothing (pissa_model_arena_bytes stays constant). A new shape
@@ -93,6 +94,38 @@ typedef struct pissa_adapter_view {
 } pissa_adapter_view;
 PISSA_API pissa_status pissa_model_adapter(const pissa_model *m, size_t i, pissa_adapter_view *out);
 
+/* ---- full fine-tuning and the trainable parameters ---- */
+
+/* Makes every base weight (embeddings, RMSNorm weights, the 7 projections of each layer, lm_head; tied embeddings
+ * stay one tensor, whose gradient gets both uses) an owned float32 copy with a gradient: full fine-tuning.
+ * Costs one float32 copy of each weight used in place from the file mapping, plus a gradient of the same size.
+ * Refused (PISSA_ERR_INVALID_ARG) if the model has adapters; pissa_model_add_adapters and
+ * pissa_model_load_adapter are refused after it. Calling it twice is a no-op. On failure the model is unchanged. */
+PISSA_API pissa_status pissa_model_set_full_finetune(pissa_model *m);
+/* 1 after pissa_model_set_full_finetune, else 0. */
+PISSA_API int pissa_model_full_finetune(const pissa_model *m);
+
+/* One trainable parameter tensor, whatever the mode. Pointers are borrowed, valid until the model is freed or its
+ * adapters change; DATA may be written (an optimizer updates it in place), GRAD holds the accumulated gradient. */
+typedef struct pissa_param_view {
+    const char *name; /* "<module>.lora_A" / "<module>.lora_B", or the Hugging Face tensor name in full mode */
+    int ndim;         /* 1 for the RMSNorm weights (rows = 1), 2 for matrices */
+    int64_t rows, cols;
+    float *data;      /* (rows, cols) */
+    float *grad;      /* (rows, cols) */
+} pissa_param_view;
+/* Trainable tensors: A and B of each adapter (adapter i gives 2i and 2i + 1), or every base weight in full mode
+ * (embed_tokens, model.norm, lm_head if untied, then each layer's two norms and seven projections), or 0. */
+PISSA_API size_t pissa_model_param_count(const pissa_model *m);
+PISSA_API pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_param_view *out);
+
+/* Writes the model's current base weights as a Hugging Face folder in DIR (created): config.json (the source's,
+ * with torch_dtype set to DTYPE; synthesised for a llama2.c source) and model.safetensors in DTYPE (F32, F16 or
+ * BF16), each file replaced atomically. E.g. the result of full fine-tuning. With PiSSA adapters the residuals
+ * W − s·B₀·A₀ take the place of their base weights (the residual model, as pissa-init writes it); adapters
+ * themselves are not written (pissa_model_save_adapter). */
+PISSA_API pissa_status pissa_model_save(const pissa_model *m, const char *dir, pissa_dtype dtype);
+
 /* Zeroes the gradients of every trainable parameter. */
 PISSA_API void pissa_model_zero_grad(pissa_model *m);
 
@@ -118,7 +151,8 @@ PISSA_API pissa_status pissa_model_forward_backward(pissa_model *m, const int32_
 /* Bytes of the planned working memory (activations, gradients, scratch) plus parameter gradients. Constant across
  * steps of one batch shape: a step allocates nothing. */
 PISSA_API size_t pissa_model_arena_bytes(const pissa_model *m);
-/* Number of parameter tensors with a gradient buffer (the adapters' A and B: 2 per adapter). */
+/* Number of parameter tensors with a gradient buffer (the adapters' A and B: 2 per adapter; in full mode every
+ * base weight). */
 PISSA_API size_t pissa_model_grad_tensor_count(const pissa_model *m);
 
 #ifdef __cplusplus
