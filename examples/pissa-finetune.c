@@ -1,7 +1,8 @@
-/* pissa-finetune: fine-tunes PiSSA or LoRA adapters of a Llama checkpoint on a data set with the library's
- * trainer (include/pissa/train.h). OUT becomes a PEFT adapter folder; for the PiSSA methods it also holds the
- * residual model and OUT/pissa_init, as pissa-init writes them, so OUT is usable on its own. OUT/log.csv has every
- * update's loss and every evaluation; OUT/state/ the training state that --resume continues exactly. */
+/* pissa-finetune: fine-tunes PiSSA or LoRA adapters of a Llama checkpoint (or, with --method full, all of its
+ * weights) on a data set with the library's trainer (include/pissa/train.h). OUT becomes a PEFT adapter folder;
+ * for the PiSSA methods it also holds the residual model and OUT/pissa_init, as pissa-init writes them, so OUT is
+ * usable on its own; with --method full OUT is a Hugging Face checkpoint. OUT/log.csv has every update's loss and
+ * every evaluation; OUT/state/ the training state that --resume continues exactly. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,13 +17,16 @@ static const char *usage =
     "usage: pissa-finetune --model PATH --data FILE --out DIR (--steps N | --epochs E) [options]\n"
     "Trains adapters on a data set; writes OUT as a PEFT adapter folder (plus, for PiSSA, the residual model\n"
     "OUT/config.json + OUT/model.safetensors and the initial adapter OUT/pissa_init), OUT/log.csv and OUT/state/.\n"
+    "With --method full every weight is trained and OUT is a Hugging Face checkpoint (config.json +\n"
+    "model.safetensors, float32).\n"
     "\n"
     "  --model PATH          Hugging Face folder or llama2.c checkpoint (.bin)\n"
     "  --data FILE           JSONL rows {\"input_ids\": [...], \"labels\": [...]}, or text with --tokenizer\n"
     "  --tokenizer FILE      llama2.c tokenizer: --data and --eval-data are text cut into rows of --seq tokens\n"
     "  --out DIR             output folder (created)\n"
     "  --adapter DIR         continue training this PEFT adapter (instead of --method/--rank/--alpha/--target)\n"
-    "  --method M            pissa, pissa_niter_N, lora or gaussian (default pissa_niter_4)\n"
+    "  --method M            pissa, pissa_niter_N, lora or gaussian (default pissa_niter_4), or full: every\n"
+    "                        weight trainable (4x the model in float32: weights, gradients, 2 AdamW buffers)\n"
     "  --rank R              adapter rank (default 8)\n"
     "  --alpha A             lora_alpha (default: R)\n"
     "  --rslora              scale alpha/sqrt(r)\n"
@@ -38,7 +42,7 @@ static const char *usage =
     "  --optimizer O         adamw or sgd (default adamw)\n"
     "  --lr X                peak learning rate (default 2e-4)\n"
     "  --momentum X          SGD momentum (default 0.9 with --optimizer sgd)\n"
-    "  --weight-decay X      AdamW decoupled decay / SGD L2 (default 0)\n"
+    "  --weight-decay X      AdamW decoupled decay / SGD L2 (default 0); never on RMSNorm weights\n"
     "  --schedule S          constant, linear or cosine (default linear)\n"
     "  --warmup N            linear warm-up updates (default 0)\n"
     "  --clip X              clip the global gradient norm to X; 0 = off (default 1.0)\n"
@@ -70,7 +74,7 @@ static int exists(const char *path) {
 /* OUT: the adapter (atomic per file) and OUT/state. */
 static void save_all(const ctx *c) {
     if (c->pissa) cli_check(pissa_trainer_save_peft(c->t, &c->peft, c->out), c->out);
-    else cli_check(pissa_trainer_save(c->t, c->out), c->out);
+    else cli_check(pissa_trainer_save(c->t, c->out), c->out); /* the adapter, or in full mode the model */
     char state[PATH_MAX];
     snprintf(state, sizeof state, "%s/state", c->out);
     cli_check(pissa_trainer_save_state(c->t, state), state);
@@ -151,6 +155,14 @@ static void write_pissa_init(ctx *c, pissa_model *m, const char *model_path) {
     pissa_peft_adapter_free(init);
 }
 
+/* Options that shape an adapter; --method full refuses them. */
+static int is_adapter_opt(const char *a) {
+    static const char *opts[] = {"--rank", "--alpha", "--rslora", "--target", "--dropout"};
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+        if (!strcmp(a, opts[k])) return 1;
+    return 0;
+}
+
 static void fmt_time(double s, char *buf, size_t n) {
     if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
     else if (s < 60) snprintf(buf, n, "%.0fs", s);
@@ -164,6 +176,7 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *data_path = NULL, *tok_path = NULL, *out = NULL, *method = "pissa_niter_4";
     const char *targets = "q_proj,v_proj", *eval_path = NULL, *resume = NULL, *adapter = NULL;
     int shaped = 0; /* --method, --rank, --alpha, --target or --rslora given */
+    const char *adapter_opt = NULL; /* the first option that shapes an adapter, refused with --method full */
     int64_t rank = 8, steps = 0, seq = 0, eval_every = 0, save_every = 0;
     double alpha = NAN, epochs = 0, dropout = 0, momentum = NAN;
     int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0;
@@ -172,6 +185,7 @@ int main(int argc, char **argv) {
     o.schedule = PISSA_SCHEDULE_LINEAR;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!adapter_opt && is_adapter_opt(a)) adapter_opt = a;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
             return 0;
@@ -214,6 +228,10 @@ int main(int argc, char **argv) {
         else cli_usage_error("unknown option '%s'", a);
     }
     if (!model_path) cli_usage_error("--model PATH is required");
+    int full = !strcmp(method, "full");
+    if (full && (adapter_opt || adapter || convert))
+        cli_usage_error("--method full trains every weight: %s applies to adapters only",
+                        adapter_opt ? adapter_opt : adapter ? "--adapter" : "--convert-to-lora");
     if (adapter && shaped) cli_usage_error("--adapter continues a saved adapter: it fixes the method, rank, alpha and targets");
     if (adapter && convert) cli_usage_error("--convert-to-lora needs the pissa_init adapter of a PiSSA run, not --adapter");
     if (convert && strncmp(method, "pissa", 5) != 0)
@@ -221,8 +239,6 @@ int main(int argc, char **argv) {
     if (!data_path) cli_usage_error("--data FILE is required");
     if (!out) cli_usage_error("--out DIR is required");
     if (!steps == !(epochs > 0)) cli_usage_error("give exactly one of --steps N and --epochs E (E > 0)");
-    if (!strcmp(method, "full"))
-        cli_usage_error("--method full is not available yet: the model API trains adapter matrices only");
     if (!isnan(alpha) && !(alpha > 0 && isfinite(alpha))) cli_usage_error("--alpha must be a positive number");
     if (!(dropout >= 0 && dropout < 1)) cli_usage_error("--dropout must lie in [0, 1)");
     if (!(o.optim.lr >= 0 && isfinite(o.optim.lr))) cli_usage_error("--lr must be a non-negative number");
@@ -233,7 +249,7 @@ int main(int argc, char **argv) {
     if (threads) pissa_set_num_threads(threads);
 
     pissa_adapter_opts ao = pissa_adapter_default_opts();
-    if (pissa_init_parse(method, &ao.init) != PISSA_OK) cli_usage_error("--method: %s", pissa_last_error());
+    if (!full && pissa_init_parse(method, &ao.init) != PISSA_OK) cli_usage_error("--method: %s", pissa_last_error());
     if (pissa_proj_parse(targets, &ao.targets) != PISSA_OK) cli_usage_error("--target: %s", pissa_last_error());
     ao.init.rank = rank;
     ao.init.alpha = isnan(alpha) ? (double)rank : alpha;
@@ -242,14 +258,21 @@ int main(int argc, char **argv) {
     ao.dropout = dropout;
 
     double t0 = cli_now();
-    ctx c = {.out = out,
-             .pissa = !adapter && (ao.init.kind == PISSA_INIT_PISSA || ao.init.kind == PISSA_INIT_PISSA_NITER)};
+    int pissa_kind = ao.init.kind == PISSA_INIT_PISSA || ao.init.kind == PISSA_INIT_PISSA_NITER;
+    ctx c = {.out = out, .pissa = !full && !adapter && pissa_kind};
     pissa_model *m;
     cli_check(pissa_model_load(model_path, &m), model_path);
     const pissa_llama_config *cfg = pissa_model_config(m);
-    if (adapter) cli_check(pissa_model_load_adapter(m, adapter), adapter);
+    if (full) cli_check(pissa_model_set_full_finetune(m), "--method full");
+    else if (adapter) cli_check(pissa_model_load_adapter(m, adapter), adapter);
     else cli_check(pissa_model_add_adapters(m, &ao), "adapters");
     cli_mkdirs(out);
+    struct stat ms;
+    if (full && stat(model_path, &ms) == 0 && S_ISDIR(ms.st_mode)) { /* OUT is a checkpoint: keep its companions */
+        static const char *extra[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
+                                      "tokenizer_config.json", "special_tokens_map.json"};
+        for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) cli_copy_if_present(model_path, out, extra[k]);
+    }
     if (c.pissa) {
         c.peft = pissa_peft_default_config();
         c.peft.r = rank;
@@ -283,7 +306,15 @@ int main(int argc, char **argv) {
     c.log = open_log(out, start, resume != NULL);
     if (!quiet) {
         char what[512];
-        if (adapter) snprintf(what, sizeof what, "adapter %s", adapter);
+        if (full) {
+            size_t n = 0;
+            for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+                pissa_param_view v;
+                cli_check(pissa_model_param(m, i, &v), "parameters");
+                n += (size_t)(v.rows * v.cols);
+            }
+            snprintf(what, sizeof what, "full fine-tuning of %zu parameters", n);
+        } else if (adapter) snprintf(what, sizeof what, "adapter %s", adapter);
         else snprintf(what, sizeof what, "%s r %lld on %s", method, (long long)rank, targets);
         fprintf(stderr, "pissa-finetune: %s, %s; %zu rows, %lld updates of %d x %d rows%s (%.2f s)\n", model_path, what,
                 rows, (long long)o.total_steps, o.accum, o.batch, resume ? ", resumed" : "", cli_now() - t0);
@@ -299,7 +330,7 @@ int main(int argc, char **argv) {
         pissa_status st = pissa_trainer_step(c.t, &s);
         if (st != PISSA_OK) {
             if (!quiet && tty) fputc('\n', stderr);
-            cli_fail("%s: %s (%s keeps the last saved adapter)", what, pissa_last_error(), out);
+            cli_fail("%s: %s (%s keeps the last saved %s)", what, pissa_last_error(), out, full ? "model" : "adapter");
         }
         tokens += s.tokens;
         last_loss = s.loss;

@@ -1,9 +1,14 @@
-/* The trainer: deterministic, resumable fine-tuning of a model's adapters (include/pissa/train.h).
+/* The trainer: deterministic, resumable fine-tuning of a model's trainable parameters — its adapters, or every
+ * weight in full mode (include/pissa/train.h).
  *
  * Everything random is a function of the seed and a position, never of history: epoch e visits the rows in the
  * order pissa_shuffle_indices(seed + e), and micro-batch j of the whole run draws its dropout masks from a
  * generator seeded with dropout_seed(seed) + j. So the training state is just (updates, epoch, position in the
- * permutation) plus the tensors, and a resumed run repeats the uninterrupted one bit for bit. */
+ * permutation) plus the tensors, and a resumed run repeats the uninterrupted one bit for bit.
+ *
+ * Weight decay follows transformers' Trainer: every matrix decays, the 1-D RMSNorm weights do not. As there, the
+ * tensors form two torch-style parameter groups, each with its own optimizer (group 1 with weight_decay 0); the
+ * adapters' A and B are all matrices, so adapter training has one group. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,11 +40,16 @@ struct pissa_trainer {
     int64_t epoch;            // epoch of the next row
     size_t pos;               // index into perm of the next row
     int64_t step;             // updates done
-    size_t n;                 // parameter tensors: A and B of every adapter
+    size_t n;                 // trainable tensors: A and B of every adapter, or every weight (full)
     float **params, **grads;  // (n) borrowed from the model
     size_t *sizes;            // (n)
-    char **names;             // (n) "<module>.lora_A" / "<module>.lora_B"
-    pissa_optim *opt;
+    char **names;             // (n) "<module>.lora_A" / "<module>.lora_B", or the weights' names
+    int full;                 // the model is in full fine-tuning mode
+    int *group;               // (n) 0: decayed, 1: no decay (1-D norm weights)
+    size_t *gidx;             // (n) index of tensor i in its group
+    pissa_optim *opt[2];      // one optimizer per group
+    float **gparams[2], **ggrads[2]; // (n) the groups' tensors, first gn[g] used
+    size_t *gsizes[2], gn[2];
     int32_t *ids, *labels;    // (accum, batch, T)
     int64_t *counts;          // (accum) targets per micro-batch
     int failed;               // a numeric failure stops the run
@@ -61,7 +71,14 @@ void pissa_trainer_free(pissa_trainer *t) {
     free(t->params);
     free(t->grads);
     free(t->sizes);
-    pissa_optim_free(t->opt);
+    free(t->group);
+    free(t->gidx);
+    for (int g = 0; g < 2; g++) {
+        pissa_optim_free(t->opt[g]);
+        free(t->gparams[g]);
+        free(t->ggrads[g]);
+        free(t->gsizes[g]);
+    }
     free(t->ids);
     free(t->labels);
     free(t->counts);
@@ -89,8 +106,10 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
     if (!m || !data || !opts || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_create: NULL argument");
     *out = NULL;
     PISSA_TRY(check_opts(opts, m));
-    size_t n_ad = pissa_model_adapter_count(m), rows = pissa_dataset_count(data);
-    if (!n_ad) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the model has no adapters to train");
+    size_t n = pissa_model_param_count(m), rows = pissa_dataset_count(data);
+    if (!n)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the model has nothing to train (add adapters, or set "
+                           "full fine-tuning)");
     if (!rows) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the training set has no rows");
     int64_t T = opts->seq ? opts->seq : pissa_dataset_max_len(data);
     if (T > pissa_model_config(m)->max_position_embeddings)
@@ -104,37 +123,47 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
     t->o = *opts;
     t->T = (int)T;
     t->rows = rows;
-    t->n = 2 * n_ad;
+    t->n = n;
+    t->full = pissa_model_full_finetune(m);
     size_t cells = (size_t)opts->accum * (size_t)opts->batch * (size_t)T;
     t->perm = pissa__alloc(rows, sizeof *t->perm);
     t->params = pissa__calloc(t->n, sizeof *t->params);
     t->grads = pissa__calloc(t->n, sizeof *t->grads);
     t->sizes = pissa__calloc(t->n, sizeof *t->sizes);
     t->names = pissa__calloc(t->n, sizeof *t->names);
+    t->group = pissa__calloc(t->n, sizeof *t->group);
+    t->gidx = pissa__calloc(t->n, sizeof *t->gidx);
+    int gok = 1;
+    for (int g = 0; g < 2; g++) {
+        t->gparams[g] = pissa__calloc(t->n, sizeof *t->gparams[g]);
+        t->ggrads[g] = pissa__calloc(t->n, sizeof *t->ggrads[g]);
+        t->gsizes[g] = pissa__calloc(t->n, sizeof *t->gsizes[g]);
+        gok = gok && t->gparams[g] && t->ggrads[g] && t->gsizes[g];
+    }
     t->ids = pissa__alloc(cells, sizeof *t->ids);
     t->labels = pissa__alloc(cells, sizeof *t->labels);
     t->counts = pissa__calloc((size_t)opts->accum, sizeof *t->counts);
     pissa_status st = PISSA_OK;
-    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->ids || !t->labels || !t->counts)
+    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->group || !t->gidx || !gok || !t->ids ||
+        !t->labels || !t->counts)
         st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory for batches of %zu tokens", cells);
-    for (size_t i = 0; st == PISSA_OK && i < n_ad; i++) {
-        pissa_adapter_view a;
-        st = pissa_model_adapter(m, i, &a);
-        if (st != PISSA_OK) break;
-        size_t len = strlen(a.module) + 8;
-        t->names[2 * i] = pissa__alloc(len, 1);
-        t->names[2 * i + 1] = pissa__alloc(len, 1);
-        if (!t->names[2 * i] || !t->names[2 * i + 1]) {
+    for (size_t i = 0; st == PISSA_OK && i < n; i++) {
+        pissa_param_view v;
+        if ((st = pissa_model_param(m, i, &v)) != PISSA_OK) break;
+        if (!(t->names[i] = pissa__strdup(v.name))) {
             st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
             break;
         }
-        snprintf(t->names[2 * i], len, "%s.lora_A", a.module);
-        snprintf(t->names[2 * i + 1], len, "%s.lora_B", a.module);
-        t->params[2 * i] = a.A, t->grads[2 * i] = a.dA, t->sizes[2 * i] = (size_t)(a.r * a.in);
-        t->params[2 * i + 1] = a.B, t->grads[2 * i + 1] = a.dB, t->sizes[2 * i + 1] = (size_t)(a.out * a.r);
-        if (!a.dA || !a.dB) st = pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: adapter %s has no gradients", a.module);
+        if (!v.grad) st = pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: parameter %s has no gradient", v.name);
+        t->params[i] = v.data, t->grads[i] = v.grad, t->sizes[i] = (size_t)(v.rows * v.cols);
+        int g = t->group[i] = v.ndim == 1; /* no weight decay on the 1-D norm weights */
+        t->gidx[i] = t->gn[g];
+        t->gparams[g][t->gn[g]] = v.data, t->ggrads[g][t->gn[g]] = v.grad, t->gsizes[g][t->gn[g]++] = t->sizes[i];
     }
-    if (st == PISSA_OK) st = pissa_optim_create(&opts->optim, t->n, t->sizes, &t->opt);
+    pissa_optim_opts no_decay = opts->optim;
+    no_decay.weight_decay = 0;
+    if (st == PISSA_OK) st = pissa_optim_create(&opts->optim, t->gn[0], t->gsizes[0], &t->opt[0]);
+    if (st == PISSA_OK) st = pissa_optim_create(&no_decay, t->gn[1], t->gsizes[1], &t->opt[1]);
     if (st != PISSA_OK) {
         pissa_trainer_free(t);
         return st;
@@ -214,7 +243,8 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
         return st;
     }
     double lr = t->o.optim.lr * pissa_schedule_factor(t->o.schedule, t->step, t->o.warmup, t->o.total_steps);
-    PISSA_TRY(pissa_optim_step(t->opt, t->params, (const float *const *)t->grads, lr));
+    for (int g = 0; g < 2; g++)
+        PISSA_TRY(pissa_optim_step(t->opt[g], t->gparams[g], (const float *const *)t->ggrads[g], lr));
     t->step++;
     if (info)
         *info = (pissa_step_info){.step = t->step, .loss = total ? sum / (double)total : 0.0, .lr = lr,
@@ -255,11 +285,13 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
 
 pissa_status pissa_trainer_save(const pissa_trainer *t, const char *dir) {
     if (!t || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_save: NULL argument");
+    if (t->full) return pissa_model_save(t->m, dir, PISSA_F32);
     return pissa_model_save_adapter(t->m, dir, PISSA_F32);
 }
 
 pissa_status pissa_trainer_save_peft(const pissa_trainer *t, const pissa_peft_config *cfg, const char *dir) {
     if (!t || !cfg || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_save_peft: NULL argument");
+    if (t->full) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: full fine-tuning has no adapter to save", dir);
     pissa_peft_adapter *pa;
     PISSA_TRY(pissa_peft_adapter_create(cfg, &pa));
     pissa_status st = PISSA_OK;
@@ -283,7 +315,7 @@ static const char *buffer_suffix(pissa_optim_kind k, int j) {
 /* Every state tensor: NAME of tensor I (j = -1: the parameter, else optimizer buffer j) and its data. */
 static float *state_tensor(const pissa_trainer *t, size_t i, int j, char *name, size_t size) {
     float *b[2] = {NULL, NULL};
-    pissa_optim_buffers(t->opt, i, &b[0], &b[1]);
+    pissa_optim_buffers(t->opt[t->group[i]], t->gidx[i], &b[0], &b[1]);
     if (j < 0) {
         snprintf(name, size, "%s", t->names[i]);
         return t->params[i];
@@ -300,7 +332,7 @@ static cJSON *state_json(const pissa_trainer *t) {
     cJSON_AddStringToObject(j, "format", STATE_FORMAT);
     cJSON_AddNumberToObject(j, "version", 1);
     cJSON_AddNumberToObject(j, "step", (double)t->step);
-    cJSON_AddNumberToObject(j, "optimizer_steps", (double)pissa_optim_steps(t->opt));
+    cJSON_AddNumberToObject(j, "optimizer_steps", (double)pissa_optim_steps(t->opt[0]));
     cJSON_AddNumberToObject(j, "epoch", (double)t->epoch);
     cJSON_AddNumberToObject(j, "position", (double)t->pos);
     cJSON_AddStringToObject(j, "seed", seed); /* a string: a u64 does not fit a JSON double */
@@ -311,6 +343,7 @@ static cJSON *state_json(const pissa_trainer *t) {
     cJSON_AddBoolToObject(j, "shuffle", t->o.shuffle != 0);
     cJSON_AddStringToObject(j, "optimizer", t->o.optim.kind == PISSA_OPTIM_ADAMW ? "adamw" : "sgd");
     cJSON_AddNumberToObject(j, "tensors", (double)t->n);
+    cJSON_AddStringToObject(j, "mode", t->full ? "full" : "adapters");
     return j;
 }
 
@@ -382,9 +415,13 @@ static pissa_status check_state_json(const pissa_trainer *t, const cJSON *j, con
     if (strcmp(opt->valuestring, want_opt) != 0) DIFFERS("optimizer", opt->valuestring, want_opt);
     if (cJSON_IsTrue(shuffle) != (t->o.shuffle != 0))
         DIFFERS("shuffle", cJSON_IsTrue(shuffle) ? "on" : "off", t->o.shuffle ? "on" : "off");
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(j, "mode"); /* absent before full fine-tuning existed */
+    const char *have = cJSON_IsString(mode) ? mode->valuestring : "adapters";
+    const char *want_mode = t->full ? "full" : "adapters";
+    if (strcmp(have, want_mode) != 0) DIFFERS("mode", have, want_mode);
     const int64_t got[5] = {rows, batch, accum, seq, n};
     const int64_t want[5] = {(int64_t)t->rows, t->o.batch, t->o.accum, t->T, (int64_t)t->n};
-    static const char *what[5] = {"data rows", "batch", "accum", "seq", "adapter tensors"};
+    static const char *what[5] = {"data rows", "batch", "accum", "seq", "trainable tensors"};
     for (int i = 0; i < 5; i++)
         if (got[i] != want[i]) {
             snprintf(a, sizeof a, "%lld", (long long)got[i]);
@@ -432,7 +469,8 @@ pissa_status pissa_trainer_load_state(pissa_trainer *t, const char *dir) {
         }
     if (st == PISSA_OK) {
         t->step = step;
-        pissa_optim_set_steps(t->opt, opt_steps);
+        pissa_optim_set_steps(t->opt[0], opt_steps);
+        pissa_optim_set_steps(t->opt[1], opt_steps);
         t->epoch = epoch;
         t->pos = (size_t)pos;
         t->failed = 0;

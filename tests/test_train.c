@@ -1,13 +1,17 @@
 /* Training: AdamW and SGD against torch.optim with clip_grad_norm_ and transformers' schedules
  * (tests/reference/make_optim_reference.py), schedules against their formulas, gradient accumulation against one
- * large batch, determinism, exact resume, the NaN stop, loss going down on a synthesised model, and
- * pissa-finetune end to end. */
+ * large batch, determinism, exact resume, the NaN stop, loss going down on a synthesised model, full fine-tuning
+ * (one AdamW update of every weight against torch, exact resume), and pissa-finetune end to end. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "testutil.h"
+
+#define REF PISSA_TEST_REFERENCE_DIR
 
 /* ---- optimizers against PyTorch ---- */
 
@@ -433,6 +437,181 @@ static void loss_decreases_on_repetitive_data(void **state) {
     run_close(&r);
 }
 
+/* ---- full fine-tuning ---- */
+
+/* REF/FIXTURE/batch.json (input_ids and labels of B rows) as JSONL rows at PATH. */
+static void write_fixture_jsonl(const char *fixture, const char *path) {
+    char src[512];
+    snprintf(src, sizeof src, "%s/%s/batch.json", REF, fixture);
+    char *text = tu_slurp(src, NULL);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *ids = cJSON_GetObjectItem(root, "input_ids"), *labels = cJSON_GetObjectItem(root, "labels");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int b = 0; b < cJSON_GetArraySize(ids); b++) {
+        char *i = cJSON_PrintUnformatted(cJSON_GetArrayItem(ids, b));
+        char *l = cJSON_PrintUnformatted(cJSON_GetArrayItem(labels, b));
+        fprintf(f, "{\"input_ids\": %s, \"labels\": %s}\n", i, l);
+        free(i);
+        free(l);
+    }
+    fclose(f);
+    cJSON_Delete(root);
+    free(text);
+}
+
+/* One trainer update of every weight (clipping, AdamW, weight decay on matrices only) against torch's
+ * clip_grad_norm_ + AdamW with transformers' two parameter groups (tests/reference/make_full_reference.py). */
+static void check_full_adamw_step(const fixture *fx, const char *fixture) {
+    char dir[256], path[512];
+    snprintf(dir, sizeof dir, "%s/%s", REF, fixture);
+    snprintf(path, sizeof path, "%s/full_expected.json", dir);
+    char *text = tu_slurp(path, NULL);
+    cJSON *ex = cJSON_Parse(text), *adamw = cJSON_GetObjectItem(ex, "adamw");
+    pissa_train_opts o = pissa_train_default_opts();
+    o.optim.lr = cJSON_GetObjectItem(adamw, "lr")->valuedouble;
+    o.optim.weight_decay = cJSON_GetObjectItem(adamw, "weight_decay")->valuedouble;
+    o.optim.eps = cJSON_GetObjectItem(adamw, "eps")->valuedouble;
+    o.optim.beta1 = cJSON_GetArrayItem(cJSON_GetObjectItem(adamw, "betas"), 0)->valuedouble;
+    o.optim.beta2 = cJSON_GetArrayItem(cJSON_GetObjectItem(adamw, "betas"), 1)->valuedouble;
+    o.max_grad_norm = cJSON_GetObjectItem(adamw, "max_grad_norm")->valuedouble;
+    o.total_steps = 1;
+    o.batch = 2;
+    o.shuffle = 0;
+    char *rows = tu_path(fx->dir, "fixture_rows.jsonl");
+    write_fixture_jsonl(fixture, rows);
+    pissa_model *m;
+    pissa_dataset *d;
+    pissa_trainer *t;
+    assert_ok(pissa_model_load(dir, &m));
+    assert_ok(pissa_model_set_full_finetune(m));
+    assert_ok(pissa_dataset_load_jsonl(rows, (int32_t)pissa_model_config(m)->vocab_size, &d));
+    assert_ok(pissa_trainer_create(m, d, &o, &t));
+    pissa_step_info s;
+    assert_ok(pissa_trainer_step(t, &s));
+    double want_loss = cJSON_GetObjectItem(ex, "loss")->valuedouble;
+    double want_norm = cJSON_GetObjectItem(ex, "grad_norm")->valuedouble;
+    assert_true(fabs(s.loss - want_loss) <= 1e-6 * want_loss);
+    assert_true(fabs(s.grad_norm - want_norm) <= 1e-5 * want_norm);
+    snprintf(path, sizeof path, "%s/full_step.safetensors", dir);
+    pissa_st_file *f;
+    assert_ok(pissa_st_open(path, &f));
+    assert_int_equal(pissa_st_count(f), pissa_model_param_count(m));
+    double worst = 0, moved = 0;
+    for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        size_t n = (size_t)(v.rows * v.cols);
+        float *want = malloc(n * sizeof(float));
+        assert_ok(pissa_st_read_f32(f, v.name, want, (int64_t)n));
+        double dw = tu_max_abs_diff(v.data, want, n);
+        /* an update moves a weight by up to lr; decaying a norm weight (≈ 1) would move it by lr·wd = 1e-3 */
+        if (dw > 2e-6) fail_msg("%s: weight after one update max|diff| %.3g from torch", v.name, dw);
+        worst = fmax(worst, dw);
+        free(want);
+    }
+    /* and the update did move the weights: compare with the file before training */
+    pissa_st_close(f);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_ok(pissa_st_open(path, &f));
+    for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        size_t n = (size_t)(v.rows * v.cols);
+        float *before = malloc(n * sizeof(float));
+        assert_ok(pissa_st_read_f32(f, v.name, before, (int64_t)n));
+        moved = fmax(moved, tu_max_abs_diff(v.data, before, n));
+        free(before);
+    }
+    printf("  %s: loss %.7f, |g| %.5f (torch %.5f); weights after one update max|diff| %.3g (largest move %.3g)\n",
+           fixture, s.loss, s.grad_norm, want_norm, worst, moved);
+    assert_true(moved > 5e-3);
+    pissa_st_close(f);
+    pissa_trainer_free(t);
+    pissa_dataset_free(d);
+    pissa_model_free(m);
+    cJSON_Delete(ex);
+    free(text);
+    free(rows);
+}
+
+static void full_adamw_update_matches_torch_without_decay_on_norms(void **state) {
+    check_full_adamw_step(*state, "llama_untied");
+    check_full_adamw_step(*state, "llama_tied");
+}
+
+static void full_run_open(const fixture *f, const pissa_train_opts *o, run *r) {
+    assert_ok(pissa_model_load(f->model, &r->m));
+    assert_ok(pissa_model_set_full_finetune(r->m));
+    assert_ok(pissa_dataset_load_jsonl(f->data, 64, &r->d));
+    assert_ok(pissa_trainer_create(r->m, r->d, o, &r->t));
+}
+
+/* Copies of every trainable tensor, concatenated. */
+static float *param_snapshot(const pissa_model *m, size_t *n) {
+    size_t total = 0;
+    pissa_param_view v;
+    for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+        assert_ok(pissa_model_param(m, i, &v));
+        total += (size_t)(v.rows * v.cols);
+    }
+    float *x = malloc(sizeof(float) * total), *p = x;
+    for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+        assert_ok(pissa_model_param(m, i, &v));
+        memcpy(p, v.data, sizeof(float) * (size_t)(v.rows * v.cols));
+        p += v.rows * v.cols;
+    }
+    *n = total;
+    return x;
+}
+
+static void full_resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
+    const fixture *f = *state;
+    pissa_train_opts o = base_opts(); /* weight decay 0.01 */
+    o.optim.lr = 1e-3;
+    o.accum = 2;
+    o.schedule = PISSA_SCHEDULE_COSINE;
+    o.warmup = 1;
+    o.max_grad_norm = 0.5;
+    double whole[6], part[6];
+    run a;
+    full_run_open(f, &o, &a);
+    train_steps(&a, 6, whole);
+    size_t n, n2;
+    float *x = param_snapshot(a.m, &n);
+    run_close(&a);
+
+    char *state_dir = tu_path(f->dir, "full_state");
+    run b;
+    full_run_open(f, &o, &b);
+    train_steps(&b, 2, part);
+    assert_ok(pissa_trainer_save_state(b.t, state_dir));
+    train_steps(&b, 1, part + 2); /* the state on disk must not follow the trainer */
+    run_close(&b);
+    run c;
+    full_run_open(f, &o, &c);
+    assert_ok(pissa_trainer_load_state(c.t, state_dir));
+    train_steps(&c, 4, part + 2);
+    float *y = param_snapshot(c.m, &n2);
+    assert_memory_equal(whole, part, sizeof whole);
+    assert_int_equal(n, n2);
+    assert_memory_equal(x, y, sizeof(float) * n); /* every weight bit for bit */
+    printf("  full: 6 updates, loss %.4f -> %.4f, %zu weights; resumed after 2: identical\n", whole[0], whole[5], n);
+    run_close(&c);
+
+    /* an adapter run cannot resume a full state */
+    run d;
+    run_open(f, "lora", 0.0, &o, &d);
+    assert_int_equal(pissa_trainer_load_state(d.t, state_dir), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "mode full"));
+    run_close(&d);
+    tu_rmtree(state_dir);
+    free(state_dir);
+    free(x);
+    free(y);
+}
+
 /* ---- pissa-finetune end to end ---- */
 
 static int run_prog(const fixture *f, const char *cmd, char **output) {
@@ -583,16 +762,93 @@ static void finetune_resumed_from_state_continues_the_run_exactly(void **state) 
     free(xb);
     free(pa);
     free(pb);
-    /* refusals: no step count, the unimplemented full method */
+    /* refusals: no step count */
     snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s 2>&1", PISSA_FINETUNE_EXE, f->model, f->data, a);
     assert_int_equal(run_prog(f, cmd, &output), 2);
     assert_non_null(strstr(output, "--steps"));
     free(output);
-    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 --method full 2>&1", PISSA_FINETUNE_EXE,
-             f->model, f->data, a);
-    assert_int_equal(run_prog(f, cmd, &output), 2);
-    assert_non_null(strstr(output, "full"));
+    tu_rmtree(a);
+    tu_rmtree(b);
+    free(a);
+    free(b);
+}
+
+static void finetune_full_writes_a_checkpoint_pissa_eval_reads_and_resumes(void **state) {
+    const fixture *f = *state;
+    char *a = tu_path(f->dir, "ft_full"), *b = tu_path(f->dir, "ft_full_part"), *output, cmd[4096];
+    const char *common = "--method full --lr 1e-3 --batch 2 --accum 2 --schedule constant --warmup 1 "
+                         "--weight-decay 0.01 --seed 4 --json -q";
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --eval-data %s --out %s --steps 6 --save-every 4 %s 2>&1",
+             PISSA_FINETUNE_EXE, f->model, f->data, f->eval, a, common);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    double eval_loss = json_number(output, "eval_loss");
+    assert_int_equal((int)json_number(output, "steps"), 6);
     free(output);
+    static const char *files[] = {"config.json", "model.safetensors", "log.csv", "state/state.json",
+                                  "state/state.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *p = tu_path(a, files[i]), *text = tu_slurp(p, NULL);
+        if (!text) fail_msg("pissa-finetune --method full did not write %s", files[i]);
+        free(text);
+        free(p);
+    }
+    char *p = tu_path(a, "adapter_config.json"), *text = tu_slurp(p, NULL);
+    assert_null(text); /* a checkpoint, not an adapter */
+    free(p);
+    /* OUT is a Hugging Face checkpoint: pissa-eval reads it and finds the loss the trainer reported */
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --batch 2 --json -q", PISSA_EVAL_EXE, a, f->eval);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    double evaluated = json_number(output, "loss");
+    free(output);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --batch 2 --json -q", PISSA_EVAL_EXE, f->model, f->eval);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    double base = json_number(output, "loss");
+    free(output);
+    printf("  full: held-out loss %.6g -> %.8g (trainer), pissa-eval on OUT %.8g\n", base, eval_loss, evaluated);
+    assert_true(fabs(evaluated - eval_loss) <= 1e-6 * eval_loss);
+    assert_true(eval_loss < base);
+    /* interrupted after 3 updates and resumed: the same log and the same checkpoint, byte for byte */
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --eval-data %s --out %s --steps 3 %s 2>&1", PISSA_FINETUNE_EXE,
+             f->model, f->data, f->eval, b, common);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    free(output);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --eval-data %s --out %s --steps 6 --resume %s/state %s 2>&1",
+             PISSA_FINETUNE_EXE, f->model, f->data, f->eval, b, b, common);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    free(output);
+    char *la = train_log(a), *lb = train_log(b);
+    for (int k = 1; k <= 6; k++) { /* the same train lines (b also evaluated when it stopped at 3) */
+        char key[32];
+        snprintf(key, sizeof key, "\n%d,train,", k);
+        const char *x = strstr(la, key), *y = strstr(lb, key);
+        assert_non_null(x);
+        assert_non_null(y);
+        assert_int_equal(strcspn(x + 1, "\n"), strcspn(y + 1, "\n"));
+        assert_memory_equal(x, y, strcspn(x + 1, "\n") + 1);
+    }
+    free(la);
+    free(lb);
+    char *pa = tu_path(a, "model.safetensors"), *pb = tu_path(b, "model.safetensors");
+    size_t na, nb;
+    char *xa = tu_slurp(pa, &na), *xb = tu_slurp(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(xa, xb, na);
+    free(xa), free(xb), free(pa), free(pb);
+    /* options that shape an adapter are refused with one line naming them (exit 2) */
+    static const char *bad[] = {"--rank 4", "--alpha 8", "--target q_proj", "--rslora", "--dropout 0.1",
+                                "--convert-to-lora", "--adapter somewhere"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 --method full %s 2>&1",
+                 PISSA_FINETUNE_EXE, f->model, f->data, b, bad[i]);
+        assert_int_equal(run_prog(f, cmd, &output), 2);
+        char opt[32];
+        snprintf(opt, sizeof opt, "%.*s", (int)strcspn(bad[i], " "), bad[i]);
+        size_t first = strcspn(output, "\n"); /* the error line; then only the usual "Try ... --help" */
+        char *hit = strstr(output, opt);
+        if (!hit || hit > output + first || strncmp(output + first, "\nTry ", 5) != 0)
+            fail_msg("--method full %s: expected one line naming %s, got: %s", bad[i], opt, output);
+        free(output);
+    }
     tu_rmtree(a);
     tu_rmtree(b);
     free(a);
@@ -612,6 +868,9 @@ int main(void) {
         cmocka_unit_test(finetune_writes_adapter_residual_log_and_matches_pissa_eval),
         cmocka_unit_test(finetune_resumed_from_state_continues_the_run_exactly),
         cmocka_unit_test(finetune_continues_a_saved_peft_adapter),
+        cmocka_unit_test(full_adamw_update_matches_torch_without_decay_on_norms),
+        cmocka_unit_test(full_resumed_run_repeats_uninterrupted_run_bit_for_bit),
+        cmocka_unit_test(finetune_full_writes_a_checkpoint_pissa_eval_reads_and_resumes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,5 +1,6 @@
 /* libpissa — training: optimizers (AdamW, SGD with momentum), learning-rate schedules with warm-up, gradient
- * clipping by global norm, and a trainer that runs deterministic, resumable fine-tuning of a model's adapters.
+ * clipping by global norm, and a trainer that runs deterministic, resumable fine-tuning of a model's adapters, or
+ * of all its weights (full fine-tuning, pissa_model_set_full_finetune).
  *
  * The optimizers and schedules follow PyTorch and transformers exactly (checked against them in test_train):
  *   AdamW    torch.optim.AdamW: p ← p·(1 − lr·wd); m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²;
@@ -106,8 +107,12 @@ typedef struct pissa_step_info {
 
 typedef struct pissa_trainer pissa_trainer;
 
-/* A trainer for the adapters of M (M must have adapters; it is borrowed, as is DATA, and both must outlive the
- * trainer) on the rows of DATA. Caller frees with pissa_trainer_free. */
+/* A trainer for the trainable parameters of M (pissa_model_param: its adapters' A and B, or every weight after
+ * pissa_model_set_full_finetune; PISSA_ERR_INVALID_ARG if there are none) on the rows of DATA. M and DATA are
+ * borrowed and must outlive the trainer; M's adapters or mode must not change meanwhile.
+ * Weight decay (opts->optim.weight_decay) applies, as in transformers' Trainer, to every matrix but not to the
+ * 1-D RMSNorm weights (two torch-style parameter groups; adapters are all matrices). Caller frees with
+ * pissa_trainer_free. */
 PISSA_API pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, const pissa_train_opts *opts,
                                             pissa_trainer **out);
 PISSA_API void pissa_trainer_free(pissa_trainer *t); /* NULL is a no-op */
@@ -127,19 +132,22 @@ PISSA_API pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_data
                                               int64_t *count);
 
 /* Writes the model's adapters as a PEFT folder (pissa_model_save_adapter, float32; each file replaced atomically,
- * and the config does not change during a run, so the folder is always a consistent adapter). */
+ * and the config does not change during a run, so the folder is always a consistent adapter). In full mode,
+ * writes the whole model instead: pissa_model_save in float32 (config.json + model.safetensors). */
 PISSA_API pissa_status pissa_trainer_save(const pissa_trainer *t, const char *dir);
 /* The same with an explicit adapter config (r, lora_alpha, target_modules, ... from CFG): e.g. a PiSSA adapter
- * saved next to its residual model, with init_lora_weights "true". */
+ * saved next to its residual model, with init_lora_weights "true". Refused in full mode. */
 PISSA_API pissa_status pissa_trainer_save_peft(const pissa_trainer *t, const pissa_peft_config *cfg, const char *dir);
 
-/* Training state in DIR (created): DIR/state.safetensors (every adapter's A and B and the optimizer buffers) and
+/* Training state in DIR (created): DIR/state.safetensors (every trainable tensor — each adapter's A and B, or in
+ * full mode every weight — and the optimizer buffers: 3x the model in full mode) and
  * DIR/state.json (update count, epoch, position in the epoch's permutation, seed, and the options that must agree
  * on resume), each written atomically, the tensors first; both record the update count, so a torn pair is
  * detected on load. */
 PISSA_API pissa_status pissa_trainer_save_state(const pissa_trainer *t, const char *dir);
-/* Restores a state written by pissa_trainer_save_state for the same model, adapters, data set size and options
- * (batch, accum, seq, seed, shuffle, optimizer kind; PISSA_ERR_INVALID_ARG naming the one that differs). The run
+/* Restores a state written by pissa_trainer_save_state for the same model, adapters (or full mode), data set size
+ * and options (batch, accum, seq, seed, shuffle, optimizer kind; PISSA_ERR_INVALID_ARG naming the one that
+ * differs). The run
  * then continues exactly as the uninterrupted one would: same rows, dropout masks, learning rates and updates. */
 PISSA_API pissa_status pissa_trainer_load_state(pissa_trainer *t, const char *dir);
 
