@@ -1,5 +1,6 @@
 /* Reverse-mode autograd over the kernels of ops.h: a static tape per batch shape, memory planned once. */
 #include "autograd.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -242,7 +243,7 @@ pissa_status pissa__g_attention(pissa__graph *g, int q, int k, int v, int H, int
     nd.dim[0] = H;
     nd.dim[1] = KV;
     nd.dim[2] = head_dim;
-    nd.saved_floats = (size_t)g->B * H * (size_t)g->T * g->T; /* att */
+    nd.saved_floats = (size_t)g->B * H * (size_t)g->T; /* each query row's log-sum-exp */
     return push(g, nd, g->values[q].cols, out);
 }
 
@@ -281,7 +282,7 @@ pissa_status pissa__g_cross_entropy(pissa__graph *g, int logits) {
 static size_t node_scratch(const pissa__graph *g, const pissa__node *nd) {
     switch (nd->op) {
     case PISSA_OP_LORA: return pissa__lora_scratch_floats(g->N, nd->dim[0], nd->dim[2], nd->f[1] > 0.0f);
-    case PISSA_OP_ATTENTION: return pissa__attention_scratch_floats(g->T);
+    case PISSA_OP_ATTENTION: return pissa__attention_scratch_floats(g->T, g->threads);
     default: return 0;
     }
 }
@@ -291,6 +292,7 @@ pissa_status pissa__graph_plan(pissa__graph *g) {
     size_t N = (size_t)g->N;
     /* sizes first ... */
     size_t act = 0, grad = 0, scratch = 0, masks = 0;
+    g->threads = pissa__par_threads(); /* per-thread scratch; later runs use at most this many */
     for (int i = 0; i < g->n_values; i++) {
         pissa__value *v = &g->values[i];
         v->off = act;
@@ -385,8 +387,8 @@ static void forward_node(pissa__graph *g, pissa__node *nd) {
         break;
     }
     case PISSA_OP_ATTENTION:
-        pissa__attention_forward(out, nd->saved, vdata(g, nd->in[0]), vdata(g, nd->in[1]), vdata(g, nd->in[2]),
-                                 g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2]);
+        pissa__attention_forward(out, nd->saved, g->scratch, g->threads, vdata(g, nd->in[0]), vdata(g, nd->in[1]),
+                                 vdata(g, nd->in[2]), g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2]);
         break;
     case PISSA_OP_SILU: pissa__silu_forward(out, vdata(g, nd->in[0]), n); break;
     case PISSA_OP_MUL: pissa__mul_forward(out, vdata(g, nd->in[0]), vdata(g, nd->in[1]), n); break;
@@ -426,8 +428,9 @@ static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
         break;
     }
     case PISSA_OP_ATTENTION:
-        pissa__attention_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), vgrad(g, nd->in[2]), g->scratch, dout,
-                                  vdata(g, nd->in[0]), vdata(g, nd->in[1]), vdata(g, nd->in[2]), nd->saved, g->B,
+        pissa__attention_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), vgrad(g, nd->in[2]), g->scratch,
+                                  g->threads, dout, vdata(g, nd->in[0]), vdata(g, nd->in[1]), vdata(g, nd->in[2]),
+                                  nd->saved, g->B,
                                   g->T, nd->dim[0], nd->dim[1], nd->dim[2]);
         break;
     case PISSA_OP_SILU: pissa__silu_backward(vgrad(g, nd->in[0]), dout, vdata(g, nd->in[0]), n); break;
@@ -447,12 +450,17 @@ static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
     }
 }
 
+/* BLAS stays single-threaded through a pass: the kernels split their work themselves (parallel.h). */
 void pissa__graph_forward(pissa__graph *g, int n_nodes) {
     if (n_nodes < 0 || n_nodes > g->n_nodes) n_nodes = g->n_nodes;
+    pissa__blas_serial_begin();
     for (int i = 0; i < n_nodes; i++) forward_node(g, &g->nodes[i]);
+    pissa__blas_serial_end();
 }
 
 void pissa__graph_backward(pissa__graph *g, float dloss) {
     if (g->grad) memset(g->grad, 0, g->grad_floats * sizeof(float));
+    pissa__blas_serial_begin();
     for (int i = g->n_nodes - 1; i >= 0; i--) backward_node(g, &g->nodes[i], dloss);
+    pissa__blas_serial_end();
 }

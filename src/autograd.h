@@ -92,6 +92,7 @@ typedef struct pissa__graph {
     uint8_t *masks;    /* dropout masks */
     int32_t *ints;     /* ids (N) then targets (N) */
     size_t act_floats, grad_floats, scratch_floats, mask_bytes;
+    int threads;       /* kernel threads the scratch was planned for */
     int32_t *ids;      /* (N) token ids, written by the caller before forward */
     int32_t *targets;  /* (N) cross-entropy targets (already shifted), −100 ignored */
     int training;      /* draw dropout masks in forward */

@@ -4,6 +4,43 @@
 #include <string.h>
 
 #include "ops.h"
+#include "parallel.h"
+
+/* ---- products ---- */
+
+/* C (M, N) = alpha·op(A)·op(B) + beta·C (cblas row-major), split across the kernel threads (parallel.h) into
+ * contiguous blocks of rows of C, or of columns when C has fewer rows than columns (the adapters' r-row gradients).
+ * Below ~1M multiply-adds one call on this thread is cheaper. */
+typedef struct gemm_job {
+    enum CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, lda, ldb, ldc, by_rows;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} gemm_job;
+
+static void gemm_part(void *ctx, int part, int b, int e) {
+    (void)part;
+    const gemm_job *j = ctx;
+    if (j->by_rows) { /* rows b..e of C: rows of A, or columns of Aᵀ */
+        const float *A = j->ta == CblasNoTrans ? j->A + (size_t)b * j->lda : j->A + b;
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, e - b, j->N, j->K, j->alpha, A, j->lda, j->B, j->ldb, j->beta,
+                    j->C + (size_t)b * j->ldc, j->ldc);
+    } else { /* columns b..e of C: columns of B, or rows of Bᵀ */
+        const float *B = j->tb == CblasNoTrans ? j->B + b : j->B + (size_t)b * j->ldb;
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, j->M, e - b, j->K, j->alpha, j->A, j->lda, B, j->ldb, j->beta,
+                    j->C + b, j->ldc);
+    }
+}
+
+static void gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    gemm_job j = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .by_rows = M >= N,
+                  .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C};
+    int nt = pissa__par_threads();
+    if (nt == 1 || (double)M * N * K < 1e6) nt = 1;
+    pissa__par_for(j.by_rows ? M : N, nt, gemm_part, &j);
+}
 
 /* ---- embedding ---- */
 
@@ -23,15 +60,15 @@ void pissa__embedding_backward(float *dwte, const float *dout, const int32_t *id
 /* ---- matmul ---- */
 
 void pissa__matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    gemm(CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
 }
 
 void pissa__matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N,
                             int C, int OC) {
     if (dinp) /* (N, C) += (N, OC)·(OC, C) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
+        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
     if (dw) /* (OC, C) += (N, OC)ᵀ·(N, C) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+        gemm(CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
 }
 
 /* ---- LoRA / PiSSA linear ---- */
@@ -55,9 +92,9 @@ void pissa__lora_forward(float *out, float *xa, float *scratch, const float *inp
         inp_d = scratch + (size_t)N * r;
     }
     /* out = inp·W_resᵀ; xa = inp_d·Aᵀ; out += s·xa·Bᵀ */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w_res, C, 0.0f, out, OC);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, C, 1.0f, inp_d, C, A, C, 0.0f, xa, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, r, s, xa, r, B, r, 1.0f, out, OC);
+    gemm(CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w_res, C, 0.0f, out, OC);
+    gemm(CblasNoTrans, CblasTrans, N, r, C, 1.0f, inp_d, C, A, C, 0.0f, xa, r);
+    gemm(CblasNoTrans, CblasTrans, N, OC, r, s, xa, r, B, r, 1.0f, out, OC);
 }
 
 void pissa__lora_backward(float *dinp, float *dA, float *dB, float *scratch, const float *dout, const float *inp,
@@ -66,24 +103,24 @@ void pissa__lora_backward(float *dinp, float *dA, float *dB, float *scratch, con
     float *dxa = scratch;                    /* (N, r) gradient of xa */
     float *tmp = scratch + (size_t)N * r;    /* (N, C) inp_d, then dinp_d; only with a mask */
     if (dB) /* (OC, r) += s·(N, OC)ᵀ·(N, r) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, r, N, s, dout, OC, xa, r, 1.0f, dB, r);
+        gemm(CblasTrans, CblasNoTrans, OC, r, N, s, dout, OC, xa, r, 1.0f, dB, r);
     if (dA || dinp) /* dxa (N, r) = s·dout·B */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, OC, s, dout, OC, B, r, 0.0f, dxa, r);
+        gemm(CblasNoTrans, CblasNoTrans, N, r, OC, s, dout, OC, B, r, 0.0f, dxa, r);
     if (dA) { /* (r, C) += dxaᵀ·inp_d */
         const float *inp_d = inp;
         if (mask) {
             apply_dropout(tmp, inp, mask, p, (size_t)N * C);
             inp_d = tmp;
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, C, N, 1.0f, dxa, r, inp_d, C, 1.0f, dA, C);
+        gemm(CblasTrans, CblasNoTrans, r, C, N, 1.0f, dxa, r, inp_d, C, 1.0f, dA, C);
     }
     if (dinp) {
         /* frozen path: dinp += dout·W_res */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w_res, C, 1.0f, dinp, C);
+        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w_res, C, 1.0f, dinp, C);
         if (!mask) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, r, 1.0f, dxa, r, A, C, 1.0f, dinp, C);
+            gemm(CblasNoTrans, CblasNoTrans, N, C, r, 1.0f, dxa, r, A, C, 1.0f, dinp, C);
         } else { /* the adapter path went through the dropout: dinp += (dxa·A) ⊙ mask/(1 − p) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, r, 1.0f, dxa, r, A, C, 0.0f, tmp, C);
+            gemm(CblasNoTrans, CblasNoTrans, N, C, r, 1.0f, dxa, r, A, C, 0.0f, tmp, C);
             float keep_scale = 1.0f / (1.0f - p);
             size_t n = (size_t)N * C;
             for (size_t i = 0; i < n; i++) dinp[i] += mask[i] ? tmp[i] * keep_scale : 0.0f;
@@ -222,8 +259,8 @@ static inline float exp_nonpos(float x) {
     return e;
 }
 
-/* row[0..n) ← softmax(row[0..n)), row[n..T) ← 0 (the masked future positions). */
-__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row(float *row, int n, int T) {
+/* row[0..n) ← softmax(row[0..n)), row[n..T) ← 0 (the masked future positions); returns log Σ exp(row[0..n)). */
+__attribute__((target_clones("avx2", "default"))) static float causal_softmax_row(float *row, int n, int T) {
     float acc[ROW_LANES];
     for (int u = 0; u < ROW_LANES; u++) acc[u] = row[0];
     int j = 0;
@@ -242,6 +279,15 @@ __attribute__((target_clones("avx2", "default"))) static void causal_softmax_row
     float inv = 1.0f / sum;
     for (j = 0; j < n; j++) row[j] *= inv;
     for (j = n; j < T; j++) row[j] = 0.0f;
+    return mx + logf(sum);
+}
+
+/* The same probabilities again from the scores and the saved lse: row[0..n) ← exp(row − lse), row[n..T) ← 0.
+ * (lse >= every score of the row, so exp_nonpos applies.) */
+__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_replay(float *row, float lse, int n,
+                                                                                             int T) {
+    for (int j = 0; j < n; j++) row[j] = exp_nonpos(row[j] - lse);
+    for (int j = n; j < T; j++) row[j] = 0.0f;
 }
 
 /* d[0..n) ← p·(d − Σ p·d), d[n..T) ← 0: the softmax backward of one causal row. */
@@ -259,63 +305,138 @@ __attribute__((target_clones("avx2", "default"))) static void causal_softmax_row
     for (j = n; j < T; j++) d[j] = 0.0f;
 }
 
-size_t pissa__attention_scratch_floats(int T) { return (size_t)T * T; }
+/* Attention runs one task per (batch row, kv head) (the query heads of a group share dk and dv, so a task owns
+ * them), the tasks split across the kernel threads; inside a task, products are single-threaded sgemm calls.
+ * Queries go in tiles of ATT_TILE rows, as in FlashAttention: tile [i0, i1) needs keys 0 .. i1-1 only, so most of
+ * the causal half of the T×T products is skipped (at T = 256, 62% of the square is computed), and the tile's
+ * scores and probabilities live in per-thread scratch. Only each row's log-sum-exp is saved; backward recomputes
+ * the tile's probabilities from it, which costs one more product but saves B·H·T² floats of activations. */
+#define ATT_TILE 64
 
-void pissa__attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
-                              int H, int KV, int hd) {
-    int group = H / KV;
-    int ldq = H * hd, ldkv = KV * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            int g = h / group;
-            const float *qb = q + (size_t)b * T * ldq + (size_t)h * hd;   /* (T, hd), row stride H·hd */
-            const float *kb = k + (size_t)b * T * ldkv + (size_t)g * hd;  /* (T, hd), row stride KV·hd */
-            const float *vb = v + (size_t)b * T * ldkv + (size_t)g * hd;
-            float *P = att + ((size_t)b * H + h) * T * T;                 /* (T, T) */
-            /* scores for every (i, j); the j > i half is then overwritten with 0 */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qb, ldq, kb, ldkv, 0.0f, P, T);
-            for (int i = 0; i < T; i++) causal_softmax_row(P + (size_t)i * T, i + 1, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vb, ldkv, 0.0f,
-                        out + (size_t)b * T * ldq + (size_t)h * hd, ldq);
-        }
+size_t pissa__attention_scratch_floats(int T, int nthreads) {
+    return (size_t)(nthreads < 1 ? 1 : nthreads) * 2 * ATT_TILE * T;
 }
 
-/* With S = scale·q·kᵀ, P = softmax(S), O = P·v:
- * dv += Pᵀ·dO; dP = dO·vᵀ; dS_ij = P_ij·(dP_ij − Σ_j' P_ij'·dP_ij'); dq += scale·dS·k; dk += scale·dSᵀ·q. */
-void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *q,
-                               const float *k, const float *v, const float *att, int B, int T, int H, int KV,
-                               int hd) {
-    if (!dq && !dk && !dv) return;
-    int group = H / KV;
-    int ldq = H * hd, ldkv = KV * hd;
+typedef struct att_job {
+    float *out, *lse, *dq, *dk, *dv, *scratch;
+    const float *q, *k, *v, *dout, *plse;
+    int T, H, KV, hd;
+} att_job;
+
+static void att_forward_part(void *ctx, int part, int begin, int end) {
+    const att_job *j = ctx;
+    int T = j->T, hd = j->hd, group = j->H / j->KV;
+    int ldq = j->H * hd, ldkv = j->KV * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    float *dS = scratch; /* (T, T): dP, turned into dS in place */
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            int g = h / group;
-            size_t qoff = (size_t)b * T * ldq + (size_t)h * hd, kvoff = (size_t)b * T * ldkv + (size_t)g * hd;
-            const float *P = att + ((size_t)b * H + h) * T * T;
-            const float *dob = dout + qoff;
-            if (dv)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dob, ldq, 1.0f,
-                            dv + kvoff, ldkv);
-            if (!dq && !dk) continue;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dob, ldq, v + kvoff, ldkv, 0.0f,
-                        dS, T);
-            for (int i = 0; i < T; i++) causal_softmax_row_backward(dS + (size_t)i * T, P + (size_t)i * T, i + 1, T);
-            if (dq)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dS, T, k + kvoff, ldkv, 1.0f,
-                            dq + qoff, ldq);
-            if (dk)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dS, T, q + qoff, ldq, 1.0f,
-                            dk + kvoff, ldkv);
+    float *P = j->scratch + (size_t)part * 2 * ATT_TILE * T; /* (rows, i1): scores, then probabilities */
+    for (int task = begin; task < end; task++) {
+        int b = task / j->KV, g = task % j->KV;
+        const float *kb = j->k + (size_t)b * T * ldkv + (size_t)g * hd; /* (T, hd), row stride KV·hd */
+        const float *vb = j->v + (size_t)b * T * ldkv + (size_t)g * hd;
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            const float *qb = j->q + (size_t)b * T * ldq + (size_t)h * hd; /* (T, hd), row stride H·hd */
+            float *ob = j->out + (size_t)b * T * ldq + (size_t)h * hd;
+            float *lse = j->lse + ((size_t)b * j->H + h) * T; /* (T) */
+            for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
+                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, i1, hd, scale, qb + (size_t)i0 * ldq, ldq,
+                            kb, ldkv, 0.0f, P, i1);
+                for (int i = i0; i < i1; i++) lse[i] = causal_softmax_row(P + (size_t)(i - i0) * i1, i + 1, i1);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, i1, 1.0f, P, i1, vb, ldkv, 0.0f,
+                            ob + (size_t)i0 * ldq, ldq);
+            }
         }
+    }
+}
+
+void pissa__attention_forward(float *out, float *lse, float *scratch, int nthreads, const float *q, const float *k,
+                              const float *v, int B, int T, int H, int KV, int hd) {
+    att_job j = {.out = out, .lse = lse, .scratch = scratch, .q = q, .k = k, .v = v, .T = T, .H = H, .KV = KV,
+                 .hd = hd};
+    int nt = pissa__par_threads();
+    pissa__par_for(B * KV, nt < nthreads ? nt : nthreads, att_forward_part, &j);
+}
+
+/* With S = scale·q·kᵀ, P = softmax(S), O = P·v, per query tile [i0, i1) over keys 0 .. i1-1:
+ * P = exp(S − lse); dv += Pᵀ·dO; dP = dO·vᵀ; dS_ij = P_ij·(dP_ij − Σ_j' P_ij'·dP_ij'); dq += scale·dS·k;
+ * dk += scale·dSᵀ·q. */
+static void att_backward_part(void *ctx, int part, int begin, int end) {
+    const att_job *j = ctx;
+    int T = j->T, hd = j->hd, group = j->H / j->KV;
+    int ldq = j->H * hd, ldkv = j->KV * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *P = j->scratch + (size_t)part * 2 * ATT_TILE * T; /* (rows, i1) */
+    float *dS = P + (size_t)ATT_TILE * T;                    /* (rows, i1): dP, turned into dS in place */
+    for (int task = begin; task < end; task++) {
+        int b = task / j->KV, g = task % j->KV;
+        size_t kvoff = (size_t)b * T * ldkv + (size_t)g * hd;
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
+            const float *lse = j->plse + ((size_t)b * j->H + h) * T;
+            for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
+                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0;
+                const float *qt = j->q + qoff + (size_t)i0 * ldq, *dot = j->dout + qoff + (size_t)i0 * ldq;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, i1, hd, scale, qt, ldq, j->k + kvoff, ldkv,
+                            0.0f, P, i1);
+                for (int i = i0; i < i1; i++) causal_softmax_row_replay(P + (size_t)(i - i0) * i1, lse[i], i + 1, i1);
+                if (j->dv)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, rows, 1.0f, P, i1, dot, ldq, 1.0f,
+                                j->dv + kvoff, ldkv);
+                if (!j->dq && !j->dk) continue;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, i1, hd, 1.0f, dot, ldq, j->v + kvoff, ldkv,
+                            0.0f, dS, i1);
+                for (int i = i0; i < i1; i++)
+                    causal_softmax_row_backward(dS + (size_t)(i - i0) * i1, P + (size_t)(i - i0) * i1, i + 1, i1);
+                if (j->dq)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, i1, scale, dS, i1, j->k + kvoff,
+                                ldkv, 1.0f, j->dq + qoff + (size_t)i0 * ldq, ldq);
+                if (j->dk)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, rows, scale, dS, i1, qt, ldq, 1.0f,
+                                j->dk + kvoff, ldkv);
+            }
+        }
+    }
+}
+
+void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, int nthreads, const float *dout,
+                               const float *q, const float *k, const float *v, const float *lse, int B, int T, int H,
+                               int KV, int hd) {
+    if (!dq && !dk && !dv) return;
+    att_job j = {.dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .dout = dout, .q = q, .k = k, .v = v,
+                 .plse = lse, .T = T, .H = H, .KV = KV, .hd = hd};
+    int nt = pissa__par_threads();
+    pissa__par_for(B * KV, nt < nthreads ? nt : nthreads, att_backward_part, &j);
 }
 
 /* ---- elementwise ---- */
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+#define TC __attribute__((target_clones("avx2", "default")))
+#define EW_CHUNK 4096 /* elements per task of the elementwise kernels */
+
+/* σ(x) from exp_nonpos(−|x|) (branch-free, so loops vectorise): 1/(1 + e) for x >= 0, e/(1 + e) below. */
+static inline float sigmoidf(float x) {
+    float e = exp_nonpos(-fabsf(x));
+    return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+/* Runs fn(ctx, i0, i1) over [0, n) in chunks of EW_CHUNK elements, split across the kernel threads. */
+typedef struct ew_job {
+    void (*fn)(void *ctx, size_t i0, size_t i1);
+    void *ctx;
+    size_t n;
+} ew_job;
+
+static void ew_part(void *ctx, int part, int b, int e) {
+    (void)part;
+    const ew_job *j = ctx;
+    size_t i1 = (size_t)e * EW_CHUNK;
+    j->fn(j->ctx, (size_t)b * EW_CHUNK, i1 < j->n ? i1 : j->n);
+}
+
+static void par_elements(size_t n, void (*fn)(void *ctx, size_t i0, size_t i1), void *ctx) {
+    ew_job j = {fn, ctx, n};
+    pissa__par_for((int)((n + EW_CHUNK - 1) / EW_CHUNK), pissa__par_threads(), ew_part, &j);
+}
 
 void pissa__silu_forward(float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(inp[i]);
@@ -352,40 +473,125 @@ void pissa__add_backward(float *da, float *db, const float *dout, size_t n) {
         for (size_t i = 0; i < n; i++) db[i] += dout[i];
 }
 
+typedef struct swiglu_job {
+    float *out, *dgate, *dup;
+    const float *gate, *up, *dout;
+} swiglu_job;
+
+TC static void swiglu_forward_range(void *ctx, size_t i0, size_t i1) {
+    const swiglu_job *j = ctx;
+    float *restrict out = j->out;
+    const float *restrict gate = j->gate, *restrict up = j->up;
+    for (size_t i = i0; i < i1; i++) out[i] = gate[i] * sigmoidf(gate[i]) * up[i];
+}
+
 void pissa__swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = gate[i] * sigmoidf(gate[i]) * up[i];
+    swiglu_job j = {.out = out, .gate = gate, .up = up};
+    par_elements(n, swiglu_forward_range, &j);
+}
+
+/* out = silu(g)·u: dg += dout·u·σ(g)·(1 + g·(1 − σ(g))), du += dout·g·σ(g). */
+TC static void swiglu_backward_range(void *ctx, size_t i0, size_t i1) {
+    const swiglu_job *j = ctx;
+    float *restrict dgate = j->dgate, *restrict dup = j->dup;
+    const float *restrict gate = j->gate, *restrict up = j->up, *restrict dout = j->dout;
+    if (dgate)
+        for (size_t i = i0; i < i1; i++) {
+            float g = gate[i], sg = sigmoidf(g);
+            dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+        }
+    if (dup)
+        for (size_t i = i0; i < i1; i++) dup[i] += dout[i] * gate[i] * sigmoidf(gate[i]);
 }
 
 void pissa__swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                             size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i], sg = sigmoidf(g);
-        if (dgate) dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
-        if (dup) dup[i] += dout[i] * g * sg;
-    }
+    if (!dgate && !dup) return;
+    swiglu_job j = {.dgate = dgate, .dup = dup, .gate = gate, .up = up, .dout = dout};
+    par_elements(n, swiglu_backward_range, &j);
 }
 
 /* ---- cross-entropy ---- */
 
-int pissa__cross_entropy_forward(float *loss, float *lse, const float *logits, const int32_t *targets, int N,
-                                 int V) {
+/* Rows split across the kernel threads; each part sums its rows' losses in double, and the parts are added in
+ * order, so the loss is deterministic for a thread count. */
+#define XENT_MAX_PARTS 64
+
+typedef struct xent_job {
+    float *lse, *dlogits;
+    const float *logits;
+    const int32_t *targets;
+    int V;
+    float g;
+    double total[XENT_MAX_PARTS];
+    int count[XENT_MAX_PARTS];
+} xent_job;
+
+/* log Σ exp(x) of one row, with 8 partial maxima and sums so that it vectorises (see causal_softmax_row). */
+TC static double row_logsumexp(const float *x, int V) {
+    float acc[ROW_LANES];
+    for (int u = 0; u < ROW_LANES; u++) acc[u] = x[0];
+    int v = 0;
+    for (; v + ROW_LANES <= V; v += ROW_LANES)
+        for (int u = 0; u < ROW_LANES; u++) acc[u] = x[v + u] > acc[u] ? x[v + u] : acc[u];
+    float mx = acc[0];
+    for (int u = 1; u < ROW_LANES; u++) mx = acc[u] > mx ? acc[u] : mx;
+    for (; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    for (int u = 0; u < ROW_LANES; u++) acc[u] = 0.0f;
+    for (v = 0; v + ROW_LANES <= V; v += ROW_LANES)
+        for (int u = 0; u < ROW_LANES; u++) acc[u] += exp_nonpos(x[v + u] - mx);
+    double sum = 0.0;
+    for (; v < V; v++) sum += exp_nonpos(x[v] - mx);
+    for (int u = 0; u < ROW_LANES; u++) sum += acc[u];
+    return mx + log(sum);
+}
+
+static void xent_forward_part(void *ctx, int part, int b, int e) {
+    xent_job *j = ctx;
     double total = 0.0;
     int count = 0;
-    for (int n = 0; n < N; n++) {
-        lse[n] = 0.0f;
-        if (targets[n] == PISSA_IGNORE_INDEX) continue;
-        const float *x = logits + (size_t)n * V;
-        float mx = x[0];
-        for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += expf(x[v] - mx);
-        double l = mx + log(sum);
-        lse[n] = (float)l;
-        total += l - x[targets[n]];
+    for (int n = b; n < e; n++) {
+        j->lse[n] = 0.0f;
+        if (j->targets[n] == PISSA_IGNORE_INDEX) continue;
+        const float *x = j->logits + (size_t)n * j->V;
+        double l = row_logsumexp(x, j->V);
+        j->lse[n] = (float)l;
+        total += l - x[j->targets[n]];
         count++;
+    }
+    j->total[part] = total;
+    j->count[part] = count;
+}
+
+int pissa__cross_entropy_forward(float *loss, float *lse, const float *logits, const int32_t *targets, int N,
+                                 int V) {
+    xent_job j = {.lse = lse, .logits = logits, .targets = targets, .V = V};
+    int nt = pissa__par_threads();
+    pissa__par_for(N, nt < XENT_MAX_PARTS ? nt : XENT_MAX_PARTS, xent_forward_part, &j);
+    double total = 0.0;
+    int count = 0;
+    for (int p = 0; p < XENT_MAX_PARTS; p++) {
+        total += j.total[p];
+        count += j.count[p];
     }
     *loss = count ? (float)(total / count) : 0.0f;
     return count;
+}
+
+/* x − lse <= 0 for every logit (lse >= the row maximum), so exp_nonpos applies. */
+TC static void xent_backward_rows(void *ctx, int part, int b, int e) {
+    (void)part;
+    const xent_job *j = ctx;
+    int V = j->V;
+    float g = j->g;
+    for (int n = b; n < e; n++) {
+        if (j->targets[n] == PISSA_IGNORE_INDEX) continue;
+        const float *restrict x = j->logits + (size_t)n * V;
+        float *restrict d = j->dlogits + (size_t)n * V;
+        float l = j->lse[n];
+        for (int v = 0; v < V; v++) d[v] += g * exp_nonpos(x[v] - l);
+        d[j->targets[n]] -= g;
+    }
 }
 
 void pissa__cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int32_t *targets,
@@ -394,13 +600,7 @@ void pissa__cross_entropy_backward(float *dlogits, float dloss, const float *log
     int count = 0;
     for (int n = 0; n < N; n++) count += targets[n] != PISSA_IGNORE_INDEX;
     if (!count) return;
-    float g = dloss / (float)count;
-    for (int n = 0; n < N; n++) {
-        if (targets[n] == PISSA_IGNORE_INDEX) continue;
-        const float *restrict x = logits + (size_t)n * V;
-        float *restrict d = dlogits + (size_t)n * V;
-        float l = lse[n];
-        for (int v = 0; v < V; v++) d[v] += g * expf(x[v] - l);
-        d[targets[n]] -= g;
-    }
+    xent_job j = {.lse = (float *)lse, .dlogits = dlogits, .logits = logits, .targets = targets, .V = V,
+                  .g = dloss / (float)count};
+    pissa__par_for(N, pissa__par_threads(), xent_backward_rows, &j);
 }

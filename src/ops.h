@@ -119,11 +119,13 @@ void pissa__rope_backward(float *dinp,           /* (B, T, nh, hd) or NULL */
 
 /* ---- causal attention with grouped-query heads ----
  * Query head h reads kv head h / (H/KV) (H % KV == 0; KV == H is plain multi-head attention).
- * att[b,h] = softmax(q_bh·k_bgᵀ/√hd) over keys j <= query i (entries j > i are exactly 0); out_bh = att·v_bg.
- * The attention probabilities are saved for backward. */
-size_t pissa__attention_scratch_floats(int T); /* T·T */
+ * P[b,h] = softmax(q_bh·k_bgᵀ/√hd) over keys j <= query i; out_bh = P·v_bg. P is never stored whole: forward saves
+ * each row's log-sum-exp and backward recomputes P a tile of query rows at a time (FlashAttention's scheme). */
+size_t pissa__attention_scratch_floats(int T, int nthreads); /* per thread: two tiles of query rows by T keys */
 void pissa__attention_forward(float *out,      /* (B, T, H, hd) */
-                              float *att,      /* (B, H, T, T) saved */
+                              float *lse,      /* (B, H, T) saved: log Σ_j exp(s_ij) of every query row */
+                              float *scratch,  /* pissa__attention_scratch_floats(T, nthreads) */
+                              int nthreads,    /* at most this many threads (the scratch is sized for them) */
                               const float *q,  /* (B, T, H, hd) */
                               const float *k,  /* (B, T, KV, hd) */
                               const float *v,  /* (B, T, KV, hd) */
@@ -132,12 +134,13 @@ void pissa__attention_forward(float *out,      /* (B, T, H, hd) */
 void pissa__attention_backward(float *dq,          /* (B, T, H, hd) or NULL */
                                float *dk,          /* (B, T, KV, hd) or NULL */
                                float *dv,          /* (B, T, KV, hd) or NULL */
-                               float *scratch,     /* pissa__attention_scratch_floats(T) */
+                               float *scratch,     /* pissa__attention_scratch_floats(T, nthreads) */
+                               int nthreads,       /* at most this many threads (the scratch is sized for them) */
                                const float *dout,  /* (B, T, H, hd) */
                                const float *q,     /* (B, T, H, hd) */
                                const float *k,     /* (B, T, KV, hd) */
                                const float *v,     /* (B, T, KV, hd) */
-                               const float *att,   /* (B, H, T, T) saved */
+                               const float *lse,   /* (B, H, T) saved */
                                int B, int T, int H, int KV, int hd);
 
 /* ---- elementwise: n = number of elements. Forward outputs may alias an input. ---- */

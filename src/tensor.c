@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "parallel.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* dtypes                                                                                         */
@@ -289,10 +290,10 @@ void pissa_set_num_threads(int n) {
         const char *env = getenv("OPENBLAS_NUM_THREADS");
         n = env && atoi(env) > 0 ? atoi(env) : (int)sysconf(_SC_NPROCESSORS_ONLN);
     }
-    openblas_set_num_threads(n > 0 ? n : 1);
+    pissa__blas_set_threads(n > 0 ? n : 1);
 }
 
-int pissa_get_num_threads(void) { return openblas_get_num_threads(); }
+int pissa_get_num_threads(void) { return pissa__par_threads(); }
 
 double pissa_tensor_norm(const pissa_tensor *t) {
     double s = 0;

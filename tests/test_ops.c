@@ -134,15 +134,15 @@ static void ref_rope(const op_case *c, double *const *in, double *out, double *s
             }
 }
 
-/* q (B, T, H, hd), k v (B, T, KV, hd); saved = att (B, H, T, T). */
+/* q (B, T, H, hd), k v (B, T, KV, hd); saved = lse (B, H, T): log Σ_j exp(s_ij) over the causal row. */
 static void ref_attention(const op_case *c, double *const *in, double *out, double *saved) {
     int B = c->B, T = c->T, H = c->H, KV = c->KV, hd = c->hd;
     const double *q = in[0], *k = in[1], *v = in[2];
+    double *p = malloc((size_t)T * sizeof *p); /* one row of probabilities */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             int g = h / (H / KV);
             for (int i = 0; i < T; i++) {
-                double *p = saved + ((b * H + h) * T + i) * T;
                 double mx = -INFINITY, sum = 0;
                 for (int j = 0; j < T; j++) {
                     if (j > i) {
@@ -157,6 +157,7 @@ static void ref_attention(const op_case *c, double *const *in, double *out, doub
                 }
                 for (int j = 0; j <= i; j++) sum += (p[j] = exp(p[j] - mx));
                 for (int j = 0; j <= i; j++) p[j] /= sum;
+                saved[(b * H + h) * T + i] = mx + log(sum);
                 for (int d = 0; d < hd; d++) {
                     double acc = 0;
                     for (int j = 0; j <= i; j++) acc += p[j] * v[((b * T + j) * KV + g) * hd + d];
@@ -164,6 +165,7 @@ static void ref_attention(const op_case *c, double *const *in, double *out, doub
                 }
             }
         }
+    free(p);
 }
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -257,12 +259,11 @@ static void bwd_rope(const op_case *c, float *const *din, float *scratch, const 
 }
 
 static void fwd_attention(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
-    (void)scratch;
-    pissa__attention_forward(out, saved, in[0], in[1], in[2], c->B, c->T, c->H, c->KV, c->hd);
+    pissa__attention_forward(out, saved, scratch, 4, in[0], in[1], in[2], c->B, c->T, c->H, c->KV, c->hd);
 }
 static void bwd_attention(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                           const float *saved) {
-    pissa__attention_backward(din[0], din[1], din[2], scratch, dout, in[0], in[1], in[2], saved, c->B, c->T, c->H,
+    pissa__attention_backward(din[0], din[1], din[2], scratch, 4, dout, in[0], in[1], in[2], saved, c->B, c->T, c->H,
                               c->KV, c->hd);
 }
 
@@ -359,9 +360,17 @@ static op_case case_rope(int explicit_positions) {
 static op_case case_attention(int KV) {
     return (op_case){.name = KV == H_ ? "attention_mha" : "attention_gqa", .n_in = 3, .in_name = {"q", "k", "v"},
                      .in_n = {B_ * T_ * H_ * HD_, B_ * T_ * KV * HD_, B_ * T_ * KV * HD_},
-                     .n_out = B_ * T_ * H_ * HD_, .n_saved = B_ * H_ * T_ * T_,
-                     .n_scratch = pissa__attention_scratch_floats(T_), .ref = ref_attention, .fwd = fwd_attention,
+                     .n_out = B_ * T_ * H_ * HD_, .n_saved = B_ * H_ * T_,
+                     .n_scratch = pissa__attention_scratch_floats(T_, 4), .ref = ref_attention, .fwd = fwd_attention,
                      .bwd = bwd_attention, .B = B_, .T = T_, .H = H_, .KV = KV, .hd = HD_};
+}
+/* T spans three query tiles of the kernel (64, 64 and a partial 2), so keys cross tile boundaries. */
+static op_case case_attention_tiles(void) {
+    enum { B = 1, T = 130, H = 2, KV = 1, HD = 4 };
+    return (op_case){.name = "attention_tiles", .n_in = 3, .in_name = {"q", "k", "v"},
+                     .in_n = {B * T * H * HD, B * T * KV * HD, B * T * KV * HD}, .n_out = B * T * H * HD,
+                     .n_saved = B * H * T, .n_scratch = pissa__attention_scratch_floats(T, 4), .ref = ref_attention,
+                     .fwd = fwd_attention, .bwd = bwd_attention, .B = B, .T = T, .H = H, .KV = KV, .hd = HD};
 }
 static op_case case_elementwise(const char *name) {
     op_case c = {.name = name, .n_in = 2, .in_name = {"a", "b"}, .in_n = {E_, E_}, .n_out = E_};
@@ -593,6 +602,7 @@ OP_TESTS(rope_positions, case_rope(1))
 OP_TESTS(rope_start_offset, case_rope(0))
 OP_TESTS(attention_gqa, case_attention(KV_))
 OP_TESTS(attention_mha, case_attention(H_))
+OP_TESTS(attention_tiles, case_attention_tiles())
 OP_TESTS(silu, case_elementwise("silu"))
 OP_TESTS(mul, case_elementwise("mul"))
 OP_TESTS(add, case_elementwise("add"))
@@ -662,25 +672,32 @@ static void cross_entropy_is_stable_for_large_logits(void **state) {
     free(x);
 }
 
-static void attention_probabilities_are_causal_and_normalised(void **state) {
+/* Causality: changing the last position's key and value leaves every earlier output bit for bit; the first
+ * query sees only the first key, so its output is that key's value row and its log-sum-exp its one score. */
+static void attention_is_causal_and_saves_row_logsumexp(void **state) {
     (void)state;
-    op_case c = case_attention(KV_);
+    op_case c = case_attention_tiles();
+    int T = c.T, H = c.H, hd = c.hd;
     run R;
     run_setup(&R, &c, 9);
-    for (int bh = 0; bh < B_ * H_; bh++)
-        for (int i = 0; i < T_; i++) {
-            const float *p = R.saved + ((size_t)bh * T_ + i) * T_;
-            double sum = 0;
-            for (int j = 0; j <= i; j++) sum += p[j], assert_true(p[j] > 0.0f);
-            for (int j = i + 1; j < T_; j++) assert_true(p[j] == 0.0f);
-            assert_true(fabs(sum - 1.0) < 1e-6);
+    float *out2 = malloc(c.n_out * sizeof *out2), *saved2 = malloc(c.n_saved * sizeof *saved2);
+    float *scratch = malloc(c.n_scratch * sizeof *scratch);
+    for (int d = 0; d < hd; d++) R.in[1][(T - 1) * hd + d] += 1.0f, R.in[2][(T - 1) * hd + d] -= 2.0f;
+    pissa__attention_forward(out2, saved2, scratch, 4, R.in[0], R.in[1], R.in[2], 1, T, H, 1, hd);
+    assert_memory_equal(out2, R.out, (size_t)(T - 1) * H * hd * sizeof(float));
+    assert_memory_equal(saved2, R.saved, (size_t)(T - 1) * sizeof(float)); /* head 0's rows before the last */
+    assert_true(memcmp(out2 + (size_t)(T - 1) * H * hd, R.out + (size_t)(T - 1) * H * hd, H * hd * sizeof(float)));
+    for (int h = 0; h < H; h++) {
+        double s00 = 0;
+        for (int d = 0; d < hd; d++) {
+            assert_true(fabsf(R.out[h * hd + d] - R.in[2][d]) < 1e-6f);
+            s00 += (double)R.in[0][h * hd + d] * R.in[1][d];
         }
-    /* the first query sees only the first key: its output is exactly that key's value row */
-    for (int b = 0; b < B_; b++)
-        for (int h = 0; h < H_; h++)
-            for (int d = 0; d < HD_; d++)
-                assert_true(fabsf(R.out[((b * T_) * H_ + h) * HD_ + d] - R.in[2][((b * T_) * KV_ + h / 2) * HD_ + d]) <
-                            1e-6f);
+        assert_true(fabs(R.saved[h * T] - s00 / sqrt((double)hd)) < 1e-5);
+    }
+    free(out2);
+    free(saved2);
+    free(scratch);
     run_free(&R);
 }
 
@@ -781,7 +798,8 @@ int main(void) {
         cmocka_unit_test(rope_in_place_matches_out_of_place),
         OP_ENTRIES(attention_gqa),
         OP_ENTRIES(attention_mha),
-        cmocka_unit_test(attention_probabilities_are_causal_and_normalised),
+        OP_ENTRIES(attention_tiles),
+        cmocka_unit_test(attention_is_causal_and_saves_row_logsumexp),
         OP_ENTRIES(silu),
         OP_ENTRIES(mul),
         OP_ENTRIES(add),
