@@ -287,6 +287,66 @@ static size_t node_scratch(const pissa__graph *g, const pissa__node *nd) {
     }
 }
 
+/* Activation gradients share memory: the gradient of value v lives, in backward order, from the backward of its
+ * last consumer (the first to add into it, which zeroes it first) to the backward of its producer (the last to
+ * read it). Values whose lifetimes do not overlap get overlapping offsets (first fit in order of start), so the
+ * arena holds about one layer's gradients instead of all of them. Sets every goff, zero_first and *TOTAL. */
+typedef struct grad_span {
+    size_t off, size;
+    int end; /* last backward step (node index, counted from the last node) */
+} grad_span;
+
+static pissa_status plan_gradients(pissa__graph *g, size_t *total) {
+    int nv = g->n_values, nn = g->n_nodes;
+    size_t cap = (size_t)(nv ? nv : 1);
+    int *last_use = malloc(cap * sizeof *last_use), *producer = malloc(cap * sizeof *producer);
+    grad_span *live = malloc(cap * sizeof *live);
+    if (!last_use || !producer || !live) {
+        free(last_use), free(producer), free(live);
+        return pissa__fail(PISSA_ERR_NOMEM, "out of memory planning a graph");
+    }
+    for (int v = 0; v < nv; v++) last_use[v] = producer[v] = g->values[v].zero_at = -1;
+    for (int i = 0; i < nn; i++) {
+        const pissa__node *nd = &g->nodes[i];
+        if (nd->out >= 0) producer[nd->out] = i;
+        for (int k = 0; k < 3; k++)
+            if (nd->in[k] >= 0) last_use[nd->in[k]] = i;
+    }
+    size_t top = 0;
+    int n_live = 0;
+    /* values in order of the start of their lifetime: backward visits nodes from the last, so by last use, latest
+     * first; a value without consumers starts at its producer */
+    for (int i = nn - 1; i >= 0; i--)
+        for (int v = 0; v < nv; v++) {
+            pissa__value *val = &g->values[v];
+            int start = last_use[v] >= 0 ? last_use[v] : producer[v];
+            if (!val->requires_grad || start != i) continue;
+            size_t size = (size_t)g->N * (size_t)val->cols;
+            int end = producer[v] >= 0 ? producer[v] : 0;
+            int n = 0; /* drop spans that ended before this one starts (a larger node index is earlier) */
+            for (int k = 0; k < n_live; k++)
+                if (live[k].end <= i) live[n++] = live[k];
+            n_live = n;
+            size_t off = 0; /* first fit among the live spans, kept sorted by offset */
+            int pos = 0;
+            for (; pos < n_live; pos++) {
+                if (live[pos].off >= off + size) break;
+                if (live[pos].off + live[pos].size > off) off = live[pos].off + live[pos].size;
+            }
+            memmove(live + pos + 1, live + pos, (size_t)(n_live - pos) * sizeof *live);
+            live[pos] = (grad_span){off, size, end};
+            n_live++;
+            val->goff = off;
+            val->zero_at = i;
+            if (off + size > top) top = off + size;
+        }
+    free(last_use);
+    free(producer);
+    free(live);
+    *total = top;
+    return PISSA_OK;
+}
+
 pissa_status pissa__graph_plan(pissa__graph *g) {
     if (g->planned) return PISSA_OK;
     size_t N = (size_t)g->N;
@@ -294,14 +354,10 @@ pissa_status pissa__graph_plan(pissa__graph *g) {
     size_t act = 0, grad = 0, scratch = 0, masks = 0;
     g->threads = pissa__par_threads(); /* per-thread scratch; later runs use at most this many */
     for (int i = 0; i < g->n_values; i++) {
-        pissa__value *v = &g->values[i];
-        v->off = act;
-        act += N * (size_t)v->cols;
-        if (v->requires_grad) {
-            v->goff = grad;
-            grad += N * (size_t)v->cols;
-        }
+        g->values[i].off = act;
+        act += N * (size_t)g->values[i].cols;
     }
+    PISSA_TRY(plan_gradients(g, &grad));
     for (int i = 0; i < g->n_nodes; i++) {
         pissa__node *nd = &g->nodes[i];
         nd->saved_off = act;
@@ -459,8 +515,12 @@ void pissa__graph_forward(pissa__graph *g, int n_nodes) {
 }
 
 void pissa__graph_backward(pissa__graph *g, float dloss) {
-    if (g->grad) memset(g->grad, 0, g->grad_floats * sizeof(float));
     pissa__blas_serial_begin();
-    for (int i = g->n_nodes - 1; i >= 0; i--) backward_node(g, &g->nodes[i], dloss);
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        for (int v = 0; v < g->n_values; v++) /* gradients whose lifetime starts here (see plan_gradients) */
+            if (g->values[v].zero_at == i)
+                memset(g->values[v].grad, 0, (size_t)g->N * (size_t)g->values[v].cols * sizeof(float));
+        backward_node(g, &g->nodes[i], dloss);
+    }
     pissa__blas_serial_end();
 }

@@ -60,7 +60,8 @@ void pissa__params_free(pissa__params *ps); /* zeroes *ps; the parameters' data 
 typedef struct pissa__value {
     int64_t cols;      /* the value is (N, cols) */
     int requires_grad; /* on a path from a trainable parameter */
-    size_t off, goff;  /* offsets (floats) in the activation and gradient arenas */
+    size_t off, goff;  /* offsets (floats) in the activation and gradient arenas (gradients share memory) */
+    int zero_at;       /* backward zeroes the gradient just before this node's backward (-1: no gradient) */
     float *data, *grad;
 } pissa__value;
 
