@@ -134,36 +134,64 @@ void pissa__dropout_mask(uint8_t *mask, size_t n, float p, pissa_rng *rng) {
 
 /* ---- RMSNorm ---- */
 
-void pissa__rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, float eps, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *restrict x = inp + (size_t)n * C;
-        float *restrict y = out + (size_t)n * C;
+/* Rows split across the kernel threads (parallel.h). */
+typedef struct norm_job {
+    float *out, *rstd, *dinp;
+    const float *inp, *w, *dout, *crstd;
+    float eps;
+    int C;
+} norm_job;
+
+static void rmsnorm_forward_rows(void *ctx, int part, int n0, int n1) {
+    (void)part;
+    const norm_job *j = ctx;
+    int C = j->C;
+    for (int n = n0; n < n1; n++) {
+        const float *restrict x = j->inp + (size_t)n * C;
+        float *restrict y = j->out + (size_t)n * C;
         double ss = 0.0;
         for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
-        float rs = (float)(1.0 / sqrt(ss / C + eps));
-        for (int c = 0; c < C; c++) y[c] = x[c] * rs * w[c];
-        rstd[n] = rs;
+        float rs = (float)(1.0 / sqrt(ss / C + j->eps));
+        for (int c = 0; c < C; c++) y[c] = x[c] * rs * j->w[c];
+        j->rstd[n] = rs;
     }
+}
+
+void pissa__rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, float eps, int N, int C) {
+    norm_job j = {.out = out, .rstd = rstd, .inp = inp, .w = w, .eps = eps, .C = C};
+    pissa__par_for(N, pissa__par_threads(), rmsnorm_forward_rows, &j);
 }
 
 /* y_c = x_c·r·w_c with r = (mean(x²) + eps)^(−1/2), so ∂r/∂x_c = −r³·x_c/C:
  * dx_c = r·w_c·dy_c − (r³/C)·x_c·Σ_j dy_j·w_j·x_j;  dw_c = Σ_n dy_c·x_c·r. */
+static void rmsnorm_backward_rows(void *ctx, int part, int n0, int n1) {
+    (void)part;
+    const norm_job *j = ctx;
+    int C = j->C;
+    const float *w = j->w;
+    for (int n = n0; n < n1; n++) {
+        const float *restrict x = j->inp + (size_t)n * C;
+        const float *restrict dy = j->dout + (size_t)n * C;
+        float *restrict dx = j->dinp + (size_t)n * C;
+        float rs = j->crstd[n];
+        double dot = 0.0;
+        for (int c = 0; c < C; c++) dot += (double)dy[c] * w[c] * x[c];
+        float k = (float)(dot * rs * rs * rs / C);
+        for (int c = 0; c < C; c++) dx[c] += rs * w[c] * dy[c] - k * x[c];
+    }
+}
+
 void pissa__rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                              const float *rstd, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *restrict x = inp + (size_t)n * C;
-        const float *restrict dy = dout + (size_t)n * C;
-        float rs = rstd[n];
-        if (dw)
-            for (int c = 0; c < C; c++) dw[c] += dy[c] * x[c] * rs;
-        if (dinp) {
-            float *restrict dx = dinp + (size_t)n * C;
-            double dot = 0.0;
-            for (int c = 0; c < C; c++) dot += (double)dy[c] * w[c] * x[c];
-            float k = (float)(dot * rs * rs * rs / C);
-            for (int c = 0; c < C; c++) dx[c] += rs * w[c] * dy[c] - k * x[c];
+    if (dw) /* a sum over rows: one thread, in row order (full fine-tuning only) */
+        for (int n = 0; n < N; n++) {
+            const float *restrict x = inp + (size_t)n * C;
+            const float *restrict dy = dout + (size_t)n * C;
+            for (int c = 0; c < C; c++) dw[c] += dy[c] * x[c] * rstd[n];
         }
-    }
+    if (!dinp) return;
+    norm_job j = {.dinp = dinp, .inp = inp, .w = w, .dout = dout, .crstd = rstd, .C = C};
+    pissa__par_for(N, pissa__par_threads(), rmsnorm_backward_rows, &j);
 }
 
 /* ---- RoPE ---- */
@@ -182,43 +210,54 @@ void pissa__rope_tables(float *cos_tab, float *sin_tab, const int32_t *pos, int 
     }
 }
 
-void pissa__rope_forward(float *out, const float *inp, const float *cos_tab, const float *sin_tab, int B, int T,
-                         int nh, int hd) {
-    int half = hd / 2;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const float *cs = cos_tab + (size_t)t * half, *sn = sin_tab + (size_t)t * half;
-            for (int h = 0; h < nh; h++) {
-                size_t off = (((size_t)b * T + t) * nh + h) * hd;
-                const float *x = inp + off;
-                float *y = out + off;
-                for (int i = 0; i < half; i++) { /* both halves read before either is written: in place is safe */
+typedef struct rope_job {
+    float *out;
+    const float *inp, *cos_tab, *sin_tab;
+    int T, nh, hd, backward;
+} rope_job;
+
+/* Rows (b, t) n0..n1: forward rotates each head's pairs (i, i + hd/2) by the angle of position t; backward adds
+ * the transposed rotation of dout into dinp. Forward may run in place: both halves are read before either is
+ * written. */
+static void rope_rows(void *ctx, int part, int n0, int n1) {
+    (void)part;
+    const rope_job *j = ctx;
+    int half = j->hd / 2;
+    for (int bt = n0; bt < n1; bt++) {
+        int t = bt % j->T;
+        const float *cs = j->cos_tab + (size_t)t * half, *sn = j->sin_tab + (size_t)t * half;
+        for (int h = 0; h < j->nh; h++) {
+            size_t off = ((size_t)bt * j->nh + h) * j->hd;
+            const float *x = j->inp + off;
+            float *y = j->out + off;
+            if (!j->backward)
+                for (int i = 0; i < half; i++) {
                     float x1 = x[i], x2 = x[i + half];
                     y[i] = x1 * cs[i] - x2 * sn[i];
                     y[i + half] = x2 * cs[i] + x1 * sn[i];
                 }
-            }
+            else
+                for (int i = 0; i < half; i++) {
+                    float d1 = x[i], d2 = x[i + half];
+                    y[i] += d1 * cs[i] + d2 * sn[i];
+                    y[i + half] += d2 * cs[i] - d1 * sn[i];
+                }
         }
+    }
+}
+
+void pissa__rope_forward(float *out, const float *inp, const float *cos_tab, const float *sin_tab, int B, int T,
+                         int nh, int hd) {
+    rope_job j = {.out = out, .inp = inp, .cos_tab = cos_tab, .sin_tab = sin_tab, .T = T, .nh = nh, .hd = hd};
+    pissa__par_for(B * T, pissa__par_threads(), rope_rows, &j);
 }
 
 void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, const float *sin_tab, int B, int T,
                           int nh, int hd) {
     if (!dinp) return;
-    int half = hd / 2;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const float *cs = cos_tab + (size_t)t * half, *sn = sin_tab + (size_t)t * half;
-            for (int h = 0; h < nh; h++) {
-                size_t off = (((size_t)b * T + t) * nh + h) * hd;
-                const float *restrict dy = dout + off;
-                float *restrict dx = dinp + off;
-                for (int i = 0; i < half; i++) { /* transpose of the rotation */
-                    float d1 = dy[i], d2 = dy[i + half];
-                    dx[i] += d1 * cs[i] + d2 * sn[i];
-                    dx[i + half] += d2 * cs[i] - d1 * sn[i];
-                }
-            }
-        }
+    rope_job j = {.out = dinp, .inp = dout, .cos_tab = cos_tab, .sin_tab = sin_tab, .T = T, .nh = nh, .hd = hd,
+                  .backward = 1};
+    pissa__par_for(B * T, pissa__par_threads(), rope_rows, &j);
 }
 
 /* ---- causal grouped-query attention ---- */
