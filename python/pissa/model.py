@@ -1,0 +1,414 @@
+"""A trainable Llama model with LoRA/PiSSA adapters, data sets, and the trainer."""
+import collections
+import ctypes
+import json
+import os
+import tempfile
+from ctypes import byref, c_double, c_int64, c_size_t, c_uint, c_void_p
+
+from . import _core
+from ._lib import AdapterView as _AdapterViewStruct
+from ._lib import LlamaConfig, ParamView, StepInfo as _StepInfoStruct, TrainOpts, check, cstr, dtype_code, lib
+from .linalg import init_opts
+from .peft import PeftAdapter, PeftConfig
+
+_INT_MAX = 2**31 - 1
+
+
+def _struct_dict(s):
+    out = {}
+    for name, _ in s._fields_:
+        v = getattr(s, name)
+        out[name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+class Config(collections.namedtuple("Config", [f for f, _ in LlamaConfig._fields_])):
+    """The model's Hugging Face LlamaConfig fields (pissa_llama_config), read-only."""
+
+
+def targets_mask(targets):
+    """"q_proj,v_proj", "all-linear", a list of projection names, or a pissa_proj bit mask -> the mask."""
+    if isinstance(targets, int) and not isinstance(targets, bool):
+        return targets
+    if not isinstance(targets, str):
+        targets = ",".join(targets)
+    mask = c_uint()
+    check(lib.pissa_proj_parse(targets.encode(), byref(mask)))
+    return mask.value
+
+
+def target_names(mask):
+    buf = ctypes.create_string_buffer(256)
+    check(lib.pissa_proj_names(mask, buf, len(buf)))
+    return buf.value.decode().split(",") if buf.value else []
+
+
+def _ids_labels(ids, labels):
+    """(B, T) int32 buffers of ids and labels (labels default to ids, the causal-LM convention)."""
+    i = _core.as_input(ids, "ids", "i", (1, 2))
+    shape = i.shape if len(i.shape) == 2 else (1,) + i.shape
+    if labels is None:
+        lab = i
+    else:
+        lab = _core.as_input(labels, "labels", "i", (1, 2))
+        lshape = lab.shape if len(lab.shape) == 2 else (1,) + lab.shape
+        if lshape != shape:
+            raise ValueError(f"labels: shape {lab.shape} differs from ids {i.shape}")
+    B, T = shape
+    if B < 1 or T < 1 or B > _INT_MAX or T > _INT_MAX:
+        raise ValueError(f"ids: shape {i.shape} must have at least one row and one column")
+    return i, lab, B, T
+
+
+class AdapterView:
+    """One adapter of a model: module, r, in_features, out_features, scale, and A (r, in), B (out, r), dA, dB as
+    arrays viewing the model's memory (writable; they keep the model's memory alive)."""
+
+    __slots__ = ("module", "r", "in_features", "out_features", "scale", "A", "B", "dA", "dB")
+
+    def __repr__(self):
+        return (f"AdapterView({self.module!r}, r={self.r}, in={self.in_features}, out={self.out_features}, "
+                f"scale={self.scale})")
+
+
+class Model(_core.Handle):
+    """A Llama model loaded from a Hugging Face folder or a llama2.c .bin (pissa_model). Not thread-safe."""
+
+    _kind = "Model"
+
+    def __init__(self, path):
+        h = c_void_p()
+        check(lib.pissa_model_load(cstr(path, "path"), byref(h)))
+        self._init_handle(h.value, lib.pissa_model_free)
+        self.path = os.fspath(path)
+        self._peft = None  # the adapter config, once adapters are attached
+
+    @classmethod
+    def load(cls, path):
+        return cls(path)
+
+    @property
+    def config(self):
+        return Config(**_struct_dict(lib.pissa_model_config(self._h).contents))
+
+    @property
+    def vocab_size(self):
+        return lib.pissa_model_config(self._h).contents.vocab_size
+
+    # ---- adapters ----
+
+    def add_adapters(self, method="pissa", rank=8, alpha=None, targets="q_proj,v_proj", *, rslora=False,
+                     dropout=0.0, seed=0, niter=None, oversample=None):
+        """Attaches an adapter to every targeted projection of every layer, initialised as PEFT's
+        init_lora_weights=METHOD does ("pissa", "pissa_niter_N", "lora", "gaussian"). alpha defaults to rank
+        (scale 1, as the PiSSA paper); module i uses seed + i."""
+        o = lib.pissa_adapter_default_opts()
+        o.targets = targets_mask(targets)
+        o.init = init_opts(method, rank, alpha, rslora=rslora, niter=niter, oversample=oversample, seed=seed)
+        o.dropout = dropout
+        check(lib.pissa_model_add_adapters(self._h, byref(o)))
+        name = ctypes.create_string_buffer(32)
+        check(lib.pissa_init_name(byref(o.init), name, len(name)))
+        self._peft = PeftConfig(r=rank, lora_alpha=o.init.alpha, use_rslora=rslora, lora_dropout=dropout,
+                                target_modules=target_names(o.targets), init_lora_weights=name.value.decode(),
+                                base_model_name_or_path=self.path)
+        return self
+
+    def load_adapter(self, path):
+        """Attaches the PEFT adapter folder PATH, with PEFT's targeting, ranks and scales."""
+        check(lib.pissa_model_load_adapter(self._h, cstr(path, "path")))
+        self._peft = PeftConfig.load(path)
+        return self
+
+    def save_adapter(self, path, dtype="f32"):
+        check(lib.pissa_model_save_adapter(self._h, cstr(path, "path"), dtype_code(dtype)))
+
+    def peft_config(self, **overrides):
+        """The PEFT config of the attached adapters (as add_adapters or the loaded folder set it), with OVERRIDES."""
+        if self._peft is None:
+            raise ValueError("the model has no adapters")
+        c = self._peft.copy()
+        for k, v in overrides.items():
+            setattr(c, k, v)
+        return c
+
+    def to_peft(self, config=None):
+        """A snapshot of the adapters as a PeftAdapter (copies of A and B), with CONFIG or peft_config()."""
+        a = PeftAdapter(config if config is not None else self.peft_config())
+        for v in self.adapters:
+            a.add(v.module, v.A, v.B)
+        return a
+
+    @property
+    def adapter_count(self):
+        return lib.pissa_model_adapter_count(self._h)
+
+    def adapter(self, key):
+        """The adapter at index KEY or of module KEY ("model.layers.0.self_attn.q_proj")."""
+        if isinstance(key, str):
+            i = c_size_t()
+            check(lib.pissa_model_adapter_find(self._h, key.encode(), byref(i)))
+            key = i.value
+        v = _AdapterViewStruct()
+        check(lib.pissa_model_adapter(self._h, key, byref(v)))
+        out = AdapterView()
+        out.module, out.r, out.in_features, out.out_features, out.scale = (v.module.decode(), v.r, v.in_, v.out,
+                                                                          v.scale)
+        out.A = _core.view(v.A, (v.r, v.in_), self._state)
+        out.B = _core.view(v.B, (v.out, v.r), self._state)
+        out.dA = _core.view(v.dA, (v.r, v.in_), self._state)
+        out.dB = _core.view(v.dB, (v.out, v.r), self._state)
+        return out
+
+    @property
+    def adapters(self):
+        return [self.adapter(i) for i in range(self.adapter_count)]
+
+    # ---- full fine-tuning and parameters ----
+
+    def set_full_finetune(self):
+        """Makes every base weight trainable (no adapters allowed)."""
+        check(lib.pissa_model_set_full_finetune(self._h))
+        return self
+
+    @property
+    def full_finetune(self):
+        return bool(lib.pissa_model_full_finetune(self._h))
+
+    def parameters(self):
+        """[(name, data, grad)] of every trainable tensor, arrays viewing the model's memory."""
+        out = []
+        for i in range(lib.pissa_model_param_count(self._h)):
+            p = ParamView()
+            check(lib.pissa_model_param(self._h, i, byref(p)))
+            shape = (p.cols,) if p.ndim == 1 else (p.rows, p.cols)
+            out.append((p.name.decode(), _core.view(p.data, shape, self._state), _core.view(p.grad, shape,
+                                                                                           self._state)))
+        return out
+
+    def save(self, path, dtype="f32"):
+        """Writes the base weights (the residuals, with PiSSA adapters) as a Hugging Face folder."""
+        check(lib.pissa_model_save(self._h, cstr(path, "path"), dtype_code(dtype)))
+
+    # ---- forward and backward ----
+
+    def logits(self, ids):
+        """Next-token logits (B, T, V) of ids (B, T) (or (T,), one row)."""
+        i, _, B, T = _ids_labels(ids, None)
+        out, p = _core.new_output((B, T, self.vocab_size))
+        check(lib.pissa_model_logits(self._h, i.ptr, B, T, p))
+        return out
+
+    def loss(self, ids, labels=None, *, return_count=False):
+        """Mean cross-entropy of ids (B, T) against labels (default: ids; -100 ignored; position t predicts
+        labels[t + 1]). With return_count, (loss, number of targets)."""
+        i, lab, B, T = _ids_labels(ids, labels)
+        loss, count = c_double(), c_int64()
+        check(lib.pissa_model_loss(self._h, i.ptr, lab.ptr, B, T, byref(loss), byref(count)))
+        return (loss.value, count.value) if return_count else loss.value
+
+    def forward_backward(self, ids, labels=None, *, dloss=1.0, return_count=False):
+        """Forward and backward: adds dloss * dLoss/dtheta into the gradients (dA, dB); returns the loss."""
+        i, lab, B, T = _ids_labels(ids, labels)
+        loss, count = c_double(), c_int64()
+        check(lib.pissa_model_forward_backward(self._h, i.ptr, lab.ptr, B, T, dloss, byref(loss), byref(count)))
+        return (loss.value, count.value) if return_count else loss.value
+
+    def zero_grad(self):
+        lib.pissa_model_zero_grad(self._h)
+
+    def set_training(self, training=True, seed=0):
+        """Training mode draws dropout masks (seeded by SEED); evaluation mode (the default) uses none."""
+        lib.pissa_model_set_training(self._h, 1 if training else 0, seed)
+
+    @property
+    def arena_bytes(self):
+        return lib.pissa_model_arena_bytes(self._h)
+
+
+class Dataset(_core.Handle):
+    """Rows of token ids with labels (pissa_dataset): len(d), d[i] -> (input_ids, labels), total_tokens, max_len."""
+
+    _kind = "Dataset"
+
+    def __init__(self, _h):
+        self._init_handle(_h, lib.pissa_dataset_free)
+
+    @classmethod
+    def load_jsonl(cls, path, vocab_size):
+        """JSONL rows {"input_ids": [...], "labels": [...]} (labels optional; -100 ignored)."""
+        h = c_void_p()
+        check(lib.pissa_dataset_load_jsonl(cstr(path, "path"), vocab_size, byref(h)))
+        return cls(h.value)
+
+    @classmethod
+    def load_text(cls, path, tokenizer, seq_len):
+        """A text file encoded once with TOKENIZER and cut into rows of SEQ_LEN tokens overlapping by one."""
+        h = c_void_p()
+        check(lib.pissa_dataset_load_text(cstr(path, "path"), tokenizer._h, seq_len, byref(h)))
+        return cls(h.value)
+
+    @classmethod
+    def from_text(cls, text, tokenizer, seq_len):
+        """The same for TEXT (str, encoded as UTF-8, or bytes)."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        h = c_void_p()
+        check(lib.pissa_dataset_from_text(tokenizer._h, data, len(data), seq_len, byref(h)))
+        return cls(h.value)
+
+    @classmethod
+    def from_rows(cls, rows, vocab_size):
+        """Rows from Python: each a sequence of ids, an (ids, labels) pair, or a dict with "input_ids" and
+        optionally "labels". The library reads rows only from files, so they go through a temporary JSONL file
+        (checked by the library exactly as a file would be)."""
+        fd, path = tempfile.mkstemp(suffix=".jsonl", prefix="pissa-rows-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                for k, r in enumerate(rows):
+                    if isinstance(r, dict):
+                        obj = {key: _int_list(r[key], f"rows[{k}].{key}") for key in ("input_ids", "labels")
+                               if key in r}
+                    elif isinstance(r, tuple) and len(r) == 2:
+                        obj = {"input_ids": _int_list(r[0], f"rows[{k}][0]"),
+                               "labels": _int_list(r[1], f"rows[{k}][1]")}
+                    else:
+                        obj = {"input_ids": _int_list(r, f"rows[{k}]")}
+                    f.write(json.dumps(obj) + "\n")
+            return cls.load_jsonl(path, vocab_size)
+        finally:
+            os.unlink(path)
+
+    def __len__(self):
+        return lib.pissa_dataset_count(self._h)
+
+    @property
+    def total_tokens(self):
+        return lib.pissa_dataset_total_tokens(self._h)
+
+    @property
+    def max_len(self):
+        return lib.pissa_dataset_max_len(self._h)
+
+    def __getitem__(self, i):
+        if not isinstance(i, int):
+            raise TypeError("Dataset index must be an int")
+        if i < 0:
+            i += len(self)
+        from ._lib import Row
+        r = Row()
+        check(lib.pissa_dataset_row(self._h, i, byref(r)))
+        return _core.copy_out(r.input_ids, (r.len,), "i"), _core.copy_out(r.labels, (r.len,), "i")
+
+
+def _int_list(x, name):
+    x = x.tolist() if hasattr(x, "tolist") else list(x)
+    for v in x:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError(f"{name}: token ids must be integers, got {type(v).__name__}")
+    return x
+
+
+StepInfo = collections.namedtuple("StepInfo", [f for f, _ in _StepInfoStruct._fields_])
+StepInfo.__doc__ = "What one update did: step (1-based), loss, lr, grad_norm, tokens, epoch."
+
+_OPTIM = {"adamw": 0, "sgd": 1}
+_SCHEDULE = {"constant": 0, "linear": 1, "cosine": 2}
+
+
+def train_opts(total_steps, **kw):
+    """pissa_train_default_opts() with the keyword overrides of Trainer."""
+    o = lib.pissa_train_default_opts()
+    o.total_steps = total_steps
+    optim = {"optimizer": None, "lr": "lr", "weight_decay": "weight_decay", "beta1": "beta1", "beta2": "beta2",
+             "eps": "eps", "momentum": "momentum", "dampening": "dampening", "nesterov": "nesterov"}
+    for k, v in kw.items():
+        if v is None:
+            continue
+        if k == "optimizer":
+            if v not in _OPTIM:
+                raise ValueError(f"optimizer: {v!r} is not one of {sorted(_OPTIM)}")
+            o.optim.kind = _OPTIM[v]
+        elif k == "schedule":
+            if v not in _SCHEDULE:
+                raise ValueError(f"schedule: {v!r} is not one of {sorted(_SCHEDULE)}")
+            o.schedule = _SCHEDULE[v]
+        elif k in optim:
+            setattr(o.optim, optim[k], v)
+        elif k in ("warmup", "batch", "accum", "seq", "max_grad_norm", "seed"):
+            setattr(o, k, v)
+        elif k == "shuffle":
+            o.shuffle = 1 if v else 0
+        else:
+            raise TypeError(f"Trainer: unknown option {k!r}")
+    return o
+
+
+class Trainer(_core.Handle):
+    """Deterministic, resumable fine-tuning of a model's adapters (or of all its weights) on a Dataset
+    (pissa_trainer). Options default to pissa_train_default_opts(): AdamW lr 1e-4, constant schedule, batch 8,
+    clipping at 1.0. The trainer keeps its model and data set alive."""
+
+    _kind = "Trainer"
+
+    def __init__(self, model, data, total_steps, *, lr=None, optimizer=None, schedule=None, warmup=None,
+                 batch=None, accum=None, seq=None, max_grad_norm=None, seed=None, shuffle=None, weight_decay=None,
+                 beta1=None, beta2=None, eps=None, momentum=None, dampening=None, nesterov=None):
+        if not isinstance(model, Model) or not isinstance(data, Dataset):
+            raise TypeError("Trainer(model: pissa.Model, data: pissa.Dataset, total_steps)")
+        o = train_opts(total_steps, lr=lr, optimizer=optimizer, schedule=schedule, warmup=warmup, batch=batch,
+                       accum=accum, seq=seq, max_grad_norm=max_grad_norm, seed=seed, shuffle=shuffle,
+                       weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps, momentum=momentum,
+                       dampening=dampening, nesterov=nesterov)
+        h = c_void_p()
+        check(lib.pissa_trainer_create(model._h, data._h, byref(o), byref(h)))
+        self._init_handle(h.value, lib.pissa_trainer_free, parents=(model, data))
+        self.model, self.data, self.opts, self.total_steps = model, data, o, total_steps
+
+    def step(self):
+        """One update; returns its StepInfo."""
+        s = _StepInfoStruct()
+        check(lib.pissa_trainer_step(self._h, byref(s)))
+        return StepInfo(*(getattr(s, f) for f, _ in s._fields_))
+
+    @property
+    def steps(self):
+        """Updates done so far."""
+        return lib.pissa_trainer_steps(self._h)
+
+    def train(self, steps=None, callback=None):
+        """Runs STEPS updates (default: up to total_steps). CALLBACK(info), if given, is called after each update;
+        returning True stops early. Returns the list of StepInfo."""
+        n = self.total_steps - self.steps if steps is None else steps
+        out = []
+        for _ in range(max(0, n)):
+            info = self.step()
+            out.append(info)
+            if callback is not None and callback(info):
+                break
+        return out
+
+    def evaluate(self, data=None, *, return_count=False):
+        """Token-weighted mean loss over every target of DATA (default: the training set), without dropout."""
+        d = self.data if data is None else data
+        loss, count = c_double(), c_int64()
+        check(lib.pissa_trainer_evaluate(self._h, d._h, byref(loss), byref(count)))
+        return (loss.value, count.value) if return_count else loss.value
+
+    def save(self, path):
+        """The adapters as a PEFT folder (float32), or the whole model in full fine-tuning."""
+        check(lib.pissa_trainer_save(self._h, cstr(path, "path")))
+
+    def save_peft(self, path, config=None):
+        """The adapters with an explicit PeftConfig (default: the model's peft_config())."""
+        cfg = config if config is not None else self.model.peft_config()
+        check(lib.pissa_trainer_save_peft(self._h, byref(cfg._c), cstr(path, "path")))
+
+    def save_state(self, path):
+        check(lib.pissa_trainer_save_state(self._h, cstr(path, "path")))
+
+    def load_state(self, path):
+        check(lib.pissa_trainer_load_state(self._h, cstr(path, "path")))
+
+
+del TrainOpts
