@@ -98,8 +98,20 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* A child of fork() has none of the parent's workers (and may inherit locked mutexes): start afresh. */
+static void reset_in_child(void) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    pool_mu = wake_mu = blas_mu = m;
+    wake_cv = done_cv = c;
+    n_workers = 0;
+    in_region = 0;
+}
+
 /* Starts workers up to WANT (under pool_mu); returns how many exist. */
 static int ensure_workers(int want) {
+    static int atfork_registered;
+    if (!atfork_registered) atfork_registered = pthread_atfork(NULL, NULL, reset_in_child) == 0;
     while (n_workers < want && n_workers < MAX_WORKERS - 1) {
         pthread_t t;
         pthread_attr_t attr;
