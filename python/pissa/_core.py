@@ -277,6 +277,8 @@ def new_output(shape, code="f"):
 
 def view(ptr, shape, state, code="f"):
     """An array over library memory at PTR (no copy) that keeps STATE's C object alive while the array lives."""
+    if not ptr:
+        return None
     n = _prod(shape)
     buf = (_CT[code] * n).from_address(ctypes.addressof(ptr.contents))
     state.acquire()

@@ -2,7 +2,6 @@
 import gc
 import json
 import logging
-import os
 import subprocess
 
 import numpy as np
@@ -171,6 +170,13 @@ def test_adapter_views_write_through_and_keep_the_model_alive(tok):
     gc.collect()
     v.B[:] = 0  # the model is still alive through the view
     assert v.A.std() > 0 and not v.B.any()
+    m2 = pissa.Model.load(STORIES).add_adapters("pissa", 2)
+    w = m2.adapter(0)
+    a = w.A.copy()
+    m2.close()  # frees the model only when the last view goes
+    assert m2.closed and np.array_equal(w.A, a)
+    with pytest.raises(ValueError, match="closed"):
+        m2.adapter(0)
 
 
 def test_forward_backward_gradient_matches_a_finite_difference(tok):
