@@ -8,7 +8,7 @@ from ctypes import byref, c_double, c_int64, c_size_t, c_uint, c_void_p
 
 from . import _core
 from ._lib import AdapterView as _AdapterViewStruct
-from ._lib import LlamaConfig, ParamView, StepInfo as _StepInfoStruct, TrainOpts, check, cstr, dtype_code, lib
+from ._lib import LlamaConfig, ParamView, Row, StepInfo as _StepInfoStruct, check, cstr, dtype_code, lib
 from .linalg import init_opts
 from .peft import PeftAdapter, PeftConfig
 
@@ -295,7 +295,6 @@ class Dataset(_core.Handle):
             raise TypeError("Dataset index must be an int")
         if i < 0:
             i += len(self)
-        from ._lib import Row
         r = Row()
         check(lib.pissa_dataset_row(self._h, i, byref(r)))
         return _core.copy_out(r.input_ids, (r.len,), "i"), _core.copy_out(r.labels, (r.len,), "i")
@@ -410,5 +409,3 @@ class Trainer(_core.Handle):
     def load_state(self, path):
         check(lib.pissa_trainer_load_state(self._h, cstr(path, "path")))
 
-
-del TrainOpts

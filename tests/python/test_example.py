@@ -28,4 +28,5 @@ def test_example_script_lowers_the_held_out_loss_and_saves_a_usable_adapter(tmp_
     ev = subprocess.run([program("pissa-eval"), "--model", str(out), "--adapter", str(out), "--tokenizer", TOK512,
                          "--data", str(held), "--seq", "256", "--json", "-q"], capture_output=True, text=True,
                         check=True)
-    assert float(re.search(r'"loss": ([\d.]+)', ev.stdout).group(1)) == pytest.approx(after, abs=6e-5)  # 4 decimals printed
+    loss = float(re.search(r'"loss": ([\d.]+)', ev.stdout).group(1))
+    assert loss == pytest.approx(after, abs=6e-5)  # the script prints 4 decimals
