@@ -305,7 +305,10 @@ static pissa_status plan_gradients(pissa__graph *g, size_t *total) {
         free(last_use), free(producer), free(live);
         return pissa__fail(PISSA_ERR_NOMEM, "out of memory planning a graph");
     }
-    for (int v = 0; v < nv; v++) last_use[v] = producer[v] = g->values[v].zero_at = -1;
+    for (int v = 0; v < nv; v++) {
+        last_use[v] = producer[v] = g->values[v].zero_at = -1;
+        g->values[v].overwritten = 0;
+    }
     for (int i = 0; i < nn; i++) {
         const pissa__node *nd = &g->nodes[i];
         if (nd->out >= 0) producer[nd->out] = i;
@@ -340,6 +343,25 @@ static pissa_status plan_gradients(pissa__graph *g, size_t *total) {
             val->zero_at = i;
             if (off + size > top) top = off + size;
         }
+    /* The first writer overwrites instead of adding where its kernel can (the `fresh` bits of ops.h): slot k of
+     * node i when input k starts its lifetime at i and is not also another slot's input. */
+    for (int i = 0; i < nn; i++) {
+        pissa__node *nd = &g->nodes[i];
+        unsigned slots = nd->op == PISSA_OP_ATTENTION ? 7u
+                         : nd->op == PISSA_OP_ADD || nd->op == PISSA_OP_SWIGLU ? 3u
+                         : nd->op == PISSA_OP_SILU || nd->op == PISSA_OP_MUL || nd->op == PISSA_OP_EMBEDDING ? 0u
+                                                                                                          : 1u;
+        nd->fresh = 0;
+        for (int k = 0; k < 3; k++) {
+            int v = nd->in[k];
+            if (!(slots >> k & 1) || v < 0 || g->values[v].zero_at != i) continue;
+            int shared = 0;
+            for (int k2 = 0; k2 < 3; k2++) shared |= k2 != k && nd->in[k2] == v;
+            if (shared) continue;
+            nd->fresh |= 1u << k;
+            g->values[v].overwritten = 1;
+        }
+    }
     free(last_use);
     free(producer);
     free(live);
@@ -466,42 +488,42 @@ static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
     case PISSA_OP_EMBEDDING: pissa__embedding_backward(pgrad(g, nd->par[0]), dout, g->ids, N, nd->dim[1]); break;
     case PISSA_OP_MATMUL:
         pissa__matmul_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[0]), dout, vdata(g, nd->in[0]),
-                               pdata(g, nd->par[0]), N, nd->dim[0], nd->dim[1]);
+                               pdata(g, nd->par[0]), N, nd->dim[0], nd->dim[1], nd->fresh);
         break;
     case PISSA_OP_LORA:
         pissa__lora_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[1]), pgrad(g, nd->par[2]), g->scratch, dout,
                              vdata(g, nd->in[0]), g->training ? nd->mask : NULL, nd->f[1], pdata(g, nd->par[0]),
                              pdata(g, nd->par[1]), pdata(g, nd->par[2]), nd->saved, nd->f[0], N, nd->dim[0],
-                             nd->dim[1], nd->dim[2]);
+                             nd->dim[1], nd->dim[2], nd->fresh);
         break;
     case PISSA_OP_RMSNORM:
         pissa__rmsnorm_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[0]), dout, vdata(g, nd->in[0]),
-                                pdata(g, nd->par[0]), nd->saved, N, nd->dim[0]);
+                                pdata(g, nd->par[0]), nd->saved, N, nd->dim[0], nd->fresh);
         break;
     case PISSA_OP_ROPE: {
         const float *cos_tab = nd->saved, *sin_tab = nd->saved + (size_t)g->T * (nd->dim[1] / 2);
-        pissa__rope_backward(vgrad(g, nd->in[0]), dout, cos_tab, sin_tab, g->B, g->T, nd->dim[0], nd->dim[1]);
+        pissa__rope_backward(vgrad(g, nd->in[0]), dout, cos_tab, sin_tab, g->B, g->T, nd->dim[0], nd->dim[1],
+                             nd->fresh);
         break;
     }
     case PISSA_OP_ATTENTION:
         pissa__attention_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), vgrad(g, nd->in[2]), g->scratch,
                                   g->threads, dout, vdata(g, nd->in[0]), vdata(g, nd->in[1]), vdata(g, nd->in[2]),
-                                  nd->saved, g->B,
-                                  g->T, nd->dim[0], nd->dim[1], nd->dim[2]);
+                                  nd->saved, g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2], nd->fresh);
         break;
     case PISSA_OP_SILU: pissa__silu_backward(vgrad(g, nd->in[0]), dout, vdata(g, nd->in[0]), n); break;
     case PISSA_OP_MUL:
         pissa__mul_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), dout, vdata(g, nd->in[0]),
                             vdata(g, nd->in[1]), n);
         break;
-    case PISSA_OP_ADD: pissa__add_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), dout, n); break;
+    case PISSA_OP_ADD: pissa__add_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), dout, n, nd->fresh); break;
     case PISSA_OP_SWIGLU:
         pissa__swiglu_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), dout, vdata(g, nd->in[0]),
-                               vdata(g, nd->in[1]), n);
+                               vdata(g, nd->in[1]), n, nd->fresh);
         break;
     case PISSA_OP_CROSS_ENTROPY:
         pissa__cross_entropy_backward(vgrad(g, nd->in[0]), dloss, vdata(g, nd->in[0]), g->targets, nd->saved, N,
-                                      nd->dim[0]);
+                                      nd->dim[0], nd->fresh);
         break;
     }
 }
@@ -517,8 +539,8 @@ void pissa__graph_forward(pissa__graph *g, int n_nodes) {
 void pissa__graph_backward(pissa__graph *g, float dloss) {
     pissa__blas_serial_begin();
     for (int i = g->n_nodes - 1; i >= 0; i--) {
-        for (int v = 0; v < g->n_values; v++) /* gradients whose lifetime starts here (see plan_gradients) */
-            if (g->values[v].zero_at == i)
+        for (int v = 0; v < g->n_values; v++) /* gradients whose lifetime starts here, unless the kernel overwrites */
+            if (g->values[v].zero_at == i && !g->values[v].overwritten)
                 memset(g->values[v].grad, 0, (size_t)g->N * (size_t)g->values[v].cols * sizeof(float));
         backward_node(g, &g->nodes[i], dloss);
     }

@@ -61,7 +61,8 @@ typedef struct pissa__value {
     int64_t cols;      /* the value is (N, cols) */
     int requires_grad; /* on a path from a trainable parameter */
     size_t off, goff;  /* offsets (floats) in the activation and gradient arenas (gradients share memory) */
-    int zero_at;       /* backward zeroes the gradient just before this node's backward (-1: no gradient) */
+    int zero_at;       /* the gradient's lifetime starts at this node's backward (-1: no gradient) */
+    int overwritten;   /* ... whose kernel overwrites it (ops.h `fresh`); otherwise it is zeroed just before */
     float *data, *grad;
 } pissa__value;
 
@@ -76,6 +77,7 @@ typedef struct pissa__node {
     float *saved;     /* xa, rstd, rope cos|sin tables, att, lse */
     size_t mask_off;
     uint8_t *mask;    /* lora dropout mask (N, C), or NULL */
+    unsigned fresh;   /* input gradients this node's backward overwrites (bit k: in[k]); set by planning */
 } pissa__node;
 
 typedef struct pissa__graph {

@@ -64,9 +64,9 @@ void pissa__matmul_forward(float *out, const float *inp, const float *w, int N, 
 }
 
 void pissa__matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N,
-                            int C, int OC) {
+                            int C, int OC, unsigned fresh) {
     if (dinp) /* (N, C) += (N, OC)·(OC, C) */
-        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
+        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, fresh & 1 ? 0.0f : 1.0f, dinp, C);
     if (dw) /* (OC, C) += (N, OC)ᵀ·(N, C) */
         gemm(CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
 }
@@ -99,7 +99,7 @@ void pissa__lora_forward(float *out, float *xa, float *scratch, const float *inp
 
 void pissa__lora_backward(float *dinp, float *dA, float *dB, float *scratch, const float *dout, const float *inp,
                           const uint8_t *mask, float p, const float *w_res, const float *A, const float *B,
-                          const float *xa, float s, int N, int C, int OC, int r) {
+                          const float *xa, float s, int N, int C, int OC, int r, unsigned fresh) {
     float *dxa = scratch;                    /* (N, r) gradient of xa */
     float *tmp = scratch + (size_t)N * r;    /* (N, C) inp_d, then dinp_d; only with a mask */
     if (dB) /* (OC, r) += s·(N, OC)ᵀ·(N, r) */
@@ -116,7 +116,7 @@ void pissa__lora_backward(float *dinp, float *dA, float *dB, float *scratch, con
     }
     if (dinp) {
         /* frozen path: dinp += dout·W_res */
-        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w_res, C, 1.0f, dinp, C);
+        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w_res, C, fresh & 1 ? 0.0f : 1.0f, dinp, C);
         if (!mask) {
             gemm(CblasNoTrans, CblasNoTrans, N, C, r, 1.0f, dxa, r, A, C, 1.0f, dinp, C);
         } else { /* the adapter path went through the dropout: dinp += (dxa·A) ⊙ mask/(1 − p) */
@@ -139,7 +139,7 @@ typedef struct norm_job {
     float *out, *rstd, *dinp;
     const float *inp, *w, *dout, *crstd;
     float eps;
-    int C;
+    int C, fresh;
 } norm_job;
 
 static void rmsnorm_forward_rows(void *ctx, int part, int n0, int n1) {
@@ -177,12 +177,15 @@ static void rmsnorm_backward_rows(void *ctx, int part, int n0, int n1) {
         double dot = 0.0;
         for (int c = 0; c < C; c++) dot += (double)dy[c] * w[c] * x[c];
         float k = (float)(dot * rs * rs * rs / C);
-        for (int c = 0; c < C; c++) dx[c] += rs * w[c] * dy[c] - k * x[c];
+        if (j->fresh)
+            for (int c = 0; c < C; c++) dx[c] = rs * w[c] * dy[c] - k * x[c];
+        else
+            for (int c = 0; c < C; c++) dx[c] += rs * w[c] * dy[c] - k * x[c];
     }
 }
 
 void pissa__rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                             const float *rstd, int N, int C) {
+                             const float *rstd, int N, int C, unsigned fresh) {
     if (dw) /* a sum over rows: one thread, in row order (full fine-tuning only) */
         for (int n = 0; n < N; n++) {
             const float *restrict x = inp + (size_t)n * C;
@@ -190,7 +193,7 @@ void pissa__rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
             for (int c = 0; c < C; c++) dw[c] += dy[c] * x[c] * rstd[n];
         }
     if (!dinp) return;
-    norm_job j = {.dinp = dinp, .inp = inp, .w = w, .dout = dout, .crstd = rstd, .C = C};
+    norm_job j = {.dinp = dinp, .inp = inp, .w = w, .dout = dout, .crstd = rstd, .C = C, .fresh = fresh & 1};
     pissa__par_for(N, pissa__par_threads(), rmsnorm_backward_rows, &j);
 }
 
@@ -213,7 +216,7 @@ void pissa__rope_tables(float *cos_tab, float *sin_tab, const int32_t *pos, int 
 typedef struct rope_job {
     float *out;
     const float *inp, *cos_tab, *sin_tab;
-    int T, nh, hd, backward;
+    int T, nh, hd, backward, fresh;
 } rope_job;
 
 /* Rows (b, t) n0..n1: forward rotates each head's pairs (i, i + hd/2) by the angle of position t; backward adds
@@ -239,8 +242,9 @@ static void rope_rows(void *ctx, int part, int n0, int n1) {
             else
                 for (int i = 0; i < half; i++) {
                     float d1 = x[i], d2 = x[i + half];
-                    y[i] += d1 * cs[i] + d2 * sn[i];
-                    y[i + half] += d2 * cs[i] - d1 * sn[i];
+                    float y1 = j->fresh ? 0.0f : y[i], y2 = j->fresh ? 0.0f : y[i + half];
+                    y[i] = y1 + (d1 * cs[i] + d2 * sn[i]);
+                    y[i + half] = y2 + (d2 * cs[i] - d1 * sn[i]);
                 }
         }
     }
@@ -253,10 +257,10 @@ void pissa__rope_forward(float *out, const float *inp, const float *cos_tab, con
 }
 
 void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, const float *sin_tab, int B, int T,
-                          int nh, int hd) {
+                          int nh, int hd, unsigned fresh) {
     if (!dinp) return;
     rope_job j = {.out = dinp, .inp = dout, .cos_tab = cos_tab, .sin_tab = sin_tab, .T = T, .nh = nh, .hd = hd,
-                  .backward = 1};
+                  .backward = 1, .fresh = fresh & 1};
     pissa__par_for(B * T, pissa__par_threads(), rope_rows, &j);
 }
 
@@ -360,6 +364,7 @@ typedef struct att_job {
     float *out, *lse, *dq, *dk, *dv, *scratch;
     const float *q, *k, *v, *dout, *plse;
     int T, H, KV, hd;
+    unsigned fresh;
 } att_job;
 
 static void att_forward_part(void *ctx, int part, int begin, int end) {
@@ -409,6 +414,10 @@ static void att_backward_part(void *ctx, int part, int begin, int end) {
     for (int task = begin; task < end; task++) {
         int b = task / j->KV, g = task % j->KV;
         size_t kvoff = (size_t)b * T * ldkv + (size_t)g * hd;
+        for (int t = 0; t < T; t++) { /* dk, dv: sums over the group's heads and tiles, which start from zero */
+            if (j->dk && j->fresh & 2) memset(j->dk + kvoff + (size_t)t * ldkv, 0, (size_t)hd * sizeof(float));
+            if (j->dv && j->fresh & 4) memset(j->dv + kvoff + (size_t)t * ldkv, 0, (size_t)hd * sizeof(float));
+        }
         for (int h = g * group; h < (g + 1) * group; h++) {
             size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
             const float *lse = j->plse + ((size_t)b * j->H + h) * T;
@@ -426,9 +435,9 @@ static void att_backward_part(void *ctx, int part, int begin, int end) {
                             0.0f, dS, i1);
                 for (int i = i0; i < i1; i++)
                     causal_softmax_row_backward(dS + (size_t)(i - i0) * i1, P + (size_t)(i - i0) * i1, i + 1, i1);
-                if (j->dq)
+                if (j->dq) /* each row of dq is written by its own tile only */
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, i1, scale, dS, i1, j->k + kvoff,
-                                ldkv, 1.0f, j->dq + qoff + (size_t)i0 * ldq, ldq);
+                                ldkv, j->fresh & 1 ? 0.0f : 1.0f, j->dq + qoff + (size_t)i0 * ldq, ldq);
                 if (j->dk)
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, rows, scale, dS, i1, qt, ldq, 1.0f,
                                 j->dk + kvoff, ldkv);
@@ -439,10 +448,10 @@ static void att_backward_part(void *ctx, int part, int begin, int end) {
 
 void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, int nthreads, const float *dout,
                                const float *q, const float *k, const float *v, const float *lse, int B, int T, int H,
-                               int KV, int hd) {
+                               int KV, int hd, unsigned fresh) {
     if (!dq && !dk && !dv) return;
     att_job j = {.dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .dout = dout, .q = q, .k = k, .v = v,
-                 .plse = lse, .T = T, .H = H, .KV = KV, .hd = hd};
+                 .plse = lse, .T = T, .H = H, .KV = KV, .hd = hd, .fresh = fresh};
     int nt = pissa__par_threads();
     pissa__par_for(B * KV, nt < nthreads ? nt : nthreads, att_backward_part, &j);
 }
@@ -501,20 +510,49 @@ void pissa__mul_backward(float *da, float *db, const float *dout, const float *a
         for (size_t i = 0; i < n; i++) db[i] += dout[i] * a[i];
 }
 
-void pissa__add_forward(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+typedef struct add_fwd_job {
+    float *out;
+    const float *a, *b;
+} add_fwd_job;
+
+static void add_forward_range(void *ctx, size_t i0, size_t i1) {
+    const add_fwd_job *j = ctx;
+    for (size_t i = i0; i < i1; i++) j->out[i] = j->a[i] + j->b[i];
 }
 
-void pissa__add_backward(float *da, float *db, const float *dout, size_t n) {
-    if (da)
-        for (size_t i = 0; i < n; i++) da[i] += dout[i];
-    if (db)
-        for (size_t i = 0; i < n; i++) db[i] += dout[i];
+void pissa__add_forward(float *out, const float *a, const float *b, size_t n) {
+    add_fwd_job j = {out, a, b};
+    par_elements(n, add_forward_range, &j);
+}
+
+typedef struct add_job {
+    float *da, *db;
+    const float *dout;
+    unsigned fresh;
+} add_job;
+
+static void add_grad(float *restrict d, const float *restrict dout, size_t i0, size_t i1, int fresh) {
+    if (fresh) memcpy(d + i0, dout + i0, (i1 - i0) * sizeof(float));
+    else
+        for (size_t i = i0; i < i1; i++) d[i] += dout[i];
+}
+
+static void add_backward_range(void *ctx, size_t i0, size_t i1) {
+    const add_job *j = ctx;
+    if (j->da) add_grad(j->da, j->dout, i0, i1, j->fresh & 1);
+    if (j->db) add_grad(j->db, j->dout, i0, i1, j->fresh & 2);
+}
+
+void pissa__add_backward(float *da, float *db, const float *dout, size_t n, unsigned fresh) {
+    if (!da && !db) return;
+    add_job j = {da, db, dout, fresh};
+    par_elements(n, add_backward_range, &j);
 }
 
 typedef struct swiglu_job {
     float *out, *dgate, *dup;
     const float *gate, *up, *dout;
+    unsigned fresh;
 } swiglu_job;
 
 TC static void swiglu_forward_range(void *ctx, size_t i0, size_t i1) {
@@ -534,19 +572,20 @@ TC static void swiglu_backward_range(void *ctx, size_t i0, size_t i1) {
     const swiglu_job *j = ctx;
     float *restrict dgate = j->dgate, *restrict dup = j->dup;
     const float *restrict gate = j->gate, *restrict up = j->up, *restrict dout = j->dout;
+    int fg = j->fresh & 1, fu = j->fresh & 2;
     if (dgate)
         for (size_t i = i0; i < i1; i++) {
             float g = gate[i], sg = sigmoidf(g);
-            dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+            dgate[i] = (fg ? 0.0f : dgate[i]) + dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
         }
     if (dup)
-        for (size_t i = i0; i < i1; i++) dup[i] += dout[i] * gate[i] * sigmoidf(gate[i]);
+        for (size_t i = i0; i < i1; i++) dup[i] = (fu ? 0.0f : dup[i]) + dout[i] * gate[i] * sigmoidf(gate[i]);
 }
 
 void pissa__swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
-                            size_t n) {
+                            size_t n, unsigned fresh) {
     if (!dgate && !dup) return;
-    swiglu_job j = {.dgate = dgate, .dup = dup, .gate = gate, .up = up, .dout = dout};
+    swiglu_job j = {.dgate = dgate, .dup = dup, .gate = gate, .up = up, .dout = dout, .fresh = fresh};
     par_elements(n, swiglu_backward_range, &j);
 }
 
@@ -560,7 +599,7 @@ typedef struct xent_job {
     float *lse, *dlogits;
     const float *logits;
     const int32_t *targets;
-    int V;
+    int V, fresh;
     float g;
     double total[XENT_MAX_PARTS];
     int count[XENT_MAX_PARTS];
@@ -624,22 +663,31 @@ TC static void xent_backward_rows(void *ctx, int part, int b, int e) {
     int V = j->V;
     float g = j->g;
     for (int n = b; n < e; n++) {
-        if (j->targets[n] == PISSA_IGNORE_INDEX) continue;
-        const float *restrict x = j->logits + (size_t)n * V;
         float *restrict d = j->dlogits + (size_t)n * V;
+        if (j->targets[n] == PISSA_IGNORE_INDEX) {
+            if (j->fresh) memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float *restrict x = j->logits + (size_t)n * V;
         float l = j->lse[n];
-        for (int v = 0; v < V; v++) d[v] += g * exp_nonpos(x[v] - l);
+        if (j->fresh)
+            for (int v = 0; v < V; v++) d[v] = g * exp_nonpos(x[v] - l);
+        else
+            for (int v = 0; v < V; v++) d[v] += g * exp_nonpos(x[v] - l);
         d[j->targets[n]] -= g;
     }
 }
 
 void pissa__cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int32_t *targets,
-                                   const float *lse, int N, int V) {
+                                   const float *lse, int N, int V, unsigned fresh) {
     if (!dlogits) return;
     int count = 0;
     for (int n = 0; n < N; n++) count += targets[n] != PISSA_IGNORE_INDEX;
-    if (!count) return;
+    if (!count) {
+        if (fresh & 1) memset(dlogits, 0, (size_t)N * V * sizeof(float));
+        return;
+    }
     xent_job j = {.lse = (float *)lse, .dlogits = dlogits, .logits = logits, .targets = targets, .V = V,
-                  .g = dloss / (float)count};
+                  .fresh = fresh & 1, .g = dloss / (float)count};
     pissa__par_for(N, pissa__par_threads(), xent_backward_rows, &j);
 }

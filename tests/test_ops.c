@@ -44,6 +44,8 @@ struct op_case {
     double *frozen_d;
     float *cos_tab, *sin_tab;
     int count;               /* cross-entropy: value returned by forward */
+    unsigned fresh_slots;    /* gradients din[k] the kernel can overwrite (ops.h `fresh`), by bit k */
+    unsigned fresh;          /* the `fresh` argument the bwd wrapper passes (0: accumulate) */
 };
 
 /* ---------------------------------------------------------------- float64 references */
@@ -224,7 +226,7 @@ static void fwd_matmul(op_case *c, float *const *in, float *out, float *saved, f
 static void bwd_matmul(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                        const float *saved) {
     (void)scratch, (void)saved;
-    pissa__matmul_backward(din[0], din[1], dout, in[0], in[1], c->N, c->C, c->OC);
+    pissa__matmul_backward(din[0], din[1], dout, in[0], in[1], c->N, c->C, c->OC, c->fresh);
 }
 
 static void fwd_lora(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -234,7 +236,7 @@ static void fwd_lora(op_case *c, float *const *in, float *out, float *saved, flo
 static void bwd_lora(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                      const float *saved) {
     pissa__lora_backward(din[0], din[1], din[2], scratch, dout, in[0], c->mask, c->p, c->frozen, in[1], in[2], saved,
-                         c->s, c->N, c->C, c->OC, c->r);
+                         c->s, c->N, c->C, c->OC, c->r, c->fresh);
 }
 
 static void fwd_rmsnorm(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -244,7 +246,7 @@ static void fwd_rmsnorm(op_case *c, float *const *in, float *out, float *saved, 
 static void bwd_rmsnorm(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                         const float *saved) {
     (void)scratch;
-    pissa__rmsnorm_backward(din[0], din[1], dout, in[0], in[1], saved, c->N, c->C);
+    pissa__rmsnorm_backward(din[0], din[1], dout, in[0], in[1], saved, c->N, c->C, c->fresh);
 }
 
 static void fwd_rope(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -255,7 +257,7 @@ static void fwd_rope(op_case *c, float *const *in, float *out, float *saved, flo
 static void bwd_rope(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                      const float *saved) {
     (void)scratch, (void)in, (void)saved;
-    pissa__rope_backward(din[0], dout, c->cos_tab, c->sin_tab, c->B, c->T, c->H, c->hd);
+    pissa__rope_backward(din[0], dout, c->cos_tab, c->sin_tab, c->B, c->T, c->H, c->hd, c->fresh);
 }
 
 static void fwd_attention(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -264,7 +266,7 @@ static void fwd_attention(op_case *c, float *const *in, float *out, float *saved
 static void bwd_attention(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                           const float *saved) {
     pissa__attention_backward(din[0], din[1], din[2], scratch, 4, dout, in[0], in[1], in[2], saved, c->B, c->T, c->H,
-                              c->KV, c->hd);
+                              c->KV, c->hd, c->fresh);
 }
 
 static void fwd_silu(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -292,7 +294,7 @@ static void fwd_add(op_case *c, float *const *in, float *out, float *saved, floa
 static void bwd_add(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                     const float *saved) {
     (void)scratch, (void)saved, (void)in;
-    pissa__add_backward(din[0], din[1], dout, c->n_out);
+    pissa__add_backward(din[0], din[1], dout, c->n_out, c->fresh);
 }
 static void fwd_swiglu(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
     (void)saved, (void)scratch;
@@ -301,7 +303,7 @@ static void fwd_swiglu(op_case *c, float *const *in, float *out, float *saved, f
 static void bwd_swiglu(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                        const float *saved) {
     (void)scratch, (void)saved;
-    pissa__swiglu_backward(din[0], din[1], dout, in[0], in[1], c->n_out);
+    pissa__swiglu_backward(din[0], din[1], dout, in[0], in[1], c->n_out, c->fresh);
 }
 
 static void fwd_cross_entropy(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -311,7 +313,7 @@ static void fwd_cross_entropy(op_case *c, float *const *in, float *out, float *s
 static void bwd_cross_entropy(const op_case *c, float *const *din, float *scratch, const float *dout,
                               float *const *in, const float *saved) {
     (void)scratch;
-    pissa__cross_entropy_backward(din[0], dout[0], in[0], c->ids, saved, c->N, c->V);
+    pissa__cross_entropy_backward(din[0], dout[0], in[0], c->ids, saved, c->N, c->V, c->fresh);
 }
 
 /* ---------------------------------------------------------------- the cases (small, non-trivial shapes) */
@@ -332,13 +334,13 @@ static op_case case_embedding(void) {
 static op_case case_matmul(void) {
     return (op_case){.name = "matmul", .n_in = 2, .in_name = {"inp", "w"}, .in_n = {N_ * C_, OC_ * C_},
                      .n_out = N_ * OC_, .ref = ref_matmul, .fwd = fwd_matmul, .bwd = bwd_matmul, .N = N_, .C = C_,
-                     .OC = OC_};
+                     .OC = OC_, .fresh_slots = 1};
 }
 static op_case case_lora(int dropout) {
     op_case c = {.name = dropout ? "lora_dropout" : "lora", .n_in = 3, .in_name = {"inp", "A", "B"},
                  .in_n = {N_ * C_, R_ * C_, OC_ * R_}, .n_out = N_ * OC_, .n_saved = N_ * R_,
                  .n_scratch = pissa__lora_scratch_floats(N_, C_, R_, dropout), .ref = ref_lora, .fwd = fwd_lora,
-                 .bwd = bwd_lora, .N = N_, .C = C_, .OC = OC_, .r = R_, .s = 16.0f / R_};
+                 .bwd = bwd_lora, .N = N_, .C = C_, .OC = OC_, .r = R_, .s = 16.0f / R_, .fresh_slots = 1};
     if (dropout) { /* a fixed mask, about one element in four dropped */
         for (int i = 0; i < N_ * C_; i++) g_mask[i] = (i * 37 + i / 5) % 4 != 0;
         c.mask = g_mask;
@@ -349,20 +351,21 @@ static op_case case_lora(int dropout) {
 static op_case case_rmsnorm(void) {
     return (op_case){.name = "rmsnorm", .n_in = 2, .in_name = {"inp", "w"}, .in_n = {N_ * C_, C_},
                      .n_out = N_ * C_, .n_saved = N_, .ref = ref_rmsnorm, .fwd = fwd_rmsnorm, .bwd = bwd_rmsnorm,
-                     .N = N_, .C = C_, .eps = 1e-5f};
+                     .N = N_, .C = C_, .eps = 1e-5f, .fresh_slots = 1};
 }
 static op_case case_rope(int explicit_positions) {
     return (op_case){.name = explicit_positions ? "rope_positions" : "rope_start", .n_in = 1, .in_name = {"x"},
                      .in_n = {B_ * T_ * H_ * HD_}, .n_out = B_ * T_ * H_ * HD_, .ref = ref_rope, .fwd = fwd_rope,
                      .bwd = bwd_rope, .B = B_, .T = T_, .H = H_, .hd = HD_, .theta = 10000.0f,
-                     .ids = explicit_positions ? ROPE_POS : NULL, .start = 7, .cos_tab = g_cos, .sin_tab = g_sin};
+                     .ids = explicit_positions ? ROPE_POS : NULL, .start = 7, .cos_tab = g_cos, .sin_tab = g_sin,
+                     .fresh_slots = 1};
 }
 static op_case case_attention(int KV) {
     return (op_case){.name = KV == H_ ? "attention_mha" : "attention_gqa", .n_in = 3, .in_name = {"q", "k", "v"},
                      .in_n = {B_ * T_ * H_ * HD_, B_ * T_ * KV * HD_, B_ * T_ * KV * HD_},
                      .n_out = B_ * T_ * H_ * HD_, .n_saved = B_ * H_ * T_,
                      .n_scratch = pissa__attention_scratch_floats(T_, 4), .ref = ref_attention, .fwd = fwd_attention,
-                     .bwd = bwd_attention, .B = B_, .T = T_, .H = H_, .KV = KV, .hd = HD_};
+                     .bwd = bwd_attention, .B = B_, .T = T_, .H = H_, .KV = KV, .hd = HD_, .fresh_slots = 7};
 }
 /* T spans three query tiles of the kernel (64, 64 and a partial 2), so keys cross tile boundaries. */
 static op_case case_attention_tiles(void) {
@@ -370,7 +373,8 @@ static op_case case_attention_tiles(void) {
     return (op_case){.name = "attention_tiles", .n_in = 3, .in_name = {"q", "k", "v"},
                      .in_n = {B * T * H * HD, B * T * KV * HD, B * T * KV * HD}, .n_out = B * T * H * HD,
                      .n_saved = B * H * T, .n_scratch = pissa__attention_scratch_floats(T, 4), .ref = ref_attention,
-                     .fwd = fwd_attention, .bwd = bwd_attention, .B = B, .T = T, .H = H, .KV = KV, .hd = HD};
+                     .fwd = fwd_attention, .bwd = bwd_attention, .B = B, .T = T, .H = H, .KV = KV, .hd = HD,
+                     .fresh_slots = 7};
 }
 static op_case case_elementwise(const char *name) {
     op_case c = {.name = name, .n_in = 2, .in_name = {"a", "b"}, .in_n = {E_, E_}, .n_out = E_};
@@ -379,16 +383,17 @@ static op_case case_elementwise(const char *name) {
     } else if (!strcmp(name, "mul")) {
         c.ref = ref_mul, c.fwd = fwd_mul, c.bwd = bwd_mul;
     } else if (!strcmp(name, "add")) {
-        c.ref = ref_add, c.fwd = fwd_add, c.bwd = bwd_add;
+        c.ref = ref_add, c.fwd = fwd_add, c.bwd = bwd_add, c.fresh_slots = 3;
     } else {
         c.in_name[0] = "gate", c.in_name[1] = "up", c.ref = ref_swiglu, c.fwd = fwd_swiglu, c.bwd = bwd_swiglu;
+        c.fresh_slots = 3;
     }
     return c;
 }
 static op_case case_cross_entropy(const int32_t *targets) {
     return (op_case){.name = "cross_entropy", .n_in = 1, .in_name = {"logits"}, .in_n = {N_ * V_}, .n_out = 1,
                      .n_saved = N_, .ref = ref_cross_entropy, .fwd = fwd_cross_entropy, .bwd = bwd_cross_entropy,
-                     .N = N_, .V = V_, .ids = targets};
+                     .N = N_, .V = V_, .ids = targets, .fresh_slots = 1};
 }
 
 /* ---------------------------------------------------------------- the harness */
@@ -583,6 +588,30 @@ static void check_backward_null(op_case c) {
     run_free(&R);
 }
 
+/* With `fresh` set for every gradient the kernel can overwrite, those start as NaN (stale contents must be ignored)
+ * and the result equals the accumulation into zeroed buffers; the other gradients still accumulate. */
+static void check_backward_fresh(op_case c) {
+    run R;
+    run_setup(&R, &c, 43);
+    printf("%s backward overwriting (fresh 0x%x):\n", c.name, c.fresh_slots);
+    assert_true(c.fresh_slots != 0);
+    float *want[MAXIN] = {0}, *g[MAXIN] = {0};
+    for (int i = 0; i < c.n_in; i++) want[i] = calloc(c.in_n[i], sizeof(float));
+    backward_checked(&R, want, R.scratch);
+    for (int i = 0; i < c.n_in; i++) g[i] = c.fresh_slots >> i & 1 ? nan_buffer(c.in_n[i]) : calloc(c.in_n[i], 4);
+    c.fresh = c.fresh_slots;
+    backward_checked(&R, g, R.scratch);
+    c.fresh = 0;
+    for (int i = 0; i < c.n_in; i++) {
+        double *w = to_double(want[i], c.in_n[i]);
+        char what[64];
+        snprintf(what, sizeof what, "d%s %s", c.in_name[i], c.fresh_slots >> i & 1 ? "overwritten" : "accumulated");
+        assert_true(rel_err(what, g[i], w, c.in_n[i], 1e-6) <= 1e-6);
+        free(w), free(want[i]), free(g[i]);
+    }
+    run_free(&R);
+}
+
 /* ---------------------------------------------------------------- one test per op and check */
 
 #define OP_TESTS(prefix, make)                                                                    \
@@ -592,6 +621,8 @@ static void check_backward_null(op_case c) {
     }                                                                                             \
     static void prefix##_backward_accumulates(void **s) { (void)s, check_backward_accumulates(make); } \
     static void prefix##_backward_skips_null_gradients(void **s) { (void)s, check_backward_null(make); }
+#define FRESH_TEST(prefix, make) \
+    static void prefix##_backward_overwrites_fresh_gradients(void **s) { (void)s, check_backward_fresh(make); }
 
 OP_TESTS(embedding, case_embedding())
 OP_TESTS(matmul, case_matmul())
@@ -608,6 +639,16 @@ OP_TESTS(mul, case_elementwise("mul"))
 OP_TESTS(add, case_elementwise("add"))
 OP_TESTS(swiglu, case_elementwise("swiglu"))
 OP_TESTS(cross_entropy_ignore_index, case_cross_entropy(CE_TARGETS))
+FRESH_TEST(matmul, case_matmul())
+FRESH_TEST(lora, case_lora(0))
+FRESH_TEST(lora_dropout, case_lora(1))
+FRESH_TEST(rmsnorm, case_rmsnorm())
+FRESH_TEST(rope, case_rope(1))
+FRESH_TEST(attention_gqa, case_attention(KV_))
+FRESH_TEST(attention_tiles, case_attention_tiles())
+FRESH_TEST(add, case_elementwise("add"))
+FRESH_TEST(swiglu, case_elementwise("swiglu"))
+FRESH_TEST(cross_entropy_ignore_index, case_cross_entropy(CE_TARGETS))
 
 #define OP_ENTRIES(prefix)                                                                              \
     cmocka_unit_test(prefix##_forward_matches_reference),                                               \
@@ -625,7 +666,7 @@ static void cross_entropy_counts_only_non_ignored_targets(void **state) {
     /* ignored rows get no gradient, even when the buffer already holds something */
     float *g = malloc(sizeof(float) * N_ * V_);
     for (int i = 0; i < N_ * V_; i++) g[i] = 0.5f;
-    pissa__cross_entropy_backward(g, 1.0f, R.in[0], c.ids, R.saved, N_, V_);
+    pissa__cross_entropy_backward(g, 1.0f, R.in[0], c.ids, R.saved, N_, V_, 0);
     for (int n = 0; n < N_; n++)
         if (CE_TARGETS[n] == -100)
             for (int v = 0; v < V_; v++) assert_true(g[n * V_ + v] == 0.5f);
@@ -642,7 +683,7 @@ static void cross_entropy_all_ignored_gives_zero_loss_and_no_gradient(void **sta
     assert_int_equal(pissa__cross_entropy_forward(&loss, lse, logits, targets, N_, V_), 0);
     assert_true(loss == 0.0f);
     for (int i = 0; i < N_ * V_; i++) g[i] = 1.25f;
-    pissa__cross_entropy_backward(g, 1.0f, logits, targets, lse, N_, V_);
+    pissa__cross_entropy_backward(g, 1.0f, logits, targets, lse, N_, V_, 0);
     for (int i = 0; i < N_ * V_; i++) assert_true(g[i] == 1.25f);
 }
 
@@ -661,7 +702,7 @@ static void cross_entropy_is_stable_for_large_logits(void **state) {
     ref_cross_entropy(&c, in, &want, lse_d);
     printf("large logits: loss %.7f reference %.7f\n", loss, want);
     assert_true(isfinite(loss) && fabs(loss - want) <= 1e-5 * fmax(1.0, fabs(want)));
-    pissa__cross_entropy_backward(g, 1.0f, logits, CE_TARGETS, lse, N_, V_);
+    pissa__cross_entropy_backward(g, 1.0f, logits, CE_TARGETS, lse, N_, V_, 0);
     for (int i = 0; i < N_ * V_; i++) assert_true(isfinite(g[i]));
     /* each counted row of the gradient sums to 0 (softmax − onehot) */
     for (int n = 0; n < N_; n++) {
@@ -805,6 +846,16 @@ int main(void) {
         OP_ENTRIES(add),
         OP_ENTRIES(swiglu),
         OP_ENTRIES(cross_entropy_ignore_index),
+        cmocka_unit_test(matmul_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(lora_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(lora_dropout_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(rmsnorm_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(rope_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(attention_gqa_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(attention_tiles_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(add_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(swiglu_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(cross_entropy_ignore_index_backward_overwrites_fresh_gradients),
         cmocka_unit_test(cross_entropy_counts_only_non_ignored_targets),
         cmocka_unit_test(cross_entropy_all_ignored_gives_zero_loss_and_no_gradient),
         cmocka_unit_test(cross_entropy_is_stable_for_large_logits),
