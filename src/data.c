@@ -216,6 +216,54 @@ done:
     return st;
 }
 
+/* ---- rows in memory ---- */
+
+pissa_status pissa_dataset_from_rows(const int32_t *ids, const int32_t *labels, const int64_t *offsets, size_t n,
+                                     int32_t vocab_size, pissa_dataset **out) {
+    if (!out || (n && (!ids || !offsets)) || vocab_size <= 0)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_dataset_from_rows: NULL argument or vocab_size <= 0");
+    *out = NULL;
+    if (n && offsets[0] != 0)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_dataset_from_rows: offsets[0] is %lld, not 0",
+                           (long long)offsets[0]);
+    for (size_t i = 0; i < n; i++) { /* the same rules as a JSONL row */
+        if (offsets[i + 1] <= offsets[i])
+            return pissa__fail(PISSA_ERR_FORMAT, "row %zu: %s", i,
+                               offsets[i + 1] == offsets[i] ? "input_ids is empty" : "offsets decrease");
+        for (int64_t k = offsets[i]; k < offsets[i + 1]; k++) {
+            if (ids[k] < 0 || ids[k] >= vocab_size)
+                return pissa__fail(PISSA_ERR_FORMAT, "row %zu, position %lld: input_ids value %d is outside [0, %d)",
+                                   i, (long long)(k - offsets[i]), ids[k], vocab_size);
+            if (labels && labels[k] != PISSA_IGNORE_INDEX && (labels[k] < 0 || labels[k] >= vocab_size))
+                return pissa__fail(PISSA_ERR_FORMAT,
+                                   "row %zu, position %lld: labels value %d is neither -100 nor in [0, %d)", i,
+                                   (long long)(k - offsets[i]), labels[k], vocab_size);
+        }
+    }
+    size_t total = n ? (size_t)offsets[n] : 0;
+    pissa_dataset *d = calloc(1, sizeof *d);
+    if (!d) return pissa__fail(PISSA_ERR_NOMEM, "pissa_dataset_from_rows: out of memory");
+    d->ids = pissa__alloc(total ? total : 1, sizeof *d->ids);
+    d->labels = labels ? pissa__alloc(total ? total : 1, sizeof *d->labels) : d->ids;
+    d->start = pissa__alloc(n ? n : 1, sizeof *d->start);
+    d->len = pissa__alloc(n ? n : 1, sizeof *d->len);
+    if (!d->ids || !d->labels || !d->start || !d->len) {
+        pissa_dataset_free(d);
+        return pissa__fail(PISSA_ERR_NOMEM, "pissa_dataset_from_rows: out of memory for %zu tokens", total);
+    }
+    if (total) memcpy(d->ids, ids, total * sizeof *ids);
+    if (labels && total) memcpy(d->labels, labels, total * sizeof *labels);
+    for (size_t i = 0; i < n; i++) {
+        d->start[i] = offsets[i];
+        d->len[i] = offsets[i + 1] - offsets[i];
+        if (d->len[i] > d->max_len) d->max_len = d->len[i];
+    }
+    d->n = n;
+    d->total_tokens = (int64_t)total;
+    *out = d;
+    return PISSA_OK;
+}
+
 /* ---- plain text ---- */
 
 pissa_status pissa_dataset_from_text(const pissa_tokenizer *tok, const char *text, size_t len, int64_t seq_len,

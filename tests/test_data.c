@@ -108,6 +108,48 @@ static void jsonl_bad_rows_fail_with_file_and_line(void **state) {
     free(dir);
 }
 
+/* Rows from memory are the rows the same JSONL file gives, and are refused by the same rules. */
+static void rows_from_memory_equal_the_jsonl_rows_and_are_checked_alike(void **state) {
+    (void)state;
+    const int32_t ids[] = {1, 5, 9, 0, 49, 7, 8, 9, 3}, labels[] = {-100, 5, 9, 0, 49, 7, -100, -100, 3};
+    const int64_t offsets[] = {0, 3, 5, 9};
+    pissa_dataset *d;
+    assert_ok(pissa_dataset_from_rows(ids, labels, offsets, 3, 50, &d));
+    assert_int_equal(pissa_dataset_count(d), 3);
+    assert_int_equal(pissa_dataset_total_tokens(d), 9);
+    assert_int_equal(pissa_dataset_max_len(d), 4);
+    assert_row(d, 0, ids, labels, 3);
+    assert_row(d, 1, ids + 3, labels + 3, 2);
+    assert_row(d, 2, ids + 5, labels + 5, 4);
+    pissa_dataset_free(d);
+    assert_ok(pissa_dataset_from_rows(ids, NULL, offsets, 3, 50, &d)); /* labels = input_ids */
+    assert_row(d, 2, ids + 5, ids + 5, 4);
+    pissa_dataset_free(d);
+    assert_ok(pissa_dataset_from_rows(NULL, NULL, NULL, 0, 50, &d)); /* no rows */
+    assert_int_equal(pissa_dataset_count(d), 0);
+    pissa_dataset_free(d);
+
+    struct {
+        const int32_t *ids, *labels;
+        int64_t offsets[3];
+        pissa_status st;
+        const char *msg;
+    } bad[] = {
+        {(int32_t[]){1, 2}, NULL, {0, 2, 2}, PISSA_ERR_FORMAT, "row 1: input_ids is empty"},
+        {(int32_t[]){1, 50}, NULL, {0, 1, 2}, PISSA_ERR_FORMAT, "row 1, position 0: input_ids value 50"},
+        {(int32_t[]){1, -1}, NULL, {0, 2, 2}, PISSA_ERR_FORMAT, "row 0, position 1: input_ids value -1"},
+        {(int32_t[]){1, 2}, (int32_t[]){1, -5}, {0, 1, 2}, PISSA_ERR_FORMAT, "row 1, position 0: labels value -5"},
+        {(int32_t[]){1, 2}, NULL, {1, 2, 2}, PISSA_ERR_INVALID_ARG, "offsets[0] is 1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        d = (pissa_dataset *)&d; /* must come back NULL */
+        assert_int_equal(pissa_dataset_from_rows(bad[i].ids, bad[i].labels, bad[i].offsets, 2, 50, &d), bad[i].st);
+        assert_null(d);
+        if (!strstr(pissa_last_error(), bad[i].msg)) fail_msg("case %zu: '%s' lacks '%s'", i, pissa_last_error(),
+                                                             bad[i].msg);
+    }
+}
+
 /* ---- plain text ---- */
 
 /* A llama2.c tokenizer file: <unk>, BOS, EOS, 256 byte tokens, then " " and "a".."j" (ids 259..269) with no
@@ -291,6 +333,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(jsonl_reads_rows_labels_default_and_skips_blank_lines),
         cmocka_unit_test(jsonl_bad_rows_fail_with_file_and_line),
+        cmocka_unit_test(rows_from_memory_equal_the_jsonl_rows_and_are_checked_alike),
         cmocka_unit_test(text_windows_overlap_by_one_and_drop_the_partial_tail),
         cmocka_unit_test(tinyshakespeare_rows_predict_every_token_once),
         cmocka_unit_test(shuffle_is_a_seeded_uniform_permutation),

@@ -41,6 +41,12 @@ typedef struct pissa_row {
  * pissa_dataset_free. */
 PISSA_API pissa_status pissa_dataset_load_jsonl(const char *path, int32_t vocab_size, pissa_dataset **out);
 
+/* N rows given in memory: row i is IDS[OFFSETS[i] .. OFFSETS[i+1]) (OFFSETS has N + 1 entries, OFFSETS[0] = 0), its
+ * labels the same positions of LABELS, or its input_ids when LABELS is NULL. Checked by the rules of a JSONL row
+ * (non-empty; ids in [0, VOCAB_SIZE); labels there or -100): PISSA_ERR_FORMAT naming the row and position. The
+ * data is copied. Caller frees with pissa_dataset_free. */
+PISSA_API pissa_status pissa_dataset_from_rows(const int32_t *ids, const int32_t *labels, const int64_t *offsets,
+                                               size_t n, int32_t vocab_size, pissa_dataset **out);
 /* Encodes LEN bytes of TEXT with TOK and cuts rows of SEQ_LEN tokens as described above. A text too short for one
  * row gives an empty dataset (0 rows), not an error. Caller frees with pissa_dataset_free. */
 PISSA_API pissa_status pissa_dataset_from_text(const pissa_tokenizer *tok, const char *text, size_t len,

@@ -263,6 +263,7 @@ _PROTOTYPES = {
     # data.h
     "pissa_dataset_load_jsonl": (st, [c_char_p, c_int32, POINTER(P)]),
     "pissa_dataset_from_text": (st, [P, c_char_p, c_size_t, c_int64, POINTER(P)]),
+    "pissa_dataset_from_rows": (st, [Ip, Ip, POINTER(c_int64), c_size_t, c_int32, POINTER(P)]),
     "pissa_dataset_load_text": (st, [c_char_p, P, c_int64, POINTER(P)]),
     "pissa_dataset_free": (None, [P]),
     "pissa_dataset_count": (c_size_t, [P]),

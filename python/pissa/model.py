@@ -1,9 +1,8 @@
 """A trainable Llama model with LoRA/PiSSA adapters, data sets, and the trainer."""
+import array
 import collections
 import ctypes
-import json
 import os
-import tempfile
 from ctypes import byref, c_double, c_int64, c_size_t, c_uint, c_void_p
 
 from . import _core
@@ -260,24 +259,28 @@ class Dataset(_core.Handle):
     @classmethod
     def from_rows(cls, rows, vocab_size):
         """Rows from Python: each a sequence of ids, an (ids, labels) pair, or a dict with "input_ids" and
-        optionally "labels". The library reads rows only from files, so they go through a temporary JSONL file
-        (checked by the library exactly as a file would be)."""
-        fd, path = tempfile.mkstemp(suffix=".jsonl", prefix="pissa-rows-")
-        try:
-            with os.fdopen(fd, "w") as f:
-                for k, r in enumerate(rows):
-                    if isinstance(r, dict):
-                        obj = {key: _int_list(r[key], f"rows[{k}].{key}") for key in ("input_ids", "labels")
-                               if key in r}
-                    elif isinstance(r, tuple) and len(r) == 2:
-                        obj = {"input_ids": _int_list(r[0], f"rows[{k}][0]"),
-                               "labels": _int_list(r[1], f"rows[{k}][1]")}
-                    else:
-                        obj = {"input_ids": _int_list(r, f"rows[{k}]")}
-                    f.write(json.dumps(obj) + "\n")
-            return cls.load_jsonl(path, vocab_size)
-        finally:
-            os.unlink(path)
+        optionally "labels" (labels default to the ids). Copied into the library (pissa_dataset_from_rows), which
+        checks them by the rules of a JSONL row."""
+        ids, labels, offsets, any_labels = array.array("i"), array.array("i"), array.array("q", [0]), False
+        for k, r in enumerate(rows):
+            if isinstance(r, dict):
+                x = _int_list(r["input_ids"], f"rows[{k}].input_ids")
+                y = _int_list(r["labels"], f"rows[{k}].labels") if r.get("labels") is not None else None
+            elif isinstance(r, tuple) and len(r) == 2:
+                x, y = _int_list(r[0], f"rows[{k}][0]"), _int_list(r[1], f"rows[{k}][1]")
+            else:
+                x, y = _int_list(r, f"rows[{k}]"), None
+            if y is not None and len(y) != len(x):
+                raise ValueError(f"rows[{k}]: {len(y)} labels for {len(x)} input_ids")
+            any_labels |= y is not None
+            ids.extend(x)
+            labels.extend(y if y is not None else x)
+            offsets.append(len(ids))
+        n = len(offsets) - 1
+        h = c_void_p()
+        check(lib.pissa_dataset_from_rows(_int_ptr(ids), _int_ptr(labels) if any_labels else None,
+                                          _int_ptr(offsets, c_int64), n, vocab_size, byref(h)))
+        return cls(h.value)
 
     def __len__(self):
         return lib.pissa_dataset_count(self._h)
@@ -298,6 +301,11 @@ class Dataset(_core.Handle):
         r = Row()
         check(lib.pissa_dataset_row(self._h, i, byref(r)))
         return _core.copy_out(r.input_ids, (r.len,), "i"), _core.copy_out(r.labels, (r.len,), "i")
+
+
+def _int_ptr(a, ctype=ctypes.c_int32):
+    """A pointer to the items of array.array A (None when it is empty: the library reads nothing then)."""
+    return ctypes.cast(a.buffer_info()[0], ctypes.POINTER(ctype)) if len(a) else None
 
 
 def _int_list(x, name):

@@ -239,6 +239,12 @@ def test_datasets_from_python_rows_and_jsonl(tmp_path):
         pissa.Dataset.from_rows([[1, 512]], 512)
     with pytest.raises(TypeError):
         pissa.Dataset.from_rows([[1, 2.5]], 512)
+    with pytest.raises(ValueError, match="1 labels for 2 input_ids"):
+        pissa.Dataset.from_rows([([1, 2], [1])], 512)
+    with pytest.raises(pissa.FormatError, match="row 1: input_ids is empty"):
+        pissa.Dataset.from_rows([[1], []], 512)
+    with pissa.Dataset.from_rows([], 512) as ds:
+        assert len(ds) == 0
 
 
 def test_tokenizer_round_trip_and_pieces(tok):
