@@ -14,8 +14,8 @@
  * target("avx2,fma"), chosen at run time. Contraction of a·b + c into FMA needs -ffp-contract=fast, which
  * CMakeLists.txt sets for this file (ISO C mode turns it off). */
 #include "narrow.h"
+#include "parallel.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -28,7 +28,6 @@
 #define WX_KT 256                  /* rows of X per tile: R rows of W (R·1 KB) stay in L1 across panels */
 #define WTY_ROWS 32                 /* rows of W that update a block of Z held in registers */
 #define WTY_TILE_FLOATS (32 * 1024) /* a tile of Z (128 KB) and WTY_ROWS rows of W over its columns stay in L2 */
-#define MAX_THREADS 64
 
 typedef float v8 __attribute__((vector_size(32)));
 
@@ -237,7 +236,8 @@ typedef struct narrow_job {
     int64_t ld;
 } narrow_job;
 
-static void *run_job(void *arg) {
+static void run_job(void *arg, int part, int begin, int end) {
+    (void)part, (void)begin, (void)end; /* one part per thread; each takes chunks on demand */
     narrow_job *j = arg;
     for (;;) {
         int64_t lo = (int64_t)atomic_fetch_add(&j->next, (long long)j->chunk);
@@ -260,21 +260,15 @@ static void *run_job(void *arg) {
         }
         unpack_rows(j->out, j->qp, lo, hi, j->q, j->dst, j->ld);
     }
-    return NULL;
 }
 
-/* Runs the job on nthreads threads, the calling one included. */
+/* Runs the job on nthreads threads of the kernel pool (parallel.h), the calling one included; if fewer run, the
+ * ones that do take all the chunks: the same result. */
 static void run_threads(narrow_job *job, int nthreads) {
     /* Below ~2M multiply-adds a thread costs more than it saves. */
     if ((double)job->m * (double)job->n * (double)job->qp < 2e6) nthreads = 1;
-    if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
     atomic_init(&job->next, 0);
-    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], NULL, run_job, job) == 0;
-    run_job(job); /* if no thread could be started, this one does all the chunks: same result */
-    for (int t = 1; t < nthreads; t++)
-        if (started[t]) pthread_join(tid[t], NULL);
+    pissa__par_for(nthreads, nthreads, run_job, job);
 }
 
 void pissa__narrow_wx(pissa__narrow_isa isa, int nthreads, const float *W, int64_t m, int64_t n, const float *X,
