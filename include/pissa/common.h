@@ -63,8 +63,10 @@ typedef enum pissa_log_level { PISSA_LOG_ERROR = 0, PISSA_LOG_WARN = 1, PISSA_LO
 typedef void (*pissa_log_fn)(pissa_log_level level, const char *message, void *user);
 PISSA_API void pissa_set_log_callback(pissa_log_fn fn, void *user);
 
-/* Threads used by the BLAS/LAPACK calls (OpenBLAS). n <= 0 restores the default (OPENBLAS_NUM_THREADS or
- * the number of cores). Results of every libpissa function are deterministic for a given thread count. */
+/* Threads used by the BLAS/LAPACK calls (OpenBLAS) and by libpissa's own kernel pool (the training kernels and the
+ * randomized SVD's products split their work over it, with OpenBLAS at one thread meanwhile). n <= 0 restores the
+ * default (OPENBLAS_NUM_THREADS or the number of cores). Results of every libpissa function are deterministic for
+ * a given thread count. */
 PISSA_API void pissa_set_num_threads(int n);
 PISSA_API int pissa_get_num_threads(void);
 
