@@ -290,11 +290,27 @@ static size_t node_scratch(const pissa__graph *g, const pissa__node *nd) {
 /* Activation gradients share memory: the gradient of value v lives, in backward order, from the backward of its
  * last consumer (the first to add into it, which zeroes it first) to the backward of its producer (the last to
  * read it). Values whose lifetimes do not overlap get overlapping offsets (first fit in order of start), so the
- * arena holds about one layer's gradients instead of all of them. Sets every goff, zero_first and *TOTAL. */
+ * arena holds about one layer's gradients instead of all of them. Sets every goff, zero_at and overwritten, every
+ * node's fresh, and *TOTAL. */
 typedef struct grad_span {
     size_t off, size;
     int end; /* last backward step (node index, counted from the last node) */
 } grad_span;
+
+/* Input gradients whose kernel can overwrite them (ops.h `fresh`), by slot. */
+static unsigned fresh_slots(pissa__op op) {
+    switch (op) {
+    case PISSA_OP_ATTENTION: return 7u;
+    case PISSA_OP_ADD:
+    case PISSA_OP_SWIGLU: return 3u;
+    case PISSA_OP_MATMUL:
+    case PISSA_OP_LORA:
+    case PISSA_OP_RMSNORM:
+    case PISSA_OP_ROPE:
+    case PISSA_OP_CROSS_ENTROPY: return 1u;
+    default: return 0u; /* embedding (no value input), silu, mul */
+    }
+}
 
 static pissa_status plan_gradients(pissa__graph *g, size_t *total) {
     int nv = g->n_values, nn = g->n_nodes;
@@ -317,10 +333,12 @@ static pissa_status plan_gradients(pissa__graph *g, size_t *total) {
     }
     size_t top = 0;
     int n_live = 0;
-    /* values in order of the start of their lifetime: backward visits nodes from the last, so by last use, latest
-     * first; a value without consumers starts at its producer */
+    /* values in order of the start of their lifetime: backward visits nodes from the last, so node i starts the
+     * inputs it is the last consumer of, and its output if nothing consumes it */
     for (int i = nn - 1; i >= 0; i--)
-        for (int v = 0; v < nv; v++) {
+        for (int k = 0; k < 4; k++) {
+            int v = k < 3 ? g->nodes[i].in[k] : g->nodes[i].out;
+            if (v < 0 || g->values[v].zero_at >= 0) continue; /* none, or placed already (read twice by node i) */
             pissa__value *val = &g->values[v];
             int start = last_use[v] >= 0 ? last_use[v] : producer[v];
             if (!val->requires_grad || start != i) continue;
@@ -347,10 +365,7 @@ static pissa_status plan_gradients(pissa__graph *g, size_t *total) {
      * node i when input k starts its lifetime at i and is not also another slot's input. */
     for (int i = 0; i < nn; i++) {
         pissa__node *nd = &g->nodes[i];
-        unsigned slots = nd->op == PISSA_OP_ATTENTION ? 7u
-                         : nd->op == PISSA_OP_ADD || nd->op == PISSA_OP_SWIGLU ? 3u
-                         : nd->op == PISSA_OP_SILU || nd->op == PISSA_OP_MUL || nd->op == PISSA_OP_EMBEDDING ? 0u
-                                                                                                          : 1u;
+        unsigned slots = fresh_slots(nd->op);
         nd->fresh = 0;
         for (int k = 0; k < 3; k++) {
             int v = nd->in[k];
@@ -539,9 +554,12 @@ void pissa__graph_forward(pissa__graph *g, int n_nodes) {
 void pissa__graph_backward(pissa__graph *g, float dloss) {
     pissa__blas_serial_begin();
     for (int i = g->n_nodes - 1; i >= 0; i--) {
-        for (int v = 0; v < g->n_values; v++) /* gradients whose lifetime starts here, unless the kernel overwrites */
-            if (g->values[v].zero_at == i && !g->values[v].overwritten)
+        const pissa__node *nd = &g->nodes[i];
+        for (int k = 0; k < 4; k++) { /* gradients whose lifetime starts here (inputs, or an unread output) */
+            int v = k < 3 ? nd->in[k] : nd->out;
+            if (v >= 0 && g->values[v].zero_at == i && !g->values[v].overwritten)
                 memset(g->values[v].grad, 0, (size_t)g->N * (size_t)g->values[v].cols * sizeof(float));
+        }
         backward_node(g, &g->nodes[i], dloss);
     }
     pissa__blas_serial_end();
