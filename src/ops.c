@@ -302,26 +302,45 @@ static inline float exp_nonpos(float x) {
     return e;
 }
 
-/* row[0..n) ← softmax(row[0..n)), row[n..T) ← 0 (the masked future positions); returns log Σ exp(row[0..n)). */
-__attribute__((target_clones("avx2", "default"))) static float causal_softmax_row(float *row, int n, int T) {
+/* max of x[0..n) (n >= 1) in 8 partial maxima. Inlined into each target clone of its callers. */
+static inline __attribute__((always_inline)) float row_max(const float *x, int n) {
     float acc[ROW_LANES];
-    for (int u = 0; u < ROW_LANES; u++) acc[u] = row[0];
+    for (int u = 0; u < ROW_LANES; u++) acc[u] = x[0];
     int j = 0;
     for (; j + ROW_LANES <= n; j += ROW_LANES)
-        for (int u = 0; u < ROW_LANES; u++) acc[u] = row[j + u] > acc[u] ? row[j + u] : acc[u];
+        for (int u = 0; u < ROW_LANES; u++) acc[u] = x[j + u] > acc[u] ? x[j + u] : acc[u];
     float mx = acc[0];
     for (int u = 1; u < ROW_LANES; u++) mx = acc[u] > mx ? acc[u] : mx;
-    for (; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-    for (j = 0; j < n; j++) row[j] = exp_nonpos(row[j] - mx);
-    for (int u = 0; u < ROW_LANES; u++) acc[u] = 0.0f;
-    for (j = 0; j + ROW_LANES <= n; j += ROW_LANES)
-        for (int u = 0; u < ROW_LANES; u++) acc[u] += row[j + u];
-    for (; j < n; j++) acc[0] += row[j];
+    for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+
+/* Σ exp(x[0..n) − mx) in 8 partial sums; with OUT, each exponential is also stored in out[j] (out may be x). */
+static inline __attribute__((always_inline)) float row_sum_exp(float *out, const float *x, int n, float mx) {
+    float acc[ROW_LANES] = {0};
+    int j = 0;
+    for (; j + ROW_LANES <= n; j += ROW_LANES)
+        for (int u = 0; u < ROW_LANES; u++) {
+            float e = exp_nonpos(x[j + u] - mx);
+            if (out) out[j + u] = e;
+            acc[u] += e;
+        }
+    for (; j < n; j++) {
+        float e = exp_nonpos(x[j] - mx);
+        if (out) out[j] = e;
+        acc[0] += e;
+    }
     float sum = 0.0f;
     for (int u = 0; u < ROW_LANES; u++) sum += acc[u];
-    float inv = 1.0f / sum;
-    for (j = 0; j < n; j++) row[j] *= inv;
-    for (j = n; j < T; j++) row[j] = 0.0f;
+    return sum;
+}
+
+/* row[0..n) ← softmax(row[0..n)), row[n..T) ← 0 (the masked future positions); returns log Σ exp(row[0..n)). */
+__attribute__((target_clones("avx2", "default"))) static float causal_softmax_row(float *row, int n, int T) {
+    float mx = row_max(row, n);
+    float sum = row_sum_exp(row, row, n, mx), inv = 1.0f / sum;
+    for (int j = 0; j < n; j++) row[j] *= inv;
+    for (int j = n; j < T; j++) row[j] = 0.0f;
     return mx + logf(sum);
 }
 
@@ -593,35 +612,21 @@ void pissa__swiglu_backward(float *dgate, float *dup, const float *dout, const f
 
 /* Rows split across the kernel threads; each part sums its rows' losses in double, and the parts are added in
  * order, so the loss is deterministic for a thread count. */
-#define XENT_MAX_PARTS 64
 
 typedef struct xent_job {
     float *lse, *dlogits;
-    const float *logits;
+    const float *logits, *clse; /* clse: the lse saved by forward, read by backward */
     const int32_t *targets;
     int V, fresh;
     float g;
-    double total[XENT_MAX_PARTS];
-    int count[XENT_MAX_PARTS];
+    double total[PISSA__PAR_MAX];
+    int count[PISSA__PAR_MAX];
 } xent_job;
 
-/* log Σ exp(x) of one row, with 8 partial maxima and sums so that it vectorises (see causal_softmax_row). */
+/* log Σ exp(x) of one row (see row_max and row_sum_exp). */
 TC static double row_logsumexp(const float *x, int V) {
-    float acc[ROW_LANES];
-    for (int u = 0; u < ROW_LANES; u++) acc[u] = x[0];
-    int v = 0;
-    for (; v + ROW_LANES <= V; v += ROW_LANES)
-        for (int u = 0; u < ROW_LANES; u++) acc[u] = x[v + u] > acc[u] ? x[v + u] : acc[u];
-    float mx = acc[0];
-    for (int u = 1; u < ROW_LANES; u++) mx = acc[u] > mx ? acc[u] : mx;
-    for (; v < V; v++) mx = x[v] > mx ? x[v] : mx;
-    for (int u = 0; u < ROW_LANES; u++) acc[u] = 0.0f;
-    for (v = 0; v + ROW_LANES <= V; v += ROW_LANES)
-        for (int u = 0; u < ROW_LANES; u++) acc[u] += exp_nonpos(x[v + u] - mx);
-    double sum = 0.0;
-    for (; v < V; v++) sum += exp_nonpos(x[v] - mx);
-    for (int u = 0; u < ROW_LANES; u++) sum += acc[u];
-    return mx + log(sum);
+    float mx = row_max(x, V);
+    return mx + log((double)row_sum_exp(NULL, x, V, mx));
 }
 
 static void xent_forward_part(void *ctx, int part, int b, int e) {
@@ -644,11 +649,10 @@ static void xent_forward_part(void *ctx, int part, int b, int e) {
 int pissa__cross_entropy_forward(float *loss, float *lse, const float *logits, const int32_t *targets, int N,
                                  int V) {
     xent_job j = {.lse = lse, .logits = logits, .targets = targets, .V = V};
-    int nt = pissa__par_threads();
-    pissa__par_for(N, nt < XENT_MAX_PARTS ? nt : XENT_MAX_PARTS, xent_forward_part, &j);
+    pissa__par_for(N, pissa__par_threads(), xent_forward_part, &j);
     double total = 0.0;
     int count = 0;
-    for (int p = 0; p < XENT_MAX_PARTS; p++) {
+    for (int p = 0; p < PISSA__PAR_MAX; p++) {
         total += j.total[p];
         count += j.count[p];
     }
@@ -669,7 +673,7 @@ TC static void xent_backward_rows(void *ctx, int part, int b, int e) {
             continue;
         }
         const float *restrict x = j->logits + (size_t)n * V;
-        float l = j->lse[n];
+        float l = j->clse[n];
         if (j->fresh)
             for (int v = 0; v < V; v++) d[v] = g * exp_nonpos(x[v] - l);
         else
@@ -687,7 +691,7 @@ void pissa__cross_entropy_backward(float *dlogits, float dloss, const float *log
         if (fresh & 1) memset(dlogits, 0, (size_t)N * V * sizeof(float));
         return;
     }
-    xent_job j = {.lse = (float *)lse, .dlogits = dlogits, .logits = logits, .targets = targets, .V = V,
+    xent_job j = {.clse = lse, .dlogits = dlogits, .logits = logits, .targets = targets, .V = V,
                   .fresh = fresh & 1, .g = dloss / (float)count};
     pissa__par_for(N, pissa__par_threads(), xent_backward_rows, &j);
 }

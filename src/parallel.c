@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define MAX_WORKERS 64
 #define SPIN 20000 /* polls of the generation count before a worker sleeps (tens of microseconds) */
 
 /* ---- OpenBLAS thread count ---- */
@@ -42,7 +41,7 @@ int pissa__par_threads(void) {
     pthread_mutex_lock(&blas_mu);
     int n = serial_depth ? saved_threads : openblas_get_num_threads();
     pthread_mutex_unlock(&blas_mu);
-    return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : n;
+    return n < 1 ? 1 : n > PISSA__PAR_MAX ? PISSA__PAR_MAX : n;
 }
 
 /* ---- the pool ---- */
@@ -53,7 +52,7 @@ static pthread_cond_t wake_cv = PTHREAD_COND_INITIALIZER, done_cv = PTHREAD_COND
 static atomic_uint generation;
 static atomic_int pending; /* workers that have not finished the current region */
 static int n_workers;      /* started workers: worker w runs part w + 1, if there is one */
-static unsigned start_gen[MAX_WORKERS]; /* the generation when worker w started: it waits for the next */
+static unsigned start_gen[PISSA__PAR_MAX]; /* the generation when worker w started: it waits for the next */
 static struct {
     void (*fn)(void *, int, int, int);
     void *ctx;
@@ -112,7 +111,7 @@ static void reset_in_child(void) {
 static int ensure_workers(int want) {
     static int atfork_registered;
     if (!atfork_registered) atfork_registered = pthread_atfork(NULL, NULL, reset_in_child) == 0;
-    while (n_workers < want && n_workers < MAX_WORKERS - 1) {
+    while (n_workers < want && n_workers < PISSA__PAR_MAX - 1) {
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -129,7 +128,7 @@ static int ensure_workers(int want) {
 void pissa__par_for(int n, int nthreads, void (*fn)(void *ctx, int part, int begin, int end), void *ctx) {
     if (n <= 0) return;
     int parts = nthreads < n ? nthreads : n;
-    if (parts > MAX_WORKERS) parts = MAX_WORKERS;
+    if (parts > PISSA__PAR_MAX) parts = PISSA__PAR_MAX;
     pissa__blas_serial_begin();
     if (parts < 1) parts = 1;
     if (parts == 1 || in_region) {

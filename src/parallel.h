@@ -9,6 +9,9 @@
 #ifndef PISSA_PARALLEL_H
 #define PISSA_PARALLEL_H
 
+/* Most parts a region has (pissa__par_threads never returns more), so per-part results fit fixed arrays. */
+#define PISSA__PAR_MAX 64
+
 /* Threads the kernels use: pissa_get_num_threads(), as it was before any serial region began. */
 int pissa__par_threads(void);
 
