@@ -219,24 +219,29 @@ pissa_status pissa_peft_resolve(const pissa_peft_config *cfg, const char *module
 /* ---------------------------------------------------------------------------------------------- */
 /* an adapter against a base                                                                      */
 
-pissa_status pissa_checkpoint_linear_shapes(const pissa_checkpoint *c, pissa_linear_shape **out, size_t *n) {
-    if (!c || !out || !n) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_checkpoint_linear_shapes: NULL argument");
-    *out = NULL;
-    *n = 0;
-    size_t count = pissa_checkpoint_count(c), k = 0, bytes = 0;
+/* Item I of a list of tensors: its name, and whether it is a float matrix and its (out, in). */
+typedef pissa_status (*tensor_at_fn)(const void *src, size_t i, const char **name, int *matrix, int64_t *rows,
+                                     int64_t *cols);
+
+/* Every float matrix "X.weight" among the COUNT tensors of SRC as (X, out, in), in order: one allocation holding
+ * the array and then the strings (first pass: sizes; second: fill). */
+static pissa_status linear_shapes(const void *src, size_t count, tensor_at_fn at, pissa_linear_shape **out,
+                                  size_t *n) {
     static const char suffix[] = ".weight";
     const size_t ls = sizeof suffix - 1;
-    /* first pass: sizes; second: fill one block (array, then the strings) */
+    size_t k = 0, bytes = 0;
+    *out = NULL;
+    *n = 0;
     for (int pass = 0; pass < 2; pass++) {
         char *strings = pass ? (char *)(*out + k) : NULL;
         size_t m = 0;
         for (size_t i = 0; i < count; i++) {
-            const char *name = pissa_checkpoint_name(c, i);
+            const char *name;
+            int matrix;
+            int64_t rows, cols;
+            PISSA_TRY(at(src, i, &name, &matrix, &rows, &cols));
             size_t len = strlen(name);
-            pissa_st_info info;
-            PISSA_TRY(pissa_checkpoint_find(c, name, &info));
-            if (info.ndim != 2 || !pissa_dtype_is_float(info.dtype) || len <= ls || strcmp(name + len - ls, suffix))
-                continue;
+            if (!matrix || len <= ls || strcmp(name + len - ls, suffix)) continue;
             if (!pass) {
                 k++;
                 bytes += len - ls + 1;
@@ -244,15 +249,31 @@ pissa_status pissa_checkpoint_linear_shapes(const pissa_checkpoint *c, pissa_lin
             }
             memcpy(strings, name, len - ls);
             strings[len - ls] = '\0';
-            (*out)[m] = (pissa_linear_shape){strings, info.shape[0], info.shape[1]};
+            (*out)[m++] = (pissa_linear_shape){strings, rows, cols};
             strings += len - ls + 1;
-            m++;
         }
         if (!pass && !(*out = pissa__alloc(1, k * sizeof **out + bytes + 1)))
             return pissa__fail(PISSA_ERR_NOMEM, "linear shapes: out of memory");
     }
     *n = k;
     return PISSA_OK;
+}
+
+static pissa_status checkpoint_tensor_at(const void *src, size_t i, const char **name, int *matrix, int64_t *rows,
+                                         int64_t *cols) {
+    const pissa_checkpoint *c = src;
+    pissa_st_info info;
+    *name = pissa_checkpoint_name(c, i);
+    PISSA_TRY(pissa_checkpoint_find(c, *name, &info));
+    *matrix = info.ndim == 2 && pissa_dtype_is_float(info.dtype);
+    *rows = *matrix ? info.shape[0] : 0;
+    *cols = *matrix ? info.shape[1] : 0;
+    return PISSA_OK;
+}
+
+pissa_status pissa_checkpoint_linear_shapes(const pissa_checkpoint *c, pissa_linear_shape **out, size_t *n) {
+    if (!c || !out || !n) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_checkpoint_linear_shapes: NULL argument");
+    return linear_shapes(c, pissa_checkpoint_count(c), checkpoint_tensor_at, out, n);
 }
 
 /* init_lora_weights values PEFT would act on at load time by changing the base weights. */
@@ -364,30 +385,14 @@ const char *const pissa__llama_proj_paths[PISSA__N_PROJ] = {"self_attn.q_proj", 
                                                             "mlp.gate_proj",    "mlp.up_proj",
                                                             "mlp.down_proj"};
 
-/* Every 2-D weight "X.weight" of W as (X, out, in): the modules an adapter may name. One allocation. */
-static pissa_status weights_linear_shapes(const pissa__weights *w, pissa_linear_shape **out, size_t *n) {
-    static const char suffix[] = ".weight";
-    const size_t ls = sizeof suffix - 1;
-    size_t k = 0, bytes = 0;
-    for (size_t i = 0; i < w->n; i++) {
-        size_t len = strlen(w->names[i]);
-        if (pissa_tensor_ndim(w->tensors[i]) == 2 && len > ls && !strcmp(w->names[i] + len - ls, suffix))
-            k++, bytes += len - ls + 1;
-    }
-    *out = pissa__alloc(1, k * sizeof **out + bytes + 1);
-    if (!*out) return pissa__fail(PISSA_ERR_NOMEM, "adapter: out of memory");
-    char *strings = (char *)(*out + k);
-    *n = 0;
-    for (size_t i = 0; i < w->n; i++) {
-        size_t len = strlen(w->names[i]);
-        if (!(pissa_tensor_ndim(w->tensors[i]) == 2 && len > ls && !strcmp(w->names[i] + len - ls, suffix)))
-            continue;
-        memcpy(strings, w->names[i], len - ls);
-        strings[len - ls] = '\0';
-        (*out)[(*n)++] = (pissa_linear_shape){strings, pissa_tensor_dim(w->tensors[i], 0),
-                                              pissa_tensor_dim(w->tensors[i], 1)};
-        strings += len - ls + 1;
-    }
+/* The weights of a loaded model (float32 in memory) as a tensor list for linear_shapes. */
+static pissa_status weights_tensor_at(const void *src, size_t i, const char **name, int *matrix, int64_t *rows,
+                                      int64_t *cols) {
+    const pissa__weights *w = src;
+    *name = w->names[i];
+    *matrix = pissa_tensor_ndim(w->tensors[i]) == 2;
+    *rows = *matrix ? pissa_tensor_dim(w->tensors[i], 0) : 0;
+    *cols = *matrix ? pissa_tensor_dim(w->tensors[i], 1) : 0;
     return PISSA_OK;
 }
 
@@ -411,7 +416,7 @@ pissa_status pissa__peft_map_llama(const pissa_peft_adapter *a, const pissa__wei
                            "supported", c->bias);
     pissa_linear_shape *base;
     size_t n_base = 0;
-    PISSA_TRY(weights_linear_shapes(w, &base, &n_base));
+    PISSA_TRY(linear_shapes(w, w->n, weights_tensor_at, &base, &n_base)); /* the modules an adapter may name */
     pissa_status st = check_adapter(a, base, n_base, allow_pissa_init);
     free(base);
     PISSA_TRY(st);
