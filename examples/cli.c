@@ -96,7 +96,7 @@ void cli_mkdirs(const char *dir) {
     free(p);
 }
 
-void cli_copy_if_present(const char *src_dir, const char *dst_dir, const char *name) {
+static void copy_if_present(const char *src_dir, const char *dst_dir, const char *name) {
     char src[PATH_MAX], dst[PATH_MAX];
     snprintf(src, sizeof src, "%s/%s", src_dir, name);
     snprintf(dst, sizeof dst, "%s/%s", dst_dir, name);
@@ -109,6 +109,12 @@ void cli_copy_if_present(const char *src_dir, const char *dst_dir, const char *n
     if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) cli_check(pissa_write_file_atomic(dst, buf, (size_t)n), dst);
     free(buf);
     fclose(f);
+}
+
+void cli_copy_companions(const char *src_dir, const char *dst_dir) {
+    static const char *names[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
+                                  "tokenizer_config.json", "special_tokens_map.json"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) copy_if_present(src_dir, dst_dir, names[k]);
 }
 
 uint64_t cli_mix(uint64_t *x) {

@@ -27,9 +27,9 @@ const char *cli_value(int argc, char **argv, int *i);
 /* Creates DIR and its parents (mkdir -p), or exits with one line naming the directory. */
 void cli_mkdirs(const char *dir);
 
-/* Copies SRC_DIR/NAME to DST_DIR/NAME atomically if it exists (tokenizer files and the like); exits on a write
- * failure. */
-void cli_copy_if_present(const char *src_dir, const char *dst_dir, const char *name);
+/* Copies the files that travel with a Hugging Face checkpoint (generation_config.json and the tokenizer files)
+ * from SRC_DIR to DST_DIR, each atomically, those that exist; exits on a write failure. */
+void cli_copy_companions(const char *src_dir, const char *dst_dir);
 
 /* splitmix64 and what is drawn from it: self-contained and the same on every platform, so generated
  * checkpoints and corpora depend only on their seeds. */

@@ -71,6 +71,11 @@ static int exists(const char *path) {
     return stat(path, &s) == 0;
 }
 
+static int is_dir(const char *path) {
+    struct stat s;
+    return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
+}
+
 /* OUT: the adapter (atomic per file) and OUT/state. */
 static void save_all(const ctx *c) {
     if (c->pissa) cli_check(pissa_trainer_save_peft(c->t, &c->peft, c->out), c->out);
@@ -143,8 +148,7 @@ static void write_pissa_init(ctx *c, pissa_model *m, const char *model_path) {
     snprintf(path, sizeof path, "%s/pissa_init", c->out);
     cli_check(pissa_peft_adapter_save(init, path, PISSA_F32), path);
     /* The same float32 sgemm (W − s·B0·A0) as the in-memory residual, so the files reproduce the trained model. */
-    struct stat s;
-    if (stat(model_path, &s) == 0 && S_ISDIR(s.st_mode)) {
+    if (is_dir(model_path)) {
         pissa_checkpoint *ck;
         cli_check(pissa_checkpoint_open(model_path, &ck), model_path);
         cli_check(pissa_peft_merge_checkpoint(ck, init, 1, -1, c->out), c->out);
@@ -267,12 +271,7 @@ int main(int argc, char **argv) {
     else if (adapter) cli_check(pissa_model_load_adapter(m, adapter), adapter);
     else cli_check(pissa_model_add_adapters(m, &ao), "adapters");
     cli_mkdirs(out);
-    struct stat ms;
-    if (full && stat(model_path, &ms) == 0 && S_ISDIR(ms.st_mode)) { /* OUT is a checkpoint: keep its companions */
-        static const char *extra[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
-                                      "tokenizer_config.json", "special_tokens_map.json"};
-        for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) cli_copy_if_present(model_path, out, extra[k]);
-    }
+    if ((full || c.pissa) && is_dir(model_path)) cli_copy_companions(model_path, out); /* OUT is a checkpoint */
     if (c.pissa) {
         c.peft = pissa_peft_default_config();
         c.peft.r = rank;

@@ -331,9 +331,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/config.json", out_dir);
     cli_check(pissa_write_file_atomic(path, config, strlen(config)), path);
     free(config);
-    static const char *extra[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
-                                  "tokenizer_config.json", "special_tokens_map.json"};
-    for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) cli_copy_if_present(model_dir, out_dir, extra[k]);
+    cli_copy_companions(model_dir, out_dir);
 
     /* Phase 3: the initial adapter, as PEFT saves it after PiSSA initialisation. */
     pissa_peft_config pc = pissa_peft_default_config();

@@ -77,9 +77,7 @@ int main(int argc, char **argv) {
         cli_check(pissa_peft_merge_checkpoint(ckpt, ad, unmerge, dtype, out_dir), out_dir);
         n_tensors = pissa_checkpoint_count(ckpt);
         pissa_checkpoint_free(ckpt);
-        static const char *extra[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
-                                      "tokenizer_config.json", "special_tokens_map.json"};
-        for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) cli_copy_if_present(model, out_dir, extra[k]);
+        cli_copy_companions(model, out_dir);
     }
     if (ad) {
         const pissa_peft_config *c = pissa_peft_adapter_config(ad);
