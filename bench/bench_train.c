@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "benchutil.h"
+#include "cli.h"
 #include "pissa.h"
 
 typedef struct config {
@@ -56,17 +57,7 @@ static const config configs[] = {
 
 /* ---- the random checkpoint ---- */
 
-/* splitmix64 + Box–Muller; each tensor is seeded by its name. */
-static uint64_t mix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static double normal(uint64_t *x) {
-    double u1 = ((double)(mix(x) >> 11) + 1.0) * 0x1.0p-53, u2 = (double)(mix(x) >> 11) * 0x1.0p-53;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
+/* Random draws: the examples' splitmix64 + Box–Muller (examples/cli.h); each tensor is seeded by its name. */
 
 typedef struct tensor_spec {
     char name[96];
@@ -81,7 +72,7 @@ static pissa_status fill(void *user, const char *name, float *dst, int64_t numel
     uint64_t x = 1;
     for (const char *p = name; *p; p++) x = (x ^ (unsigned char)*p) * 1099511628211ULL;
     double c = s->ndim == 1 ? 0.0 : strstr(name, "embed_tokens") ? 0.02 : 1.0 / sqrt((double)s->shape[1]);
-    for (int64_t i = 0; i < numel; i++) dst[i] = s->ndim == 1 ? 1.0f : (float)(c * normal(&x));
+    for (int64_t i = 0; i < numel; i++) dst[i] = s->ndim == 1 ? 1.0f : (float)(c * cli_normal(&x));
     return PISSA_OK;
 }
 
@@ -181,7 +172,7 @@ static double sgemm_peak(int n) {
     size_t nn = (size_t)n * (size_t)n;
     float *a = xmalloc(sizeof(float) * nn), *b = xmalloc(sizeof(float) * nn), *c = xmalloc(sizeof(float) * nn);
     uint64_t x = 7;
-    for (size_t i = 0; i < nn; i++) a[i] = (float)normal(&x), b[i] = (float)normal(&x);
+    for (size_t i = 0; i < nn; i++) a[i] = (float)cli_normal(&x), b[i] = (float)cli_normal(&x);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
@@ -277,7 +268,7 @@ int main(int argc, char **argv) {
     size_t ntok = (size_t)c->B * (size_t)c->T;
     int32_t *ids = xmalloc(sizeof(int32_t) * ntok), *labels = xmalloc(sizeof(int32_t) * ntok);
     uint64_t x = 3;
-    for (size_t i = 0; i < ntok; i++) ids[i] = labels[i] = (int32_t)(mix(&x) % (uint64_t)c->V);
+    for (size_t i = 0; i < ntok; i++) ids[i] = labels[i] = (int32_t)(cli_mix(&x) % (uint64_t)c->V);
 
     double *times = xmalloc(sizeof(double) * (size_t)steps), loss = 0, loss0 = 0; /* loss0: B = 0, the base's */
     for (int s = 0; s < warmup + steps; s++) {
