@@ -199,20 +199,18 @@ static void run_close(run *r) {
     pissa_model_free(r->m);
 }
 
-/* Copies of every adapter's A and B, concatenated. */
-static float *adapter_snapshot(const pissa_model *m, size_t *n) {
-    size_t total = 0;
-    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
-        pissa_adapter_view a;
-        assert_ok(pissa_model_adapter(m, i, &a));
-        total += (size_t)(a.r * a.in + a.out * a.r);
+/* Copies of every trainable tensor (each adapter's A then B), or of their gradients, concatenated. */
+static float *param_snapshot(const pissa_model *m, int grads, size_t *n) {
+    size_t total = 0, k = pissa_model_param_count(m);
+    pissa_param_view v;
+    for (size_t i = 0; i < k; i++) {
+        assert_ok(pissa_model_param(m, i, &v));
+        total += (size_t)(v.rows * v.cols);
     }
     float *x = malloc(sizeof(float) * total), *p = x;
-    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
-        pissa_adapter_view a;
-        assert_ok(pissa_model_adapter(m, i, &a));
-        memcpy(p, a.A, sizeof(float) * (size_t)(a.r * a.in)), p += a.r * a.in;
-        memcpy(p, a.B, sizeof(float) * (size_t)(a.out * a.r)), p += a.out * a.r;
+    for (size_t i = 0; i < k; i++) {
+        assert_ok(pissa_model_param(m, i, &v));
+        memcpy(p, grads ? v.grad : v.data, sizeof(float) * (size_t)(v.rows * v.cols)), p += v.rows * v.cols;
     }
     *n = total;
     return x;
@@ -226,25 +224,6 @@ static pissa_train_opts base_opts(void) {
     o.batch = 2;
     o.seed = 11;
     return o;
-}
-
-/* Gradients (before clipping) of all adapters, concatenated. */
-static float *grad_snapshot(const pissa_model *m, size_t *n) {
-    size_t total = 0;
-    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
-        pissa_adapter_view a;
-        assert_ok(pissa_model_adapter(m, i, &a));
-        total += (size_t)(a.r * a.in + a.out * a.r);
-    }
-    float *x = malloc(sizeof(float) * total), *p = x;
-    for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
-        pissa_adapter_view a;
-        assert_ok(pissa_model_adapter(m, i, &a));
-        memcpy(p, a.dA, sizeof(float) * (size_t)(a.r * a.in)), p += a.r * a.in;
-        memcpy(p, a.dB, sizeof(float) * (size_t)(a.out * a.r)), p += a.out * a.r;
-    }
-    *n = total;
-    return x;
 }
 
 static void accumulating_k_microbatches_equals_one_batch_of_k_rows(void **state) {
@@ -267,7 +246,7 @@ static void accumulating_k_microbatches_equals_one_batch_of_k_rows(void **state)
         assert_int_equal(a.tokens, 6 * 15);
         assert_int_equal(a.tokens, b.tokens);
         size_t n, n2;
-        float *ga = grad_snapshot(small.m, &n), *gb = grad_snapshot(big.m, &n2);
+        float *ga = param_snapshot(small.m, 1, &n), *gb = param_snapshot(big.m, 1, &n2);
         assert_int_equal(n, n2);
         double rel = tu_diff_norm(ga, gb, n) / tu_norm(gb, n);
         worst_grad = fmax(worst_grad, rel);
@@ -336,7 +315,7 @@ static void resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
         run_open(f, "pissa_niter_2", 0.1, &o, &a);
         train_steps(&a, 8, whole);
         size_t n, n2;
-        float *x = adapter_snapshot(a.m, &n);
+        float *x = param_snapshot(a.m, 0, &n);
         run_close(&a);
 
         char *state_dir = tu_path(f->dir, "state");
@@ -351,7 +330,7 @@ static void resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
         assert_ok(pissa_trainer_load_state(c.t, state_dir));
         assert_int_equal(pissa_trainer_steps(c.t), 3);
         train_steps(&c, 5, part + 3);
-        float *y = adapter_snapshot(c.m, &n2);
+        float *y = param_snapshot(c.m, 0, &n2);
         assert_memory_equal(whole, part, sizeof whole);
         assert_int_equal(n, n2);
         assert_memory_equal(x, y, sizeof(float) * n);
@@ -387,11 +366,11 @@ static void nan_loss_stops_training_and_keeps_saved_adapter(void **state) {
     assert_ok(pissa_model_adapter(r.m, 0, &a));
     a.A[0] = NAN;
     size_t n;
-    float *params = adapter_snapshot(r.m, &n);
+    float *params = param_snapshot(r.m, 0, &n);
     pissa_step_info s;
     assert_int_equal(pissa_trainer_step(r.t, &s), PISSA_ERR_NUMERIC);
     assert_non_null(strstr(pissa_last_error(), "nan"));
-    float *after = adapter_snapshot(r.m, &n);
+    float *after = param_snapshot(r.m, 0, &n);
     assert_memory_equal(params + 1, after + 1, sizeof(float) * (n - 1)); /* no parameter was updated */
     assert_int_equal(pissa_trainer_step(r.t, &s), PISSA_ERR_NUMERIC);  /* and the run stays stopped */
     assert_int_equal(pissa_trainer_steps(r.t), 2);
@@ -548,24 +527,6 @@ static void full_run_open(const fixture *f, const pissa_train_opts *o, run *r) {
     assert_ok(pissa_trainer_create(r->m, r->d, o, &r->t));
 }
 
-/* Copies of every trainable tensor, concatenated. */
-static float *param_snapshot(const pissa_model *m, size_t *n) {
-    size_t total = 0;
-    pissa_param_view v;
-    for (size_t i = 0; i < pissa_model_param_count(m); i++) {
-        assert_ok(pissa_model_param(m, i, &v));
-        total += (size_t)(v.rows * v.cols);
-    }
-    float *x = malloc(sizeof(float) * total), *p = x;
-    for (size_t i = 0; i < pissa_model_param_count(m); i++) {
-        assert_ok(pissa_model_param(m, i, &v));
-        memcpy(p, v.data, sizeof(float) * (size_t)(v.rows * v.cols));
-        p += v.rows * v.cols;
-    }
-    *n = total;
-    return x;
-}
-
 static void full_resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
     const fixture *f = *state;
     pissa_train_opts o = base_opts(); /* weight decay 0.01 */
@@ -579,7 +540,7 @@ static void full_resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state)
     full_run_open(f, &o, &a);
     train_steps(&a, 6, whole);
     size_t n, n2;
-    float *x = param_snapshot(a.m, &n);
+    float *x = param_snapshot(a.m, 0, &n);
     run_close(&a);
 
     char *state_dir = tu_path(f->dir, "full_state");
@@ -593,7 +554,7 @@ static void full_resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state)
     full_run_open(f, &o, &c);
     assert_ok(pissa_trainer_load_state(c.t, state_dir));
     train_steps(&c, 4, part + 2);
-    float *y = param_snapshot(c.m, &n2);
+    float *y = param_snapshot(c.m, 0, &n2);
     assert_memory_equal(whole, part, sizeof whole);
     assert_int_equal(n, n2);
     assert_memory_equal(x, y, sizeof(float) * n); /* every weight bit for bit */
