@@ -16,32 +16,15 @@ lr·sign(g), which a float32 gradient cannot reproduce for the few entries whose
 Run: /usr/bin/python3 tests/reference/make_full_reference.py (torch 1.13)."""
 import json
 import os
-import struct
 import sys
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_llama_reference import llama_forward, write_safetensors  # noqa: E402
+from make_llama_reference import llama_forward, read_safetensors_f32, write_safetensors  # noqa: E402
 
 ADAMW = {"lr": 1e-2, "weight_decay": 0.1, "betas": [0.9, 0.999], "eps": 1e-3, "max_grad_norm": 1.0}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32"
-        b, e = info["data_offsets"]
-        t = torch.frombuffer(bytearray(data[b:e]), dtype=torch.float32).reshape(info["shape"])
-        out[name] = t.clone()
-    return out
 
 
 def make(name):
@@ -50,7 +33,7 @@ def make(name):
         cfg = json.load(f)
     with open(os.path.join(d, "batch.json")) as f:
         batch = json.load(f)
-    W32 = read_safetensors(os.path.join(d, "model.safetensors"))
+    W32 = read_safetensors_f32(os.path.join(d, "model.safetensors"))
     ids = torch.tensor(batch["input_ids"])
     labels = torch.tensor(batch["labels"])
     V = cfg["vocab_size"]

@@ -95,8 +95,25 @@ def llama_forward(cfg, W, adapters, scale, ids):
     return x @ head.T
 
 
-def make_fixture(name, cfg, targets, r, alpha, rslora, seed):
-    g = torch.Generator().manual_seed(seed)
+def read_safetensors_f32(path):
+    """The F32 tensors of a safetensors file (what write_safetensors writes), as torch tensors."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", name
+        b, e = info["data_offsets"]
+        out[name] = torch.frombuffer(bytearray(data[b:e]), dtype=torch.float32).reshape(info["shape"]).clone()
+    return out
+
+
+def random_llama_weights(cfg, g):
+    """Every weight of a Llama with config CFG, drawn from generator G in sorted name order: norms 1 + 0.1·N(0, 1),
+    embeddings 0.5·N(0, 1), linear weights N(0, 1/in)."""
     D, F, V, hd = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["head_dim"]
     H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     shapes = {"model.embed_tokens.weight": (V, D), "model.norm.weight": (D,)}
@@ -109,20 +126,27 @@ def make_fixture(name, cfg, targets, r, alpha, rslora, seed):
                        p + "self_attn.v_proj.weight": (KV * hd, D), p + "self_attn.o_proj.weight": (D, H * hd),
                        p + "mlp.gate_proj.weight": (F, D), p + "mlp.up_proj.weight": (F, D),
                        p + "mlp.down_proj.weight": (D, F)})
-    W32 = {}
+    W = {}
     for n, shp in sorted(shapes.items()):
         if len(shp) == 1:
-            W32[n] = 1.0 + 0.1 * torch.randn(shp, generator=g)
+            W[n] = 1.0 + 0.1 * torch.randn(shp, generator=g)
         elif n == "model.embed_tokens.weight":
-            W32[n] = 0.5 * torch.randn(shp, generator=g)
+            W[n] = 0.5 * torch.randn(shp, generator=g)
         else:
-            W32[n] = torch.randn(shp, generator=g) / math.sqrt(shp[1])
+            W[n] = torch.randn(shp, generator=g) / math.sqrt(shp[1])
+    return W
+
+
+def make_fixture(name, cfg, targets, r, alpha, rslora, seed):
+    g = torch.Generator().manual_seed(seed)
+    W32 = random_llama_weights(cfg, g)
+    V = cfg["vocab_size"]
     scale = alpha / math.sqrt(r) if rslora else alpha / r
     ad32 = {}
     for l in range(cfg["num_hidden_layers"]):
         for t in targets:
             mod = f"model.layers.{l}.{'self_attn' if PROJ.index(t) < 4 else 'mlp'}.{t}"
-            out, inp = shapes[mod + ".weight"]
+            out, inp = W32[mod + ".weight"].shape
             A = (torch.rand((r, inp), generator=g) * 2 - 1) / math.sqrt(inp)
             B = 0.3 * torch.randn((out, r), generator=g)  # non-zero: a trained adapter
             ad32[mod] = (A, B)

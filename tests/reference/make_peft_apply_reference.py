@@ -31,27 +31,12 @@ import torch
 
 from make_interop_match_reference import (check_target_module_exists, get_pattern_key, llama_named_modules,
                                           prepare_targets)
-from make_llama_reference import llama_forward, write_safetensors
+from make_llama_reference import llama_forward, random_llama_weights, read_safetensors_f32, write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "peft_apply")
 BASE = os.path.join(OUT, "base")
 DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-
-
-def read_safetensors_f32(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", name
-        b, e = info["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(data[b:e]), dtype=torch.float32).reshape(info["shape"]).clone()
-    return out
 
 
 def write_safetensors_dtype(path, tensors, dtype):
@@ -81,23 +66,8 @@ def make_base(seed):
            "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
            "vocab_size": 48, "tie_word_embeddings": False}
     g = torch.Generator().manual_seed(seed)
-    D, F, V, hd, H, KV = 32, 48, 48, 8, 4, 2
-    shapes = {"model.embed_tokens.weight": (V, D), "model.norm.weight": (D,), "lm_head.weight": (V, D)}
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        shapes.update({p + "input_layernorm.weight": (D,), p + "post_attention_layernorm.weight": (D,),
-                       p + "self_attn.q_proj.weight": (H * hd, D), p + "self_attn.k_proj.weight": (KV * hd, D),
-                       p + "self_attn.v_proj.weight": (KV * hd, D), p + "self_attn.o_proj.weight": (D, H * hd),
-                       p + "mlp.gate_proj.weight": (F, D), p + "mlp.up_proj.weight": (F, D),
-                       p + "mlp.down_proj.weight": (D, F)})
-    W = {}
-    for n, shp in sorted(shapes.items()):
-        if len(shp) == 1:
-            W[n] = 1.0 + 0.1 * torch.randn(shp, generator=g)
-        elif n == "model.embed_tokens.weight":
-            W[n] = 0.5 * torch.randn(shp, generator=g)
-        else:
-            W[n] = torch.randn(shp, generator=g) / math.sqrt(shp[1])
+    W = random_llama_weights(cfg, g)
+    V = cfg["vocab_size"]
     ids = torch.randint(0, V, (2, 7), generator=g)
     os.makedirs(BASE, exist_ok=True)
     with open(os.path.join(BASE, "config.json"), "w") as f:
