@@ -21,13 +21,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def write_safetensors(path, tensors):
-    """safetensors by hand: u64 header length, JSON header padded with spaces to 8 bytes, raw little-endian data."""
+DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def write_safetensors(path, tensors, dtype="F32"):
+    """safetensors by hand, every tensor in DTYPE (F32, F16 or BF16): u64 header length, JSON header padded with
+    spaces to 8 bytes, raw data in this (little-endian) machine's byte order."""
     header, blobs, off = {}, [], 0
     for name in sorted(tensors):
-        t = tensors[name].detach().to(torch.float32).contiguous()
-        data = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
+        t = tensors[name].detach().to(DTYPES[dtype]).contiguous()
+        raw = t.view(torch.int16) if dtype == "BF16" else t  # numpy has no bfloat16: its bits as int16
+        data = raw.numpy().tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
         blobs.append(data)
         off += len(data)
     header["__metadata__"] = {"format": "pt"}

@@ -25,38 +25,16 @@ Run: /usr/bin/python3 tests/reference/make_peft_apply_reference.py"""
 import json
 import math
 import os
-import struct
 
 import torch
 
 from make_interop_match_reference import (check_target_module_exists, get_pattern_key, llama_named_modules,
                                           prepare_targets)
-from make_llama_reference import llama_forward, random_llama_weights, read_safetensors_f32, write_safetensors
+from make_llama_reference import DTYPES, llama_forward, random_llama_weights, read_safetensors_f32, write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "peft_apply")
 BASE = os.path.join(OUT, "base")
-DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-
-
-def write_safetensors_dtype(path, tensors, dtype):
-    """safetensors in DTYPE (F32, F16 or BF16): header padded with spaces to 8 bytes, little-endian data."""
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].to(DTYPES[dtype]).contiguous()
-        raw = t.view(torch.int16) if dtype == "BF16" else t  # numpy has no bfloat16: its bits as int16
-        data = raw.numpy().tobytes()
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def make_base(seed):
@@ -120,7 +98,7 @@ def make_adapter(name, dtype, seed, **fields):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "adapter_config.json"), "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)
-    write_safetensors_dtype(os.path.join(d, "adapter_model.safetensors"), tensors, dtype)
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), tensors, dtype)
     write_safetensors(os.path.join(d, "expected.safetensors"), {"logits": logits})
     base = llama_forward(mcfg, W, {}, 1.0, ids)
     print(f"{name}: {len(plan)} modules, ranks {sorted({r for r, _, _ in plan.values()})}, "
