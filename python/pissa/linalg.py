@@ -30,18 +30,20 @@ def svd_exact(W, rank):
     return U, S, Vt
 
 
+def _override(opts, **fields):
+    """OPTS (a library defaults struct) with the fields given a value other than None set."""
+    for name, value in fields.items():
+        if value is not None:
+            setattr(opts, name, value)
+    return opts
+
+
 def svd_randomized(W, rank, *, oversample=None, niter=None, seed=None):
     """Randomized truncated SVD (Halko et al., QR after every product); defaults from pissa_rsvd_default_opts
     (oversample 8, niter 4, seed 0). oversample=0 is torch.svd_lowrank(W, q=rank, niter=niter)."""
     b, m, n = _matrix(W)
     _rank(rank, min(m, n))
-    o = lib.pissa_rsvd_default_opts()
-    if oversample is not None:
-        o.oversample = oversample
-    if niter is not None:
-        o.niter = niter
-    if seed is not None:
-        o.seed = seed
+    o = _override(lib.pissa_rsvd_default_opts(), oversample=oversample, niter=niter, seed=seed)
     U, pu = _core.new_output((m, rank))
     S, ps = _core.new_output((rank,))
     Vt, pv = _core.new_output((rank, n))
@@ -68,13 +70,7 @@ def init_opts(method="pissa", rank=8, alpha=None, *, rslora=False, niter=None, o
     o.rank = rank
     o.alpha = float(rank if alpha is None else alpha)
     o.use_rslora = 1 if rslora else 0
-    if niter is not None:
-        o.niter = niter
-    if oversample is not None:
-        o.oversample = oversample
-    if seed is not None:
-        o.seed = seed
-    return o
+    return _override(o, niter=niter, oversample=oversample, seed=seed)
 
 
 def lora_scale(alpha, rank, rslora=False):
