@@ -182,8 +182,7 @@ def _prod(shape):
 # ---- inputs ----
 
 _CT = {"f": c_float, "i": c_int32}
-_NP = {"f": "float32", "i": "int32"}
-_NAME = {"f": "float32", "i": "int32"}
+_NP = {"f": "float32", "i": "int32"}  # numpy dtype names, also used in messages
 
 
 class Buf:
@@ -218,7 +217,7 @@ def as_input(x, name, code, ndims, writable=False):
     numpy arrays must already have the dtype and be C-contiguous (passed without a copy); lists are copied."""
     if np is not None and isinstance(x, np.ndarray):
         if x.dtype != np.dtype(_NP[code]):
-            raise TypeError(f"{name}: expected a {_NAME[code]} array, got {x.dtype} "
+            raise TypeError(f"{name}: expected a {_NP[code]} array, got {x.dtype} "
                             f"(convert with .astype(numpy.{_NP[code]}))")
         if x.ndim not in ndims:
             raise ValueError(f"{name}: expected {_dims_text(ndims)}, got shape {x.shape}")
@@ -237,7 +236,7 @@ def as_input(x, name, code, ndims, writable=False):
         if isinstance(x, (bytes, bytearray)):
             mv = mv.cast(code)
         elif _fmt(mv) != code or mv.itemsize != 4:
-            raise TypeError(f"{name}: expected {_NAME[code]} elements (typecode '{code}'), got format "
+            raise TypeError(f"{name}: expected {_NP[code]} elements (typecode '{code}'), got format "
                             f"{mv.format!r}")
         if not mv.c_contiguous:
             raise ValueError(f"{name}: the buffer is not C-contiguous")
