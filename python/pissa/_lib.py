@@ -84,7 +84,7 @@ class Error(Exception):
     def __init__(self, status, message):
         super().__init__(message)
         self.status = status
-        self.status_name = STATUS_NAMES.get(status, f"status {status}")
+        self.status_name = lib.pissa_status_name(status).decode()  # the library's own spelling
         self.message = message
 
     def __str__(self):
@@ -103,9 +103,6 @@ class NumericError(Error): pass  # noqa: E701
 
 ERRORS = {1: InvalidArgumentError, 2: OutOfMemoryError, 3: FileError, 4: FormatError, 5: UnsupportedError,
           6: ShapeError, 7: NotFoundError, 8: NumericError}
-STATUS_NAMES = {0: "PISSA_OK", 1: "PISSA_ERR_INVALID_ARG", 2: "PISSA_ERR_NOMEM", 3: "PISSA_ERR_IO",
-                4: "PISSA_ERR_FORMAT", 5: "PISSA_ERR_UNSUPPORTED", 6: "PISSA_ERR_SHAPE", 7: "PISSA_ERR_NOT_FOUND",
-                8: "PISSA_ERR_NUMERIC"}
 
 
 def check(status):
