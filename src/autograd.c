@@ -261,9 +261,15 @@ static pissa_status elementwise(pissa__graph *g, pissa__op op, int a, int b, con
     return push(g, nd, g->values[a].cols, out);
 }
 
-pissa_status pissa__g_silu(pissa__graph *g, int x, int *out) { return elementwise(g, PISSA_OP_SILU, x, -1, "silu", out); }
-pissa_status pissa__g_mul(pissa__graph *g, int a, int b, int *out) { return elementwise(g, PISSA_OP_MUL, a, b, "mul", out); }
-pissa_status pissa__g_add(pissa__graph *g, int a, int b, int *out) { return elementwise(g, PISSA_OP_ADD, a, b, "add", out); }
+pissa_status pissa__g_silu(pissa__graph *g, int x, int *out) {
+    return elementwise(g, PISSA_OP_SILU, x, -1, "silu", out);
+}
+pissa_status pissa__g_mul(pissa__graph *g, int a, int b, int *out) {
+    return elementwise(g, PISSA_OP_MUL, a, b, "mul", out);
+}
+pissa_status pissa__g_add(pissa__graph *g, int a, int b, int *out) {
+    return elementwise(g, PISSA_OP_ADD, a, b, "add", out);
+}
 pissa_status pissa__g_swiglu(pissa__graph *g, int gate, int up, int *out) {
     return elementwise(g, PISSA_OP_SWIGLU, gate, up, "swiglu", out);
 }

@@ -184,7 +184,8 @@ pissa_status pissa_proj_names(unsigned mask, char *buf, size_t size) {
     for (int j = 0; j < N_PROJ; j++) {
         if (!(mask & (1u << j))) continue;
         int k = snprintf(buf + len, size - len, "%s%s", len ? "," : "", proj_names[j]);
-        if (k < 0 || (size_t)k >= size - len) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_proj_names: buffer too small");
+        if (k < 0 || (size_t)k >= size - len)
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_proj_names: buffer too small");
         len += (size_t)k;
     }
     return PISSA_OK;

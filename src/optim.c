@@ -136,13 +136,15 @@ static void sgd_update(float *p, const float *g, float *buf, size_t n, const pis
 }
 
 pissa_status pissa_optim_step(pissa_optim *o, float *const *params, const float *const *grads, double lr) {
-    if (!o || (o->n && (!params || !grads))) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_optim_step: NULL argument");
+    if (!o || (o->n && (!params || !grads)))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_optim_step: NULL argument");
     if (!(lr >= 0) || !isfinite(lr)) return pissa__fail(PISSA_ERR_INVALID_ARG, "optimizer: learning rate %g", lr);
     for (size_t i = 0; i < o->n; i++)
         if (!params[i] || !grads[i]) return pissa__fail(PISSA_ERR_INVALID_ARG, "optimizer: tensor %zu is NULL", i);
     int64_t t = ++o->t;
     for (size_t i = 0; i < o->n; i++) {
-        if (o->o.kind == PISSA_OPTIM_ADAMW) adamw_update(params[i], grads[i], o->buf0[i], o->buf1[i], o->sizes[i], &o->o, lr, t);
+        if (o->o.kind == PISSA_OPTIM_ADAMW)
+            adamw_update(params[i], grads[i], o->buf0[i], o->buf1[i], o->sizes[i], &o->o, lr, t);
         else sgd_update(params[i], grads[i], o->buf0[i], o->sizes[i], &o->o, lr, t);
     }
     return PISSA_OK;

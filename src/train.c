@@ -94,7 +94,8 @@ static pissa_status check_opts(const pissa_train_opts *o, const pissa_model *m) 
     if (o->seq < 0 || o->seq == 1 || o->seq > pissa_model_config(m)->max_position_embeddings)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: seq %lld must be 0 or in [2, max_position_embeddings %lld]",
                            (long long)o->seq, (long long)pissa_model_config(m)->max_position_embeddings);
-    if (!(o->max_grad_norm >= 0)) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: max_grad_norm %g < 0", o->max_grad_norm);
+    if (!(o->max_grad_norm >= 0))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: max_grad_norm %g < 0", o->max_grad_norm);
     if (o->schedule != PISSA_SCHEDULE_CONSTANT && o->schedule != PISSA_SCHEDULE_LINEAR &&
         o->schedule != PISSA_SCHEDULE_COSINE)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: unknown schedule %d", (int)o->schedule);
@@ -114,7 +115,8 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
     int64_t T = opts->seq ? opts->seq : pissa_dataset_max_len(data);
     if (T > pissa_model_config(m)->max_position_embeddings)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rows of %lld tokens exceed max_position_embeddings %lld "
-                           "(set seq to cut them)", (long long)T, (long long)pissa_model_config(m)->max_position_embeddings);
+                           "(set seq to cut them)", (long long)T,
+                           (long long)pissa_model_config(m)->max_position_embeddings);
     if (T < 2) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rows of one token have no targets");
     pissa_trainer *t = pissa__calloc(1, sizeof *t);
     if (!t) return pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
@@ -400,7 +402,8 @@ static pissa_status check_state_json(const pissa_trainer *t, const cJSON *j, con
     PISSA_TRY(json_int(j, "accum", path, &accum));
     PISSA_TRY(json_int(j, "seq", path, &seq));
     PISSA_TRY(json_int(j, "tensors", path, &n));
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed"), *opt = cJSON_GetObjectItemCaseSensitive(j, "optimizer");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(j, "optimizer");
     const cJSON *shuffle = cJSON_GetObjectItemCaseSensitive(j, "shuffle");
     if (!cJSON_IsString(seed) || !cJSON_IsString(opt) || !cJSON_IsBool(shuffle))
         return pissa__fail(PISSA_ERR_FORMAT, "%s: \"seed\", \"optimizer\" or \"shuffle\" is missing", path);
@@ -464,7 +467,8 @@ pissa_status pissa_trainer_load_state(pissa_trainer *t, const char *dir) {
             if (!data) continue;
             st = pissa_st_find(f, name, &info);
             if (st == PISSA_OK && (info.ndim != 1 || info.shape[0] != (int64_t)t->sizes[i]))
-                st = pissa__fail(PISSA_ERR_SHAPE, "%s: tensor '%s' does not have %zu elements", tpath, name, t->sizes[i]);
+                st = pissa__fail(PISSA_ERR_SHAPE, "%s: tensor '%s' does not have %zu elements", tpath, name,
+                                 t->sizes[i]);
             if (st == PISSA_OK) st = pissa_st_read_f32(f, name, data, (int64_t)t->sizes[i]);
         }
     if (st == PISSA_OK) {

@@ -59,7 +59,12 @@ PISSA_API void pissa_clear_error(void);
 
 /* Logging. level: 0 error, 1 warning, 2 info, 3 debug. The callback may be called from any thread
  * that calls into libpissa. With no callback (the default) the library is silent. */
-typedef enum pissa_log_level { PISSA_LOG_ERROR = 0, PISSA_LOG_WARN = 1, PISSA_LOG_INFO = 2, PISSA_LOG_DEBUG = 3 } pissa_log_level;
+typedef enum pissa_log_level {
+    PISSA_LOG_ERROR = 0,
+    PISSA_LOG_WARN = 1,
+    PISSA_LOG_INFO = 2,
+    PISSA_LOG_DEBUG = 3
+} pissa_log_level;
 typedef void (*pissa_log_fn)(pissa_log_level level, const char *message, void *user);
 PISSA_API void pissa_set_log_callback(pissa_log_fn fn, void *user);
 
