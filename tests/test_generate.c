@@ -275,15 +275,7 @@ static void expect_adapter_refused(const char *dir, pissa_status want, const cha
 /* Rewrites DIR/adapter_config.json with FIELD's JSON value replaced. */
 static void set_config_field(const char *dir, const char *field, const char *json_value) {
     char *path = tu_path(dir, "adapter_config.json");
-    size_t len;
-    char *text = tu_slurp(path, &len);
-    cJSON *root = cJSON_Parse(text);
-    cJSON_ReplaceItemInObject(root, field, cJSON_Parse(json_value));
-    char *out = cJSON_Print(root);
-    tu_write_bytes(path, out, strlen(out));
-    free(out);
-    cJSON_Delete(root);
-    free(text);
+    tu_json_set_field(path, field, json_value);
     free(path);
 }
 

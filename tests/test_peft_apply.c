@@ -140,15 +140,7 @@ static char *copy_fixture(void) {
 
 static void set_config_field(const char *dir, const char *field, const char *json_value) {
     char *path = tu_path(dir, "adapter_config.json");
-    char *text = tu_slurp(path, NULL);
-    cJSON *root = cJSON_Parse(text);
-    cJSON_DeleteItemFromObject(root, field);
-    cJSON_AddItemToObject(root, field, cJSON_Parse(json_value));
-    char *out = cJSON_Print(root);
-    tu_write_bytes(path, out, strlen(out));
-    free(out);
-    cJSON_Delete(root);
-    free(text);
+    tu_json_set_field(path, field, json_value);
     free(path);
 }
 

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <cjson/cJSON.h>
+
 #include "internal.h"
 
 char *tu_tempdir(const char *tag) {
@@ -101,4 +103,19 @@ char *tu_slurp(const char *path, size_t *len) {
     char *buf;
     if (pissa__read_file(path, &buf, len) != PISSA_OK) return NULL;
     return buf;
+}
+
+void tu_json_set_field(const char *path, const char *field, const char *value) {
+    char *text = tu_slurp(path, NULL);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text), *v = cJSON_Parse(value);
+    assert_non_null(root);
+    assert_non_null(v);
+    cJSON_DeleteItemFromObject(root, field);
+    cJSON_AddItemToObject(root, field, v);
+    char *out = cJSON_Print(root);
+    tu_write_bytes(path, out, strlen(out));
+    free(out);
+    cJSON_Delete(root);
+    free(text);
 }
