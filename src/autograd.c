@@ -193,7 +193,7 @@ pissa_status pissa__g_lora(pissa__graph *g, int x, int w_res, int A, int B, floa
     nd.dim[2] = (int)r;
     nd.f[0] = scale;
     nd.f[1] = p;
-    nd.saved_floats = (size_t)g->N * (size_t)r; /* xa */
+    nd.saved_floats = (size_t)g->N * (size_t)r; /* xa, (r, N) */
     return push(g, nd, OC, out);
 }
 
@@ -287,7 +287,7 @@ pissa_status pissa__g_cross_entropy(pissa__graph *g, int logits) {
 
 static size_t node_scratch(const pissa__graph *g, const pissa__node *nd) {
     switch (nd->op) {
-    case PISSA_OP_LORA: return pissa__lora_scratch_floats(g->N, nd->dim[0], nd->dim[2], nd->f[1] > 0.0f);
+    case PISSA_OP_LORA: return pissa__lora_scratch_floats(g->N, nd->dim[0], nd->dim[1], nd->dim[2], nd->f[1] > 0.0f);
     case PISSA_OP_ATTENTION: return pissa__attention_scratch_floats(g->T, g->threads);
     default: return 0;
     }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "narrow.h"
 #include "ops.h"
 #include "parallel.h"
 
@@ -73,8 +74,32 @@ void pissa__matmul_backward(float *dinp, float *dw, const float *dout, const flo
 
 /* ---- LoRA / PiSSA linear ---- */
 
-size_t pissa__lora_scratch_floats(int N, int C, int r, int has_mask) {
-    return (size_t)N * r + (has_mask ? (size_t)N * C : 0);
+/* The four products with the rank-r side (xa = inp_d·Aᵀ, dxa = s·dout·B, dB, dA) stream a tall (N, C or OC) matrix
+ * against a skinny one: they go to the narrow kernels (narrow.h), which run them faster than sgemm on these shapes
+ * (sgemm packs the tall matrix on every call) and give the same bits for any thread count. Those keep their skinny
+ * operands column-major, so xa and dxa are stored as (r, N). The two rank-r updates of a tall matrix
+ * (out += s·xa·Bᵀ, dinp += dxa·A) stay with sgemm. */
+size_t pissa__lora_scratch_floats(int N, int C, int OC, int r, int has_mask) {
+    size_t wide = (size_t)(C > OC ? C : OC);
+    return (size_t)N * r + (has_mask ? (size_t)N * C : 0) + 2 * wide * r +
+           pissa__narrow_work_floats(N, (int64_t)wide, r);
+}
+
+/* Scratch: dxa (r, N) | inp_d or dinp_d (N, C), only with a mask | sBᵀ or a product (r, max(C, OC)) | the same
+ * again | the narrow kernels' work. */
+typedef struct lora_scratch {
+    float *dxa, *tmp, *skinny, *prod, *work;
+} lora_scratch;
+
+static lora_scratch lora_scratch_split(float *scratch, int N, int C, int OC, int r, int has_mask) {
+    size_t wide = (size_t)(C > OC ? C : OC);
+    lora_scratch ls;
+    ls.dxa = scratch;
+    ls.tmp = ls.dxa + (size_t)N * r;
+    ls.skinny = ls.tmp + (has_mask ? (size_t)N * C : 0);
+    ls.prod = ls.skinny + wide * r;
+    ls.work = ls.prod + wide * r;
+    return ls;
 }
 
 /* inp_d (N, C) = inp ⊙ mask / (1 − p). */
@@ -84,46 +109,68 @@ static void apply_dropout(float *restrict out, const float *restrict inp, const 
     for (size_t i = 0; i < n; i++) out[i] = mask[i] ? inp[i] * keep_scale : 0.0f;
 }
 
+/* Y (r, N) = (X·Mᵀ)ᵀ for X (N, K) and M (r, K) row-major: the narrow W·X with W = X and Mᵀ column-major. */
+static void tall_times_skinny(float *Y, const float *X, const float *M, int N, int K, int r, float *work) {
+    pissa__narrow_wx(pissa__narrow_best_isa(), pissa__par_threads(), X, N, K, M, K, r, Y, N, work);
+}
+
+/* G += alpha·Y·X for Y (r, N) and X (N, K), G (r, K); with TRANSPOSED, G is (K, r). PROD (r, K) holds the
+ * product (the narrow Wᵀ·Y with W = X and Yᵀ column-major). */
+static void skinny_gradient(float *G, int transposed, float alpha, const float *Y, const float *X, int N, int K, int r,
+                            float *prod, float *work) {
+    pissa__narrow_wty(pissa__narrow_best_isa(), pissa__par_threads(), X, N, K, Y, N, r, prod, K, work);
+    for (int j = 0; j < r; j++)
+        for (int k = 0; k < K; k++) {
+            float *g = transposed ? &G[(size_t)k * r + j] : &G[(size_t)j * K + k];
+            *g += alpha * prod[(size_t)j * K + k];
+        }
+}
+
 void pissa__lora_forward(float *out, float *xa, float *scratch, const float *inp, const uint8_t *mask, float p,
                          const float *w_res, const float *A, const float *B, float s, int N, int C, int OC, int r) {
+    lora_scratch ls = lora_scratch_split(scratch, N, C, OC, r, mask != NULL);
     const float *inp_d = inp; /* (N, C) */
     if (mask) {
-        apply_dropout(scratch + (size_t)N * r, inp, mask, p, (size_t)N * C);
-        inp_d = scratch + (size_t)N * r;
+        apply_dropout(ls.tmp, inp, mask, p, (size_t)N * C);
+        inp_d = ls.tmp;
     }
-    /* out = inp·W_resᵀ; xa = inp_d·Aᵀ; out += s·xa·Bᵀ */
+    /* out = inp·W_resᵀ; xa (r, N) = (inp_d·Aᵀ)ᵀ; out += s·xaᵀ·Bᵀ */
     gemm(CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w_res, C, 0.0f, out, OC);
-    gemm(CblasNoTrans, CblasTrans, N, r, C, 1.0f, inp_d, C, A, C, 0.0f, xa, r);
-    gemm(CblasNoTrans, CblasTrans, N, OC, r, s, xa, r, B, r, 1.0f, out, OC);
+    tall_times_skinny(xa, inp_d, A, N, C, r, ls.work);
+    gemm(CblasTrans, CblasTrans, N, OC, r, s, xa, N, B, r, 1.0f, out, OC);
 }
 
 void pissa__lora_backward(float *dinp, float *dA, float *dB, float *scratch, const float *dout, const float *inp,
                           const uint8_t *mask, float p, const float *w_res, const float *A, const float *B,
                           const float *xa, float s, int N, int C, int OC, int r, unsigned fresh) {
-    float *dxa = scratch;                    /* (N, r) gradient of xa */
-    float *tmp = scratch + (size_t)N * r;    /* (N, C) inp_d, then dinp_d; only with a mask */
-    if (dB) /* (OC, r) += s·(N, OC)ᵀ·(N, r) */
-        gemm(CblasTrans, CblasNoTrans, OC, r, N, s, dout, OC, xa, r, 1.0f, dB, r);
-    if (dA || dinp) /* dxa (N, r) = s·dout·B */
-        gemm(CblasNoTrans, CblasNoTrans, N, r, OC, s, dout, OC, B, r, 0.0f, dxa, r);
-    if (dA) { /* (r, C) += dxaᵀ·inp_d */
+    lora_scratch ls = lora_scratch_split(scratch, N, C, OC, r, mask != NULL);
+    float *dxa = ls.dxa; /* (r, N) gradient of xa, stored as xa is */
+    if (dB) /* (OC, r) += s·doutᵀ·xaᵀ */
+        skinny_gradient(dB, 1, s, xa, dout, N, OC, r, ls.prod, ls.work);
+    if (dA || dinp) { /* dxa (r, N) = (s·dout·B)ᵀ = (dout·(s·Bᵀ)ᵀ)ᵀ */
+        float *sBt = ls.skinny; /* (r, OC) */
+        for (int o = 0; o < OC; o++)
+            for (int j = 0; j < r; j++) sBt[(size_t)j * OC + o] = s * B[(size_t)o * r + j];
+        tall_times_skinny(dxa, dout, sBt, N, OC, r, ls.work);
+    }
+    if (dA) { /* (r, C) += dxa·inp_d */
         const float *inp_d = inp;
         if (mask) {
-            apply_dropout(tmp, inp, mask, p, (size_t)N * C);
-            inp_d = tmp;
+            apply_dropout(ls.tmp, inp, mask, p, (size_t)N * C);
+            inp_d = ls.tmp;
         }
-        gemm(CblasTrans, CblasNoTrans, r, C, N, 1.0f, dxa, r, inp_d, C, 1.0f, dA, C);
+        skinny_gradient(dA, 0, 1.0f, dxa, inp_d, N, C, r, ls.prod, ls.work);
     }
     if (dinp) {
         /* frozen path: dinp += dout·W_res */
         gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w_res, C, fresh & 1 ? 0.0f : 1.0f, dinp, C);
         if (!mask) {
-            gemm(CblasNoTrans, CblasNoTrans, N, C, r, 1.0f, dxa, r, A, C, 1.0f, dinp, C);
-        } else { /* the adapter path went through the dropout: dinp += (dxa·A) ⊙ mask/(1 − p) */
-            gemm(CblasNoTrans, CblasNoTrans, N, C, r, 1.0f, dxa, r, A, C, 0.0f, tmp, C);
+            gemm(CblasTrans, CblasNoTrans, N, C, r, 1.0f, dxa, N, A, C, 1.0f, dinp, C);
+        } else { /* the adapter path went through the dropout: dinp += (dxaᵀ·A) ⊙ mask/(1 − p) */
+            gemm(CblasTrans, CblasNoTrans, N, C, r, 1.0f, dxa, N, A, C, 0.0f, ls.tmp, C);
             float keep_scale = 1.0f / (1.0f - p);
             size_t n = (size_t)N * C;
-            for (size_t i = 0; i < n; i++) dinp[i] += mask[i] ? tmp[i] * keep_scale : 0.0f;
+            for (size_t i = 0; i < n; i++) dinp[i] += mask[i] ? ls.tmp[i] * keep_scale : 0.0f;
         }
     }
 }

@@ -52,11 +52,11 @@ void pissa__matmul_backward(float *dinp,        /* (N, C) or NULL */
  * W_res is frozen and W_res + s·B·A is never formed. inp_d = inp ⊙ mask / (1 − p) is the adapter branch's
  * dropout (PEFT applies lora_dropout to the input of lora_A only); mask == NULL means no dropout and p is then
  * ignored; otherwise 0 <= p < 1 and mask[i] ∈ {0, 1} (see pissa__dropout_mask). xa = inp_d·Aᵀ is saved for
- * backward; inp_d is not saved but rebuilt from inp and mask. */
-size_t pissa__lora_scratch_floats(int N, int C, int r, int has_mask); /* N·r + (has_mask ? N·C : 0) */
+ * backward, transposed (r, N); inp_d is not saved but rebuilt from inp and mask. */
+size_t pissa__lora_scratch_floats(int N, int C, int OC, int r, int has_mask);
 void pissa__lora_forward(float *out,           /* (N, OC) */
-                         float *xa,            /* (N, r) saved: inp_d·Aᵀ */
-                         float *scratch,       /* pissa__lora_scratch_floats(N, C, r, mask != NULL) */
+                         float *xa,            /* (r, N) saved: (inp_d·Aᵀ)ᵀ */
+                         float *scratch,       /* pissa__lora_scratch_floats(N, C, OC, r, mask != NULL) */
                          const float *inp,     /* (N, C) */
                          const uint8_t *mask,  /* (N, C) or NULL */
                          float p,              /* dropout probability, used only with a mask */
@@ -65,11 +65,12 @@ void pissa__lora_forward(float *out,           /* (N, OC) */
                          const float *B,       /* (OC, r) */
                          float s,              /* scale α/r (or α/√r with rsLoRA) */
                          int N, int C, int OC, int r);
-/* dB += s·doutᵀ·xa; dxa = s·dout·B; dA += dxaᵀ·inp_d; dinp += dout·W_res + (dxa·A) ⊙ mask/(1 − p). */
+/* With xa and dxa as (N, r) matrices: dB += s·doutᵀ·xa; dxa = s·dout·B; dA += dxaᵀ·inp_d;
+ * dinp += dout·W_res + (dxa·A) ⊙ mask/(1 − p). */
 void pissa__lora_backward(float *dinp,          /* (N, C) or NULL */
                           float *dA,            /* (r, C) or NULL */
                           float *dB,            /* (OC, r) or NULL */
-                          float *scratch,       /* pissa__lora_scratch_floats(N, C, r, mask != NULL) */
+                          float *scratch,       /* pissa__lora_scratch_floats(N, C, OC, r, mask != NULL) */
                           const float *dout,    /* (N, OC) */
                           const float *inp,     /* (N, C) */
                           const uint8_t *mask,  /* (N, C) or NULL: the mask given to forward */
@@ -77,7 +78,7 @@ void pissa__lora_backward(float *dinp,          /* (N, C) or NULL */
                           const float *w_res,   /* (OC, C) */
                           const float *A,       /* (r, C) */
                           const float *B,       /* (OC, r) */
-                          const float *xa,      /* (N, r) saved by forward */
+                          const float *xa,      /* (r, N) saved by forward */
                           float s,
                           int N, int C, int OC, int r, unsigned fresh);
 

@@ -67,7 +67,7 @@ static void ref_matmul(const op_case *c, double *const *in, double *out, double 
 }
 
 /* Without dropout, through the merged weight W_res + s·B·A (a different route from the kernel's); with
- * dropout, branch by branch. saved = xa (N, r). */
+ * dropout, branch by branch. saved = xa, stored transposed (r, N). */
 static void ref_lora(const op_case *c, double *const *in, double *out, double *saved) {
     const double *x = in[0], *A = in[1], *B = in[2], *W = c->frozen_d;
     int N = c->N, C = c->C, OC = c->OC, r = c->r;
@@ -77,7 +77,7 @@ static void ref_lora(const op_case *c, double *const *in, double *out, double *s
         for (int k = 0; k < r; k++) {
             double acc = 0;
             for (int j = 0; j < C; j++) acc += xd[n * C + j] * A[k * C + j];
-            saved[n * r + k] = acc;
+            saved[k * N + n] = acc;
         }
     if (!c->mask) {
         for (int n = 0; n < N; n++)
@@ -95,7 +95,7 @@ static void ref_lora(const op_case *c, double *const *in, double *out, double *s
             for (int o = 0; o < OC; o++) {
                 double acc = 0;
                 for (int j = 0; j < C; j++) acc += x[n * C + j] * W[o * C + j];
-                for (int k = 0; k < r; k++) acc += c->s * saved[n * r + k] * B[o * r + k];
+                for (int k = 0; k < r; k++) acc += c->s * saved[k * N + n] * B[o * r + k];
                 out[n * OC + o] = acc;
             }
     }
@@ -339,7 +339,7 @@ static op_case case_matmul(void) {
 static op_case case_lora(int dropout) {
     op_case c = {.name = dropout ? "lora_dropout" : "lora", .n_in = 3, .in_name = {"inp", "A", "B"},
                  .in_n = {N_ * C_, R_ * C_, OC_ * R_}, .n_out = N_ * OC_, .n_saved = N_ * R_,
-                 .n_scratch = pissa__lora_scratch_floats(N_, C_, R_, dropout), .ref = ref_lora, .fwd = fwd_lora,
+                 .n_scratch = pissa__lora_scratch_floats(N_, C_, OC_, R_, dropout), .ref = ref_lora, .fwd = fwd_lora,
                  .bwd = bwd_lora, .N = N_, .C = C_, .OC = OC_, .r = R_, .s = 16.0f / R_, .fresh_slots = 1};
     if (dropout) { /* a fixed mask, about one element in four dropped */
         for (int i = 0; i < N_ * C_; i++) g_mask[i] = (i * 37 + i / 5) % 4 != 0;
@@ -816,11 +816,12 @@ static void dropout_mask_keeps_one_minus_p_and_is_seeded(void **state) {
 static void lora_with_zero_b_equals_frozen_matmul(void **state) {
     (void)state;
     float x[N_ * C_], W[OC_ * C_], A[R_ * C_], B[OC_ * R_] = {0}, out[N_ * OC_], ref[N_ * OC_], xa[N_ * R_];
-    float scratch[N_ * R_];
+    float *scratch = malloc(sizeof(float) * pissa__lora_scratch_floats(N_, C_, OC_, R_, 0));
     tu_gaussian(x, N_ * C_, 1), tu_gaussian(W, OC_ * C_, 2), tu_gaussian(A, R_ * C_, 3);
     pissa__lora_forward(out, xa, scratch, x, NULL, 0.0f, W, A, B, 2.0f, N_, C_, OC_, R_);
     pissa__matmul_forward(ref, x, W, N_, C_, OC_);
     assert_memory_equal(out, ref, sizeof out);
+    free(scratch);
 }
 
 int main(void) {
