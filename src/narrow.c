@@ -305,3 +305,129 @@ int pissa__narrow_preferred(int64_t m, int64_t n, int64_t q) {
     (void)n;
     return pissa__narrow_best_isa() != PISSA__NARROW_GENERIC && q <= 64;
 }
+
+/* ---- small products of attention (see narrow.h) ---------------------------------------------------------------- */
+
+/* C[0:R, c:c+8·CV] = alpha·Σ_k A(i+r, k)·B[k, c:c+8·CV] (+ C when acc): R rows by CV vectors of accumulators, A read
+ * through strides (ars between rows, acs between k), B (K, ldb) row-major. */
+INLINE void small_block(int64_t K, float alpha, const float *A, int64_t ars, int64_t acs, const float *B, int64_t ldb,
+                        int acc, float *C, int64_t ldc, int64_t c, const int R, const int CV) {
+    v8 s[12][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < CV; v++) s[r][v] = (v8){0};
+    for (int64_t k = 0; k < K; k++) {
+        v8 b[4];
+        UNROLL
+        for (int v = 0; v < CV; v++) LOAD8(b[v], B + k * ldb + c + 8 * v);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            float a = A[r * ars + k * acs];
+            UNROLL
+            for (int v = 0; v < CV; v++) s[r][v] += a * b[v];
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < CV; v++) {
+            v8 y = alpha * s[r][v];
+            if (acc) {
+                v8 old;
+                LOAD8(old, C + r * ldc + c + 8 * v);
+                y += old;
+            }
+            STORE8(C + r * ldc + c + 8 * v, y);
+        }
+}
+
+/* C (M, N) = alpha·op(A)·B (+ C when acc) for N a multiple of 8: column chunks of up to 4 vectors, rows in blocks of
+ * 12 / chunk (so the accumulators fill 12 registers), then single rows. */
+INLINE void small_ab(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
+                     const float *B, int64_t ldb, int acc, float *C, int64_t ldc) {
+    for (int64_t c = 0; c < N; c += 32) {
+        int64_t i = 0;
+#define SMALL_ROWS(R, CV)                                                                                        \
+    for (; i + (R) <= M; i += (R)) small_block(K, alpha, A + i * ars, ars, acs, B, ldb, acc, C + i * ldc, ldc, c, R, CV); \
+    for (; i < M; i++) small_block(K, alpha, A + i * ars, ars, acs, B, ldb, acc, C + i * ldc, ldc, c, 1, CV)
+        switch ((N - c) >= 32 ? 4 : (int)((N - c) / 8)) {
+        case 4: SMALL_ROWS(3, 4); break;
+        case 3: SMALL_ROWS(4, 3); break;
+        case 2: SMALL_ROWS(6, 2); break;
+        default: SMALL_ROWS(12, 1); break;
+        }
+#undef SMALL_ROWS
+    }
+}
+
+/* C (M, N) = alpha·A·Bᵀ for A (M, K), B (N, K) with K a multiple of 8, K <= 64: B is transposed 16 rows at a time
+ * into a (K, 16) panel (zero past N), and each panel's C columns come from small_ab with B = the panel. */
+INLINE void small_abt(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float *C, int64_t ldc) {
+    float panel[64 * 16] __attribute__((aligned(32)));
+    float tail[12 * 16];
+    for (int64_t j0 = 0; j0 < N; j0 += 16) {
+        int64_t w = min64(16, N - j0);
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < 16; j++) panel[k * 16 + j] = j < w ? B[(j0 + j) * ldb + k] : 0.0f;
+        if (w == 16) {
+            small_ab(M, 16, K, alpha, A, lda, 1, panel, 16, 0, C + j0, ldc);
+        } else { /* a partial panel: 12 rows at a time through a full-width buffer */
+            for (int64_t i = 0; i < M; i += 12) {
+                int64_t h = min64(12, M - i);
+                small_ab(h, 16, K, alpha, A + i * lda, lda, 1, panel, 16, 0, tail, 16);
+                for (int64_t r = 0; r < h; r++) memcpy(C + (i + r) * ldc + j0, tail + r * 16, sizeof(float) * (size_t)w);
+            }
+        }
+    }
+}
+
+static void small_ab_generic(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
+                             const float *B, int64_t ldb, int acc, float *C, int64_t ldc) {
+    small_ab(M, N, K, alpha, A, ars, acs, B, ldb, acc, C, ldc);
+}
+static void small_abt_generic(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                              int64_t ldb, float *C, int64_t ldc) {
+    small_abt(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+}
+#ifdef NARROW_X86
+__attribute__((target("avx2,fma"))) static void small_ab_avx2(int64_t M, int64_t N, int64_t K, float alpha,
+                                                               const float *A, int64_t ars, int64_t acs,
+                                                               const float *B, int64_t ldb, int acc, float *C,
+                                                               int64_t ldc) {
+    small_ab(M, N, K, alpha, A, ars, acs, B, ldb, acc, C, ldc);
+}
+__attribute__((target("avx2,fma"))) static void small_abt_avx2(int64_t M, int64_t N, int64_t K, float alpha,
+                                                                const float *A, int64_t lda, const float *B,
+                                                                int64_t ldb, float *C, int64_t ldc) {
+    small_abt(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+}
+#endif
+
+int pissa__small_supported(int64_t d) { return d > 0 && d % 8 == 0 && d <= 64; }
+
+void pissa__small_ab(pissa__narrow_isa isa, int transposed, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, int accumulate, float *C, int64_t ldc) {
+    int64_t ars = transposed ? 1 : lda, acs = transposed ? lda : 1;
+#ifdef NARROW_X86
+    if (isa == PISSA__NARROW_AVX2) {
+        small_ab_avx2(M, N, K, alpha, A, ars, acs, B, ldb, accumulate, C, ldc);
+        return;
+    }
+#endif
+    (void)isa;
+    small_ab_generic(M, N, K, alpha, A, ars, acs, B, ldb, accumulate, C, ldc);
+}
+
+void pissa__small_abt(pissa__narrow_isa isa, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float *C, int64_t ldc) {
+#ifdef NARROW_X86
+    if (isa == PISSA__NARROW_AVX2) {
+        small_abt_avx2(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+        return;
+    }
+#endif
+    (void)isa;
+    small_abt_generic(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+}

@@ -37,4 +37,17 @@ void pissa__narrow_wx(pissa__narrow_isa isa, int nthreads, const float *W, int64
 void pissa__narrow_wty(pissa__narrow_isa isa, int nthreads, const float *W, int64_t m, int64_t n, const float *Y,
                        int64_t ldy, int64_t q, float *Z, int64_t ldz, float *work);
 
+/* ---- small products of attention: one dimension is a head's width d (a multiple of 8, at most 64) ----
+ * Single-threaded (attention runs them inside its own tasks), row-major, fixed summation order (bitwise stable). */
+
+/* Whether d is a width these products take. */
+int pissa__small_supported(int64_t d);
+/* C (M, N) = alpha·op(A)·B, plus C when ACCUMULATE, for N = d: op(A) (M, K) is A (M, K) with row stride lda, or
+ * with TRANSPOSED the transpose of A (K, M); B (K, N) row stride ldb. */
+void pissa__small_ab(pissa__narrow_isa isa, int transposed, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, int accumulate, float *C, int64_t ldc);
+/* C (M, N) = alpha·A·Bᵀ for K = d: A (M, K), B (N, K). */
+void pissa__small_abt(pissa__narrow_isa isa, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float *C, int64_t ldc);
+
 #endif

@@ -1,6 +1,7 @@
 /* Narrow products of the randomized SVD (src/narrow.c): Y = W·X and Z = Wᵀ·Y against cblas_sgemm on shapes that
  * are not multiples of any block size, for every ISA variant the CPU runs and 1–3 threads; bitwise determinism
- * across thread counts and calls. */
+ * across thread counts and calls. Attention's small products (pissa__small_ab, pissa__small_abt) against
+ * cblas_sgemm for every supported width, transposed or not, overwriting or accumulating. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -122,10 +123,53 @@ static void narrow_products_are_bitwise_identical_across_thread_counts_and_calls
     free(work);
 }
 
+/* op(A)·B and A·Bᵀ with the small dimension d = 8..64 and the others around the kernels' blocks (rows in blocks of
+ * 3, 4, 6 or 12, panels of 16 keys, chunks of 32 columns); row strides wider than the rows, with sentinels between,
+ * as attention's strided head slices are. */
+static void small_products_match_sgemm_for_every_width_isa_and_mode(void **state) {
+    (void)state;
+    static const int64_t dims[] = {1, 5, 12, 13, 16, 31, 64, 130};
+    pissa__narrow_isa best = pissa__narrow_best_isa();
+    assert_false(pissa__small_supported(0) || pissa__small_supported(4) || pissa__small_supported(72));
+    for (int isa = PISSA__NARROW_GENERIC; isa <= (int)best; isa++)
+        for (int64_t d = 8; d <= 64; d += 8) {
+            assert_true(pissa__small_supported(d));
+            for (size_t a = 0; a < sizeof dims / sizeof dims[0]; a++)
+                for (size_t b = 0; b < sizeof dims / sizeof dims[0]; b++) {
+                    int64_t M = dims[a], L = dims[b], pad = 3; /* L: the long dimension that is not d */
+                    int64_t lo = (M > L ? M : L) + pad, ld = (lo > d ? lo : d) + pad;
+                    float *A = malloc(sizeof(float) * (size_t)(lo * ld)), *B = malloc(sizeof(float) * (size_t)(lo * ld));
+                    float *C = filled((size_t)(lo * ld), SENTINEL), *R = filled((size_t)(lo * ld), SENTINEL);
+                    tu_gaussian(A, (size_t)(lo * ld), (uint64_t)(7 * a + b + 1));
+                    tu_gaussian(B, (size_t)(lo * ld), (uint64_t)(11 * b + a + 2));
+                    /* C (M, L) = 0.5·A (M, d)·B (L, d)ᵀ */
+                    pissa__small_abt((pissa__narrow_isa)isa, M, L, d, 0.5f, A, ld, B, ld, C, ld);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)L, (int)d, 0.5f, A, (int)ld, B,
+                                (int)ld, 0.0f, R, (int)ld);
+                    assert_true(rel_diff(C, R, L, M, ld) < 1e-5); /* row-major (M, L) read as col-major (L, M) */
+                    for (int tr = 0; tr <= 1; tr++)
+                        for (int acc = 0; acc <= 1; acc++) {
+                            /* C (M, d) = 1.5·op(A)·B (L, d) (+ C); op(A) (M, L) is A or the transpose of A (L, M) */
+                            memcpy(C, R, sizeof(float) * (size_t)(lo * ld)); /* so that the gaps must stay equal */
+                            for (int64_t i = 0; i < M; i++)
+                                for (int64_t j = 0; j < d; j++) C[i * ld + j] = R[i * ld + j] = (float)(i - j) / 7;
+                            pissa__small_ab((pissa__narrow_isa)isa, tr, M, d, L, 1.5f, A, ld, B, ld, acc, C, ld);
+                            cblas_sgemm(CblasRowMajor, tr ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)M, (int)d,
+                                        (int)L, 1.5f, A, (int)ld, B, (int)ld, acc ? 1.0f : 0.0f, R, (int)ld);
+                            assert_true(rel_diff(C, R, d, M, ld) < 1e-5);
+                            for (int64_t i = 0; i < M; i++)
+                                for (int64_t j = d; j < ld; j++) assert_true(C[i * ld + j] == R[i * ld + j]);
+                        }
+                    free(A), free(B), free(C), free(R);
+                }
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(narrow_products_match_sgemm_on_odd_shapes_for_every_isa_and_thread_count),
         cmocka_unit_test(narrow_products_are_bitwise_identical_across_thread_counts_and_calls),
+        cmocka_unit_test(small_products_match_sgemm_for_every_width_isa_and_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
