@@ -348,8 +348,9 @@ INLINE void small_ab(int64_t M, int64_t N, int64_t K, float alpha, const float *
                      const float *B, int64_t ldb, int acc, float *C, int64_t ldc) {
     for (int64_t c = 0; c < N; c += 32) {
         int64_t i = 0;
-#define SMALL_ROWS(R, CV)                                                                                        \
-    for (; i + (R) <= M; i += (R)) small_block(K, alpha, A + i * ars, ars, acs, B, ldb, acc, C + i * ldc, ldc, c, R, CV); \
+#define SMALL_ROWS(R, CV)                                                                                         \
+    for (; i + (R) <= M; i += (R))                                                                                \
+        small_block(K, alpha, A + i * ars, ars, acs, B, ldb, acc, C + i * ldc, ldc, c, R, CV);                    \
     for (; i < M; i++) small_block(K, alpha, A + i * ars, ars, acs, B, ldb, acc, C + i * ldc, ldc, c, 1, CV)
         switch ((N - c) >= 32 ? 4 : (int)((N - c) / 8)) {
         case 4: SMALL_ROWS(3, 4); break;
@@ -377,7 +378,8 @@ INLINE void small_abt(int64_t M, int64_t N, int64_t K, float alpha, const float 
             for (int64_t i = 0; i < M; i += 12) {
                 int64_t h = min64(12, M - i);
                 small_ab(h, 16, K, alpha, A + i * lda, lda, 1, panel, 16, 0, tail, 16);
-                for (int64_t r = 0; r < h; r++) memcpy(C + (i + r) * ldc + j0, tail + r * 16, sizeof(float) * (size_t)w);
+                for (int64_t r = 0; r < h; r++)
+                    memcpy(C + (i + r) * ldc + j0, tail + r * 16, sizeof(float) * (size_t)w);
             }
         }
     }

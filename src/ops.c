@@ -1,4 +1,5 @@
-/* Training kernels (see ops.h): forward/backward pairs, dense products through cblas_sgemm. */
+/* Training kernels (see ops.h): forward/backward pairs, dense products through cblas_sgemm, and products with a
+ * narrow side (LoRA's rank r, small attention heads) through the narrow kernels (narrow.h). */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>

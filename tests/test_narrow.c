@@ -138,10 +138,11 @@ static void small_products_match_sgemm_for_every_width_isa_and_mode(void **state
                 for (size_t b = 0; b < sizeof dims / sizeof dims[0]; b++) {
                     int64_t M = dims[a], L = dims[b], pad = 3; /* L: the long dimension that is not d */
                     int64_t lo = (M > L ? M : L) + pad, ld = (lo > d ? lo : d) + pad;
-                    float *A = malloc(sizeof(float) * (size_t)(lo * ld)), *B = malloc(sizeof(float) * (size_t)(lo * ld));
-                    float *C = filled((size_t)(lo * ld), SENTINEL), *R = filled((size_t)(lo * ld), SENTINEL);
-                    tu_gaussian(A, (size_t)(lo * ld), (uint64_t)(7 * a + b + 1));
-                    tu_gaussian(B, (size_t)(lo * ld), (uint64_t)(11 * b + a + 2));
+                    size_t size = (size_t)(lo * ld);
+                    float *A = malloc(sizeof(float) * size), *B = malloc(sizeof(float) * size);
+                    float *C = filled(size, SENTINEL), *R = filled(size, SENTINEL);
+                    tu_gaussian(A, size, (uint64_t)(7 * a + b + 1));
+                    tu_gaussian(B, size, (uint64_t)(11 * b + a + 2));
                     /* C (M, L) = 0.5·A (M, d)·B (L, d)ᵀ */
                     pissa__small_abt((pissa__narrow_isa)isa, M, L, d, 0.5f, A, ld, B, ld, C, ld);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)L, (int)d, 0.5f, A, (int)ld, B,
@@ -150,7 +151,7 @@ static void small_products_match_sgemm_for_every_width_isa_and_mode(void **state
                     for (int tr = 0; tr <= 1; tr++)
                         for (int acc = 0; acc <= 1; acc++) {
                             /* C (M, d) = 1.5·op(A)·B (L, d) (+ C); op(A) (M, L) is A or the transpose of A (L, M) */
-                            memcpy(C, R, sizeof(float) * (size_t)(lo * ld)); /* so that the gaps must stay equal */
+                            memcpy(C, R, sizeof(float) * size); /* so that the gaps must stay equal */
                             for (int64_t i = 0; i < M; i++)
                                 for (int64_t j = 0; j < d; j++) C[i * ld + j] = R[i * ld + j] = (float)(i - j) / 7;
                             pissa__small_ab((pissa__narrow_isa)isa, tr, M, d, L, 1.5f, A, ld, B, ld, acc, C, ld);
