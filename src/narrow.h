@@ -1,6 +1,5 @@
-/* Narrow products of a full row-major W (m, n) with a skinny block, the inner loop of the randomized SVD (and of
- * LoRA's products with its rank-r side, ops.c); attention's small products are at the end. */
-/* The narrow products:
+/* Products with a narrow side. Narrow products of a full row-major W (m, n) with a skinny block, the inner loop of
+ * the randomized SVD and of LoRA's products with its rank-r side (ops.c):
  *   Y (m, q) = W·X,  X (n, q)        pissa__narrow_wx
  *   Z (n, q) = Wᵀ·Y, Y (m, q)        pissa__narrow_wty
  * X, Y and Z are column-major with leading dimensions, as LAPACK wants them. W is streamed once per product
