@@ -41,15 +41,12 @@ struct pissa_trainer {
     size_t pos;               // index into perm of the next row
     int64_t step;             // updates done
     size_t n;                 // trainable tensors: A and B of every adapter, or every weight (full)
-    float **params, **grads;  // (n) borrowed from the model
+    size_t n_decay;           // the first n_decay of them decay (matrices), the rest do not (1-D norm weights)
+    float **params, **grads;  // (n) borrowed from the model, in that order
     size_t *sizes;            // (n)
     char **names;             // (n) "<module>.lora_A" / "<module>.lora_B", or the weights' names
     int full;                 // the model is in full fine-tuning mode
-    int *group;               // (n) 0: decayed, 1: no decay (1-D norm weights)
-    size_t *gidx;             // (n) index of tensor i in its group
-    pissa_optim *opt[2];      // one optimizer per group
-    float **gparams[2], **ggrads[2]; // (n) the groups' tensors, first gn[g] used
-    size_t *gsizes[2], gn[2];
+    pissa_optim *opt[2];      // one optimizer per group: tensors [0, n_decay), then [n_decay, n)
     int32_t *ids, *labels;    // (accum, batch, T)
     int64_t *counts;          // (accum) targets per micro-batch
     int failed;               // a numeric failure stops the run
@@ -71,14 +68,8 @@ void pissa_trainer_free(pissa_trainer *t) {
     free(t->params);
     free(t->grads);
     free(t->sizes);
-    free(t->group);
-    free(t->gidx);
-    for (int g = 0; g < 2; g++) {
-        pissa_optim_free(t->opt[g]);
-        free(t->gparams[g]);
-        free(t->ggrads[g]);
-        free(t->gsizes[g]);
-    }
+    pissa_optim_free(t->opt[0]);
+    pissa_optim_free(t->opt[1]);
     free(t->ids);
     free(t->labels);
     free(t->counts);
@@ -133,39 +124,33 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
     t->grads = pissa__calloc(t->n, sizeof *t->grads);
     t->sizes = pissa__calloc(t->n, sizeof *t->sizes);
     t->names = pissa__calloc(t->n, sizeof *t->names);
-    t->group = pissa__calloc(t->n, sizeof *t->group);
-    t->gidx = pissa__calloc(t->n, sizeof *t->gidx);
-    int gok = 1;
-    for (int g = 0; g < 2; g++) {
-        t->gparams[g] = pissa__calloc(t->n, sizeof *t->gparams[g]);
-        t->ggrads[g] = pissa__calloc(t->n, sizeof *t->ggrads[g]);
-        t->gsizes[g] = pissa__calloc(t->n, sizeof *t->gsizes[g]);
-        gok = gok && t->gparams[g] && t->ggrads[g] && t->gsizes[g];
-    }
     t->ids = pissa__alloc(cells, sizeof *t->ids);
     t->labels = pissa__alloc(cells, sizeof *t->labels);
     t->counts = pissa__calloc((size_t)opts->accum, sizeof *t->counts);
     pissa_status st = PISSA_OK;
-    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->group || !t->gidx || !gok || !t->ids ||
-        !t->labels || !t->counts)
+    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->ids || !t->labels || !t->counts)
         st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory for batches of %zu tokens", cells);
-    for (size_t i = 0; st == PISSA_OK && i < n; i++) {
-        pissa_param_view v;
-        if ((st = pissa_model_param(m, i, &v)) != PISSA_OK) break;
-        if (!(t->names[i] = pissa__strdup(v.name))) {
-            st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
-            break;
+    size_t k = 0; /* the model's parameters, matrices first (pass 0), then the 1-D ones (pass 1) */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) t->n_decay = k;
+        for (size_t i = 0; st == PISSA_OK && i < n; i++) {
+            pissa_param_view v;
+            if ((st = pissa_model_param(m, i, &v)) != PISSA_OK) break;
+            if ((v.ndim == 1) != pass) continue;
+            if (!(t->names[k] = pissa__strdup(v.name))) {
+                st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
+                break;
+            }
+            if (!v.grad) st = pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: parameter %s has no gradient", v.name);
+            t->params[k] = v.data, t->grads[k] = v.grad, t->sizes[k] = (size_t)(v.rows * v.cols);
+            k++;
         }
-        if (!v.grad) st = pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: parameter %s has no gradient", v.name);
-        t->params[i] = v.data, t->grads[i] = v.grad, t->sizes[i] = (size_t)(v.rows * v.cols);
-        int g = t->group[i] = v.ndim == 1; /* no weight decay on the 1-D norm weights */
-        t->gidx[i] = t->gn[g];
-        t->gparams[g][t->gn[g]] = v.data, t->ggrads[g][t->gn[g]] = v.grad, t->gsizes[g][t->gn[g]++] = t->sizes[i];
     }
     pissa_optim_opts no_decay = opts->optim;
     no_decay.weight_decay = 0;
-    if (st == PISSA_OK) st = pissa_optim_create(&opts->optim, t->gn[0], t->gsizes[0], &t->opt[0]);
-    if (st == PISSA_OK) st = pissa_optim_create(&no_decay, t->gn[1], t->gsizes[1], &t->opt[1]);
+    size_t nd = t->n_decay;
+    if (st == PISSA_OK) st = pissa_optim_create(&opts->optim, nd, t->sizes, &t->opt[0]);
+    if (st == PISSA_OK) st = pissa_optim_create(&no_decay, n - nd, t->sizes + nd, &t->opt[1]);
     if (st != PISSA_OK) {
         pissa_trainer_free(t);
         return st;
@@ -245,8 +230,9 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
         return st;
     }
     double lr = t->o.optim.lr * pissa_schedule_factor(t->o.schedule, t->step, t->o.warmup, t->o.total_steps);
-    for (int g = 0; g < 2; g++)
-        PISSA_TRY(pissa_optim_step(t->opt[g], t->gparams[g], (const float *const *)t->ggrads[g], lr));
+    size_t nd = t->n_decay;
+    PISSA_TRY(pissa_optim_step(t->opt[0], t->params, (const float *const *)t->grads, lr));
+    PISSA_TRY(pissa_optim_step(t->opt[1], t->params + nd, (const float *const *)t->grads + nd, lr));
     t->step++;
     if (info)
         *info = (pissa_step_info){.step = t->step, .loss = total ? sum / (double)total : 0.0, .lr = lr,
@@ -317,7 +303,8 @@ static const char *buffer_suffix(pissa_optim_kind k, int j) {
 /* Every state tensor: NAME of tensor I (j = -1: the parameter, else optimizer buffer j) and its data. */
 static float *state_tensor(const pissa_trainer *t, size_t i, int j, char *name, size_t size) {
     float *b[2] = {NULL, NULL};
-    pissa_optim_buffers(t->opt[t->group[i]], t->gidx[i], &b[0], &b[1]);
+    if (i < t->n_decay) pissa_optim_buffers(t->opt[0], i, &b[0], &b[1]);
+    else pissa_optim_buffers(t->opt[1], i - t->n_decay, &b[0], &b[1]);
     if (j < 0) {
         snprintf(name, size, "%s", t->names[i]);
         return t->params[i];
