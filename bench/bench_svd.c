@@ -84,11 +84,11 @@ static void bench_rsvd(const float *W, int64_t m, int64_t n, int64_t r, int nite
     float *Vt = xmalloc(sizeof(float) * (size_t)(r * n));
     pissa_rsvd_opts o = {.oversample = p, .niter = niter, .seed = 0};
     double *t = xmalloc(sizeof(double) * (size_t)reps);
-    check(pissa_svd_randomized(W, m, n, r, &o, U, S, Vt), "warm-up");
+    cli_check(pissa_svd_randomized(W, m, n, r, &o, U, S, Vt), "warm-up");
     for (int i = 0; i < reps; i++) {
-        double t0 = now();
-        check(pissa_svd_randomized(W, m, n, r, &o, U, S, Vt), "pissa_svd_randomized");
-        t[i] = 1e3 * (now() - t0);
+        double t0 = cli_now();
+        cli_check(pissa_svd_randomized(W, m, n, r, &o, U, S, Vt), "pissa_svd_randomized");
+        t[i] = 1e3 * (cli_now() - t0);
     }
     qsort(t, (size_t)reps, sizeof(double), cmp_double);
     char name[32];
@@ -101,7 +101,7 @@ static void bench_rsvd(const float *W, int64_t m, int64_t n, int64_t r, int nite
 }
 
 int main(int argc, char **argv) {
-    bench_prog = "bench_svd";
+    cli_prog = "bench_svd";
     const char *out_dir = NULL, *shapes = "1024x1024,4096x4096,4096x11008";
     int reps = 3, no_exact = 0;
     double decay = 1.0;
@@ -167,9 +167,9 @@ int main(int argc, char **argv) {
             /* one full SVD (rank-independent cost), truncated at each r */
             float *U = xmalloc(sizeof(float) * (size_t)(m * k)), *S = xmalloc(sizeof(float) * (size_t)k);
             float *Vt = xmalloc(sizeof(float) * (size_t)(k * n));
-            double t0 = now();
-            check(pissa_svd_exact(W, m, n, k, U, S, Vt), "pissa_svd_exact");
-            double ms = 1e3 * (now() - t0);
+            double t0 = cli_now();
+            cli_check(pissa_svd_exact(W, m, n, k, U, S, Vt), "pissa_svd_exact");
+            double ms = 1e3 * (cli_now() - t0);
             for (int s = 0; s < N_SETTINGS; s++)
                 report(m, n, "ours_exact", settings[s].r, 0, ms, rel_error(W, m, n, settings[s].r, U, k, S, Vt));
             free(U);

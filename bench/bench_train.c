@@ -38,7 +38,6 @@
 #include <unistd.h>
 
 #include "benchutil.h"
-#include "cli.h"
 #include "pissa.h"
 
 typedef struct config {
@@ -111,13 +110,13 @@ static void write_checkpoint(const config *c, const char *dir) { /* DIR: under 4
 #undef ADD
     qsort(specs, n, sizeof *specs, cmp_spec);
     pissa_st_writer *w;
-    check(pissa_st_writer_create(&w), "safetensors writer");
+    cli_check(pissa_st_writer_create(&w), "safetensors writer");
     for (size_t i = 0; i < n; i++)
-        check(pissa_st_writer_add_fill(w, specs[i].name, PISSA_F32, specs[i].ndim, specs[i].shape, fill, &specs[i]),
+        cli_check(pissa_st_writer_add_fill(w, specs[i].name, PISSA_F32, specs[i].ndim, specs[i].shape, fill, &specs[i]),
               specs[i].name);
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    check(pissa_st_writer_write(w, path), path);
+    cli_check(pissa_st_writer_write(w, path), path);
     pissa_st_writer_free(w);
     free(specs);
 
@@ -134,7 +133,7 @@ static void write_checkpoint(const config *c, const char *dir) { /* DIR: under 4
                        (long long)hd, (long long)c->D, (long long)c->F, c->T, (long long)c->H, (long long)c->L,
                        (long long)c->KV, (long long)c->V);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    check(pissa_write_file_atomic(path, text, (size_t)len), path);
+    cli_check(pissa_write_file_atomic(path, text, (size_t)len), path);
 }
 
 /* Runs FN(ARG) in a forked child and waits: its memory never counts in this process's ru_maxrss. */
@@ -176,9 +175,9 @@ static double sgemm_peak(int n) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
+        double t0 = cli_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double t = now() - t0;
+        double t = cli_now() - t0;
         best = t < best ? t : best;
     }
     free(a);
@@ -190,7 +189,7 @@ static double sgemm_peak(int n) {
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
-    bench_prog = "bench_train";
+    cli_prog = "bench_train";
     const char *cname = NULL, *base_dir = NULL;
     int warmup = 2, steps = 5, threads = 2, peak_n = 2048;
     for (int i = 1; i < argc; i++) {
@@ -238,14 +237,14 @@ int main(int argc, char **argv) {
     }
 
     pissa_model *m;
-    check(pissa_model_load(dir, &m), dir);
+    cli_check(pissa_model_load(dir, &m), dir);
     pissa_adapter_opts ao = pissa_adapter_default_opts();
     ao.targets = PISSA_PROJ_ALL;
     ao.init.kind = PISSA_INIT_LORA;
     ao.init.rank = RANK;
     ao.init.alpha = RANK;
     ao.init.seed = 1;
-    check(pissa_model_add_adapters(m, &ao), "adapters");
+    cli_check(pissa_model_add_adapters(m, &ao), "adapters");
     pissa_model_set_training(m, 1, 1); /* dropout 0: as the trainer runs, without masks */
 
     size_t na = pissa_model_adapter_count(m), nt = 2 * na;
@@ -255,7 +254,7 @@ int main(int argc, char **argv) {
     int64_t trainable = 0;
     for (size_t i = 0; i < na; i++) {
         pissa_adapter_view v;
-        check(pissa_model_adapter(m, i, &v), "adapter view");
+        cli_check(pissa_model_adapter(m, i, &v), "adapter view");
         sizes[2 * i] = (size_t)(v.r * v.in), sizes[2 * i + 1] = (size_t)(v.out * v.r);
         params[2 * i] = v.A, params[2 * i + 1] = v.B;
         grads[2 * i] = v.dA, grads[2 * i + 1] = v.dB;
@@ -263,7 +262,7 @@ int main(int argc, char **argv) {
     }
     pissa_optim_opts oo = pissa_optim_default_opts(); /* AdamW, lr 1e-4, wd 0 */
     pissa_optim *opt;
-    check(pissa_optim_create(&oo, nt, sizes, &opt), "optimizer");
+    cli_check(pissa_optim_create(&oo, nt, sizes, &opt), "optimizer");
 
     size_t ntok = (size_t)c->B * (size_t)c->T;
     int32_t *ids = xmalloc(sizeof(int32_t) * ntok), *labels = xmalloc(sizeof(int32_t) * ntok);
@@ -272,11 +271,11 @@ int main(int argc, char **argv) {
 
     double *times = xmalloc(sizeof(double) * (size_t)steps), loss = 0, loss0 = 0; /* loss0: B = 0, the base's */
     for (int s = 0; s < warmup + steps; s++) {
-        double t0 = now();
+        double t0 = cli_now();
         pissa_model_zero_grad(m);
-        check(pissa_model_forward_backward(m, ids, labels, c->B, c->T, 1.0f, &loss, NULL), "forward_backward");
-        check(pissa_optim_step(opt, params, grads, oo.lr), "AdamW step");
-        double t = now() - t0;
+        cli_check(pissa_model_forward_backward(m, ids, labels, c->B, c->T, 1.0f, &loss, NULL), "forward_backward");
+        cli_check(pissa_optim_step(opt, params, grads, oo.lr), "AdamW step");
+        double t = cli_now() - t0;
         if (s == 0) loss0 = loss;
         if (s >= warmup) times[s - warmup] = t;
         if (!isfinite(loss)) {
