@@ -39,8 +39,7 @@ static void gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     gemm_job j = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .by_rows = M >= N,
                   .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C};
-    int nt = pissa__par_threads();
-    if (nt == 1 || (double)M * N * K < 1e6) nt = 1;
+    int nt = (double)M * N * K < 1e6 ? 1 : pissa__par_threads();
     pissa__par_for(j.by_rows ? M : N, nt, gemm_part, &j);
 }
 
@@ -434,6 +433,12 @@ typedef struct att_job {
     unsigned fresh;
 } att_job;
 
+/* The kernel threads attention runs on: at most those its scratch was planned for. */
+static int att_threads(int nthreads) {
+    int nt = pissa__par_threads();
+    return nt < nthreads ? nt : nthreads;
+}
+
 /* The tiles' products all have one dimension hd. Up to hd = 16 the small-product kernels (narrow.h) beat sgemm, which
  * packs both operands of every 64 × T × hd product: one layer's attention forward + backward, same-process A/B,
  * median of 40: hd 8 (stories260K) 9.7 → 8.0 ms, hd 16 12.8 → 10.6 ms; at hd 32 and 64 sgemm is 4 % and 15 %
@@ -485,8 +490,7 @@ void pissa__attention_forward(float *out, float *lse, float *scratch, int nthrea
                               const float *v, int B, int T, int H, int KV, int hd) {
     att_job j = {.out = out, .lse = lse, .scratch = scratch, .q = q, .k = k, .v = v, .T = T, .H = H, .KV = KV,
                  .hd = hd};
-    int nt = pissa__par_threads();
-    pissa__par_for(B * KV, nt < nthreads ? nt : nthreads, att_forward_part, &j);
+    pissa__par_for(B * KV, att_threads(nthreads), att_forward_part, &j);
 }
 
 /* With S = scale·q·kᵀ, P = softmax(S), O = P·v, per query tile [i0, i1) over keys 0 .. i1-1:
@@ -535,8 +539,7 @@ void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, 
     if (!dq && !dk && !dv) return;
     att_job j = {.dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .dout = dout, .q = q, .k = k, .v = v,
                  .plse = lse, .T = T, .H = H, .KV = KV, .hd = hd, .fresh = fresh};
-    int nt = pissa__par_threads();
-    pissa__par_for(B * KV, nt < nthreads ? nt : nthreads, att_backward_part, &j);
+    pissa__par_for(B * KV, att_threads(nthreads), att_backward_part, &j);
 }
 
 /* ---- elementwise ---- */
