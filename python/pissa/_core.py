@@ -204,6 +204,10 @@ def _flatten(x, name, code):
         return [x], ()
     if not x:
         return [], (0,)
+    if not isinstance(x[0], (list, tuple)):  # a row of scalars (the common case): no call per element
+        kinds = int if code == "i" else (int, float)
+        if all(isinstance(v, kinds) and not isinstance(v, bool) for v in x):
+            return list(x), (len(x),)
     parts = [_flatten(e, name, code) for e in x]
     shape = parts[0][1]
     if any(p[1] != shape for p in parts):
@@ -252,9 +256,16 @@ def as_input(x, name, code, ndims, writable=False):
     if mv.readonly:
         if writable:
             raise ValueError(f"{name}: the buffer is read-only")
-        mv = memoryview(_array.array(code, mv.tolist()))  # ctypes needs a writable buffer to point into
+        mv = memoryview(_array.array(code, mv.tobytes()))  # ctypes needs a writable buffer to point into
+    arr, ptr = _pointer_into(mv, code)
+    return Buf(ptr, shape, (mv, arr))
+
+
+def _pointer_into(mv, code):
+    """A ctypes array over the writable buffer MV and a pointer to its first element (an empty buffer gets a
+    one-element array of its own: from_buffer refuses a zero-length one)."""
     arr = (_CT[code] * len(mv)).from_buffer(mv) if len(mv) else (_CT[code] * 1)()
-    return Buf(ctypes.cast(arr, POINTER(_CT[code])), shape, (mv, arr))
+    return arr, ctypes.cast(arr, POINTER(_CT[code]))
 
 
 def _dims_text(ndims):
@@ -270,8 +281,7 @@ def new_output(shape, code="f"):
         a = np.zeros(shape, dtype=_NP[code])
         return a, a.ctypes.data_as(POINTER(_CT[code]))
     a = Array.zeros(shape, code)
-    buf = (_CT[code] * _prod(shape)).from_buffer(a.data) if _prod(shape) else (_CT[code] * 1)()
-    return a, ctypes.cast(buf, POINTER(_CT[code]))
+    return a, _pointer_into(a.data, code)[1]
 
 
 def view(ptr, shape, state, code="f"):

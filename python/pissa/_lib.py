@@ -358,8 +358,13 @@ def cstr(s, what="argument"):
     raise TypeError(f"{what}: expected a str, bytes or path, got {type(s).__name__}")
 
 
+def parse_enum(fn, text, what):
+    """The C enum value FN (a pissa_*_parse) gives for TEXT; the library's error names what it accepts."""
+    out = c_int()
+    check(fn(cstr(text, what), ctypes.byref(out)))
+    return out.value
+
+
 def dtype_code(dtype):
     """'f32' / 'bf16' / 'float16' / ... -> pissa_dtype value."""
-    out = c_int()
-    check(lib.pissa_dtype_parse(cstr(dtype, "dtype"), ctypes.byref(out)))
-    return out.value
+    return parse_enum(lib.pissa_dtype_parse, dtype, "dtype")

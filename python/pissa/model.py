@@ -7,11 +7,18 @@ from ctypes import byref, c_double, c_int64, c_size_t, c_uint, c_void_p
 
 from . import _core
 from ._lib import AdapterView as _AdapterViewStruct
-from ._lib import LlamaConfig, ParamView, Row, StepInfo as _StepInfoStruct, check, cstr, dtype_code, lib
+from ._lib import LlamaConfig, ParamView, Row, StepInfo as _StepInfoStruct, check, cstr, dtype_code, lib, parse_enum
 from .linalg import init_opts
 from .peft import PeftAdapter, PeftConfig
 
 _INT_MAX = 2**31 - 1
+
+
+def _loss_result(fn, *args, return_count):
+    """Calls FN(*args, &loss, &count) and returns the loss, or (loss, count) with RETURN_COUNT."""
+    loss, count = c_double(), c_int64()
+    check(fn(*args, byref(loss), byref(count)))
+    return (loss.value, count.value) if return_count else loss.value
 
 
 def _struct_dict(s):
@@ -203,16 +210,13 @@ class Model(_core.Handle):
         """Mean cross-entropy of ids (B, T) against labels (default: ids; -100 ignored; position t predicts
         labels[t + 1]). With return_count, (loss, number of targets)."""
         i, lab, B, T = _ids_labels(ids, labels)
-        loss, count = c_double(), c_int64()
-        check(lib.pissa_model_loss(self._h, i.ptr, lab.ptr, B, T, byref(loss), byref(count)))
-        return (loss.value, count.value) if return_count else loss.value
+        return _loss_result(lib.pissa_model_loss, self._h, i.ptr, lab.ptr, B, T, return_count=return_count)
 
     def forward_backward(self, ids, labels=None, *, dloss=1.0, return_count=False):
         """Forward and backward: adds dloss * dLoss/dtheta into the gradients (dA, dB); returns the loss."""
         i, lab, B, T = _ids_labels(ids, labels)
-        loss, count = c_double(), c_int64()
-        check(lib.pissa_model_forward_backward(self._h, i.ptr, lab.ptr, B, T, dloss, byref(loss), byref(count)))
-        return (loss.value, count.value) if return_count else loss.value
+        return _loss_result(lib.pissa_model_forward_backward, self._h, i.ptr, lab.ptr, B, T, dloss,
+                            return_count=return_count)
 
     def zero_grad(self):
         lib.pissa_model_zero_grad(self._h)
@@ -319,29 +323,22 @@ def _int_list(x, name):
 StepInfo = collections.namedtuple("StepInfo", [f for f, _ in _StepInfoStruct._fields_])
 StepInfo.__doc__ = "What one update did: step (1-based), loss, lr, grad_norm, tokens, epoch."
 
-_OPTIM = {"adamw": 0, "sgd": 1}
-_SCHEDULE = {"constant": 0, "linear": 1, "cosine": 2}
+_OPTIM_FIELDS = ("lr", "weight_decay", "beta1", "beta2", "eps", "momentum", "dampening", "nesterov")
 
 
 def train_opts(total_steps, **kw):
     """pissa_train_default_opts() with the keyword overrides of Trainer."""
     o = lib.pissa_train_default_opts()
     o.total_steps = total_steps
-    optim = {"optimizer": None, "lr": "lr", "weight_decay": "weight_decay", "beta1": "beta1", "beta2": "beta2",
-             "eps": "eps", "momentum": "momentum", "dampening": "dampening", "nesterov": "nesterov"}
     for k, v in kw.items():
         if v is None:
             continue
         if k == "optimizer":
-            if v not in _OPTIM:
-                raise ValueError(f"optimizer: {v!r} is not one of {sorted(_OPTIM)}")
-            o.optim.kind = _OPTIM[v]
+            o.optim.kind = parse_enum(lib.pissa_optim_kind_parse, v, "optimizer")
         elif k == "schedule":
-            if v not in _SCHEDULE:
-                raise ValueError(f"schedule: {v!r} is not one of {sorted(_SCHEDULE)}")
-            o.schedule = _SCHEDULE[v]
-        elif k in optim:
-            setattr(o.optim, optim[k], v)
+            o.schedule = parse_enum(lib.pissa_schedule_parse, v, "schedule")
+        elif k in _OPTIM_FIELDS:
+            setattr(o.optim, k, v)
         elif k in ("warmup", "batch", "accum", "seq", "max_grad_norm", "seed"):
             setattr(o, k, v)
         elif k == "shuffle":
@@ -376,7 +373,7 @@ class Trainer(_core.Handle):
         """One update; returns its StepInfo."""
         s = _StepInfoStruct()
         check(lib.pissa_trainer_step(self._h, byref(s)))
-        return StepInfo(*(getattr(s, f) for f, _ in s._fields_))
+        return StepInfo(**_struct_dict(s))
 
     @property
     def steps(self):
@@ -398,9 +395,7 @@ class Trainer(_core.Handle):
     def evaluate(self, data=None, *, return_count=False):
         """Token-weighted mean loss over every target of DATA (default: the training set), without dropout."""
         d = self.data if data is None else data
-        loss, count = c_double(), c_int64()
-        check(lib.pissa_trainer_evaluate(self._h, d._h, byref(loss), byref(count)))
-        return (loss.value, count.value) if return_count else loss.value
+        return _loss_result(lib.pissa_trainer_evaluate, self._h, d._h, return_count=return_count)
 
     def save(self, path):
         """The adapters as a PEFT folder (float32), or the whole model in full fine-tuning."""

@@ -6,7 +6,6 @@ from ctypes import byref, c_char_p, c_void_p
 from . import _core
 from ._lib import PEFT_MAX_PATTERNS, PeftConfigStruct, check, cstr, dtype_code, lib, libc_free
 
-_TARGET_KINDS = {0: "list", 1: "regex", 2: "all-linear"}
 _STR_FIELDS = ("bias", "init_lora_weights", "task_type", "base_model_name_or_path")
 _BOOL_FIELDS = ("use_rslora", "use_dora", "fan_in_fan_out")
 
@@ -62,7 +61,9 @@ class PeftConfig:
             return getattr(c, name)
         if name == "target_modules":
             t = c.target_modules.decode()
-            return t.split(",") if c.target_kind == 0 and t else t if c.target_kind else []
+            if c.target_kind:  # a regex, or "all-linear"
+                return t
+            return t.split(",") if t else []
         if name in ("rank_pattern", "alpha_pattern"):
             n = c.n_rank_pattern if name == "rank_pattern" else c.n_alpha_pattern
             pats = getattr(c, name)
@@ -89,7 +90,7 @@ class PeftConfig:
                 s = v
             else:
                 c.target_kind, s = 0, ",".join(v)
-            if len(s.encode()) >= 1024:
+            if len(s.encode()) >= type(c).target_modules.size:
                 raise ValueError("target_modules: too long")
             c.target_modules = s.encode()
         elif name in ("rank_pattern", "alpha_pattern"):
@@ -102,8 +103,8 @@ class PeftConfig:
         elif name == "layers_to_transform":
             c.has_layers_to_transform = v is not None
             v = list(v or [])
-            if len(v) > 256:
-                raise ValueError("layers_to_transform: at most 256 layers")
+            if len(v) > len(c.layers_to_transform):
+                raise ValueError(f"layers_to_transform: at most {len(c.layers_to_transform)} layers")
             c.n_layers_to_transform = len(v)
             for i, x in enumerate(v):
                 c.layers_to_transform[i] = x

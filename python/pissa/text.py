@@ -1,6 +1,6 @@
 """The llama2.c tokenizer and text generation."""
 import ctypes
-from ctypes import byref, c_int64, c_size_t, c_void_p
+from ctypes import byref, c_int32, c_int64, c_size_t, c_void_p
 
 from . import _core
 from ._lib import TOKEN_FN, check, cstr, lib
@@ -25,9 +25,10 @@ class Tokenizer(_core.Handle):
         data = text.encode() if isinstance(text, str) else bytes(text)
         n = c_size_t()
         cap = len(data) + 3  # PISSA_TOKENIZER_MAX_TOKENS
-        ids, p = _core.new_output((cap,), "i")
-        check(lib.pissa_tokenizer_encode(self._h, data, len(data), int(bool(bos)), int(bool(eos)), p, cap, byref(n)))
-        return ids.tolist()[:n.value]
+        ids = (c_int32 * cap)()
+        check(lib.pissa_tokenizer_encode(self._h, data, len(data), int(bool(bos)), int(bool(eos)), ids, cap,
+                                         byref(n)))
+        return ids[:n.value]
 
     def decode_bytes(self, ids):
         """The bytes IDS print as (BOS and EOS print nothing)."""

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA, STORIES, TOK512
+from conftest import DATA, REPO, STORIES, TOK512, needs_stories
 
 import pissa
 
@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope="module")
 def stdlib():
-    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
     env.setdefault("PISSA_LIBRARY", pissa.library_path)
     p = subprocess.run([sys.executable, os.path.join(HERE, "stdlib_scenario.py"), DATA], env=env,
                        capture_output=True, text=True)
@@ -34,7 +34,7 @@ def test_stdlib_svd_and_init_match_numpy(stdlib):
     assert stdlib["errors"] == ["TypeError", "ValueError", "TypeError"]
 
 
-@pytest.mark.skipif(not os.path.exists(STORIES), reason=f"shared data absent: {STORIES}")
+@needs_stories
 def test_stdlib_model_results_equal_the_numpy_path(stdlib):
     tok = pissa.Tokenizer(TOK512)
     ids = np.array([tok.encode("Once upon a time, there was a big tree.")], dtype=np.int32)
