@@ -22,6 +22,7 @@
 #define ACC_TOL 1e-5
 #define FD_H 1e-6
 #define MAXIN 3
+enum { ATT_THREADS = 4 }; /* the attention kernels' thread count, which also sizes their scratch */
 
 typedef struct op_case op_case;
 struct op_case {
@@ -261,12 +262,13 @@ static void bwd_rope(const op_case *c, float *const *din, float *scratch, const 
 }
 
 static void fwd_attention(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
-    pissa__attention_forward(out, saved, scratch, 4, in[0], in[1], in[2], c->B, c->T, c->H, c->KV, c->hd);
+    pissa__attention_forward(out, saved, scratch, ATT_THREADS, in[0], in[1], in[2], c->B, c->T, c->H, c->KV,
+                             c->hd);
 }
 static void bwd_attention(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                           const float *saved) {
-    pissa__attention_backward(din[0], din[1], din[2], scratch, 4, dout, in[0], in[1], in[2], saved, c->B, c->T, c->H,
-                              c->KV, c->hd, c->fresh);
+    pissa__attention_backward(din[0], din[1], din[2], scratch, ATT_THREADS, dout, in[0], in[1], in[2], saved, c->B,
+                              c->T, c->H, c->KV, c->hd, c->fresh);
 }
 
 static void fwd_silu(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -364,17 +366,18 @@ static op_case case_attention(int KV) {
     return (op_case){.name = KV == H_ ? "attention_mha" : "attention_gqa", .n_in = 3, .in_name = {"q", "k", "v"},
                      .in_n = {B_ * T_ * H_ * HD_, B_ * T_ * KV * HD_, B_ * T_ * KV * HD_},
                      .n_out = B_ * T_ * H_ * HD_, .n_saved = B_ * H_ * T_,
-                     .n_scratch = pissa__attention_scratch_floats(T_, 4), .ref = ref_attention, .fwd = fwd_attention,
-                     .bwd = bwd_attention, .B = B_, .T = T_, .H = H_, .KV = KV, .hd = HD_, .fresh_slots = 7};
+                     .n_scratch = pissa__attention_scratch_floats(T_, ATT_THREADS), .ref = ref_attention,
+                     .fwd = fwd_attention, .bwd = bwd_attention, .B = B_, .T = T_, .H = H_, .KV = KV, .hd = HD_,
+                     .fresh_slots = 7};
 }
 /* T spans three query tiles of the kernel (64, 64 and a partial 2), so keys cross tile boundaries. */
 static op_case case_attention_tiles(void) {
     enum { B = 1, T = 130, H = 2, KV = 1, HD = 4 };
     return (op_case){.name = "attention_tiles", .n_in = 3, .in_name = {"q", "k", "v"},
                      .in_n = {B * T * H * HD, B * T * KV * HD, B * T * KV * HD}, .n_out = B * T * H * HD,
-                     .n_saved = B * H * T, .n_scratch = pissa__attention_scratch_floats(T, 4), .ref = ref_attention,
-                     .fwd = fwd_attention, .bwd = bwd_attention, .B = B, .T = T, .H = H, .KV = KV, .hd = HD,
-                     .fresh_slots = 7};
+                     .n_saved = B * H * T, .n_scratch = pissa__attention_scratch_floats(T, ATT_THREADS),
+                     .ref = ref_attention, .fwd = fwd_attention, .bwd = bwd_attention, .B = B, .T = T, .H = H,
+                     .KV = KV, .hd = HD, .fresh_slots = 7};
 }
 static op_case case_elementwise(const char *name) {
     op_case c = {.name = name, .n_in = 2, .in_name = {"a", "b"}, .in_n = {E_, E_}, .n_out = E_};
@@ -589,16 +592,21 @@ static void check_backward_null(op_case c) {
 }
 
 /* With `fresh` set for every gradient the kernel can overwrite, those start as NaN (stale contents must be ignored)
- * and the result equals the accumulation into zeroed buffers; the other gradients still accumulate. */
+ * and the result equals the accumulation into zeroed buffers; the other gradients start from random values and
+ * must still be added to. */
 static void check_backward_fresh(op_case c) {
     run R;
     run_setup(&R, &c, 43);
     printf("%s backward overwriting (fresh 0x%x):\n", c.name, c.fresh_slots);
     assert_true(c.fresh_slots != 0);
     float *want[MAXIN] = {0}, *g[MAXIN] = {0};
-    for (int i = 0; i < c.n_in; i++) want[i] = calloc(c.in_n[i], sizeof(float));
+    for (int i = 0; i < c.n_in; i++) {
+        int fresh = c.fresh_slots >> i & 1;
+        want[i] = calloc(c.in_n[i], sizeof(float));
+        if (!fresh) tu_gaussian(want[i], c.in_n[i], (uint64_t)(100 + i));
+        g[i] = fresh ? nan_buffer(c.in_n[i]) : dup_floats(want[i], c.in_n[i]);
+    }
     backward_checked(&R, want, R.scratch);
-    for (int i = 0; i < c.n_in; i++) g[i] = c.fresh_slots >> i & 1 ? nan_buffer(c.in_n[i]) : calloc(c.in_n[i], 4);
     c.fresh = c.fresh_slots;
     backward_checked(&R, g, R.scratch);
     c.fresh = 0;
@@ -645,6 +653,7 @@ FRESH_TEST(lora_dropout, case_lora(1))
 FRESH_TEST(rmsnorm, case_rmsnorm())
 FRESH_TEST(rope, case_rope(1))
 FRESH_TEST(attention_gqa, case_attention(KV_))
+FRESH_TEST(attention_mha, case_attention(H_))
 FRESH_TEST(attention_tiles, case_attention_tiles())
 FRESH_TEST(add, case_elementwise("add"))
 FRESH_TEST(swiglu, case_elementwise("swiglu"))
@@ -724,7 +733,7 @@ static void attention_is_causal_and_saves_row_logsumexp(void **state) {
     float *out2 = malloc(c.n_out * sizeof *out2), *saved2 = malloc(c.n_saved * sizeof *saved2);
     float *scratch = malloc(c.n_scratch * sizeof *scratch);
     for (int d = 0; d < hd; d++) R.in[1][(T - 1) * hd + d] += 1.0f, R.in[2][(T - 1) * hd + d] -= 2.0f;
-    pissa__attention_forward(out2, saved2, scratch, 4, R.in[0], R.in[1], R.in[2], 1, T, H, 1, hd);
+    pissa__attention_forward(out2, saved2, scratch, ATT_THREADS, R.in[0], R.in[1], R.in[2], 1, T, H, 1, hd);
     assert_memory_equal(out2, R.out, (size_t)(T - 1) * H * hd * sizeof(float));
     assert_memory_equal(saved2, R.saved, (size_t)(T - 1) * sizeof(float)); /* head 0's rows before the last */
     assert_true(memcmp(out2 + (size_t)(T - 1) * H * hd, R.out + (size_t)(T - 1) * H * hd, H * hd * sizeof(float)));
@@ -853,6 +862,7 @@ int main(void) {
         cmocka_unit_test(rmsnorm_backward_overwrites_fresh_gradients),
         cmocka_unit_test(rope_backward_overwrites_fresh_gradients),
         cmocka_unit_test(attention_gqa_backward_overwrites_fresh_gradients),
+        cmocka_unit_test(attention_mha_backward_overwrites_fresh_gradients),
         cmocka_unit_test(attention_tiles_backward_overwrites_fresh_gradients),
         cmocka_unit_test(add_backward_overwrites_fresh_gradients),
         cmocka_unit_test(swiglu_backward_overwrites_fresh_gradients),
