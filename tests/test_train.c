@@ -179,16 +179,21 @@ typedef struct run {
     pissa_trainer *t;
 } run;
 
+/* INIT is an adapter method, or "full" for full fine-tuning (DROPOUT then unused). */
 static void run_open(const fixture *f, const char *init, double dropout, const pissa_train_opts *o, run *r) {
     assert_ok(pissa_model_load(f->model, &r->m));
-    pissa_adapter_opts ao = pissa_adapter_default_opts();
-    assert_ok(pissa_init_parse(init, &ao.init));
-    ao.init.rank = 4;
-    ao.init.alpha = 8;
-    ao.init.seed = 7;
-    ao.targets = PISSA_PROJ_Q | PISSA_PROJ_V | PISSA_PROJ_DOWN;
-    ao.dropout = dropout;
-    assert_ok(pissa_model_add_adapters(r->m, &ao));
+    if (!strcmp(init, "full")) {
+        assert_ok(pissa_model_set_full_finetune(r->m));
+    } else {
+        pissa_adapter_opts ao = pissa_adapter_default_opts();
+        assert_ok(pissa_init_parse(init, &ao.init));
+        ao.init.rank = 4;
+        ao.init.alpha = 8;
+        ao.init.seed = 7;
+        ao.targets = PISSA_PROJ_Q | PISSA_PROJ_V | PISSA_PROJ_DOWN;
+        ao.dropout = dropout;
+        assert_ok(pissa_model_add_adapters(r->m, &ao));
+    }
     assert_ok(pissa_dataset_load_jsonl(f->data, 64, &r->d));
     assert_ok(pissa_trainer_create(r->m, r->d, o, &r->t));
 }
@@ -299,6 +304,37 @@ static void train_steps(run *r, int steps, double *losses) {
     }
 }
 
+/* TOTAL updates in one run, against SPLIT updates, a state saved to STATE_DIR (and one more update the state must
+ * not follow), then a fresh run that loads the state and does the rest: the same losses and the same trainable
+ * tensors, bit for bit. Returns the losses of the whole run in WHOLE (TOTAL <= 8). */
+static void check_resume(const fixture *f, const char *init, double dropout, const pissa_train_opts *o, int total,
+                         int split, const char *state_dir, double *whole) {
+    double part[8];
+    assert_true(total <= 8 && split < total);
+    run a, b, c;
+    run_open(f, init, dropout, o, &a);
+    train_steps(&a, total, whole);
+    size_t n, n2;
+    float *x = param_snapshot(a.m, 0, &n);
+    run_close(&a);
+    run_open(f, init, dropout, o, &b);
+    train_steps(&b, split, part);
+    assert_ok(pissa_trainer_save_state(b.t, state_dir));
+    train_steps(&b, 1, part + split); /* the state on disk must not follow the trainer */
+    run_close(&b);
+    run_open(f, init, dropout, o, &c);
+    assert_ok(pissa_trainer_load_state(c.t, state_dir));
+    assert_int_equal(pissa_trainer_steps(c.t), split);
+    train_steps(&c, total - split, part + split);
+    float *y = param_snapshot(c.m, 0, &n2);
+    assert_memory_equal(whole, part, sizeof(double) * (size_t)total);
+    assert_int_equal(n, n2);
+    assert_memory_equal(x, y, sizeof(float) * n);
+    run_close(&c);
+    free(x);
+    free(y);
+}
+
 static void resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
     const fixture *f = *state;
     pissa_train_opts o = base_opts(); /* 2 x 2 rows per update over 10 rows: updates cross epoch boundaries */
@@ -310,31 +346,9 @@ static void resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
         o.optim.kind = opt ? PISSA_OPTIM_SGD : PISSA_OPTIM_ADAMW;
         o.optim.momentum = opt ? 0.9 : 0;
         o.optim.lr = opt ? 0.05 : 1e-2;
-        double whole[8], part[8];
-        run a;
-        run_open(f, "pissa_niter_2", 0.1, &o, &a);
-        train_steps(&a, 8, whole);
-        size_t n, n2;
-        float *x = param_snapshot(a.m, 0, &n);
-        run_close(&a);
-
+        double whole[8];
         char *state_dir = tu_path(f->dir, "state");
-        run b;
-        run_open(f, "pissa_niter_2", 0.1, &o, &b);
-        train_steps(&b, 3, part);
-        assert_ok(pissa_trainer_save_state(b.t, state_dir));
-        train_steps(&b, 1, part + 3); /* the state on disk must not follow the trainer */
-        run_close(&b);
-        run c;
-        run_open(f, "pissa_niter_2", 0.1, &o, &c);
-        assert_ok(pissa_trainer_load_state(c.t, state_dir));
-        assert_int_equal(pissa_trainer_steps(c.t), 3);
-        train_steps(&c, 5, part + 3);
-        float *y = param_snapshot(c.m, 0, &n2);
-        assert_memory_equal(whole, part, sizeof whole);
-        assert_int_equal(n, n2);
-        assert_memory_equal(x, y, sizeof(float) * n);
-        run_close(&c);
+        check_resume(f, "pissa_niter_2", 0.1, &o, 8, 3, state_dir, whole);
 
         /* options that would change the run are refused, naming the option */
         pissa_train_opts o2 = o;
@@ -346,8 +360,6 @@ static void resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
         run_close(&d);
         tu_rmtree(state_dir);
         free(state_dir);
-        free(x);
-        free(y);
     }
 }
 
@@ -513,13 +525,6 @@ static void full_adamw_update_matches_torch_without_decay_on_norms(void **state)
     check_full_adamw_step(*state, "llama_tied");
 }
 
-static void full_run_open(const fixture *f, const pissa_train_opts *o, run *r) {
-    assert_ok(pissa_model_load(f->model, &r->m));
-    assert_ok(pissa_model_set_full_finetune(r->m));
-    assert_ok(pissa_dataset_load_jsonl(f->data, 64, &r->d));
-    assert_ok(pissa_trainer_create(r->m, r->d, o, &r->t));
-}
-
 static void full_resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
     const fixture *f = *state;
     pissa_train_opts o = base_opts(); /* weight decay 0.01 */
@@ -528,31 +533,10 @@ static void full_resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state)
     o.schedule = PISSA_SCHEDULE_COSINE;
     o.warmup = 1;
     o.max_grad_norm = 0.5;
-    double whole[6], part[6];
-    run a;
-    full_run_open(f, &o, &a);
-    train_steps(&a, 6, whole);
-    size_t n, n2;
-    float *x = param_snapshot(a.m, 0, &n);
-    run_close(&a);
-
+    double whole[6];
     char *state_dir = tu_path(f->dir, "full_state");
-    run b;
-    full_run_open(f, &o, &b);
-    train_steps(&b, 2, part);
-    assert_ok(pissa_trainer_save_state(b.t, state_dir));
-    train_steps(&b, 1, part + 2); /* the state on disk must not follow the trainer */
-    run_close(&b);
-    run c;
-    full_run_open(f, &o, &c);
-    assert_ok(pissa_trainer_load_state(c.t, state_dir));
-    train_steps(&c, 4, part + 2);
-    float *y = param_snapshot(c.m, 0, &n2);
-    assert_memory_equal(whole, part, sizeof whole);
-    assert_int_equal(n, n2);
-    assert_memory_equal(x, y, sizeof(float) * n); /* every weight bit for bit */
-    printf("  full: 6 updates, loss %.4f -> %.4f, %zu weights; resumed after 2: identical\n", whole[0], whole[5], n);
-    run_close(&c);
+    check_resume(f, "full", 0.0, &o, 6, 2, state_dir, whole); /* every weight, bit for bit */
+    printf("  full: 6 updates, loss %.4f -> %.4f; resumed after 2: identical\n", whole[0], whole[5]);
 
     /* an adapter run cannot resume a full state */
     run d;
@@ -562,8 +546,6 @@ static void full_resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state)
     run_close(&d);
     tu_rmtree(state_dir);
     free(state_dir);
-    free(x);
-    free(y);
 }
 
 /* ---- pissa-finetune end to end ---- */
