@@ -248,6 +248,8 @@ def as_input(x, name, code, ndims, writable=False):
         mv = mv.cast("B").cast(code)
     elif np is not None and hasattr(x, "__array_interface__"):
         return as_input(np.asarray(x), name, code, ndims, writable)
+    elif hasattr(x, "__iter__") and not isinstance(x, (str, dict)):  # range, a generator, ...: its items, once
+        return as_input(list(x), name, code, ndims, writable)
     else:
         raise TypeError(f"{name}: expected a numpy array, pissa.Array, array.array, memoryview, bytes or nested "
                         f"lists, got {type(x).__name__}")

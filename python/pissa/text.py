@@ -32,8 +32,6 @@ class Tokenizer(_core.Handle):
 
     def decode_bytes(self, ids):
         """The bytes IDS print as (BOS and EOS print nothing)."""
-        if not isinstance(ids, (list, tuple, _core.Array)) and not hasattr(ids, "__array_interface__"):
-            ids = list(ids)
         b = _core.as_input(ids, "ids", "i", (1,))
         n = b.shape[0]
         size = c_size_t()
