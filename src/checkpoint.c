@@ -9,6 +9,9 @@
 
 #include "internal.h"
 
+const char *const pissa__checkpoint_files[] = {"config.json", "model.safetensors", "model.safetensors.index.json",
+                                               "model-*-of-*.safetensors", "pytorch_model*.bin", NULL};
+
 #define INDEX_FILE "model.safetensors.index.json"
 #define SINGLE_FILE "model.safetensors"
 

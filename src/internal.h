@@ -77,6 +77,10 @@ pissa_status pissa__atomic_write(pissa_atomic_file *af, const void *data, size_t
 pissa_status pissa__atomic_commit(pissa_atomic_file *af);
 void pissa__atomic_abort(pissa_atomic_file *af); /* removes the temporary file; safe after commit */
 
+/* The files a checkpoint writer replaces in its folder (fnmatch patterns for pissa_dir_txn_begin): the weights in
+ * any layout, so no old shard index outlives new single-file weights, and config.json. */
+extern const char *const pissa__checkpoint_files[];
+
 /* Creates DIR and its parents (like mkdir -p). */
 pissa_status pissa__mkdir_p(const char *dir);
 /* Reads a whole file into a NUL-terminated malloc'd buffer. Caller frees. */

@@ -688,9 +688,7 @@ pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pis
     if (a) PISSA_TRY(resolver_init(&R, pissa_peft_adapter_config(a)));
     merge_ctx ctx = {base, a, &R, unmerge ? -1 : +1};
     pissa_st_writer *w = NULL;
-    char *config = NULL, *weights = pissa__path_join(dir, "model.safetensors"),
-         *config_path = pissa__path_join(dir, "config.json");
-    if (!weights || !config_path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    char *config = NULL, *weights = NULL, *config_path = NULL;
     if (st == PISSA_OK) st = pissa_st_writer_create(&w);
     for (size_t i = 0; st == PISSA_OK && i < pissa_checkpoint_count(base); i++) {
         const char *name = pissa_checkpoint_name(base, i);
@@ -718,12 +716,20 @@ pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pis
             st = pissa_st_writer_add_raw(w, name, info.dtype, info.ndim, info.shape, info.data);
     }
     if (st == PISSA_OK) pissa_clear_error(); /* misses of pissa_peft_adapter_find */
-    if (st == PISSA_OK) st = pissa__mkdir_p(dir);
-    if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
     const char *json = pissa_checkpoint_config_json(base);
     if (st == PISSA_OK && dtype != -1) st = config_with_dtype(json, (pissa_dtype)dtype, &config);
     const char *text = config ? config : json;
+    pissa_dir_txn *txn = NULL; /* the folder is replaced whole: never new weights beside an old config */
+    if (st == PISSA_OK) st = pissa_dir_txn_begin(dir, pissa__checkpoint_files, &txn);
+    if (st == PISSA_OK) {
+        weights = pissa__path_join(pissa_dir_txn_path(txn), "model.safetensors");
+        config_path = pissa__path_join(pissa_dir_txn_path(txn), "config.json");
+        if (!weights || !config_path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    }
+    if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
     if (st == PISSA_OK) st = pissa_write_file_atomic(config_path, text, strlen(text));
+    if (st == PISSA_OK) st = pissa_dir_txn_commit(txn);
+    else pissa_dir_txn_abort(txn);
     pissa_st_writer_free(w);
     free(config);
     free(weights);

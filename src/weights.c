@@ -485,23 +485,26 @@ pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, pi
     if (!pissa_dtype_is_float(dtype))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: weights are saved as F32, F16 or BF16, not %s", dir,
                            pissa_dtype_name(dtype));
-    PISSA_TRY(pissa__mkdir_p(dir));
-    pissa_st_writer *wr;
-    PISSA_TRY(pissa_st_writer_create(&wr));
-    pissa_status st = PISSA_OK;
+    pissa_dir_txn *txn; /* the folder is replaced whole: never new weights beside an old config */
+    PISSA_TRY(pissa_dir_txn_begin(dir, pissa__checkpoint_files, &txn));
+    const char *out = pissa_dir_txn_path(txn);
+    pissa_st_writer *wr = NULL;
+    pissa_status st = pissa_st_writer_create(&wr);
     for (size_t i = 0; i < w->n && st == PISSA_OK; i++)
         st = pissa_st_writer_add_f32(wr, w->names[i], dtype, w->tensors[i]->ndim, w->tensors[i]->shape,
                                      w->tensors[i]->data);
-    char *path = pissa__path_join(dir, "model.safetensors"), *config = NULL;
+    char *path = pissa__path_join(out, "model.safetensors"), *config = NULL;
     if (st == PISSA_OK && !path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa_st_writer_write(wr, path);
     pissa_st_writer_free(wr);
     free(path);
     if (st == PISSA_OK) st = config_with_dtype(w->config_json, dtype, &config);
-    path = st == PISSA_OK ? pissa__path_join(dir, "config.json") : NULL;
+    path = st == PISSA_OK ? pissa__path_join(out, "config.json") : NULL;
     if (st == PISSA_OK && !path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa_write_file_atomic(path, config, strlen(config));
     free(path);
     free(config);
+    if (st == PISSA_OK) return pissa_dir_txn_commit(txn);
+    pissa_dir_txn_abort(txn);
     return st;
 }

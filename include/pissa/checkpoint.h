@@ -4,6 +4,7 @@
 #define PISSA_CHECKPOINT_H
 
 #include "common.h"
+#include "fileio.h" /* pissa_write_file_atomic, declared here before 0.2 */
 #include "safetensors.h"
 #include "tensor.h"
 
@@ -58,9 +59,6 @@ PISSA_API pissa_status pissa_checkpoint_find(const pissa_checkpoint *c, const ch
 /* As pissa_st_load / pissa_st_read_f32, from whichever shard holds NAME. */
 PISSA_API pissa_status pissa_checkpoint_load(const pissa_checkpoint *c, const char *name, pissa_tensor **out);
 PISSA_API pissa_status pissa_checkpoint_read_f32(const pissa_checkpoint *c, const char *name, float *dst, int64_t n);
-
-/* Writes TEXT to PATH atomically (temporary file, fsync, rename). Used for config.json copies. */
-PISSA_API pissa_status pissa_write_file_atomic(const char *path, const void *data, size_t len);
 
 #ifdef __cplusplus
 }
