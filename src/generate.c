@@ -337,6 +337,7 @@ static int32_t sample_topp(const float *p, int64_t n, float topp, prob_index *pi
     const float cutoff = (1.0f - topp) / (float)(n - 1);
     for (int64_t i = 0; i < n; i++)
         if (p[i] >= cutoff) pi[n0++] = (prob_index){p[i], (int32_t)i};
+    if (n0 == 0) return sample_argmax(p, n); /* a top-p below 1/n over a flat distribution: the nucleus is the mode */
     qsort(pi, (size_t)n0, sizeof *pi, cmp_prob_desc);
     float cumulative = 0.0f;
     int64_t last = n0 - 1;
@@ -388,6 +389,13 @@ pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer *tok, cons
     int64_t pos = 0;
     while (st == PISSA_OK && pos < steps) {
         st = pissa_generator_forward(g, token, pos, g->logits);
+        if (st != PISSA_OK) break;
+        if (pos >= (int64_t)n - 1) /* sampling from NaN or Inf logits would pick garbage */
+            for (int64_t i = 0; i < g->V && st == PISSA_OK; i++)
+                if (!isfinite(g->logits[i]))
+                    st = pissa__fail(PISSA_ERR_NUMERIC, "generate: logit %lld at position %lld is %g: the logits are "
+                                     "not finite (NaN or Inf weights?)", (long long)i, (long long)pos,
+                                     (double)g->logits[i]);
         if (st != PISSA_OK) break;
         next = pos < (int64_t)n - 1 ? ids[pos + 1] : sample(g, g->logits, temperature, topp, &rng);
         pos++;

@@ -261,6 +261,9 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
         double l;
         int64_t c;
         if (st == PISSA_OK) st = pissa_model_loss(t->m, ids, labels, (int)B, (int)T, &l, &c);
+        if (st == PISSA_OK && !isfinite(l))
+            st = pissa__fail(PISSA_ERR_NUMERIC, "evaluate: the loss of rows %zu..%zu is %s: the model computes "
+                             "non-finite values (NaN or Inf weights?)", r0, r0 + (size_t)B - 1, isnan(l) ? "nan" : "inf");
         if (st == PISSA_OK) sum += l * (double)c, total += c; /* token-weighted over the whole set */
     }
     free(ids);

@@ -364,6 +364,51 @@ static void top_p_sampling_stays_in_the_nucleus_and_is_seeded(void **state) {
     pissa_generator_free(replay);
 }
 
+/* stories260K's weights with every element of NAME set to VALUE (owned copies in place of the mapped ones). */
+static void weights_with(pissa__weights *w, const char *name, float value) {
+    assert_ok(pissa__weights_load(MODEL, w));
+    for (size_t i = 0; i < w->n; i++)
+        if (!strcmp(w->names[i], name)) {
+            pissa_tensor *c;
+            assert_ok(pissa_tensor_clone(w->tensors[i], &c));
+            for (int64_t k = 0; k < pissa_tensor_numel(c); k++) pissa_tensor_data(c)[k] = value;
+            pissa_tensor_free(w->tensors[i]);
+            w->tensors[i] = c;
+            return;
+        }
+    fail_msg("no tensor %s", name);
+}
+
+/* NaN weights give NaN logits: sampling them is a named error (it once read before the top-p buffer), at any
+ * temperature and top-p. A flat distribution with a top-p below 1/V has an empty nucleus: the mode is taken. */
+static void non_finite_logits_are_an_error_and_an_empty_nucleus_takes_the_mode(void **state) {
+    (void)state;
+    if (!data_present()) skip();
+    pissa_tokenizer *tok;
+    assert_ok(pissa_tokenizer_load(TOKENIZER, 512, &tok));
+    pissa__weights w;
+    pissa_generator *g;
+    weights_with(&w, "model.norm.weight", NAN);
+    assert_ok(pissa__generator_create_from_weights(&w, NULL, 64, &g));
+    const float temps[3] = {0.0f, 1.0f, 0.8f}, topps[3] = {0.9f, 0.0f, 0.9f};
+    for (int i = 0; i < 3; i++) {
+        collected c = {0};
+        assert_int_equal(pissa_generate(g, tok, "", 20, temps[i], topps[i], 1, collect, &c, NULL),
+                         PISSA_ERR_NUMERIC);
+        assert_non_null(strstr(pissa_last_error(), "not finite"));
+        assert_int_equal(c.n, 0);
+    }
+    pissa_generator_free(g);
+    weights_with(&w, "model.norm.weight", 0.0f); /* every logit 0: uniform */
+    assert_ok(pissa__generator_create_from_weights(&w, NULL, 64, &g));
+    collected c = {0};
+    assert_ok(pissa_generate(g, tok, "", 4, 1.0f, 1e-6f, 1, collect, &c, NULL));
+    assert_int_equal(c.n, 4);
+    for (size_t i = 0; i < c.n; i++) assert_int_equal(c.tokens[i], 0); /* argmax of a tie: the first id */
+    pissa_generator_free(g);
+    pissa_tokenizer_free(tok);
+}
+
 /* ---- pissa-generate ---- */
 
 static int run_generate(const char *args, const char *dir, char **out, char **err) {
@@ -469,6 +514,7 @@ int main(void) {
         cmocka_unit_test(adapter_applied_unmerged_equals_merged_weights),
         cmocka_unit_test(adapter_features_not_implemented_are_refused_by_name),
         cmocka_unit_test(top_p_sampling_stays_in_the_nucleus_and_is_seeded),
+        cmocka_unit_test(non_finite_logits_are_an_error_and_an_empty_nucleus_takes_the_mode),
         cmocka_unit_test(pissa_generate_program_prints_the_reference_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -709,6 +709,50 @@ static void pissa_eval_reports_the_token_weighted_loss(void **state) {
     free(out);
 }
 
+/* A checkpoint with a NaN (or Inf) weight: the model's logits are not finite, so pissa-eval and the trainer's
+ * evaluation end with a named error instead of reporting "nan" (which is not JSON either). */
+static void non_finite_weights_give_a_named_error_not_a_nan_loss(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("model_nan"), *data = tu_path(dir, "rows.jsonl"), *err = tu_path(dir, "err.txt");
+    char *out = tu_path(dir, "out.txt");
+    const char *rows = "{\"input_ids\": [1, 5, 9, 13, 2, 7, 30]}\n{\"input_ids\": [4, 8, 15]}\n";
+    tu_write_bytes(data, rows, strlen(rows));
+    const float bad[2] = {NAN, INFINITY};
+    for (int k = 0; k < 2; k++) {
+        pissa_model *m = load_fixture("llama_untied", 0);
+        assert_ok(pissa_model_set_full_finetune(m));
+        pissa_param_view v;
+        for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+            assert_ok(pissa_model_param(m, i, &v));
+            if (!strcmp(v.name, "model.layers.1.mlp.down_proj.weight")) v.data[3] = bad[k];
+        }
+        char *ck = tu_path(dir, k ? "inf" : "nan");
+        assert_ok(pissa_model_save(m, ck, PISSA_F32));
+        pissa_dataset *d;
+        pissa_trainer *t;
+        assert_ok(pissa_dataset_load_jsonl(data, 64, &d));
+        pissa_train_opts o = pissa_train_default_opts();
+        o.total_steps = 1;
+        assert_ok(pissa_trainer_create(m, d, &o, &t));
+        double loss;
+        assert_int_equal(pissa_trainer_evaluate(t, d, &loss, NULL), PISSA_ERR_NUMERIC);
+        assert_non_null(strstr(pissa_last_error(), "non-finite"));
+        pissa_trainer_free(t);
+        pissa_dataset_free(d);
+        pissa_model_free(m);
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s --model %s --data %s --json -q >%s 2>%s", PISSA_EVAL_EXE, ck, data, out, err);
+        assert_int_equal(tu_run(cmd, NULL), 1);
+        char *o_text = tu_slurp(out, NULL), *e_text = tu_slurp(err, NULL);
+        assert_string_equal(o_text, ""); /* nothing that a script would parse as a result */
+        if (!strstr(e_text, "rows.jsonl") || !strstr(e_text, "non-finite"))
+            fail_msg("pissa-eval on %s weights: %s", k ? "Inf" : "NaN", e_text);
+        free(o_text), free(e_text), free(ck);
+    }
+    tu_rmtree(dir);
+    free(dir), free(data), free(err), free(out);
+}
+
 static void pissa_eval_on_stories260k_and_tinyshakespeare(void **state) {
     (void)state;
     if (!file_exists(STORIES) || !file_exists(SHAKESPEARE)) {
@@ -756,6 +800,7 @@ int main(void) {
         cmocka_unit_test(llama2c_file_and_hf_folder_give_the_same_logits),
         cmocka_unit_test(stories260k_bin_and_its_hf_form_give_the_same_logits),
         cmocka_unit_test(pissa_eval_reports_the_token_weighted_loss),
+        cmocka_unit_test(non_finite_weights_give_a_named_error_not_a_nan_loss),
         cmocka_unit_test(pissa_eval_on_stories260k_and_tinyshakespeare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
