@@ -311,6 +311,31 @@ static pissa_status open_sharded(pissa_checkpoint *c, const char *dir, const cha
     return st;
 }
 
+/* The config's sizes against the tensors present, before anything is sized from them: a config.json claiming
+ * 10^9 layers (or a vocabulary the embedding does not have) is refused here, not met by a 2.5 TB calloc or hours of
+ * name lookups. Layers are counted from the names "model.layers.<l>.": they must be exactly 0 .. L-1. */
+static pissa_status check_sizes(const pissa_checkpoint *c, const char *dir) {
+    long long max_layer = -1;
+    for (size_t i = 0; i < c->count; i++) {
+        long long l;
+        if (sscanf(c->e[i].name, "model.layers.%lld.", &l) == 1 && l > max_layer) max_layer = l;
+    }
+    if (max_layer + 1 != c->cfg.num_hidden_layers)
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: config.json: num_hidden_layers is %lld but the weights hold %s%lld "
+                           "layers", dir, (long long)c->cfg.num_hidden_layers,
+                           max_layer + 1 > c->cfg.num_hidden_layers ? "a layer " : "", max_layer + 1);
+    ck_entry key = {"model.embed_tokens.weight", NULL};
+    const ck_entry *e = bsearch(&key, c->e, c->count, sizeof *c->e, cmp_entries);
+    pissa_st_info info;
+    if (e && pissa_st_find(e->shard, e->name, &info) == PISSA_OK &&
+        (info.ndim != 2 || info.shape[0] != c->cfg.vocab_size || info.shape[1] != c->cfg.hidden_size))
+        return pissa__fail(PISSA_ERR_SHAPE, "%s: config.json says vocab_size %lld and hidden_size %lld but "
+                           "model.embed_tokens.weight has shape (%lld, %lld)", dir, (long long)c->cfg.vocab_size,
+                           (long long)c->cfg.hidden_size, (long long)info.shape[0],
+                           (long long)(info.ndim > 1 ? info.shape[1] : 0));
+    return PISSA_OK;
+}
+
 pissa_status pissa_checkpoint_open(const char *dir, pissa_checkpoint **out) {
     if (!dir || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_checkpoint_open: NULL argument");
     *out = NULL;
@@ -335,6 +360,7 @@ pissa_status pissa_checkpoint_open(const char *dir, pissa_checkpoint **out) {
             st = collect_entries(c, dir);
         }
     }
+    if (st == PISSA_OK) st = check_sizes(c, dir);
     free(config);
     free(index);
     free(single);

@@ -152,23 +152,20 @@ static pissa_status check_shapes(const pissa__weights *w, const char *source) {
     return for_each_expected(&w->cfg, check_one, &c);
 }
 
-/* 1 if NAME is a tensor the forward uses (for this config), else 0. */
-typedef struct find_ctx {
-    const char *name;
-    int found;
-} find_ctx;
-
-static pissa_status find_one(void *user, const char *name, int ndim, const int64_t *shape) {
-    (void)ndim, (void)shape;
-    find_ctx *f = user;
-    if (!strcmp(f->name, name)) f->found = 1;
-    return PISSA_OK;
-}
-
+/* 1 if NAME is a tensor the forward uses (for this config), else 0; read off the name, not by listing every
+ * expected name (which cost tensors × layers). */
 static int is_expected(const pissa_llama_config *c, const char *name) {
-    find_ctx f = {name, 0};
-    for_each_expected(c, find_one, &f);
-    return f.found;
+    if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight")) return 1;
+    if (!strcmp(name, "lm_head.weight")) return !c->tie_word_embeddings;
+    long long l;
+    int used = 0;
+    if (sscanf(name, "model.layers.%lld.%n", &l, &used) != 1 || !used || l < 0 || l >= c->num_hidden_layers) return 0;
+    char canonical[64];
+    snprintf(canonical, sizeof canonical, "model.layers.%lld.", l); /* no leading zeros or signs */
+    if (strncmp(name, canonical, strlen(canonical)) != 0) return 0;
+    for (int k = 0; k < N_LAYER_TENSORS; k++)
+        if (!strcmp(name + used, layer_tensor_names[k])) return 1;
+    return 0;
 }
 
 static int ends_with(const char *s, const char *suffix) {
