@@ -324,11 +324,14 @@ void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, 
  * that the loop vectorises: adding 1.5·2²³ rounds t to an integer held in the low mantissa bits, read as bits.
  * Below −87 (e^x < 1.7e−38, negligible next to the row maximum's 1) the result is 0, as is e^−inf; NaN stays NaN. */
 static inline float exp_nonpos(float x) {
+    /* Below −87 the result is 0 (the mask at the end); clamping first keeps round(t) in int32 range for any
+     * finite x (t + 1.5·2²³ would otherwise overflow the integer subtraction below −1.5e7). NaN passes through. */
+    x = x < -100.0f ? -100.0f : x;
     float t = x * 1.44269504088896341f;
     float big = t + 12582912.0f, n = big - 12582912.0f;
     int32_t ni;
     memcpy(&ni, &big, sizeof ni);
-    ni -= 0x4B400000; /* round(t); far below −127 for t < −2²² or −inf */
+    ni -= 0x4B400000; /* round(t), in [−145, 0] after the clamp */
     ni = ni < -127 ? -127 : ni > 128 ? 128 : ni; /* NaN input gives garbage bits: keep the shift defined */
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;

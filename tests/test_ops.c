@@ -9,6 +9,7 @@
  *    (and scratch NULL) nothing is touched.
  * Inputs, saved values and dout are compared byte for byte before and after every backward call; outputs, saved
  * buffers and scratch are filled with NaN first, so reading anything not written shows up. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -716,6 +717,31 @@ static void cross_entropy_is_stable_for_large_logits(void **state) {
     free(x);
 }
 
+/* Scores and activations far below −87 (where e^x underflows) down to −FLT_MAX and −inf: the exponential is 0
+ * without overflowing an integer on the way (run under UBSan in CI), so SiLU gives −0 and a softmax row puts its
+ * mass on the finite values. */
+static void exponentials_of_very_negative_inputs_are_zero_without_overflow(void **state) {
+    (void)state;
+    const float x[8] = {-1.6e7f, -1.0e7f, -2.0e7f, -1e30f, -FLT_MAX, -INFINITY, -87.5f, -50.0f};
+    float y[8];
+    pissa__silu_forward(y, x, 8);
+    for (int i = 0; i < 8; i++) {
+        if (isinf(x[i])) { /* −inf · σ(−inf) = −inf · 0: NaN, as torch.nn.functional.silu gives */
+            assert_true(isnan(y[i]));
+            continue;
+        }
+        double want = (double)x[i] / (1.0 + exp(-(double)x[i]));
+        if (!(fabs(y[i] - want) <= 1e-6 * fabs(want) + 1e-30)) fail_msg("silu(%g) = %g, want %g", x[i], y[i], want);
+    }
+    float logits[8], lse[1], loss;
+    memcpy(logits, x, sizeof logits);
+    logits[3] = 2.0f; /* the row maximum */
+    int32_t target[1] = {3};
+    assert_int_equal(pissa__cross_entropy_forward(&loss, lse, logits, target, 1, 8), 1);
+    double want_lse = 2.0 + log1p(exp(-52.0) + exp(-89.5));
+    assert_true(fabs(lse[0] - want_lse) <= 1e-6 && fabs(loss - (want_lse - 2.0)) <= 1e-7);
+}
+
 /* Causality: changing the last position's key and value leaves every earlier output bit for bit; the first
  * query sees only the first key, so its output is that key's value row and its log-sum-exp its one score. */
 static void attention_is_causal_and_saves_row_logsumexp(void **state) {
@@ -839,6 +865,7 @@ int main(void) {
         OP_ENTRIES(rope_positions),
         OP_ENTRIES(rope_start_offset),
         cmocka_unit_test(rope_rotates_i_with_i_plus_half),
+        cmocka_unit_test(exponentials_of_very_negative_inputs_are_zero_without_overflow),
         cmocka_unit_test(rope_tables_match_formula_and_start_offset),
         cmocka_unit_test(rope_in_place_matches_out_of_place),
         OP_ENTRIES(attention_gqa),
