@@ -15,17 +15,10 @@
 #define TOKENIZER PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"
 #define REFERENCE PISSA_TEST_REFERENCE_DIR "/stories260K_greedy.json"
 
-static int data_present(void) {
+/* Skips (or fails under PISSA_REQUIRE_ALL=1) unless stories260K and its tokenizer are present. */
+static void need_data(void) {
     const char *files[] = {MODEL, TOKENIZER};
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(files[i], "rb");
-        if (!f) {
-            print_message("skipping: %s is absent\n", files[i]);
-            return 0;
-        }
-        fclose(f);
-    }
-    return 1;
+    tu_need_files(files, 2);
 }
 
 static cJSON *load_reference(void) {
@@ -85,7 +78,7 @@ static void check_greedy(pissa_generator *g, const pissa_tokenizer *tok, const c
 
 static void forward_logits_match_llama2c_reference(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     cJSON *ref = load_reference();
     const cJSON *lg = cJSON_GetObjectItem(ref, "logits");
     const cJSON *tokens = cJSON_GetObjectItem(lg, "tokens"), *first = cJSON_GetObjectItem(lg, "first");
@@ -120,7 +113,7 @@ static void forward_logits_match_llama2c_reference(void **state) {
 
 static void greedy_generation_matches_llama2c_reference(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     cJSON *ref = load_reference();
     pissa_generator *g;
     pissa_tokenizer *tok;
@@ -141,7 +134,7 @@ static void greedy_generation_matches_llama2c_reference(void **state) {
 /* The same model as a Hugging Face folder (written by save_hf, tied head) generates the same text. */
 static void hf_folder_of_the_model_generates_the_same_text(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     cJSON *ref = load_reference();
     char *dir = tu_tempdir("generate");
     pissa__weights w;
@@ -257,7 +250,7 @@ static void check_adapter_equals_merged(const int *targets, int n_targets, int r
 
 static void adapter_applied_unmerged_equals_merged_weights(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     const int all[7] = {0, 1, 2, 3, 4, 5, 6}, qv[2] = {0, 2};
     check_adapter_equals_merged(all, 7, 0);
     check_adapter_equals_merged(qv, 2, 1);
@@ -281,7 +274,7 @@ static void set_config_field(const char *dir, const char *field, const char *jso
 
 static void adapter_features_not_implemented_are_refused_by_name(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     char *dir = tu_tempdir("generate");
     pissa__weights w;
     const int qv[2] = {0, 2};
@@ -319,7 +312,7 @@ static void adapter_features_not_implemented_are_refused_by_name(void **state) {
  * A vanishing top-p keeps only the argmax, so it must reproduce the greedy text. */
 static void top_p_sampling_stays_in_the_nucleus_and_is_seeded(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     pissa_generator *g, *replay;
     pissa_tokenizer *tok;
     assert_ok(pissa_generator_create(MODEL, NULL, 0, &g));
@@ -383,7 +376,7 @@ static void weights_with(pissa__weights *w, const char *name, float value) {
  * temperature and top-p. A flat distribution with a top-p below 1/V has an empty nucleus: the mode is taken. */
 static void non_finite_logits_are_an_error_and_an_empty_nucleus_takes_the_mode(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     pissa_tokenizer *tok;
     assert_ok(pissa_tokenizer_load(TOKENIZER, 512, &tok));
     pissa__weights w;
@@ -444,7 +437,7 @@ static void expect_one_line_error(const char *args, const char *dir, const char 
 
 static void pissa_generate_program_prints_the_reference_text(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     cJSON *ref = load_reference();
     const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "generations"), 0);
     char *want = malloc(strlen(cJSON_GetObjectItem(e, "text")->valuestring) + 2);

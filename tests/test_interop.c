@@ -708,8 +708,8 @@ static void pissa_merge_to_hf_exports_llama2c_with_qk_permuted(void **state) {
     size_t len;
     char *raw = tu_slurp(bin, &len);
     if (!raw) {
+        tu_skip_missing(bin);
         free(bin);
-        skip();
     }
     int32_t h[7];
     memcpy(h, raw, sizeof h);

@@ -17,11 +17,6 @@
 #define TOK512 PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"
 #define SHAKESPEARE PISSA_SHARED_DATA_DIR "/tinyshakespeare/input.txt"
 
-static int file_exists(const char *p) {
-    struct stat s;
-    return stat(p, &s) == 0;
-}
-
 /* ---- fixture: batch.json and expected.{json,safetensors} ---- */
 
 typedef struct batch {
@@ -627,10 +622,7 @@ static void llama2c_file_and_hf_folder_give_the_same_logits(void **state) {
 
 static void stories260k_bin_and_its_hf_form_give_the_same_logits(void **state) {
     (void)state;
-    if (!file_exists(STORIES)) {
-        printf("  skipped: %s is absent\n", STORIES);
-        skip();
-    }
+    if (!tu_file_exists(STORIES)) tu_skip_missing(STORIES);
     pissa__weights w;
     assert_ok(pissa__weights_load(STORIES, &w));
     char *dir = tu_tempdir("model_stories");
@@ -755,10 +747,8 @@ static void non_finite_weights_give_a_named_error_not_a_nan_loss(void **state) {
 
 static void pissa_eval_on_stories260k_and_tinyshakespeare(void **state) {
     (void)state;
-    if (!file_exists(STORIES) || !file_exists(SHAKESPEARE)) {
-        printf("  skipped: %s or %s is absent\n", STORIES, SHAKESPEARE);
-        skip();
-    }
+    const char *need[2] = {STORIES, SHAKESPEARE};
+    tu_need_files(need, 2);
     /* the first 20 KB of Shakespeare: far from TinyStories, so the loss is high but finite */
     char *dir = tu_tempdir("model_eval_stories");
     char *data = tu_path(dir, "shakespeare.txt"), *out = tu_path(dir, "out.json");

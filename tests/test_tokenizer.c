@@ -409,12 +409,7 @@ static void heap_merges_equal_naive_run_c_loop_on_random_texts(void **state) {
 /* ---- tok512 (stories260K) ---- */
 
 static pissa_tokenizer *load_tok512_or_skip(void) {
-    FILE *f = fopen(TOK512, "rb");
-    if (!f) {
-        print_message("skipping: %s is absent\n", TOK512);
-        return NULL;
-    }
-    fclose(f);
+    if (!tu_file_exists(TOK512)) tu_skip_missing(TOK512);
     pissa_tokenizer *tok;
     assert_ok(pissa_tokenizer_load(TOK512, 512, &tok));
     return tok;
@@ -423,7 +418,6 @@ static pissa_tokenizer *load_tok512_or_skip(void) {
 static void tok512_encodings_match_python_reference(void **state) {
     (void)state;
     pissa_tokenizer *tok = load_tok512_or_skip();
-    if (!tok) skip();
     pissa_tokenizer *inferred;
     assert_ok(pissa_tokenizer_load(TOK512, 0, &inferred));
     assert_int_equal(pissa_tokenizer_vocab_size(inferred), 512);
@@ -473,13 +467,11 @@ static double now_s(void) {
 static void tinyshakespeare_encodes_fast_and_round_trips(void **state) {
     (void)state;
     pissa_tokenizer *tok = load_tok512_or_skip();
-    if (!tok) skip();
     size_t len;
     char *text = tu_slurp(SHAKESPEARE, &len);
     if (!text) {
-        print_message("skipping: %s is absent\n", SHAKESPEARE);
         pissa_tokenizer_free(tok);
-        skip();
+        tu_skip_missing(SHAKESPEARE);
     }
     size_t cap = PISSA_TOKENIZER_MAX_TOKENS(len), n;
     int32_t *ids = malloc(cap * sizeof *ids);
