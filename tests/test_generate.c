@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "generate_internal.h"
+#include "model_internal.h"
 #include "testutil.h"
 
 #define MODEL PISSA_SHARED_DATA_DIR "/stories260K/stories260K.bin"
@@ -224,8 +225,10 @@ static void check_adapter_equals_merged(const int *targets, int n_targets, int r
     make_adapter(dir, targets, n_targets, 4, 8.0, rslora, 0, &merged);
     pissa_generator *ga, *gm, *gb;
     assert_ok(pissa_generator_create(MODEL, dir, 16, &ga));
-    assert_ok(pissa__generator_create_from_weights(&merged, NULL, 16, &gm));
+    pissa_model *mm;
+    assert_ok(pissa__model_from_weights(&merged, MODEL, &mm));
     assert_int_equal(merged.n, 0); /* taken over */
+    assert_ok(pissa__generator_create_from_model(mm, 16, &gm));
     assert_ok(pissa_generator_create(MODEL, NULL, 16, &gb));
     float la[512], lm[512], lb[512];
     const int32_t seq[] = {1, 403, 407, 261, 89, 500};
@@ -295,7 +298,7 @@ static void adapter_features_not_implemented_are_refused_by_name(void **state) {
     set_config_field(dir, "fan_in_fan_out", "true");
     expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "fan_in_fan_out");
     set_config_field(dir, "fan_in_fan_out", "false");
-    set_config_field(dir, "init_lora_weights", "\"pissa\""); /* PEFT would redo the SVD on the base */
+    set_config_field(dir, "init_lora_weights", "\"olora\""); /* PEFT would transform the base in a way libpissa lacks */
     expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "init_lora_weights");
     set_config_field(dir, "init_lora_weights", "true");
     pissa_generator *g;
@@ -381,8 +384,10 @@ static void non_finite_logits_are_an_error_and_an_empty_nucleus_takes_the_mode(v
     assert_ok(pissa_tokenizer_load(TOKENIZER, 512, &tok));
     pissa__weights w;
     pissa_generator *g;
+    pissa_model *m;
     weights_with(&w, "model.norm.weight", NAN);
-    assert_ok(pissa__generator_create_from_weights(&w, NULL, 64, &g));
+    assert_ok(pissa__model_from_weights(&w, MODEL, &m));
+    assert_ok(pissa__generator_create_from_model(m, 64, &g));
     const float temps[3] = {0.0f, 1.0f, 0.8f}, topps[3] = {0.9f, 0.0f, 0.9f};
     for (int i = 0; i < 3; i++) {
         collected c = {0};
@@ -393,7 +398,8 @@ static void non_finite_logits_are_an_error_and_an_empty_nucleus_takes_the_mode(v
     }
     pissa_generator_free(g);
     weights_with(&w, "model.norm.weight", 0.0f); /* every logit 0: uniform */
-    assert_ok(pissa__generator_create_from_weights(&w, NULL, 64, &g));
+    assert_ok(pissa__model_from_weights(&w, MODEL, &m));
+    assert_ok(pissa__generator_create_from_model(m, 64, &g));
     collected c = {0};
     assert_ok(pissa_generate(g, tok, "", 4, 1.0f, 1e-6f, 1, collect, &c, NULL));
     assert_int_equal(c.n, 4);

@@ -288,8 +288,12 @@ static char *fixture_copy(const char *key, const char *raw_value) {
 static void unsupported_configs_are_refused_with_their_field(void **state) {
     (void)state;
     struct { const char *key, *value, *needle; } cases[] = {
-        {"rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling"},
-        {"attention_bias", "true", "attention_bias"},
+        {"rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}", "rope_type 'dynamic'"},
+        {"rope_scaling", "{\"rope_type\": \"longrope\", \"short_factor\": [1], \"long_factor\": [1]}",
+         "rope_type 'longrope'"},
+        {"partial_rotary_factor", "0.5", "partial_rotary_factor"},
+        {"model_type", "\"gemma\"", "model_type 'gemma'"},
+        {"architectures", "[\"LlamaForSequenceClassification\"]", "architectures"},
         {"hidden_act", "\"gelu\"", "hidden_act"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
