@@ -16,5 +16,6 @@
 #include "pissa/generate.h"
 #include "pissa/model.h"
 #include "pissa/train.h"
+#include "pissa/comm.h"
 
 #endif

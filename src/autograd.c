@@ -488,7 +488,10 @@ static void forward_node(pissa__graph *g, pissa__node *nd) {
     case PISSA_OP_LORA: {
         uint8_t *mask = NULL;
         if (nd->mask && g->training) {
+            uint64_t C = (uint64_t)nd->dim[0];
+            pissa__rng_skip(&g->rng, (uint64_t)g->mask_rows_before * C);
             pissa__dropout_mask(nd->mask, (size_t)N * nd->dim[0], nd->f[1], &g->rng);
+            pissa__rng_skip(&g->rng, (uint64_t)g->mask_rows_after * C);
             mask = nd->mask;
         }
         pissa__lora_forward(out, nd->saved, g->scratch, vdata(g, nd->in[0]), mask, nd->f[1], pdata(g, nd->par[0]),

@@ -102,6 +102,10 @@ typedef struct pissa__graph {
     int32_t *targets;  /* (N) cross-entropy targets (already shifted), −100 ignored */
     int training;      /* draw dropout masks in forward */
     pissa_rng rng;
+    /* Token rows of a larger batch before and after this graph's N rows (0 and 0 normally). With data parallelism
+     * each process runs a slice of the batch; a lora node skips the mask draws of the other slices' rows, so every
+     * row gets the mask it would get in the whole batch: masks do not depend on how the batch is split. */
+    int64_t mask_rows_before, mask_rows_after;
     float loss;        /* after forward with a cross-entropy node */
     int count;         /* counted targets */
 } pissa__graph;

@@ -61,6 +61,8 @@ void pissa__rng_seed(pissa_rng *r, uint64_t seed);
 uint64_t pissa__rng_u64(pissa_rng *r);
 double pissa__rng_uniform(pissa_rng *r); /* [0, 1), 53 bits */
 double pissa__rng_normal(pissa_rng *r);  /* N(0, 1), Box–Muller */
+/* Advances R by N draws, as N calls of pissa__rng_u64 would. */
+void pissa__rng_skip(pissa_rng *r, uint64_t n);
 
 /* ---- files (fileio.c) ---- */
 

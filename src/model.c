@@ -51,6 +51,7 @@ struct pissa_model {
     int training;
     int full;             /* full fine-tuning: every base weight is an owned, trainable copy */
     pissa_rng rng;
+    int mask_rows[2];     /* batch rows before and after the next batch's, in the batch they are a slice of */
 };
 
 /* ---- loading ---- */
@@ -510,6 +511,12 @@ void pissa_model_set_training(pissa_model *m, int training, uint64_t seed) {
     if (!m) return;
     m->training = training != 0;
     pissa__rng_seed(&m->rng, seed);
+    m->mask_rows[0] = m->mask_rows[1] = 0;
+}
+
+void pissa__model_set_slice(pissa_model *m, int rows_before, int rows_after) {
+    m->mask_rows[0] = rows_before;
+    m->mask_rows[1] = rows_after;
 }
 
 size_t pissa_model_arena_bytes(const pissa_model *m) {
@@ -616,6 +623,8 @@ static pissa_status prepare(pissa_model *m, const int32_t *ids, const int32_t *l
         }
     g->training = m->training;
     g->rng = m->rng;
+    g->mask_rows_before = (int64_t)m->mask_rows[0] * T;
+    g->mask_rows_after = (int64_t)m->mask_rows[1] * T;
     return PISSA_OK;
 }
 

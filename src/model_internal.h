@@ -29,4 +29,9 @@ void pissa__model_layer(const pissa_model *m, int layer, pissa__layer_view *out)
 void pissa__model_ends(const pissa_model *m, const float **embed, const float **norm, const float **head);
 const float *pissa__model_inv_freq(const pissa_model *m); /* (hd/2) */
 
+/* Data parallelism: the next batches given to the model (until pissa_model_set_training) are the rows of a larger
+ * batch after ROWS_BEFORE rows and before ROWS_AFTER rows that other processes hold. Training mode then draws each
+ * row's dropout masks exactly as for that row in the whole batch (autograd.h, mask_rows_before). */
+void pissa__model_set_slice(pissa_model *m, int rows_before, int rows_after);
+
 #endif

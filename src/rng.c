@@ -30,6 +30,10 @@ uint64_t pissa__rng_u64(pissa_rng *r) {
     return result;
 }
 
+void pissa__rng_skip(pissa_rng *r, uint64_t n) {
+    while (n--) (void)pissa__rng_u64(r);
+}
+
 double pissa__rng_uniform(pissa_rng *r) { return (double)(pissa__rng_u64(r) >> 11) * 0x1.0p-53; }
 
 double pissa__rng_normal(pissa_rng *r) {

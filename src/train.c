@@ -8,14 +8,22 @@
  *
  * Weight decay follows transformers' Trainer: every matrix decays, the 1-D RMSNorm weights do not. As there, the
  * tensors form two torch-style parameter groups, each with its own optimizer (group 1 with weight_decay 0); the
- * adapters' A and B are all matrices, so adapter training has one group. */
+ * adapters' A and B are all matrices, so adapter training has one group.
+ *
+ * Data parallelism (a communicator of P processes): every process reads the same rows of the run (so the data
+ * position and the target counts need no messages) and runs forward and backward on its slice of each micro-batch,
+ * its mean loss weighted by its slice's share of the update's targets; the sum of the processes' gradients is then
+ * the one-process gradient, and every process applies the same update to the same parameters. Dropout masks are
+ * drawn per row as in the whole micro-batch (model_internal.h pissa__model_set_slice). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "comm_internal.h"
 #include "internal.h"
+#include "model_internal.h"
 #include "peft_internal.h"
 #include "pissa/safetensors.h"
 #include "pissa/train.h"
@@ -50,7 +58,12 @@ struct pissa_trainer {
     pissa_optim *opt[2];      // one optimizer per group: tensors [0, n_decay), then [n_decay, n)
     int32_t *ids, *labels;    // (accum, batch, T)
     int64_t *counts;          // (accum) targets per micro-batch
+    int64_t *mine;            // (accum) ... in this process's slice of it
     int failed;               // a numeric failure stops the run
+    pissa_comm *comm;         // borrowed; NULL: one process
+    int rank, size;           // this process among the communicator's
+    float **spans;            // (n_spans) the gradients as contiguous runs of memory, summed across processes
+    size_t *span_len, n_spans; // (n_spans) floats in each
 };
 
 static uint64_t dropout_seed(uint64_t seed) { return seed ^ 0xd1b54a32d192ed03ULL; }
@@ -74,6 +87,9 @@ void pissa_trainer_free(pissa_trainer *t) {
     free(t->ids);
     free(t->labels);
     free(t->counts);
+    free(t->mine);
+    free(t->spans);
+    free(t->span_len);
     free(t);
 }
 
@@ -94,10 +110,40 @@ static pissa_status check_opts(const pissa_train_opts *o, const pissa_model *m) 
     return PISSA_OK;
 }
 
-pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, const pissa_train_opts *opts,
-                                  pissa_trainer **out) {
-    if (!m || !data || !opts || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_create: NULL argument");
-    *out = NULL;
+typedef struct span {
+    float *p;
+    size_t n;
+} span;
+
+static int span_cmp(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const span *)a)->p, y = (uintptr_t)((const span *)b)->p;
+    return x < y ? -1 : x > y;
+}
+
+/* The gradients as contiguous runs of memory, what is summed across processes: the model keeps them in one arena,
+ * so normally one run, one message per update. */
+static pissa_status gradient_spans(pissa_trainer *t) {
+    span *s = pissa__alloc(t->n, sizeof *s);
+    t->spans = pissa__alloc(t->n, sizeof *t->spans);
+    t->span_len = pissa__alloc(t->n, sizeof *t->span_len);
+    if (!s || !t->spans || !t->span_len) {
+        free(s);
+        return pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
+    }
+    for (size_t i = 0; i < t->n; i++) s[i] = (span){t->grads[i], t->sizes[i]};
+    qsort(s, t->n, sizeof *s, span_cmp);
+    t->n_spans = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t j = t->n_spans;
+        if (j && t->spans[j - 1] + t->span_len[j - 1] == s[i].p) t->span_len[j - 1] += s[i].n;
+        else t->spans[j] = s[i].p, t->span_len[j] = s[i].n, t->n_spans++;
+    }
+    free(s);
+    return PISSA_OK;
+}
+
+static pissa_status create_local(pissa_model *m, const pissa_dataset *data, const pissa_train_opts *opts,
+                                 pissa_trainer **out) {
     PISSA_TRY(check_opts(opts, m));
     size_t n = pissa_model_param_count(m), rows = pissa_dataset_count(data);
     if (!n)
@@ -128,8 +174,11 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
     t->ids = pissa__alloc(cells, sizeof *t->ids);
     t->labels = pissa__alloc(cells, sizeof *t->labels);
     t->counts = pissa__calloc((size_t)opts->accum, sizeof *t->counts);
+    t->mine = pissa__calloc((size_t)opts->accum, sizeof *t->mine);
+    t->size = 1;
     pissa_status st = PISSA_OK;
-    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->ids || !t->labels || !t->counts)
+    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->ids || !t->labels || !t->counts ||
+        !t->mine)
         st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory for batches of %zu tokens", cells);
     size_t k = 0; /* the model's parameters, matrices first (pass 0), then the 1-D ones (pass 1) */
     for (int pass = 0; pass < 2; pass++) {
@@ -152,11 +201,82 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
     size_t nd = t->n_decay;
     if (st == PISSA_OK) st = pissa_optim_create(&opts->optim, nd, t->sizes, &t->opt[0]);
     if (st == PISSA_OK) st = pissa_optim_create(&no_decay, n - nd, t->sizes + nd, &t->opt[1]);
+    if (st == PISSA_OK) st = gradient_spans(t);
     if (st != PISSA_OK) {
         pissa_trainer_free(t);
         return st;
     }
     new_epoch_order(t);
+    *out = t;
+    return PISSA_OK;
+}
+
+/* Fingerprint of every row of D (lengths, ids, labels). */
+static uint64_t data_fingerprint(const pissa_dataset *d) {
+    size_t rows = pissa_dataset_count(d);
+    uint64_t h = pissa__fingerprint(PISSA__FP_SEED, &rows, sizeof rows);
+    for (size_t i = 0; i < rows; i++) {
+        pissa_row r;
+        if (pissa_dataset_row(d, i, &r) != PISSA_OK) continue;
+        h = pissa__fingerprint(h, &r.len, sizeof r.len);
+        h = pissa__fingerprint(h, r.input_ids, sizeof *r.input_ids * (size_t)r.len);
+        h = pissa__fingerprint(h, r.labels, sizeof *r.labels * (size_t)r.len);
+    }
+    return h;
+}
+
+/* Every process must run the same training: options, data and initial trainable tensors. A mistake there (one node
+ * with another data file, another seed) would not fail, it would train something else; compare fingerprints. */
+static pissa_status check_same_run(const pissa_trainer *t) {
+    const pissa_train_opts *o = &t->o;
+    const double real[] = {o->optim.lr,        o->optim.weight_decay, o->optim.beta1, o->optim.beta2,
+                           o->optim.eps,       o->optim.momentum,     o->optim.dampening, o->max_grad_norm};
+    const int64_t whole[] = {o->optim.kind, o->optim.nesterov, o->schedule, o->warmup,  o->total_steps, o->batch,
+                             o->accum,      t->T,              (int64_t)o->seed, o->shuffle, t->full, (int64_t)t->n};
+    uint64_t h[3];
+    h[0] = pissa__fingerprint(pissa__fingerprint(PISSA__FP_SEED, real, sizeof real), whole, sizeof whole);
+    h[0] = pissa__fingerprint(h[0], t->sizes, sizeof *t->sizes * t->n);
+    h[1] = data_fingerprint(t->data);
+    h[2] = PISSA__FP_SEED;
+    for (size_t i = 0; i < t->n; i++) h[2] = pissa__fingerprint(h[2], t->params[i], sizeof(float) * t->sizes[i]);
+    int same[3];
+    PISSA_TRY(pissa__comm_same_u64(t->comm, h, 3, same));
+    if (!same[0])
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the %d processes were given different training options "
+                           "(each must pass the same pissa_train_opts, and the same mode: adapters or full)", t->size);
+    if (!same[1])
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the %d processes were given different training data "
+                           "(rows, token ids or labels): each must load the same data set", t->size);
+    if (!same[2])
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the %d processes start from different trainable tensors "
+                           "(adapters, or the weights in full mode): each must load the same model and adapters with "
+                           "the same seed", t->size);
+    return PISSA_OK;
+}
+
+pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, const pissa_train_opts *opts,
+                                  pissa_trainer **out) {
+    return pissa_trainer_create_comm(m, data, opts, NULL, out);
+}
+
+pissa_status pissa_trainer_create_comm(pissa_model *m, const pissa_dataset *data, const pissa_train_opts *opts,
+                                       pissa_comm *comm, pissa_trainer **out) {
+    if (!out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_create: NULL argument");
+    *out = NULL;
+    pissa_trainer *t = NULL;
+    pissa_status st = m && data && opts ? create_local(m, data, opts, &t)
+                                        : pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_create: NULL argument");
+    st = pissa_comm_agree(comm, st, NULL); /* one process's bad option or lack of memory ends every one */
+    if (st == PISSA_OK && comm) {
+        t->comm = comm;
+        t->rank = pissa_comm_rank(comm);
+        t->size = pissa_comm_size(comm);
+        st = check_same_run(t);
+    }
+    if (st != PISSA_OK) {
+        pissa_trainer_free(t);
+        return st;
+    }
     *out = t;
     return PISSA_OK;
 }
@@ -174,9 +294,19 @@ static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels
     return count;
 }
 
-/* The next ROWS rows of the run into IDS/LABELS, advancing the data position (and the epoch). */
-static pissa_status next_rows(pissa_trainer *t, int rows, int32_t *ids, int32_t *labels, int64_t *count) {
-    *count = 0;
+/* Items [lo, hi) of N are process RANK's of SIZE: N split into SIZE contiguous slices, the first N % SIZE one longer
+ * (8 rows over 3 processes: 3, 3, 2; fewer items than processes leave the last ones none). */
+static void my_slice(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
+    int64_t q = n / size, r = n % size;
+    *lo = rank * q + (rank < r ? rank : r);
+    *hi = *lo + q + (rank < r);
+}
+
+/* The next ROWS rows of the run into IDS/LABELS, advancing the data position (and the epoch); COUNT gets their
+ * targets, MINE those of rows [LO, HI), this process's. */
+static pissa_status next_rows(pissa_trainer *t, int rows, int64_t lo, int64_t hi, int32_t *ids, int32_t *labels,
+                              int64_t *count, int64_t *mine) {
+    *count = *mine = 0;
     for (int b = 0; b < rows; b++) {
         if (t->pos == t->rows) {
             t->epoch++;
@@ -185,7 +315,9 @@ static pissa_status next_rows(pissa_trainer *t, int rows, int32_t *ids, int32_t 
         }
         pissa_row r;
         PISSA_TRY(pissa_dataset_row(t->data, t->perm[t->pos++], &r));
-        *count += fill_row(&r, t->T, ids + (size_t)b * t->T, labels + (size_t)b * t->T);
+        int64_t c = fill_row(&r, t->T, ids + (size_t)b * t->T, labels + (size_t)b * t->T);
+        *count += c;
+        if (b >= lo && b < hi) *mine += c;
     }
     return PISSA_OK;
 }
@@ -197,28 +329,37 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
                            (long long)t->step + 1);
     const int K = t->o.accum, B = t->o.batch, T = t->T;
     const size_t mb = (size_t)B * (size_t)T;
-    int64_t total = 0;
-    for (int k = 0; k < K; k++) {
-        PISSA_TRY(next_rows(t, B, t->ids + k * mb, t->labels + k * mb, &t->counts[k]));
-        total += t->counts[k];
-    }
-    /* Each micro-batch's mean loss weighted by its share of the targets: the sum is the mean over all K·B rows,
-     * so its gradient is that of one batch of K·B rows whatever the padding. */
-    pissa_model_zero_grad(t->m);
-    double sum = 0;
+    int64_t total = 0, lo, hi;
+    my_slice(B, t->rank, t->size, &lo, &hi);
     pissa_status st = PISSA_OK;
     for (int k = 0; k < K && st == PISSA_OK; k++) {
+        st = next_rows(t, B, lo, hi, t->ids + k * mb, t->labels + k * mb, &t->counts[k], &t->mine[k]);
+        total += t->counts[k];
+    }
+    /* Each micro-batch's mean loss (over this process's slice of it) weighted by the slice's share of the update's
+     * targets: the sum over micro-batches and processes is the mean over all K·B rows, so its gradient is that of
+     * one batch of K·B rows whatever the padding and the split. */
+    pissa_model_zero_grad(t->m);
+    double sum = 0;
+    for (int k = 0; k < K && st == PISSA_OK && hi > lo; k++) {
         pissa_model_set_training(t->m, 1, dropout_seed(t->o.seed) + (uint64_t)(t->step * K + k));
-        float dloss = total ? (float)((double)t->counts[k] / (double)total) : 0.0f;
+        pissa__model_set_slice(t->m, (int)lo, (int)(B - hi));
+        float dloss = total ? (float)((double)t->mine[k] / (double)total) : 0.0f;
         double loss;
         int64_t c;
-        st = pissa_model_forward_backward(t->m, t->ids + k * mb, t->labels + k * mb, B, T, dloss, &loss, &c);
+        st = pissa_model_forward_backward(t->m, t->ids + k * mb + lo * T, t->labels + k * mb + lo * T,
+                                          (int)(hi - lo), T, dloss, &loss, &c);
         if (st == PISSA_OK && !isfinite(loss))
             st = pissa__fail(PISSA_ERR_NUMERIC, "trainer: update %lld: the loss of micro-batch %d is %s",
                              (long long)t->step + 1, k + 1, isnan(loss) ? "nan" : "inf");
         if (st == PISSA_OK) sum += loss * (double)c;
     }
     pissa_model_set_training(t->m, 0, 0);
+    /* No process changes its parameters unless every one succeeded; then each gets the sum of the gradients. */
+    st = pissa_comm_agree(t->comm, st, NULL);
+    for (size_t i = 0; i < t->n_spans && st == PISSA_OK; i++)
+        st = pissa__comm_sum_f32(t->comm, t->spans[i], t->span_len[i], "trainer: summing the gradients");
+    if (st == PISSA_OK) st = pissa__comm_sum_f64(t->comm, &sum, 1, "trainer: summing the losses");
     double norm = 0;
     if (st == PISSA_OK) {
         st = pissa_clip_grad_norm(t->grads, t->sizes, t->n, t->o.max_grad_norm, &norm);
@@ -241,19 +382,43 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
     return PISSA_OK;
 }
 
-pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, double *loss, int64_t *count) {
-    if (!t || !d || !loss) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_evaluate: NULL argument");
+/* The checks of pissa_trainer_evaluate, before any process starts. */
+static pissa_status check_eval(const pissa_trainer *t, const pissa_dataset *d) {
     size_t rows = pissa_dataset_count(d);
     if (!rows) return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: the data set has no rows");
-    int64_t T = pissa_dataset_max_len(d), B = (size_t)t->o.batch < rows ? t->o.batch : (int64_t)rows;
+    int64_t T = pissa_dataset_max_len(d);
     if (T > pissa_model_config(t->m)->max_position_embeddings)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: rows of %lld tokens exceed max_position_embeddings %lld",
                            (long long)T, (long long)pissa_model_config(t->m)->max_position_embeddings);
+    if (t->comm) {
+        uint64_t h = data_fingerprint(d);
+        int same;
+        PISSA_TRY(pissa__comm_same_u64(t->comm, &h, 1, &same));
+        if (!same)
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: the %d processes were given different data sets",
+                               t->size);
+    }
+    return PISSA_OK;
+}
+
+pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, double *loss, int64_t *count) {
+    if (!t) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_evaluate: NULL argument");
+    pissa_status st = d && loss ? PISSA_OK : pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_evaluate: NULL argument");
+    if (st == PISSA_OK) st = check_eval(t, d);
+    PISSA_TRY(pissa_comm_agree(t->comm, st, NULL));
+    /* Batches of B rows in order, the last one padded; each process computes a contiguous share of the batches and
+     * keeps their (loss · count, count) in its place, zero elsewhere: the sum over processes is exact, and adding
+     * the batches in order gives the one-process result bit for bit (for the same thread count). */
+    size_t rows = pissa_dataset_count(d);
+    int64_t T = pissa_dataset_max_len(d), B = (size_t)t->o.batch < rows ? t->o.batch : (int64_t)rows;
+    size_t nb = (rows + (size_t)B - 1) / (size_t)B;
+    int64_t jlo, jhi;
+    my_slice((int64_t)nb, t->rank, t->size, &jlo, &jhi);
     int32_t *ids = pissa__alloc((size_t)(B * T), sizeof *ids), *labels = pissa__alloc((size_t)(B * T), sizeof *labels);
-    pissa_status st = ids && labels ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "evaluate: out of memory");
-    double sum = 0;
-    int64_t total = 0;
-    for (size_t r0 = 0; st == PISSA_OK && r0 < rows; r0 += (size_t)B) {
+    double *part = pissa__calloc(2 * nb, sizeof *part); /* (2, nb): loss · count, count */
+    if (!ids || !labels || !part) st = pissa__fail(PISSA_ERR_NOMEM, "evaluate: out of memory");
+    for (int64_t j = jlo; st == PISSA_OK && j < jhi; j++) {
+        size_t r0 = (size_t)j * (size_t)B;
         for (int64_t b = 0; b < B; b++) {
             pissa_row r = {.len = 0};
             if (r0 + (size_t)b < rows && (st = pissa_dataset_row(d, r0 + (size_t)b, &r)) != PISSA_OK) break;
@@ -265,13 +430,18 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
         if (st == PISSA_OK && !isfinite(l))
             st = pissa__fail(PISSA_ERR_NUMERIC, "evaluate: the loss of rows %zu..%zu is %s: the model computes "
                              "non-finite values (NaN or Inf weights?)", r0, r0 + (size_t)B - 1, isnan(l) ? "nan" : "inf");
-        if (st == PISSA_OK) sum += l * (double)c, total += c; /* token-weighted over the whole set */
+        if (st == PISSA_OK) part[j] = l * (double)c, part[nb + (size_t)j] = (double)c;
     }
     free(ids);
     free(labels);
+    st = pissa_comm_agree(t->comm, st, NULL);
+    if (st == PISSA_OK) st = pissa__comm_sum_f64(t->comm, part, 2 * nb, "evaluate: summing the losses");
+    double sum = 0, total = 0;
+    for (size_t j = 0; st == PISSA_OK && j < nb; j++) sum += part[j], total += part[nb + j]; /* token-weighted */
+    free(part);
     if (st != PISSA_OK) return st;
-    *loss = total ? sum / (double)total : 0.0;
-    if (count) *count = total;
+    *loss = total > 0 ? sum / total : 0.0;
+    if (count) *count = (int64_t)total;
     return PISSA_OK;
 }
 
@@ -433,8 +603,19 @@ static pissa_status check_state_json(const pissa_trainer *t, const cJSON *j, con
     return PISSA_OK;
 }
 
-pissa_status pissa_trainer_load_state(pissa_trainer *t, const char *dir) {
-    if (!t || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_load_state: NULL argument");
+/* The position after STEP updates: the update count, the optimizers' (equal) count, the epoch and the position in
+ * its permutation. */
+static void set_position(pissa_trainer *t, int64_t step, int64_t opt_steps, int64_t epoch, int64_t pos) {
+    t->step = step;
+    pissa_optim_set_steps(t->opt[0], opt_steps);
+    pissa_optim_set_steps(t->opt[1], opt_steps);
+    t->epoch = epoch;
+    t->pos = (size_t)pos;
+    t->failed = 0;
+    new_epoch_order(t);
+}
+
+static pissa_status load_state_files(pissa_trainer *t, const char *dir) {
     char *tpath = pissa__path_join(dir, STATE_TENSORS), *jpath = pissa__path_join(dir, STATE_JSON), *text = NULL;
     cJSON *j = NULL;
     pissa_st_file *f = NULL;
@@ -468,19 +649,32 @@ pissa_status pissa_trainer_load_state(pissa_trainer *t, const char *dir) {
                                  t->sizes[i]);
             if (st == PISSA_OK) st = pissa_st_read_f32(f, name, data, (int64_t)t->sizes[i]);
         }
-    if (st == PISSA_OK) {
-        t->step = step;
-        pissa_optim_set_steps(t->opt[0], opt_steps);
-        pissa_optim_set_steps(t->opt[1], opt_steps);
-        t->epoch = epoch;
-        t->pos = (size_t)pos;
-        t->failed = 0;
-        new_epoch_order(t);
-    }
+    if (st == PISSA_OK) set_position(t, step, opt_steps, epoch, pos);
     pissa_st_close(f);
     cJSON_Delete(j);
     free(text);
     free(tpath);
     free(jpath);
     return st;
+}
+
+/* With a communicator, process 0 reads DIR (the processes may not share a file system: OUT is written by process 0)
+ * and sends the position and every state tensor to the others. */
+pissa_status pissa_trainer_load_state(pissa_trainer *t, const char *dir) {
+    if (!t) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_load_state: NULL argument");
+    pissa_status st = dir ? PISSA_OK : pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_load_state: NULL argument");
+    if (st == PISSA_OK && t->rank == 0) st = load_state_files(t, dir);
+    PISSA_TRY(pissa_comm_agree(t->comm, st, NULL));
+    if (!t->comm) return PISSA_OK;
+    int64_t pos[4] = {t->step, pissa_optim_steps(t->opt[0]), t->epoch, (int64_t)t->pos};
+    char name[256];
+    st = pissa__comm_bcast(t->comm, pos, sizeof pos, 0, "trainer: sending the training state");
+    for (size_t i = 0; st == PISSA_OK && i < t->n; i++)
+        for (int j = -1; st == PISSA_OK && j < 2; j++) {
+            float *data = state_tensor(t, i, j, name, sizeof name);
+            if (data) st = pissa__comm_bcast(t->comm, data, sizeof(float) * t->sizes[i], 0, "trainer: sending the "
+                                             "training state");
+        }
+    if (st == PISSA_OK && t->rank != 0) set_position(t, pos[0], pos[1], pos[2], pos[3]);
+    return pissa_comm_agree(t->comm, st, NULL);
 }

@@ -12,10 +12,11 @@
  *            1 (constant), (total − k)/(total − warmup) (linear, floored at 0) or
  *            ½(1 + cos(π·(k − warmup)/(total − warmup))) (cosine, floored at 0).
  *   clipping torch.nn.utils.clip_grad_norm_: n = ‖all gradients‖₂; c = max/(n + 1e-6); if c < 1, every gradient ×= c.
- * See docs/training.md. */
+ * See docs/training.md; for training over several processes (pissa_trainer_create_comm), docs/distributed.md. */
 #ifndef PISSA_TRAIN_H
 #define PISSA_TRAIN_H
 
+#include "comm.h"
 #include "common.h"
 #include "data.h"
 #include "model.h"
@@ -115,6 +116,23 @@ typedef struct pissa_trainer pissa_trainer;
  * pissa_trainer_free. */
 PISSA_API pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, const pissa_train_opts *opts,
                                             pissa_trainer **out);
+/* Data-parallel training: the same trainer on each process of COMM (comm.h; NULL: one process, exactly
+ * pissa_trainer_create). Collective. Every process passes the same options, data set and trainable tensors (model,
+ * adapters, seed): the trainer compares fingerprints of the three and refuses with PISSA_ERR_INVALID_ARG naming the
+ * one that differs (the frozen base weights are not compared: load the same checkpoint everywhere). Then each update
+ * reads the same rows as one process, each process computing forward and backward on a contiguous slice of every
+ * micro-batch (B rows over P processes: B / P each, the first B % P one more; a process may get none), and the
+ * gradients are summed across processes, bit for bit the same on every one, before clipping and the optimizer
+ * step, which every process applies alike. The run equals the one-process run with the same options up to float
+ * summation order (the loss of update 20 on stories260K agrees to 1e-6), and its dropout masks are the same: each
+ * row of a micro-batch draws the mask it would draw in one process. COMM is borrowed and must outlive the trainer.
+ * On such a trainer pissa_trainer_step, pissa_trainer_evaluate and pissa_trainer_load_state are collective (see
+ * comm.h: a failure on one process ends the call on every one with that process's status and message); the save
+ * functions and pissa_trainer_steps are not: each process holds the same parameters and state, so one process
+ * (rank 0) saves, and pissa_comm_agree then tells the others whether that worked. Caller frees with
+ * pissa_trainer_free (not collective). */
+PISSA_API pissa_status pissa_trainer_create_comm(pissa_model *m, const pissa_dataset *data,
+                                                 const pissa_train_opts *opts, pissa_comm *comm, pissa_trainer **out);
 PISSA_API void pissa_trainer_free(pissa_trainer *t); /* NULL is a no-op */
 
 /* One update: K = accum micro-batches of `batch` rows (the next rows of the current permutation, continuing into
@@ -127,7 +145,9 @@ PISSA_API pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *inf
 PISSA_API int64_t pissa_trainer_steps(const pissa_trainer *t);
 
 /* Mean cross-entropy over every non-ignored target of D (token-weighted over the whole set), in evaluation mode
- * (no dropout), `batch` rows at a time with T = the longest row of D (as pissa-eval does). COUNT may be NULL. */
+ * (no dropout), `batch` rows at a time with T = the longest row of D (as pissa-eval does). COUNT may be NULL.
+ * With a communicator each process computes a share of the batches (every process must pass the same D: checked),
+ * and the result equals the one-process result bit for bit at the same thread count. */
 PISSA_API pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, double *loss,
                                               int64_t *count);
 
@@ -148,7 +168,9 @@ PISSA_API pissa_status pissa_trainer_save_state(const pissa_trainer *t, const ch
 /* Restores a state written by pissa_trainer_save_state for the same model, adapters (or full mode), data set size
  * and options (batch, accum, seq, seed, shuffle, optimizer kind; PISSA_ERR_INVALID_ARG naming the one that
  * differs). The run
- * then continues exactly as the uninterrupted one would: same rows, dropout masks, learning rates and updates. */
+ * then continues exactly as the uninterrupted one would: same rows, dropout masks, learning rates and updates.
+ * With a communicator, process 0 alone reads DIR and sends the state to the others (only it needs DIR). A state
+ * holds nothing that depends on the number of processes: a run saved by N processes resumes on any number. */
 PISSA_API pissa_status pissa_trainer_load_state(pissa_trainer *t, const char *dir);
 
 #ifdef __cplusplus

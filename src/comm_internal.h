@@ -1,0 +1,29 @@
+/* Internal: the collective operations data-parallel training is built from (comm.c). Each is collective over C and
+ * returns at once for C = NULL (one process). An MPI error becomes PISSA_ERR_IO naming WHAT. Counts are size_t:
+ * buffers past MPI's int counts go in pieces. */
+#ifndef PISSA_COMM_INTERNAL_H
+#define PISSA_COMM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pissa/comm.h"
+
+/* X (N floats) := the sum of every process's X, bit for bit the same on every process: each slice of X is summed by
+ * one process (MPI_Reduce_scatter) and then copied to the others (MPI_Allgatherv), so no process can round
+ * differently from another and the processes' parameters never drift apart. */
+pissa_status pissa__comm_sum_f32(pissa_comm *c, float *x, size_t n, const char *what);
+/* X (N doubles) := the sum of every process's X, added in rank order on every process (gathered first): the same
+ * bits everywhere. For small N (losses and counts). */
+pissa_status pissa__comm_sum_f64(pissa_comm *c, double *x, size_t n, const char *what);
+/* BYTES of BUF from process ROOT to every process. */
+pissa_status pissa__comm_bcast(pissa_comm *c, void *buf, size_t bytes, int root, const char *what);
+/* SAME[i] := 1 if every process passed the same X[i], else 0 (the same answer on every process). N <= 8. */
+pissa_status pissa__comm_same_u64(pissa_comm *c, const uint64_t *x, int n, int *same);
+
+/* A 64-bit fingerprint of N bytes at P, continuing H (start with PISSA__FP_SEED): for checking that processes hold
+ * the same data, not for security. */
+#define PISSA__FP_SEED 0xcbf29ce484222325ULL
+uint64_t pissa__fingerprint(uint64_t h, const void *p, size_t n);
+
+#endif
