@@ -12,27 +12,33 @@
 
 const char *cli_prog = "pissa";
 
-static void vreport(const char *fmt, va_list ap) {
-    fprintf(stderr, "%s: ", cli_prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+void (*cli_fail_hook)(int code, const char *msg);
+
+void cli_report(int code, const char *msg) {
+    fprintf(stderr, "%s: %s\n", cli_prog, msg);
+    if (code == 2) fprintf(stderr, "Try '%s --help'.\n", cli_prog);
+}
+
+__attribute__((noreturn)) static void vdie(int code, const char *fmt, va_list ap) {
+    char msg[8192];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (cli_fail_hook) cli_fail_hook(code, msg);
+    cli_report(code, msg);
+    exit(code);
 }
 
 void cli_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vreport(fmt, ap);
+    vdie(2, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "Try '%s --help'.\n", cli_prog);
-    exit(2);
 }
 
 void cli_fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vreport(fmt, ap);
+    vdie(1, fmt, ap);
     va_end(ap);
-    exit(1);
 }
 
 void cli_check(pissa_status s, const char *what) {

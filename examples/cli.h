@@ -13,6 +13,12 @@ extern const char *cli_prog;
 /* Prints "PROG: message" on stderr and exits with status 2 (usage) or 1 (runtime). */
 void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* What cli_usage_error and cli_fail print: "PROG: MSG", and for CODE 2 a pointer to --help. */
+void cli_report(int code, const char *msg);
+/* If set, called by cli_usage_error and cli_fail with their exit status and message (without the program name)
+ * instead of printing and exiting; it must not return. (pissa-finetune under mpirun: every process ends with the
+ * failing process's message.) */
+extern void (*cli_fail_hook)(int code, const char *msg);
 /* If S is not PISSA_OK: "PROG: WHAT: <library message>" and exit 1. */
 void cli_check(pissa_status s, const char *what);
 

@@ -2,9 +2,14 @@
  * weights) on a data set with the library's trainer (include/pissa/train.h). OUT becomes a PEFT adapter folder;
  * for the PiSSA methods it also holds the residual model and OUT/pissa_init, as pissa-init writes them, so OUT is
  * usable on its own; with --method full OUT is a Hugging Face checkpoint. OUT/log.csv has every update's loss and
- * every evaluation; OUT/state/ the training state that --resume continues exactly. */
+ * every evaluation; OUT/state/ the training state that --resume continues exactly.
+ *
+ * Under mpirun (when libpissa has MPI) the processes train one model together: see "several processes" below and
+ * docs/distributed.md. */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +17,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+
+#ifdef PISSA_HAVE_MPI
+#include <mpi.h>
+#endif
 
 static const char *usage =
     "usage: pissa-finetune --model PATH --data FILE --out DIR (--steps N | --epochs E) [options]\n"
@@ -51,12 +60,104 @@ static const char *usage =
     "  --save-every N        save OUT and OUT/state every N updates (default: only at the end)\n"
     "  --seed S              data order, dropout and adapter initialisation (default 0)\n"
     "  --resume DIR          continue from a training state (e.g. OUT/state) with the same options\n"
-    "  --threads N           BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
+    "  --threads N           BLAS threads (default: OPENBLAS_NUM_THREADS or all cores; under mpirun the cores\n"
+    "                        the process is bound to, or this node's cores shared among its processes)\n"
     "  --convert-to-lora     PiSSA methods: also write OUT/lora, the trained adapter as an ordinary rank-2r\n"
     "                        LoRA adapter for the ORIGINAL base model (what people publish)\n"
     "  --json                one summary line on stdout\n"
     "  -q, --quiet           no progress line\n"
-    "  -h, --help            this text\n";
+    "  -h, --help            this text\n"
+    "\n"
+    "mpirun -np N pissa-finetune ... trains the same adapter with N processes (same options; every process needs\n"
+    "the inputs, process 0 writes OUT): see docs/distributed.md.\n";
+
+/* ---- several processes: mpirun -np N pissa-finetune ... ----
+ * Every process runs this program on the same inputs; the trainer splits each micro-batch across them
+ * (pissa_trainer_create_comm). Process 0 alone writes OUT and prints progress and --json. A failure on any process
+ * ends every process with that process's message, never a hang: the trainer's collective calls agree on failures
+ * themselves (FAIL_TOGETHER: every process fails alike); between them every process calls job_sync at the same
+ * points, and one that fails before its next job_sync joins it with its message instead (FAIL_AT_SYNC); a failure
+ * anywhere else would abort the whole job (FAIL_ALONE, MPI_Abort). */
+typedef enum fail_mode { FAIL_AT_SYNC, FAIL_TOGETHER, FAIL_ALONE } fail_mode;
+static struct {
+    pissa_comm *comm; /* NULL: one process */
+    int rank, size;
+    int threads;      /* the default thread count under a launcher (job_start) */
+    fail_mode mode;
+} job = {.size = 1};
+
+/* Ends this process (MSG: printed by process 0, if not NULL). */
+static void job_exit(int code, const char *msg) {
+    if (job.rank == 0 && msg) cli_report(code, msg);
+    pissa_comm_free(job.comm);
+#ifdef PISSA_HAVE_MPI
+    MPI_Finalize();
+#endif
+    exit(code);
+}
+
+static void job_fail(int code, const char *msg) {
+    if (job.mode == FAIL_AT_SYNC) {
+        pissa_comm_agree(job.comm, PISSA_ERR_INVALID_ARG, msg); /* the others are at (or heading for) job_sync */
+        job_exit(code, pissa_last_error());
+    }
+    if (job.mode == FAIL_TOGETHER) job_exit(code, msg);
+    fprintf(stderr, "%s: rank %d of %d: %s\n", cli_prog, job.rank, job.size, msg);
+#ifdef PISSA_HAVE_MPI
+    MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    exit(code);
+}
+
+/* Every process calls this at the same points: it returns when none failed since the last one. */
+static void job_sync(void) {
+    if (job.size > 1 && pissa_comm_agree(job.comm, PISSA_OK, NULL) != PISSA_OK) job_exit(1, pissa_last_error());
+}
+
+static int default_threads(void);
+
+/* Started by an MPI launcher (Open MPI's mpirun, or a PMI one such as MPICH's or Slurm's)? Otherwise the program
+ * runs alone without starting MPI at all. */
+static int launched_by_mpi(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
+/* Under a launcher: MPI, the communicator, and the failure hook. The program owns MPI (the library never
+ * initialises it unless asked); libpissa calls MPI only from this thread, so MPI_THREAD_FUNNELED suffices. */
+static void job_start(void) {
+#ifdef PISSA_HAVE_MPI
+    if (!launched_by_mpi()) return;
+    int provided;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) cli_fail("MPI_Init_thread failed");
+    MPI_Comm world = MPI_COMM_WORLD;
+    cli_check(pissa_comm_create(&world, &job.comm), "MPI");
+    job.rank = pissa_comm_rank(job.comm);
+    job.size = pissa_comm_size(job.comm);
+    job.threads = default_threads();
+    job.mode = FAIL_AT_SYNC;
+    cli_fail_hook = job_fail;
+#endif
+}
+
+/* Threads when neither --threads nor OPENBLAS_NUM_THREADS says, under a launcher: the cores it bound this process
+ * to, or else this node's cores shared among its processes. Collective. */
+static int default_threads(void) {
+    int threads = 1;
+#ifdef PISSA_HAVE_MPI
+    MPI_Comm node;
+    int local = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    cpu_set_t set;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    threads = mine > 0 && mine < online ? mine : (int)(online / local);
+    if (threads < 1) threads = 1;
+#endif
+    return threads;
+}
 
 typedef struct ctx {
     const char *out, *model_path;
@@ -86,12 +187,21 @@ static int is_dir(const char *path) {
 
 static void write_pissa_init(ctx *c, const char *dst);
 static void write_converted(const char *dst, const char *model_path);
+static void save_out(ctx *c, int final);
 
 /* A new version of OUT, switched in whole: the adapter (or in full mode the model), the training state and the log
  * of the same update, so OUT never mixes two saves or two runs. Its first save in a fresh run drops every file a run
  * of this program writes (an earlier run's residual model must not stay beside a new adapter); later saves carry the
  * unchanged residual model and pissa_init by hard link. FINAL: the end of the run (--convert-to-lora's OUT/lora). */
 static void save_all(ctx *c, int final) {
+    fail_mode mode = job.mode;
+    job.mode = FAIL_AT_SYNC;
+    if (job.rank == 0) save_out(c, final);
+    job_sync(); /* a failed save ends every process with process 0's message */
+    job.mode = mode;
+}
+
+static void save_out(ctx *c, int final) {
     static const char *const fresh[] = {CLI_ADAPTER_FILES, CLI_CHECKPOINT_FILES, "pissa_init", "state", "lora",
                                         "log.csv", NULL};
     static const char *const later[] = {CLI_ADAPTER_FILES, "state", "lora", "log.csv", NULL};
@@ -135,7 +245,7 @@ static void open_log(ctx *c, int64_t keep_until) {
     if (!c->log) cli_fail("out of memory");
     char path[PATH_MAX], line[512];
     snprintf(path, sizeof path, "%s/log.csv", c->out);
-    FILE *f = c->resumed ? fopen(path, "r") : NULL;
+    FILE *f = c->resumed && job.rank == 0 ? fopen(path, "r") : NULL; /* only process 0 has OUT */
     int header = 0;
     while (f && fgets(line, sizeof line, f))
         if (!strncmp(line, "step,", 5) ? (header = 1) : strtoll(line, NULL, 10) <= keep_until) fputs(line, c->log);
@@ -199,7 +309,8 @@ static void fmt_time(double s, char *buf, size_t n) {
 
 int main(int argc, char **argv) {
     cli_prog = "pissa-finetune";
-    pissa_set_log_callback(cli_log_to_stderr, NULL);
+    job_start();
+    if (job.rank == 0) pissa_set_log_callback(cli_log_to_stderr, NULL); /* the others would repeat it */
     const char *model_path = NULL, *data_path = NULL, *tok_path = NULL, *out = NULL, *method = "pissa_niter_4";
     const char *targets = "q_proj,v_proj", *eval_path = NULL, *resume = NULL, *adapter = NULL;
     int shaped = 0; /* --method, --rank, --alpha, --target or --rslora given */
@@ -279,7 +390,9 @@ int main(int argc, char **argv) {
     if (!(o.optim.weight_decay >= 0)) cli_usage_error("--weight-decay must be >= 0");
     if (o.optim.kind == PISSA_OPTIM_SGD) o.optim.momentum = isnan(momentum) ? 0.9 : momentum;
     else if (!isnan(momentum)) cli_usage_error("--momentum applies to --optimizer sgd only");
+    if (!threads && job.comm && !getenv("OPENBLAS_NUM_THREADS")) threads = job.threads;
     if (threads) pissa_set_num_threads(threads);
+    if (job.rank != 0) quiet = 1, json = 0; /* process 0 speaks for the job */
 
     pissa_adapter_opts ao = pissa_adapter_default_opts();
     if (!full && pissa_init_parse(method, &ao.init) != PISSA_OK) cli_usage_error("--method: %s", pissa_last_error());
@@ -319,9 +432,12 @@ int main(int argc, char **argv) {
     int64_t per_update = (int64_t)o.batch * o.accum;
     o.total_steps = steps ? steps : (int64_t)ceil(epochs * (double)rows / (double)per_update);
     if (o.total_steps < 1) o.total_steps = 1;
-    cli_check(pissa_trainer_create(m, data, &o, &c.t), "trainer");
+    job_sync(); /* every process has its inputs */
+    job.mode = FAIL_TOGETHER; /* collective calls: every process fails alike */
+    cli_check(pissa_trainer_create_comm(m, data, &o, job.size > 1 ? job.comm : NULL, &c.t), "trainer");
     if (resume) cli_check(pissa_trainer_load_state(c.t, resume), resume);
     int64_t start = pissa_trainer_steps(c.t);
+    job.mode = FAIL_AT_SYNC;
     open_log(&c, start);
     if (!quiet) {
         char what[512];
@@ -335,9 +451,14 @@ int main(int argc, char **argv) {
             snprintf(what, sizeof what, "full fine-tuning of %zu parameters", n);
         } else if (adapter) snprintf(what, sizeof what, "adapter %s", adapter);
         else snprintf(what, sizeof what, "%s r %lld on %s", method, (long long)rank, targets);
-        fprintf(stderr, "pissa-finetune: %s, %s; %zu rows, %lld updates of %d x %d rows%s (%.2f s)\n", model_path, what,
-                rows, (long long)o.total_steps, o.accum, o.batch, resume ? ", resumed" : "", cli_now() - t0);
+        char procs[64] = "";
+        if (job.size > 1) snprintf(procs, sizeof procs, " over %d processes", job.size);
+        fprintf(stderr, "pissa-finetune: %s, %s; %zu rows, %lld updates of %d x %d rows%s%s (%.2f s)\n", model_path,
+                what, rows, (long long)o.total_steps, o.accum, o.batch, procs, resume ? ", resumed" : "",
+                cli_now() - t0);
     }
+    job_sync();
+    job.mode = FAIL_TOGETHER;
 
     double t1 = cli_now(), last_print = 0, eval_loss = NAN, last_loss = NAN;
     int64_t tokens = 0, eval_tokens = 0;
@@ -383,8 +504,10 @@ int main(int argc, char **argv) {
     free(c.log_buf);
     double secs = cli_now() - t1;
     if (json) {
-        printf("{\"steps\": %lld, \"loss\": %.8g, \"tokens\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.1f",
-               (long long)pissa_trainer_steps(c.t), last_loss, (long long)tokens, secs, secs > 0 ? tokens / secs : 0.0);
+        printf("{\"steps\": %lld, \"loss\": %.8g, \"tokens\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.1f, "
+               "\"processes\": %d",
+               (long long)pissa_trainer_steps(c.t), last_loss, (long long)tokens, secs, secs > 0 ? tokens / secs : 0.0,
+               job.size);
         if (eval) printf(", \"eval_loss\": %.8g, \"eval_tokens\": %lld", eval_loss, (long long)eval_tokens);
         printf(", \"out\": \"%s\"}\n", out);
     } else if (!quiet) {
@@ -398,5 +521,6 @@ int main(int argc, char **argv) {
     pissa_dataset_free(data);
     pissa_tokenizer_free(tok);
     pissa_model_free(m);
+    if (job.comm) job_exit(0, NULL);
     return 0;
 }

@@ -69,9 +69,9 @@ pissa_status pissa__comm_bcast(pissa_comm *c, void *buf, size_t bytes, int root,
     (void)buf, (void)bytes, (void)root, (void)what;
     return c ? no_mpi() : PISSA_OK;
 }
-pissa_status pissa__comm_same_u64(pissa_comm *c, const uint64_t *x, int n, int *same) {
+pissa_status pissa__comm_compare_u64(pissa_comm *c, const uint64_t *x, int n, int *other) {
     (void)x;
-    for (int i = 0; i < n; i++) same[i] = 1;
+    for (int i = 0; i < n; i++) other[i] = -1;
     return c ? no_mpi() : PISSA_OK;
 }
 
@@ -240,16 +240,18 @@ pissa_status pissa__comm_bcast(pissa_comm *c, void *buf, size_t bytes, int root,
     return PISSA_OK;
 }
 
-pissa_status pissa__comm_same_u64(pissa_comm *c, const uint64_t *x, int n, int *same) {
-    if (n > 8) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__comm_same_u64: %d values", n);
-    for (int i = 0; i < n; i++) same[i] = 1;
+pissa_status pissa__comm_compare_u64(pissa_comm *c, const uint64_t *x, int n, int *other) {
+    if (n < 1 || n > 8) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__comm_compare_u64: %d values", n);
+    for (int i = 0; i < n; i++) other[i] = -1;
     if (!c || c->size == 1) return PISSA_OK;
-    /* one MIN reduction gives both min(x) and max(x) = ~min(~x) */
-    uint64_t v[16] = {0}, lo[16] = {0};
-    for (int i = 0; i < n; i++) v[i] = x[i], v[n + i] = ~x[i];
-    MPI_TRY(MPI_Allreduce(v, lo, 2 * n, MPI_UINT64_T, MPI_MIN, c->comm), "MPI_Allreduce (fingerprints)");
-    for (int i = 0; i < n; i++) same[i] = lo[i] == ~lo[n + i];
-    return PISSA_OK;
+    uint64_t *all = pissa__alloc((size_t)c->size * (size_t)n, sizeof *all);
+    if (!all) return pissa__fail(PISSA_ERR_NOMEM, "comparing fingerprints: out of memory");
+    int rc = MPI_Allgather(x, n, MPI_UINT64_T, all, n, MPI_UINT64_T, c->comm);
+    for (int i = 0; rc == MPI_SUCCESS && i < n; i++)
+        for (int r = 1; r < c->size && other[i] < 0; r++)
+            if (all[(size_t)r * (size_t)n + (size_t)i] != all[i]) other[i] = r;
+    free(all);
+    return rc == MPI_SUCCESS ? PISSA_OK : mpi_fail(rc, "MPI_Allgather (fingerprints)");
 }
 
 #endif

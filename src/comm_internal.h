@@ -18,8 +18,9 @@ pissa_status pissa__comm_sum_f32(pissa_comm *c, float *x, size_t n, const char *
 pissa_status pissa__comm_sum_f64(pissa_comm *c, double *x, size_t n, const char *what);
 /* BYTES of BUF from process ROOT to every process. */
 pissa_status pissa__comm_bcast(pissa_comm *c, void *buf, size_t bytes, int root, const char *what);
-/* SAME[i] := 1 if every process passed the same X[i], else 0 (the same answer on every process). N <= 8. */
-pissa_status pissa__comm_same_u64(pissa_comm *c, const uint64_t *x, int n, int *same);
+/* OTHER[i] := the lowest rank whose X[i] differs from rank 0's, or -1 if every process passed the same X[i] (the same
+ * answer on every process). N <= 8. */
+pissa_status pissa__comm_compare_u64(pissa_comm *c, const uint64_t *x, int n, int *other);
 
 /* A 64-bit fingerprint of N bytes at P, continuing H (start with PISSA__FP_SEED): for checking that processes hold
  * the same data, not for security. */

@@ -239,18 +239,19 @@ static pissa_status check_same_run(const pissa_trainer *t) {
     h[1] = data_fingerprint(t->data);
     h[2] = PISSA__FP_SEED;
     for (size_t i = 0; i < t->n; i++) h[2] = pissa__fingerprint(h[2], t->params[i], sizeof(float) * t->sizes[i]);
-    int same[3];
-    PISSA_TRY(pissa__comm_same_u64(t->comm, h, 3, same));
-    if (!same[0])
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the %d processes were given different training options "
-                           "(each must pass the same pissa_train_opts, and the same mode: adapters or full)", t->size);
-    if (!same[1])
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the %d processes were given different training data "
-                           "(rows, token ids or labels): each must load the same data set", t->size);
-    if (!same[2])
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the %d processes start from different trainable tensors "
-                           "(adapters, or the weights in full mode): each must load the same model and adapters with "
-                           "the same seed", t->size);
+    int other[3];
+    PISSA_TRY(pissa__comm_compare_u64(t->comm, h, 3, other));
+    if (other[0] >= 0)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rank %d of %d has other training options than rank 0 "
+                           "(every process must pass the same pissa_train_opts, and the same mode: adapters or full)",
+                           other[0], t->size);
+    if (other[1] >= 0)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rank %d of %d has other training data than rank 0 (rows, "
+                           "token ids or labels): every process must load the same data set", other[1], t->size);
+    if (other[2] >= 0)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rank %d of %d starts from other trainable tensors than "
+                           "rank 0 (adapters, or the weights in full mode): every process must load the same model and "
+                           "adapters, with the same seed", other[2], t->size);
     return PISSA_OK;
 }
 
@@ -382,7 +383,7 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
     return PISSA_OK;
 }
 
-/* The checks of pissa_trainer_evaluate, before any process starts. */
+/* The checks of pissa_trainer_evaluate on this process. */
 static pissa_status check_eval(const pissa_trainer *t, const pissa_dataset *d) {
     size_t rows = pissa_dataset_count(d);
     if (!rows) return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: the data set has no rows");
@@ -390,14 +391,6 @@ static pissa_status check_eval(const pissa_trainer *t, const pissa_dataset *d) {
     if (T > pissa_model_config(t->m)->max_position_embeddings)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: rows of %lld tokens exceed max_position_embeddings %lld",
                            (long long)T, (long long)pissa_model_config(t->m)->max_position_embeddings);
-    if (t->comm) {
-        uint64_t h = data_fingerprint(d);
-        int same;
-        PISSA_TRY(pissa__comm_same_u64(t->comm, &h, 1, &same));
-        if (!same)
-            return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: the %d processes were given different data sets",
-                               t->size);
-    }
     return PISSA_OK;
 }
 
@@ -406,6 +399,14 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
     pissa_status st = d && loss ? PISSA_OK : pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_evaluate: NULL argument");
     if (st == PISSA_OK) st = check_eval(t, d);
     PISSA_TRY(pissa_comm_agree(t->comm, st, NULL));
+    if (t->comm) {
+        uint64_t h = data_fingerprint(d);
+        int other;
+        PISSA_TRY(pissa__comm_compare_u64(t->comm, &h, 1, &other));
+        if (other >= 0)
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: rank %d of %d has another data set than rank 0",
+                               other, t->size);
+    }
     /* Batches of B rows in order, the last one padded; each process computes a contiguous share of the batches and
      * keeps their (loss · count, count) in its place, zero elsewhere: the sum over processes is exact, and adding
      * the batches in order gives the one-process result bit for bit (for the same thread count). */
