@@ -61,6 +61,12 @@ pissa_status pissa__comm_sum_f32(pissa_comm *c, float *x, size_t n, const char *
     (void)x, (void)n, (void)what;
     return c ? no_mpi() : PISSA_OK;
 }
+pissa_status pissa__comm_gather_f64(pissa_comm *c, const double *x, size_t n, double *all, const char *what) {
+    (void)what;
+    if (c) return no_mpi();
+    memcpy(all, x, sizeof *x * n);
+    return PISSA_OK;
+}
 pissa_status pissa__comm_sum_f64(pissa_comm *c, double *x, size_t n, const char *what) {
     (void)x, (void)n, (void)what;
     return c ? no_mpi() : PISSA_OK;
@@ -185,34 +191,26 @@ pissa_status pissa_comm_agree(pissa_comm *c, pissa_status local, const char *mes
     return pissa__fail((pissa_status)m.status, "rank %d of %d: %s", first, c->size, m.text);
 }
 
-/* Pieces of at most 2^28 elements keep every count and displacement of the split within an int. */
+/* Pieces of at most 2^28 elements keep every count within an int. */
 #define PIECE ((size_t)1 << 28)
 
 pissa_status pissa__comm_sum_f32(pissa_comm *c, float *x, size_t n, const char *what) {
     if (!c || c->size == 1) return PISSA_OK;
-    int P = c->size, *counts = pissa__alloc((size_t)P, sizeof(int)), *displs = pissa__alloc((size_t)P, sizeof(int));
-    pissa_status st = counts && displs ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", what);
-    for (size_t off = 0; st == PISSA_OK && off < n; off += PIECE) {
+    for (size_t off = 0; off < n; off += PIECE) {
         size_t len = n - off < PIECE ? n - off : PIECE;
-        for (int r = 0, d = 0; r < P; r++) { /* rank r sums slice r: len / P elements, the first len % P one more */
-            counts[r] = (int)(len / (size_t)P) + (r < (int)(len % (size_t)P));
-            displs[r] = d;
-            d += counts[r];
-        }
-        float *piece = x + off;
-        int rc = MPI_Reduce_scatter(MPI_IN_PLACE, piece, counts, MPI_FLOAT, MPI_SUM, c->comm);
-        if (rc != MPI_SUCCESS) {
-            st = mpi_fail(rc, what);
-            break;
-        }
-        /* our summed slice came back at the front of the piece; it belongs at its displacement */
-        memmove(piece + displs[c->rank], piece, sizeof(float) * (size_t)counts[c->rank]);
-        rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, piece, counts, displs, MPI_FLOAT, c->comm);
-        if (rc != MPI_SUCCESS) st = mpi_fail(rc, what);
+        MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, x + off, (int)len, MPI_FLOAT, MPI_SUM, c->comm), what);
     }
-    free(counts);
-    free(displs);
-    return st;
+    return PISSA_OK;
+}
+
+pissa_status pissa__comm_gather_f64(pissa_comm *c, const double *x, size_t n, double *all, const char *what) {
+    if (!c || c->size == 1) {
+        memcpy(all, x, sizeof *x * n);
+        return PISSA_OK;
+    }
+    if (n > INT_MAX) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: %zu values to gather", what, n);
+    MPI_TRY(MPI_Allgather(x, (int)n, MPI_DOUBLE, all, (int)n, MPI_DOUBLE, c->comm), what);
+    return PISSA_OK;
 }
 
 pissa_status pissa__comm_sum_f64(pissa_comm *c, double *x, size_t n, const char *what) {
@@ -220,15 +218,14 @@ pissa_status pissa__comm_sum_f64(pissa_comm *c, double *x, size_t n, const char 
     if (n > INT_MAX / (size_t)c->size) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: %zu values to sum", what, n);
     double *all = pissa__alloc(n * (size_t)c->size, sizeof *all);
     if (!all) return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", what);
-    int rc = MPI_Allgather(x, (int)n, MPI_DOUBLE, all, (int)n, MPI_DOUBLE, c->comm);
-    if (rc == MPI_SUCCESS)
-        for (size_t i = 0; i < n; i++) {
-            double s = 0;
-            for (int r = 0; r < c->size; r++) s += all[(size_t)r * n + i];
-            x[i] = s;
-        }
+    pissa_status st = pissa__comm_gather_f64(c, x, n, all, what);
+    for (size_t i = 0; st == PISSA_OK && i < n; i++) {
+        double s = 0;
+        for (int r = 0; r < c->size; r++) s += all[(size_t)r * n + i];
+        x[i] = s;
+    }
     free(all);
-    return rc == MPI_SUCCESS ? PISSA_OK : mpi_fail(rc, what);
+    return st;
 }
 
 pissa_status pissa__comm_bcast(pissa_comm *c, void *buf, size_t bytes, int root, const char *what) {

@@ -9,10 +9,12 @@
 
 #include "pissa/comm.h"
 
-/* X (N floats) := the sum of every process's X, bit for bit the same on every process: each slice of X is summed by
- * one process (MPI_Reduce_scatter) and then copied to the others (MPI_Allgatherv), so no process can round
- * differently from another and the processes' parameters never drift apart. */
+/* X (N floats) := the sum of every process's X (MPI_Allreduce in place). MPI requires every process to receive the
+ * same result (MPI-4.1 §6.9.6), so the processes' parameters, updated from it, stay the same; the trainer checks
+ * that each update (the gradient norms must agree bit for bit). */
 pissa_status pissa__comm_sum_f32(pissa_comm *c, float *x, size_t n, const char *what);
+/* ALL (size · N doubles) := every process's X (N doubles), in rank order (MPI_Allgather). For small N. */
+pissa_status pissa__comm_gather_f64(pissa_comm *c, const double *x, size_t n, double *all, const char *what);
 /* X (N doubles) := the sum of every process's X, added in rank order on every process (gathered first): the same
  * bits everywhere. For small N (losses and counts). */
 pissa_status pissa__comm_sum_f64(pissa_comm *c, double *x, size_t n, const char *what);

@@ -323,6 +323,25 @@ static pissa_status next_rows(pissa_trainer *t, int rows, int64_t lo, int64_t hi
     return PISSA_OK;
 }
 
+/* SUM := the sum of every process's share of the loss, in rank order. Every process also computed the norm of the
+ * summed gradients: the norms must agree bit for bit, as the sums do (MPI gives every process the same result) —
+ * else the processes' parameters would drift apart, which is refused rather than trained on. */
+static pissa_status share_loss_check_norm(pissa_trainer *t, double *sum, double norm) {
+    double mine[2] = {*sum, norm}, *all = pissa__alloc(2 * (size_t)t->size, sizeof *all);
+    if (!all) return pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
+    pissa_status st = pissa__comm_gather_f64(t->comm, mine, 2, all, "trainer: gathering the losses");
+    *sum = 0;
+    for (int r = 0; st == PISSA_OK && r < t->size; r++) {
+        *sum += all[2 * r];
+        if (memcmp(&all[2 * r + 1], &all[1], sizeof norm) != 0)
+            st = pissa__fail(PISSA_ERR_NUMERIC, "trainer: update %lld: rank %d of %d computed the gradient norm %.17g, "
+                             "rank 0 %.17g: the MPI library gave the processes different gradient sums",
+                             (long long)t->step + 1, r, t->size, all[2 * r + 1], all[1]);
+    }
+    free(all);
+    return st;
+}
+
 pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
     if (!t) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_step: NULL argument");
     if (t->failed)
@@ -360,14 +379,13 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
     st = pissa_comm_agree(t->comm, st, NULL);
     for (size_t i = 0; i < t->n_spans && st == PISSA_OK; i++)
         st = pissa__comm_sum_f32(t->comm, t->spans[i], t->span_len[i], "trainer: summing the gradients");
-    if (st == PISSA_OK) st = pissa__comm_sum_f64(t->comm, &sum, 1, "trainer: summing the losses");
     double norm = 0;
-    if (st == PISSA_OK) {
-        st = pissa_clip_grad_norm(t->grads, t->sizes, t->n, t->o.max_grad_norm, &norm);
-        if (st == PISSA_ERR_NUMERIC)
-            st = pissa__fail(PISSA_ERR_NUMERIC, "trainer: update %lld: the gradient norm is %s",
-                             (long long)t->step + 1, isnan(norm) ? "nan" : "inf");
-    }
+    pissa_status clip = PISSA_OK;
+    if (st == PISSA_OK) clip = pissa_clip_grad_norm(t->grads, t->sizes, t->n, t->o.max_grad_norm, &norm);
+    if (st == PISSA_OK && t->comm) st = share_loss_check_norm(t, &sum, norm);
+    if (st == PISSA_OK && clip == PISSA_ERR_NUMERIC)
+        st = pissa__fail(PISSA_ERR_NUMERIC, "trainer: update %lld: the gradient norm is %s", (long long)t->step + 1,
+                         isnan(norm) ? "nan" : "inf");
     if (st != PISSA_OK) {
         if (st == PISSA_ERR_NUMERIC) t->failed = 1;
         return st;

@@ -151,7 +151,7 @@ static void agree_gives_every_process_the_failing_process_message(void **state) 
     assert_string_equal(pissa_last_error(), want);
 }
 
-static void sum_f32_is_the_sum_and_the_same_bits_everywhere(void **state) {
+static void sum_f32_is_the_sum_with_the_same_bits_everywhere(void **state) {
     (void)state;
     /* lengths below, at and past the process count, and one that does not divide by it */
     const size_t lens[] = {1, 2, 3, 7, 1000, 100003};
@@ -434,7 +434,7 @@ int main(void) {
     pissa_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(agree_gives_every_process_the_failing_process_message),
-        cmocka_unit_test(sum_f32_is_the_sum_and_the_same_bits_everywhere),
+        cmocka_unit_test(sum_f32_is_the_sum_with_the_same_bits_everywhere),
         cmocka_unit_test(adapters_with_dropout_train_as_one_process),
         cmocka_unit_test(fewer_rows_than_processes_still_trains_as_one_process),
         cmocka_unit_test(full_finetuning_trains_as_one_process),

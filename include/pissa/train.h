@@ -122,8 +122,9 @@ PISSA_API pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset 
  * one that differs (the frozen base weights are not compared: load the same checkpoint everywhere). Then each update
  * reads the same rows as one process, each process computing forward and backward on a contiguous slice of every
  * micro-batch (B rows over P processes: B / P each, the first B % P one more; a process may get none), and the
- * gradients are summed across processes, bit for bit the same on every one, before clipping and the optimizer
- * step, which every process applies alike. The run equals the one-process run with the same options up to float
+ * gradients are summed across processes (one MPI_Allreduce per update, which MPI requires to give every process the
+ * same result; the trainer checks it through the gradient norms) before clipping and the optimizer step, which every
+ * process applies alike, so their parameters stay identical. The run equals the one-process run with the same options up to float
  * summation order (the loss of update 20 on stories260K agrees to 1e-6), and its dropout masks are the same: each
  * row of a micro-batch draws the mask it would draw in one process. COMM is borrowed and must outlive the trainer.
  * On such a trainer pissa_trainer_step, pissa_trainer_evaluate and pissa_trainer_load_state are collective (see
