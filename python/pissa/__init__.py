@@ -8,6 +8,7 @@ from ._lib import (Error, FileError, FormatError, InvalidArgumentError, NotFound
                    OutOfMemoryError, ShapeError, UnsupportedError, __version__, library_path)
 from ._lib import lib as _clib
 from ._core import Array, numpy_available
+from .comm import Comm, mpi_available
 from .linalg import adapter_init, lora_scale, singular_values, svd_exact, svd_randomized
 from .model import AdapterView, Config, Dataset, Model, StepInfo, Trainer
 from .peft import PeftAdapter, PeftConfig, export_hf, merge_checkpoint, pissa_to_lora
@@ -35,4 +36,4 @@ __all__ = ["Error", "FileError", "FormatError", "InvalidArgumentError", "NotFoun
            "Array", "numpy_available", "adapter_init", "lora_scale", "singular_values", "svd_exact",
            "svd_randomized", "AdapterView", "Config", "Dataset", "Model", "StepInfo", "Trainer", "PeftAdapter",
            "PeftConfig", "export_hf", "merge_checkpoint", "pissa_to_lora", "Generator", "Tokenizer",
-           "IGNORE_INDEX", "set_num_threads", "get_num_threads"]
+           "IGNORE_INDEX", "set_num_threads", "get_num_threads", "Comm", "mpi_available"]

@@ -259,6 +259,7 @@ _PROTOTYPES = {
     "pissa_schedule_parse": (st, [c_char_p, POINTER(c_int)]),
     "pissa_train_default_opts": (TrainOpts, []),
     "pissa_trainer_create": (st, [P, P, POINTER(TrainOpts), POINTER(P)]),
+    "pissa_trainer_create_comm": (st, [P, P, POINTER(TrainOpts), P, POINTER(P)]),
     "pissa_trainer_free": (None, [P]),
     "pissa_trainer_step": (st, [P, POINTER(StepInfo)]),
     "pissa_trainer_steps": (c_int64, [P]),
@@ -303,6 +304,15 @@ _PROTOTYPES = {
     "pissa_peft_pissa_to_lora": (st, [P, P, c_char_p, POINTER(P)]),
     "pissa_peft_merge_checkpoint": (st, [P, P, c_int, c_int, c_char_p]),
     "pissa_llama2c_export_hf": (st, [c_char_p, P, c_int, c_int, c_char_p]),
+    # comm.h
+    "pissa_mpi_available": (c_int, []),
+    "pissa_mpi_init": (st, []),
+    "pissa_mpi_finalize": (st, []),
+    "pissa_comm_create": (st, [c_void_p, POINTER(P)]),
+    "pissa_comm_free": (None, [P]),
+    "pissa_comm_rank": (c_int, [P]),
+    "pissa_comm_size": (c_int, [P]),
+    "pissa_comm_agree": (st, [P, c_int, c_char_p]),
     # common.h
     "pissa_free": (None, [c_void_p]),
 }

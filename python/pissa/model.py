@@ -351,23 +351,28 @@ def train_opts(total_steps, **kw):
 class Trainer(_core.Handle):
     """Deterministic, resumable fine-tuning of a model's adapters (or of all its weights) on a Dataset
     (pissa_trainer). Options default to pissa_train_default_opts(): AdamW lr 1e-4, constant schedule, batch 8,
-    clipping at 1.0. The trainer keeps its model and data set alive."""
+    clipping at 1.0. The trainer keeps its model and data set alive. With comm=pissa.Comm (under mpirun), every
+    process trains the same model on a slice of each micro-batch (pissa_trainer_create_comm): create, step, train,
+    evaluate and load_state are then collective; the saves write from the calling process only."""
 
     _kind = "Trainer"
 
     def __init__(self, model, data, total_steps, *, lr=None, optimizer=None, schedule=None, warmup=None,
                  batch=None, accum=None, seq=None, max_grad_norm=None, seed=None, shuffle=None, weight_decay=None,
-                 beta1=None, beta2=None, eps=None, momentum=None, dampening=None, nesterov=None):
+                 beta1=None, beta2=None, eps=None, momentum=None, dampening=None, nesterov=None, comm=None):
         if not isinstance(model, Model) or not isinstance(data, Dataset):
             raise TypeError("Trainer(model: pissa.Model, data: pissa.Dataset, total_steps)")
+        from .comm import Comm
+        if comm is not None and not isinstance(comm, Comm):
+            raise TypeError("Trainer(comm=...): a pissa.Comm")
         o = train_opts(total_steps, lr=lr, optimizer=optimizer, schedule=schedule, warmup=warmup, batch=batch,
                        accum=accum, seq=seq, max_grad_norm=max_grad_norm, seed=seed, shuffle=shuffle,
                        weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps, momentum=momentum,
                        dampening=dampening, nesterov=nesterov)
         h = c_void_p()
-        check(lib.pissa_trainer_create(model._h, data._h, byref(o), byref(h)))
-        self._init_handle(h.value, lib.pissa_trainer_free, parents=(model, data))
-        self.model, self.data, self.opts, self.total_steps = model, data, o, total_steps
+        check(lib.pissa_trainer_create_comm(model._h, data._h, byref(o), comm._h if comm else None, byref(h)))
+        self._init_handle(h.value, lib.pissa_trainer_free, parents=(model, data) + ((comm,) if comm else ()))
+        self.model, self.data, self.opts, self.total_steps, self.comm = model, data, o, total_steps, comm
 
     def step(self):
         """One update; returns its StepInfo."""
