@@ -5,7 +5,7 @@
 # checkpoint from pissa-synth, random token rows, batch 4 x 256). Then bench_comm: what one update sums across
 # processes, and how long that takes here. Builds nothing. See docs/distributed.md.
 #   bench/run_mpi.sh [stories260k] [d512]     (default: both)
-# Environment: BUILD_DIR (default build), STEPS (updates per run: stories260k 30, d512 6), REPEATS (3 runs of each
+# Environment: BUILD_DIR (default build), STEPS (updates per run: stories260k 30, d512 10), REPEATS (3 runs of each
 # layout, alternating; the table takes each layout's median), OUT_DIR (default $TMPDIR/pissa-bench-mpi),
 # MPIRUN (default "mpirun --allow-run-as-root --oversubscribe").
 set -eu
@@ -50,7 +50,7 @@ for c in $configs; do
         [ -f "$out/d512.jsonl" ] || awk 'BEGIN { srand(3); for (r = 0; r < 64; r++) {
                 printf "{\"input_ids\": ["; for (t = 0; t < 256; t++) printf "%s%d", t ? ", " : "", int(rand() * 4096)
                 print "]}" } }' > "$out/d512.jsonl"
-        set -- --model "$out/d512" --data "$out/d512.jsonl" --seq 256 --batch 4 --steps "${STEPS:-6}" ;;
+        set -- --model "$out/d512" --data "$out/d512.jsonl" --seq 256 --batch 4 --steps "${STEPS:-10}" ;;
     *) echo "run_mpi.sh: unknown config $c" >&2; exit 2 ;;
     esac
     for r in $(seq "$repeats"); do

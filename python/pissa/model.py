@@ -370,8 +370,10 @@ class Trainer(_core.Handle):
                        weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps, momentum=momentum,
                        dampening=dampening, nesterov=nesterov)
         h = c_void_p()
-        check(lib.pissa_trainer_create_comm(model._h, data._h, byref(o), comm._h if comm else None, byref(h)))
-        self._init_handle(h.value, lib.pissa_trainer_free, parents=(model, data) + ((comm,) if comm else ()))
+        c = comm._h if comm is not None else None
+        check(lib.pissa_trainer_create_comm(model._h, data._h, byref(o), c, byref(h)))
+        parents = (model, data) + ((comm,) if comm is not None else ())
+        self._init_handle(h.value, lib.pissa_trainer_free, parents=parents)
         self.model, self.data, self.opts, self.total_steps, self.comm = model, data, o, total_steps, comm
 
     def step(self):
