@@ -40,6 +40,8 @@ pissa_status pissa__fail(pissa_status s, const char *fmt, ...) {
     return s;
 }
 
+void pissa_free(void *p) { free(p); }
+
 void pissa_set_log_callback(pissa_log_fn fn, void *user) {
     log_fn = fn;
     log_user = user;

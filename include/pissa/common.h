@@ -57,6 +57,10 @@ PISSA_API const char *pissa_status_name(pissa_status s);
 PISSA_API const char *pissa_last_error(void);
 PISSA_API void pissa_clear_error(void);
 
+/* Frees memory that a libpissa function allocated and handed to the caller with "caller frees with pissa_free"
+ * (so that a binding or another C runtime frees it with the allocator that made it). NULL is a no-op. */
+PISSA_API void pissa_free(void *p);
+
 /* Logging. level: 0 error, 1 warning, 2 info, 3 debug. The callback may be called from any thread
  * that calls into libpissa. With no callback (the default) the library is silent. */
 typedef enum pissa_log_level {

@@ -1,0 +1,1265 @@
+/* Jinja builtins: the filters, tests, globals, str/dict/list methods and operators that chat templates use, each
+ * following its jinja2 or Python definition. Strings are UTF-8; case mappings are ASCII-only (docs/chat.md). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jinja_internal.h"
+
+#define NOMEM() pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory")
+
+/* Argument POS, or the keyword NAME, or DEF. */
+static jv arg(const jargs *a, int pos, const char *name, jv def) {
+    if (pos >= 0 && pos < a->n) return a->pos[pos];
+    for (int i = 0; i < a->nkw; i++)
+        if (name && !strcmp(a->kwnames[i]->p, name)) return a->kw[i];
+    return def;
+}
+
+static jv mkstr(jctx *c, const char *p, size_t n) {
+    const jstr *s = js_new(c->a, p, n);
+    return s ? jv_str(s) : jv_undef(NULL);
+}
+
+/* Finishes a result built in a strbuf: the string, or an error. */
+static pissa_status sb_result(jctx *c, const jnode *at, pissa__strbuf *b, jv *out) {
+    pissa_status st = PISSA_OK;
+    if (b->oom) st = NOMEM();
+    else {
+        const jstr *s = js_new(c->a, b->p ? b->p : "", b->n);
+        if (!s) st = jx_oom(c, at);
+        else *out = jv_str(s);
+    }
+    free(b->p);
+    return st;
+}
+
+static jv mklist(jlist *l) { return (jv){.t = JV_LIST, .u.l = l}; }
+
+static pissa_status need_str(jctx *c, const jnode *at, jv x, const char *what) {
+    if (x.t == JV_STR) return PISSA_OK;
+    if (x.t == JV_UNDEF) return jx_undefined_error(c, at, x);
+    return jx_error(c, at, "%s expects a string, not '%s'", what, jv_type_name(x));
+}
+
+static int ascii_lower(int ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
+static int ascii_upper(int ch) { return ch >= 'a' && ch <= 'z' ? ch - 32 : ch; }
+static int is_alpha(int ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
+
+/* First occurrence of NEEDLE in HAY, or NULL; the bytes compared are charged to the step count (a naive search
+ * can take |hay|·|needle| comparisons, which a hostile template could otherwise use to hang the render). */
+static const char *find_bytes(jctx *c, const char *hay, size_t n, const char *needle, size_t m) {
+    if (m == 0) return hay;
+    uint64_t work = 0;
+    const char *hit = NULL;
+    for (size_t i = 0; i + m <= n;) {
+        const char *p = memchr(hay + i, needle[0], n - m + 1 - i);
+        if (!p) break;
+        size_t k = 1;
+        while (k < m && p[k] == needle[k]) k++;
+        work += k;
+        if (k == m) {
+            hit = p;
+            break;
+        }
+        i = (size_t)(p - hay) + 1;
+    }
+    c->steps += work / 64 + n / 64;
+    return hit;
+}
+
+static size_t cp_count(const jstr *s) {
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++) n += ((unsigned char)s->p[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* ---- str methods ---- */
+
+/* strip/lstrip/rstrip: with CHARS NULL, Python whitespace; else any code point of CHARS. */
+static int in_chars(const jstr *chars, const char *p, size_t n, size_t *len) {
+    if (!chars) return pissa__jinja_space_at((const unsigned char *)p, n, len);
+    *len = 1;
+    while (*len < n && ((unsigned char)p[*len] & 0xC0) == 0x80) (*len)++;
+    for (size_t i = 0; i + *len <= chars->n; i++)
+        if (!memcmp(chars->p + i, p, *len) && (i == 0 || ((unsigned char)chars->p[i] & 0xC0) != 0x80)) return 1;
+    return 0;
+}
+
+static void strip_range(const jstr *s, const jstr *chars, int left, int right, size_t *b, size_t *e) {
+    size_t i = 0, n = s->n, len;
+    if (left)
+        while (i < n && in_chars(chars, s->p + i, n - i, &len)) i += len;
+    if (right)
+        while (n > i) {
+            size_t k = n - 1;
+            while (k > i && ((unsigned char)s->p[k] & 0xC0) == 0x80) k--;
+            if (!in_chars(chars, s->p + k, n - k, &len) || k + len != n) break;
+            n = k;
+        }
+    *b = i;
+    *e = n;
+}
+
+static pissa_status do_strip(jctx *c, const jnode *at, jv x, jv chars, int left, int right, jv *out) {
+    PISSA_TRY(need_str(c, at, x, "strip"));
+    if (chars.t != JV_STR && chars.t != JV_NONE && chars.t != JV_UNDEF)
+        return jx_error(c, at, "strip arg must be None or str");
+    size_t b, e;
+    strip_range(x.u.s, chars.t == JV_STR ? chars.u.s : NULL, left, right, &b, &e);
+    *out = mkstr(c, x.u.s->p + b, e - b);
+    return out->t == JV_STR ? PISSA_OK : jx_oom(c, at);
+}
+
+/* Python's str.split / rsplit: by SEP, or (SEP none) by runs of whitespace; at most MAXSPLIT splits. */
+static pissa_status do_split(jctx *c, const jnode *at, jv x, jv sep, jv maxsplit, int from_right, jv *out) {
+    PISSA_TRY(need_str(c, at, x, "split"));
+    int64_t max = maxsplit.t == JV_INT ? maxsplit.u.i : -1;
+    jlist *l = jl_new(c->a, 4);
+    if (!l) return jx_oom(c, at);
+    const jstr *s = x.u.s;
+    if (sep.t == JV_STR) {
+        const jstr *d = sep.u.s;
+        if (d->n == 0) return jx_error(c, at, "empty separator");
+        int64_t done = 0;
+        if (!from_right) {
+            size_t start = 0;
+            for (size_t i = 0; i + d->n <= s->n && (max < 0 || done < max);) {
+                if (memcmp(s->p + i, d->p, d->n)) {
+                    i++;
+                    continue;
+                }
+                jv piece = mkstr(c, s->p + start, i - start);
+                if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
+                i += d->n;
+                start = i;
+                done++;
+            }
+            jv tail = mkstr(c, s->p + start, s->n - start);
+            if (tail.t != JV_STR || !jl_push(c->a, l, tail)) return jx_oom(c, at);
+        } else { /* from the right, then reversed */
+            size_t end = s->n;
+            for (size_t i = s->n; i >= d->n && (max < 0 || done < max);) {
+                if (memcmp(s->p + i - d->n, d->p, d->n)) {
+                    i--;
+                    continue;
+                }
+                jv piece = mkstr(c, s->p + i, end - i);
+                if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
+                i -= d->n;
+                end = i;
+                done++;
+            }
+            jv head = mkstr(c, s->p, end);
+            if (head.t != JV_STR || !jl_push(c->a, l, head)) return jx_oom(c, at);
+            for (size_t i = 0; i < l->n / 2; i++) {
+                jv t = l->v[i];
+                l->v[i] = l->v[l->n - 1 - i];
+                l->v[l->n - 1 - i] = t;
+            }
+        }
+        PISSA_TRY(jx_step(c, at, s->n / 16 + l->n));
+        *out = mklist(l);
+        return PISSA_OK;
+    }
+    if (sep.t != JV_NONE && sep.t != JV_UNDEF) return jx_error(c, at, "must be str or None, not %s", jv_type_name(sep));
+    /* whitespace split (left to right; rsplit with a limit is rare enough to share it) */
+    size_t i = 0, len;
+    int64_t done = 0;
+    while (i < s->n) {
+        while (i < s->n && pissa__jinja_space_at((const unsigned char *)s->p + i, s->n - i, &len)) i += len;
+        if (i >= s->n) break;
+        size_t j = i;
+        if (max >= 0 && done >= max) {
+            size_t e = i + pissa__jinja_rstrip_len(s->p + i, s->n - i);
+            jv piece = mkstr(c, s->p + i, e - i);
+            if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
+            break;
+        }
+        while (j < s->n && !pissa__jinja_space_at((const unsigned char *)s->p + j, s->n - j, &len)) j++;
+        jv piece = mkstr(c, s->p + i, j - i);
+        if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
+        done++;
+        i = j;
+    }
+    PISSA_TRY(jx_step(c, at, s->n / 16 + l->n));
+    *out = mklist(l);
+    return PISSA_OK;
+}
+
+/* Line breaks of str.splitlines(): \n, \r, \r\n, \v, \f, \x1c-\x1e, U+0085, U+2028, U+2029. Length of the break at
+ * P, or 0. */
+static size_t line_break(const char *p, size_t n) {
+    unsigned char c = (unsigned char)p[0];
+    if (c == '\r') return n > 1 && p[1] == '\n' ? 2 : 1;
+    if (c == '\n' || c == '\v' || c == '\f' || (c >= 0x1C && c <= 0x1E)) return 1;
+    if (c == 0xC2 && n > 1 && (unsigned char)p[1] == 0x85) return 2;
+    if (c == 0xE2 && n > 2 && (unsigned char)p[1] == 0x80 && ((unsigned char)p[2] == 0xA8 || (unsigned char)p[2] == 0xA9))
+        return 3;
+    return 0;
+}
+
+static pissa_status splitlines(jctx *c, const jnode *at, const jstr *s, jlist **out) {
+    jlist *l = jl_new(c->a, 4);
+    if (!l) return jx_oom(c, at);
+    size_t start = 0, i = 0;
+    while (i < s->n) {
+        size_t br = line_break(s->p + i, s->n - i);
+        if (!br) {
+            i++;
+            continue;
+        }
+        jv line = mkstr(c, s->p + start, i - start);
+        if (line.t != JV_STR || !jl_push(c->a, l, line)) return jx_oom(c, at);
+        i += br;
+        start = i;
+    }
+    if (start < s->n) {
+        jv line = mkstr(c, s->p + start, s->n - start);
+        if (line.t != JV_STR || !jl_push(c->a, l, line)) return jx_oom(c, at);
+    }
+    *out = l;
+    return PISSA_OK;
+}
+
+static pissa_status do_replace(jctx *c, const jnode *at, jv x, jv old, jv new, jv count, jv *out) {
+    PISSA_TRY(need_str(c, at, x, "replace"));
+    const jstr *s = x.u.s, *o = old.t == JV_STR ? old.u.s : jx_text(c, old), *w = new.t == JV_STR ? new.u.s : jx_text(c, new);
+    if (!o || !w) return jx_oom(c, at);
+    int64_t max = count.t == JV_INT ? count.u.i : -1;
+    pissa__strbuf b = {0};
+    pissa__sb_put(&b, "", 0);
+    size_t i = 0;
+    int64_t done = 0;
+    if (o->n == 0) { /* Python inserts NEW between every code point and at both ends */
+        for (; i <= s->n; done++) {
+            if (max >= 0 && done >= max) break;
+            pissa__sb_put(&b, w->p, w->n);
+            if (i == s->n) {
+                i++;
+                break;
+            }
+            size_t j = i + 1;
+            while (j < s->n && ((unsigned char)s->p[j] & 0xC0) == 0x80) j++;
+            pissa__sb_put(&b, s->p + i, j - i);
+            i = j;
+        }
+        if (i <= s->n) pissa__sb_put(&b, s->p + i, s->n - i);
+    } else {
+        while (i < s->n) {
+            const char *hit = (max < 0 || done < max) ? find_bytes(c, s->p + i, s->n - i, o->p, o->n) : NULL;
+            if (!hit) break;
+            pissa__sb_put(&b, s->p + i, (size_t)(hit - (s->p + i)));
+            pissa__sb_put(&b, w->p, w->n);
+            i = (size_t)(hit - s->p) + o->n;
+            done++;
+        }
+        pissa__sb_put(&b, s->p + i, s->n - i);
+    }
+    if (jx_step(c, at, s->n / 16 + (uint64_t)done) != PISSA_OK) {
+        free(b.p);
+        return jx_step(c, at, 0);
+    }
+    return sb_result(c, at, &b, out);
+}
+
+static pissa_status do_case(jctx *c, const jnode *at, jv x, int mode, jv *out) {
+    /* mode: 'u' upper, 'l' lower, 'c' capitalize, 't' str.title(), 'T' jinja2's title filter */
+    const jstr *s = x.t == JV_STR ? x.u.s : jx_text(c, x);
+    if (!s) return jx_oom(c, at);
+    char *p = malloc(s->n + 1);
+    if (!p) return NOMEM();
+    int prev_cased = 0, word_start = 1;
+    for (size_t i = 0; i < s->n; i++) {
+        int ch = (unsigned char)s->p[i];
+        switch (mode) {
+        case 'u': ch = ascii_upper(ch); break;
+        case 'l': ch = ascii_lower(ch); break;
+        case 'c': ch = i == 0 ? ascii_upper(ch) : ascii_lower(ch); break;
+        case 't':
+            ch = prev_cased ? ascii_lower(ch) : ascii_upper(ch);
+            prev_cased = is_alpha(ch) || ch >= 0x80;
+            break;
+        default: /* jinja2: words begin after spaces, '-', '(', '{', '[' or '<' */
+            ch = word_start ? ascii_upper(ch) : ascii_lower(ch);
+            word_start = ch == ' ' || (ch >= 0x09 && ch <= 0x0D) || ch == '-' || ch == '(' || ch == '{' ||
+                         ch == '[' || ch == '<';
+        }
+        p[i] = (char)ch;
+    }
+    *out = mkstr(c, p, s->n);
+    free(p);
+    return out->t == JV_STR ? PISSA_OK : jx_oom(c, at);
+}
+
+static pissa_status do_join(jctx *c, const jnode *at, jv seq, jv sep, jv attribute, jv *out) {
+    jlist *items;
+    PISSA_TRY(jx_iterate(c, at, seq, &items));
+    PISSA_TRY(jx_step(c, at, items->n));
+    const jstr *d = sep.t == JV_UNDEF ? NULL : jx_text(c, sep);
+    pissa__strbuf b = {0};
+    pissa__sb_put(&b, "", 0);
+    for (size_t i = 0; i < items->n; i++) {
+        jv v = items->v[i];
+        if (attribute.t == JV_STR) {
+            pissa_status st = jx_getattr(c, at, v, attribute.u.s, &v);
+            if (st != PISSA_OK) {
+                free(b.p);
+                return st;
+            }
+        }
+        if (i && d) pissa__sb_put(&b, d->p, d->n);
+        jv_to_text(&b, v);
+    }
+    return sb_result(c, at, &b, out);
+}
+
+/* "{} {name} {0}".format(...): replacement fields without format specs. */
+static pissa_status do_format_method(jctx *c, const jnode *at, const jstr *f, const jargs *a, jv *out) {
+    pissa__strbuf b = {0};
+    int auto_idx = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        char ch = f->p[i];
+        if ((ch == '{' || ch == '}') && i + 1 < f->n && f->p[i + 1] == ch) {
+            pissa__sb_put(&b, &ch, 1);
+            i++;
+            continue;
+        }
+        if (ch != '{') {
+            pissa__sb_put(&b, &ch, 1);
+            continue;
+        }
+        size_t j = i + 1;
+        while (j < f->n && f->p[j] != '}') j++;
+        if (j >= f->n || memchr(f->p + i + 1, ':', j - i - 1) || memchr(f->p + i + 1, '!', j - i - 1)) {
+            free(b.p);
+            return jx_error(c, at, "str.format: only {}, {N} and {name} fields are supported");
+        }
+        jv v = jv_undef(NULL);
+        const char *field = f->p + i + 1;
+        size_t fl = j - i - 1;
+        if (fl == 0) v = arg(a, auto_idx++, NULL, v);
+        else if (field[0] >= '0' && field[0] <= '9') v = arg(a, atoi(field), NULL, v);
+        else
+            for (int k = 0; k < a->nkw; k++)
+                if (a->kwnames[k]->n == fl && !memcmp(a->kwnames[k]->p, field, fl)) v = a->kw[k];
+        if (v.t == JV_UNDEF) {
+            free(b.p);
+            return jx_error(c, at, "str.format: no argument for {%.*s}", (int)fl, field);
+        }
+        jv_to_text(&b, v);
+        i = j;
+    }
+    return sb_result(c, at, &b, out);
+}
+
+/* Python's printf-style "fmt % args": %s %r %d %i %f (with a precision) and %%. */
+pissa_status jb_percent_format(jctx *c, const jnode *at, const jstr *f, jv args, jv *out) {
+    pissa__strbuf b = {0};
+    size_t next = 0;
+    jlist one = {.n = 1, .cap = 1, .v = &args};
+    jlist *vals = args.t == JV_LIST && args.u.l->tuple ? args.u.l : &one;
+    for (size_t i = 0; i < f->n; i++) {
+        if (f->p[i] != '%') {
+            pissa__sb_put(&b, f->p + i, 1);
+            continue;
+        }
+        if (++i >= f->n) goto bad;
+        int prec = -1;
+        if (f->p[i] == '.') {
+            prec = 0;
+            while (++i < f->n && f->p[i] >= '0' && f->p[i] <= '9') prec = prec * 10 + (f->p[i] - '0');
+            if (i >= f->n) goto bad;
+        }
+        char conv = f->p[i];
+        if (conv == '%') {
+            pissa__sb_put(&b, "%", 1);
+            continue;
+        }
+        if (next >= vals->n) {
+            free(b.p);
+            return jx_error(c, at, "not enough arguments for format string");
+        }
+        jv v = vals->v[next++];
+        char tmp[64];
+        if (conv == 's') jv_to_text(&b, v);
+        else if (conv == 'r') {
+            if (v.t == JV_STR) { /* repr of a lone string: quoted */
+                jlist l1 = {.n = 1, .cap = 1, .v = &v};
+                pissa__strbuf r = {0};
+                jv_to_text(&r, (jv){.t = JV_LIST, .u.l = &l1});
+                if (r.p) pissa__sb_put(&b, r.p + 1, r.n - 2);
+                free(r.p);
+            } else jv_to_text(&b, v);
+        } else if ((conv == 'd' || conv == 'i') && jv_is_number(v)) {
+            snprintf(tmp, sizeof tmp, "%lld", v.t == JV_FLOAT ? (long long)v.u.f : (long long)v.u.i);
+            pissa__sb_puts(&b, tmp);
+        } else if (conv == 'f' && jv_is_number(v)) {
+            snprintf(tmp, sizeof tmp, "%.*f", prec < 0 ? 6 : prec > 30 ? 30 : prec, jv_num(v));
+            pissa__sb_puts(&b, tmp);
+        } else {
+            free(b.p);
+            return jx_error(c, at, "unsupported %% format '%c' for a '%s'", conv, jv_type_name(v));
+        }
+    }
+    if (next < vals->n) {
+        free(b.p);
+        return jx_error(c, at, "not all arguments converted during string formatting");
+    }
+    return sb_result(c, at, &b, out);
+bad:
+    free(b.p);
+    return jx_error(c, at, "incomplete format");
+}
+
+int jb_has_method(jv self, const char *name) {
+    static const char *str_methods[] = {"strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "startswith",
+                                        "endswith", "replace", "upper", "lower", "title", "capitalize", "find",
+                                        "rfind", "count", "join", "format", "isdigit", "isalpha", "isalnum",
+                                        "isspace", "isupper", "islower", NULL};
+    static const char *dict_methods[] = {"get", "items", "keys", "values", NULL};
+    static const char *list_methods[] = {"index", "count", NULL};
+    const char **m = self.t == JV_STR ? str_methods : self.t == JV_DICT ? dict_methods
+                                                      : self.t == JV_LIST ? list_methods : NULL;
+    for (; m && *m; m++)
+        if (!strcmp(*m, name)) return 1;
+    return 0;
+}
+
+static pissa_status str_pred(jctx *c, const jnode *at, const jstr *s, const char *name, jv *out) {
+    int all = s->n > 0, any_cased = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        int ch = (unsigned char)s->p[i];
+        int ok = 1;
+        if (!strcmp(name, "isdigit")) ok = ch >= '0' && ch <= '9';
+        else if (!strcmp(name, "isalpha")) ok = is_alpha(ch) || ch >= 0x80;
+        else if (!strcmp(name, "isalnum")) ok = is_alpha(ch) || (ch >= '0' && ch <= '9') || ch >= 0x80;
+        else if (!strcmp(name, "isspace")) ok = ch == ' ' || (ch >= 0x09 && ch <= 0x0D) || (ch >= 0x1C && ch <= 0x1F);
+        else if (!strcmp(name, "isupper")) {
+            ok = !(ch >= 'a' && ch <= 'z');
+            any_cased |= ch >= 'A' && ch <= 'Z';
+        } else {
+            ok = !(ch >= 'A' && ch <= 'Z');
+            any_cased |= ch >= 'a' && ch <= 'z';
+        }
+        all &= ok;
+    }
+    if (!strcmp(name, "isupper") || !strcmp(name, "islower")) all = all && any_cased;
+    (void)c;
+    (void)at;
+    *out = jv_bool(all);
+    return PISSA_OK;
+}
+
+pissa_status jb_method(jctx *c, const jnode *at, jv self, const char *name, const jargs *a, jv *out) {
+    jv none = jv_none();
+    if (self.t == JV_LOOP && !strcmp(name, "cycle")) {
+        if (a->n == 0) return jx_error(c, at, "no items for cycling given");
+        *out = a->pos[self.u.loop->index0 % (size_t)a->n];
+        return PISSA_OK;
+    }
+    if (self.t == JV_DICT) {
+        jdict *d = self.u.d;
+        if (!strcmp(name, "get")) {
+            if (a->n < 1) return jx_error(c, at, "get expected at least 1 argument, got 0");
+            jv *v = jd_get(d, a->pos[0]);
+            *out = v ? *v : arg(a, 1, NULL, none);
+            return PISSA_OK;
+        }
+        jlist *l = jl_new(c->a, d->n);
+        if (!l) return jx_oom(c, at);
+        for (size_t i = 0; i < d->n; i++) {
+            if (!strcmp(name, "keys")) l->v[i] = d->k[i];
+            else if (!strcmp(name, "values")) l->v[i] = d->v[i];
+            else {
+                jlist *pair = jl_new(c->a, 2);
+                if (!pair) return jx_oom(c, at);
+                pair->tuple = 1;
+                pair->v[0] = d->k[i];
+                pair->v[1] = d->v[i];
+                pair->n = 2;
+                l->v[i] = mklist(pair);
+            }
+        }
+        l->n = d->n;
+        *out = mklist(l);
+        return PISSA_OK;
+    }
+    if (self.t == JV_LIST) {
+        jlist *l = self.u.l;
+        if (a->n < 1) return jx_error(c, at, "%s() takes exactly one argument (0 given)", name);
+        int64_t count = 0;
+        PISSA_TRY(jx_step(c, at, l->n));
+        for (size_t i = 0; i < l->n; i++)
+            if (jv_equal(l->v[i], a->pos[0], &c->steps)) {
+                if (!strcmp(name, "index")) {
+                    *out = jv_int((int64_t)i);
+                    return PISSA_OK;
+                }
+                count++;
+            }
+        if (!strcmp(name, "index")) return jx_error(c, at, "value is not in list");
+        *out = jv_int(count);
+        return PISSA_OK;
+    }
+    /* str */
+    const jstr *s = self.u.s;
+    if (!strcmp(name, "strip")) return do_strip(c, at, self, arg(a, 0, "chars", none), 1, 1, out);
+    if (!strcmp(name, "lstrip")) return do_strip(c, at, self, arg(a, 0, "chars", none), 1, 0, out);
+    if (!strcmp(name, "rstrip")) return do_strip(c, at, self, arg(a, 0, "chars", none), 0, 1, out);
+    if (!strcmp(name, "split") || !strcmp(name, "rsplit"))
+        return do_split(c, at, self, arg(a, 0, "sep", none), arg(a, 1, "maxsplit", jv_int(-1)), name[0] == 'r', out);
+    if (!strcmp(name, "splitlines")) {
+        jlist *l;
+        PISSA_TRY(splitlines(c, at, s, &l));
+        *out = mklist(l);
+        return PISSA_OK;
+    }
+    if (!strcmp(name, "startswith") || !strcmp(name, "endswith")) {
+        jv p = arg(a, 0, NULL, jv_undef(NULL));
+        jlist one = {.n = 1, .cap = 1, .v = &p};
+        jlist *cands = p.t == JV_LIST && p.u.l->tuple ? p.u.l : &one;
+        int r = 0;
+        for (size_t i = 0; i < cands->n; i++) {
+            jv q = cands->v[i];
+            if (q.t != JV_STR)
+                return jx_error(c, at, "%s first arg must be str or a tuple of str, not %s", name, jv_type_name(q));
+            if (q.u.s->n <= s->n &&
+                !memcmp(name[0] == 's' ? s->p : s->p + s->n - q.u.s->n, q.u.s->p, q.u.s->n))
+                r = 1;
+        }
+        *out = jv_bool(r);
+        return PISSA_OK;
+    }
+    if (!strcmp(name, "replace"))
+        return do_replace(c, at, self, arg(a, 0, NULL, none), arg(a, 1, NULL, none), arg(a, 2, "count", none), out);
+    if (!strcmp(name, "upper")) return do_case(c, at, self, 'u', out);
+    if (!strcmp(name, "lower")) return do_case(c, at, self, 'l', out);
+    if (!strcmp(name, "title")) return do_case(c, at, self, 't', out);
+    if (!strcmp(name, "capitalize")) return do_case(c, at, self, 'c', out);
+    if (!strcmp(name, "find") || !strcmp(name, "rfind") || !strcmp(name, "count")) {
+        jv sub = arg(a, 0, NULL, none);
+        if (sub.t != JV_STR) return jx_error(c, at, "must be str, not %s", jv_type_name(sub));
+        PISSA_TRY(jx_step(c, at, s->n / 16 + 1));
+        const jstr *q = sub.u.s;
+        int64_t found = -1, count = 0;
+        for (size_t i = 0; i + q->n <= s->n;) {
+            if (!memcmp(s->p + i, q->p, q->n)) {
+                if (found < 0 || name[0] == 'r') found = (int64_t)i;
+                count++;
+                if (name[0] == 'f') break;
+                i += q->n ? q->n : 1;
+            } else {
+                i++;
+            }
+        }
+        if (name[0] == 'c') {
+            *out = jv_int(q->n == 0 ? (int64_t)cp_count(s) + 1 : count);
+            return PISSA_OK;
+        }
+        if (found > 0) { /* a byte offset: Python counts code points */
+            int64_t cps = 0;
+            for (int64_t i = 0; i < found; i++) cps += ((unsigned char)s->p[i] & 0xC0) != 0x80;
+            found = cps;
+        }
+        *out = jv_int(found);
+        return PISSA_OK;
+    }
+    if (!strcmp(name, "join")) return do_join(c, at, arg(a, 0, NULL, jv_undef(NULL)), self, jv_undef(NULL), out);
+    if (!strcmp(name, "format")) return do_format_method(c, at, s, a, out);
+    return str_pred(c, at, s, name, out);
+}
+
+/* ---- operators ---- */
+
+static pissa_status bad_operands(jctx *c, const jnode *at, int op, jv x, jv y) {
+    static const char *sym[] = {"", "+", "-", "*", "/", "//", "%", "**"};
+    if (x.t == JV_UNDEF) return jx_undefined_error(c, at, x);
+    if (y.t == JV_UNDEF) return jx_undefined_error(c, at, y);
+    if (op == OP_ADD && x.t == JV_STR)
+        return jx_error(c, at, "can only concatenate str (not \"%s\") to str", jv_type_name(y));
+    return jx_error(c, at, "unsupported operand type(s) for %s: '%s' and '%s'", op <= OP_POW ? sym[op] : "?",
+                    jv_type_name(x), jv_type_name(y));
+}
+
+static pissa_status repeat(jctx *c, const jnode *at, jv seq, int64_t times, jv *out) {
+    if (times < 0) times = 0;
+    size_t unit = seq.t == JV_STR ? seq.u.s->n : seq.u.l->n;
+    if (unit && (uint64_t)times > (c->lim->max_memory / 16) / unit)
+        return jx_error(c, at, "the render needed more than %zu bytes of memory (the limit)", c->lim->max_memory);
+    PISSA_TRY(jx_step(c, at, (uint64_t)times));
+    if (seq.t == JV_STR) {
+        size_t n = unit * (size_t)times;
+        jstr *s = ja_alloc(c->a, sizeof *s + n + 1);
+        if (!s) return jx_oom(c, at);
+        s->n = n;
+        for (int64_t i = 0; i < times; i++) memcpy(s->p + (size_t)i * unit, seq.u.s->p, unit);
+        s->p[n] = '\0';
+        *out = jv_str(s);
+        return PISSA_OK;
+    }
+    jlist *l = jl_new(c->a, unit * (size_t)times);
+    if (!l) return jx_oom(c, at);
+    l->tuple = seq.u.l->tuple;
+    for (int64_t i = 0; i < times; i++)
+        for (size_t k = 0; k < unit; k++) l->v[l->n++] = seq.u.l->v[k];
+    *out = mklist(l);
+    return PISSA_OK;
+}
+
+pissa_status jb_binop(jctx *c, const jnode *at, int op, jv x, jv y, jv *out) {
+    if (x.t == JV_UNDEF || y.t == JV_UNDEF) return bad_operands(c, at, op, x, y);
+    int ints = (x.t == JV_INT || x.t == JV_BOOL) && (y.t == JV_INT || y.t == JV_BOOL);
+    if (jv_is_number(x) && jv_is_number(y)) {
+        int64_t a = x.u.i, b = y.u.i, r;
+        double f = jv_num(x), g = jv_num(y);
+        switch (op) {
+        case OP_ADD:
+            if (!ints) *out = jv_float(f + g);
+            else if (__builtin_add_overflow(a, b, &r)) goto overflow;
+            else *out = jv_int(r);
+            return PISSA_OK;
+        case OP_SUB:
+            if (!ints) *out = jv_float(f - g);
+            else if (__builtin_sub_overflow(a, b, &r)) goto overflow;
+            else *out = jv_int(r);
+            return PISSA_OK;
+        case OP_MUL:
+            if (!ints) *out = jv_float(f * g);
+            else if (__builtin_mul_overflow(a, b, &r)) goto overflow;
+            else *out = jv_int(r);
+            return PISSA_OK;
+        case OP_DIV:
+            if (g == 0) return jx_error(c, at, "division by zero");
+            *out = jv_float(f / g);
+            return PISSA_OK;
+        case OP_FLOORDIV: case OP_MOD:
+            if (ints ? b == 0 : g == 0)
+                return jx_error(c, at, op == OP_MOD ? "integer modulo by zero" : "integer division or modulo by zero");
+            if (ints) {
+                if (a == INT64_MIN && b == -1) goto overflow;
+                int64_t q = a / b, m = a % b;
+                if (m != 0 && ((m < 0) != (b < 0))) { /* Python floors */
+                    q--;
+                    m += b;
+                }
+                *out = jv_int(op == OP_FLOORDIV ? q : m);
+            } else {
+                double m = fmod(f, g);
+                if (m != 0 && ((m < 0) != (g < 0))) m += g;
+                *out = jv_float(op == OP_FLOORDIV ? floor(f / g) : m);
+            }
+            return PISSA_OK;
+        case OP_POW:
+            if (ints && b >= 0) {
+                int64_t base = a, result = 1;
+                for (int64_t e = b; e > 0; e >>= 1) {
+                    if ((e & 1) && __builtin_mul_overflow(result, base, &result)) goto overflow;
+                    if (e > 1 && __builtin_mul_overflow(base, base, &base)) goto overflow;
+                }
+                *out = jv_int(result);
+            } else {
+                if (f == 0 && g < 0) return jx_error(c, at, "0.0 cannot be raised to a negative power");
+                *out = jv_float(pow(f, g));
+            }
+            return PISSA_OK;
+        default: break;
+        }
+    }
+    if (op == OP_ADD && x.t == JV_STR && y.t == JV_STR) {
+        size_t n = x.u.s->n + y.u.s->n;
+        jstr *s = ja_alloc(c->a, sizeof *s + n + 1);
+        if (!s) return jx_oom(c, at);
+        s->n = n;
+        memcpy(s->p, x.u.s->p, x.u.s->n);
+        memcpy(s->p + x.u.s->n, y.u.s->p, y.u.s->n);
+        s->p[n] = '\0';
+        *out = jv_str(s);
+        return PISSA_OK;
+    }
+    if (op == OP_ADD && x.t == JV_LIST && y.t == JV_LIST && x.u.l->tuple == y.u.l->tuple) {
+        jlist *l = jl_new(c->a, x.u.l->n + y.u.l->n);
+        if (!l) return jx_oom(c, at);
+        l->tuple = x.u.l->tuple;
+        memcpy(l->v, x.u.l->v, x.u.l->n * sizeof *l->v);
+        memcpy(l->v + x.u.l->n, y.u.l->v, y.u.l->n * sizeof *l->v);
+        l->n = x.u.l->n + y.u.l->n;
+        PISSA_TRY(jx_step(c, at, l->n));
+        *out = mklist(l);
+        return PISSA_OK;
+    }
+    if (op == OP_MUL && (x.t == JV_STR || x.t == JV_LIST) && (y.t == JV_INT || y.t == JV_BOOL))
+        return repeat(c, at, x, y.u.i, out);
+    if (op == OP_MUL && (y.t == JV_STR || y.t == JV_LIST) && (x.t == JV_INT || x.t == JV_BOOL))
+        return repeat(c, at, y, x.u.i, out);
+    if (op == OP_MOD && x.t == JV_STR) return jb_percent_format(c, at, x.u.s, y, out);
+    return bad_operands(c, at, op, x, y);
+overflow:
+    return jx_error(c, at, "integer overflow (libpissa's integers are 64-bit)");
+}
+
+pissa_status jb_contains(jctx *c, const jnode *at, jv hay, jv needle, int *out) {
+    switch (hay.t) {
+    case JV_UNDEF: *out = 0; return PISSA_OK;
+    case JV_STR:
+        if (needle.t != JV_STR)
+            return jx_error(c, at, "'in <string>' requires string as left operand, not %s", jv_type_name(needle));
+        *out = find_bytes(c, hay.u.s->p, hay.u.s->n, needle.u.s->p, needle.u.s->n) != NULL;
+        return jx_step(c, at, 1);
+    case JV_LIST:
+        *out = 0;
+        for (size_t i = 0; i < hay.u.l->n && !*out; i++) *out = jv_equal(hay.u.l->v[i], needle, &c->steps);
+        return jx_step(c, at, 0);
+    case JV_DICT: case JV_NS:
+        *out = jd_get(hay.u.d, needle) != NULL;
+        return jx_step(c, at, hay.u.d->n);
+    default: return jx_error(c, at, "argument of type '%s' is not iterable", jv_type_name(hay));
+    }
+}
+
+/* ---- globals ---- */
+
+pissa_status jb_builtin(jctx *c, const jnode *at, int id, const jargs *a, jv *out) {
+    switch (id) {
+    case BI_RAISE: {
+        const jstr *msg = a->n ? jx_text(c, a->pos[0]) : NULL;
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "chat template raised an error (line %d): %s", at->line,
+                           msg ? msg->p : "");
+    }
+    case BI_RANGE: {
+        int64_t v[3] = {0, 0, 1};
+        if (a->n < 1 || a->n > 3) return jx_error(c, at, "range expected 1 to 3 arguments, got %d", a->n);
+        for (int i = 0; i < a->n; i++) {
+            if (a->pos[i].t != JV_INT && a->pos[i].t != JV_BOOL)
+                return jx_error(c, at, "'%s' object cannot be interpreted as an integer", jv_type_name(a->pos[i]));
+            v[a->n == 1 ? 1 : i] = a->pos[i].u.i;
+        }
+        if (v[2] == 0) return jx_error(c, at, "range() arg 3 must not be zero");
+        double count = ceil(((double)v[1] - (double)v[0]) / (double)v[2]);
+        if (count < 0) count = 0;
+        if (count * sizeof(jv) > (double)c->lim->max_memory || count > (double)c->lim->max_steps)
+            return jx_error(c, at, "range of %.0f items passes the render's limits", count);
+        PISSA_TRY(jx_step(c, at, (uint64_t)count));
+        jlist *l = jl_new(c->a, (size_t)count);
+        if (!l) return jx_oom(c, at);
+        for (int64_t i = v[0]; v[2] > 0 ? i < v[1] : i > v[1]; i += v[2]) l->v[l->n++] = jv_int(i);
+        *out = mklist(l);
+        return PISSA_OK;
+    }
+    case BI_NAMESPACE: case BI_DICT: {
+        jdict *d = jd_new(c->a);
+        if (!d) return jx_oom(c, at);
+        for (int i = 0; i < a->n; i++) {
+            if (a->pos[i].t != JV_DICT && a->pos[i].t != JV_NS)
+                return jx_error(c, at, "%s() takes a mapping or keyword arguments", id == BI_DICT ? "dict" : "namespace");
+            for (size_t k = 0; k < a->pos[i].u.d->n; k++)
+                if (!jd_set(c->a, d, a->pos[i].u.d->k[k], a->pos[i].u.d->v[k])) return jx_oom(c, at);
+        }
+        for (int i = 0; i < a->nkw; i++)
+            if (!jd_set(c->a, d, jv_str(a->kwnames[i]), a->kw[i])) return jx_oom(c, at);
+        *out = (jv){.t = id == BI_DICT ? JV_DICT : JV_NS, .u.d = d};
+        return PISSA_OK;
+    }
+    case BI_STRFTIME: {
+        jv f = arg(a, 0, NULL, jv_undef(NULL));
+        PISSA_TRY(need_str(c, at, f, "strftime_now"));
+        time_t now = time(NULL);
+        struct tm tm;
+        char buf[512];
+        if (!localtime_r(&now, &tm)) return jx_error(c, at, "strftime_now: no local time");
+        size_t n = strftime(buf, sizeof buf, f.u.s->p, &tm);
+        *out = mkstr(c, buf, n);
+        return out->t == JV_STR ? PISSA_OK : jx_oom(c, at);
+    }
+    default: return jx_error(c, at, "internal error: unknown builtin");
+    }
+}
+
+/* ---- tests ---- */
+
+pissa_status jb_test(jctx *c, const jnode *at, const jstr *name, jv x, const jargs *a, int *out) {
+    const char *w = name->p;
+    jv y = arg(a, 0, NULL, jv_undef(NULL));
+    int cmp;
+    if (!strcmp(w, "defined")) *out = x.t != JV_UNDEF;
+    else if (!strcmp(w, "undefined")) *out = x.t == JV_UNDEF;
+    else if (!strcmp(w, "none")) *out = x.t == JV_NONE;
+    else if (!strcmp(w, "boolean")) *out = x.t == JV_BOOL;
+    else if (!strcmp(w, "true")) *out = x.t == JV_BOOL && x.u.i;
+    else if (!strcmp(w, "false")) *out = x.t == JV_BOOL && !x.u.i;
+    else if (!strcmp(w, "string")) *out = x.t == JV_STR;
+    else if (!strcmp(w, "number")) *out = jv_is_number(x);
+    else if (!strcmp(w, "integer")) *out = x.t == JV_INT;
+    else if (!strcmp(w, "float")) *out = x.t == JV_FLOAT;
+    else if (!strcmp(w, "mapping")) *out = x.t == JV_DICT;
+    else if (!strcmp(w, "iterable")) *out = x.t == JV_LIST || x.t == JV_DICT || x.t == JV_STR || x.t == JV_UNDEF;
+    else if (!strcmp(w, "sequence")) *out = x.t == JV_LIST || x.t == JV_DICT || x.t == JV_STR;
+    else if (!strcmp(w, "callable")) *out = x.t == JV_MACRO || x.t == JV_BUILTIN || x.t == JV_METHOD;
+    else if (!strcmp(w, "lower") || !strcmp(w, "upper")) {
+        const jstr *s = jx_text(c, x);
+        jv r;
+        if (!s) return jx_oom(c, at);
+        PISSA_TRY(str_pred(c, at, s, w[0] == 'l' ? "islower" : "isupper", &r));
+        *out = (int)r.u.i;
+    } else if (!strcmp(w, "odd") || !strcmp(w, "even") || !strcmp(w, "divisibleby")) {
+        int64_t d = w[0] == 'd' ? (y.t == JV_INT || y.t == JV_BOOL ? y.u.i : 0) : 2;
+        if (x.t == JV_UNDEF) return jx_undefined_error(c, at, x);
+        if (x.t != JV_INT && x.t != JV_BOOL) return jx_error(c, at, "the %s test needs an integer", w);
+        if (d == 0) return jx_error(c, at, "integer division or modulo by zero");
+        int64_t m = x.u.i % d;
+        *out = w[0] == 'o' ? m != 0 : m == 0;
+    } else if (!strcmp(w, "eq") || !strcmp(w, "equalto") || !strcmp(w, "==")) *out = jv_equal(x, y, &c->steps);
+    else if (!strcmp(w, "ne") || !strcmp(w, "!=")) *out = !jv_equal(x, y, &c->steps);
+    else if (!strcmp(w, "sameas"))
+        *out = x.t == y.t && (x.t == JV_NONE || x.t == JV_UNDEF ? 1 : x.t == JV_BOOL || x.t == JV_INT ? x.u.i == y.u.i
+                                                                    : jv_equal(x, y, NULL) && x.u.l == y.u.l);
+    else if (!strcmp(w, "in")) PISSA_TRY(jb_contains(c, at, y, x, out));
+    else if (!strcmp(w, "lt") || !strcmp(w, "lessthan") || !strcmp(w, "le") || !strcmp(w, "gt") ||
+             !strcmp(w, "greaterthan") || !strcmp(w, "ge")) {
+        if (!jv_compare(x, y, &cmp))
+            return jx_error(c, at, "'%s' test between '%s' and '%s'", w, jv_type_name(x), jv_type_name(y));
+        *out = w[0] == 'l' ? (w[1] == 'e' && w[2] == '\0' ? cmp <= 0 : cmp < 0)
+                           : (w[1] == 'e' && w[2] == '\0' ? cmp >= 0 : cmp > 0);
+    } else if (!strcmp(w, "filter") || !strcmp(w, "test")) {
+        static const char *filters[] = {"abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e",
+                                        "escape", "first", "float", "format", "indent", "int", "items", "join",
+                                        "last", "length", "list", "lower", "map", "max", "min", "reject",
+                                        "rejectattr", "replace", "reverse", "round", "safe", "select",
+                                        "selectattr", "sort", "string", "sum", "title", "tojson", "trim",
+                                        "unique", "upper", "wordcount", NULL};
+        static const char *tests[] = {"boolean", "callable", "defined", "divisibleby", "eq", "equalto", "even",
+                                      "false", "filter", "float", "ge", "gt", "in", "integer", "iterable", "le",
+                                      "lower", "lt", "mapping", "ne", "none", "number", "odd", "sameas",
+                                      "sequence", "string", "test", "true", "undefined", "upper", NULL};
+        *out = 0;
+        for (const char **p = w[0] == 'f' ? filters : tests; x.t == JV_STR && *p; p++) *out |= !strcmp(*p, x.u.s->p);
+    } else if (!strcmp(w, "escaped")) *out = 0;
+    else return jx_error(c, at, "no test named '%s'", w);
+    return PISSA_OK;
+}
+
+/* ---- filters ---- */
+
+/* sort keys: case-insensitive strings unless CASE_SENSITIVE, as jinja2's sort/unique/min/max/dictsort */
+typedef struct sortitem {
+    jv key, val;
+    size_t idx;
+} sortitem;
+
+static int sort_error;
+static int sort_reverse;
+
+static int cmp_items(const void *pa, const void *pb) {
+    const sortitem *a = pa, *b = pb;
+    int r;
+    if (!jv_compare(a->key, b->key, &r)) {
+        sort_error = 1;
+        r = 0;
+    }
+    if (sort_reverse) r = -r;
+    return r ? r : (a->idx > b->idx) - (a->idx < b->idx); /* stable */
+}
+
+static jv sort_key(jctx *c, jv v, int case_sensitive) {
+    if (v.t != JV_STR || case_sensitive) return v;
+    jv low;
+    return do_case(c, NULL, v, 'l', &low) == PISSA_OK ? low : v;
+}
+
+/* Items of SEQ (or their ATTRIBUTE) sorted: the primitive under sort, dictsort, min, max. */
+static pissa_status sorted(jctx *c, const jnode *at, jlist *items, jv attribute, int case_sensitive, int reverse,
+                           int by_value, jlist **out) {
+    sortitem *s = malloc((items->n + 1) * sizeof *s);
+    if (!s) return NOMEM();
+    pissa_status st = jx_step(c, at, items->n * 8);
+    for (size_t i = 0; i < items->n && st == PISSA_OK; i++) {
+        jv k = items->v[i];
+        if (by_value >= 0) k = k.u.l->v[by_value]; /* dictsort: (key, value) pairs */
+        if (attribute.t == JV_STR) st = jx_getattr(c, at, k, attribute.u.s, &k);
+        s[i] = (sortitem){sort_key(c, k, case_sensitive), items->v[i], i};
+    }
+    if (st == PISSA_OK) {
+        sort_error = 0;
+        sort_reverse = reverse;
+        qsort(s, items->n, sizeof *s, cmp_items); /* the render is single-threaded; these statics are per call */
+        if (sort_error) st = jx_error(c, at, "'<' not supported between the items being sorted");
+    }
+    jlist *l = st == PISSA_OK ? jl_new(c->a, items->n) : NULL;
+    if (st == PISSA_OK && !l) st = jx_oom(c, at);
+    for (size_t i = 0; st == PISSA_OK && i < items->n; i++) l->v[l->n++] = s[i].val;
+    free(s);
+    *out = l;
+    return st;
+}
+
+/* select/reject/selectattr/rejectattr/map: apply a test (or a filter, for map) to each item. */
+static pissa_status select_items(jctx *c, const jnode *at, jv seq, const jargs *a, int by_attr, int keep, jv *out) {
+    jlist *items, *l;
+    PISSA_TRY(jx_iterate(c, at, seq, &items));
+    PISSA_TRY(jx_step(c, at, items->n));
+    if (!(l = jl_new(c->a, items->n))) return jx_oom(c, at);
+    int first = by_attr ? 1 : 0;
+    jv attr = by_attr ? arg(a, 0, NULL, jv_undef(NULL)) : jv_undef(NULL);
+    jv test = arg(a, first, NULL, jv_undef(NULL));
+    if (by_attr && attr.t != JV_STR) return jx_error(c, at, "selectattr/rejectattr need an attribute name");
+    jargs rest = {.pos = a->pos + (a->n > first + 1 ? first + 1 : a->n), .n = a->n > first + 1 ? a->n - first - 1 : 0,
+                  .kwnames = a->kwnames, .kw = a->kw, .nkw = a->nkw};
+    for (size_t i = 0; i < items->n; i++) {
+        jv v = items->v[i];
+        if (by_attr) PISSA_TRY(jx_getattr(c, at, v, attr.u.s, &v));
+        int r;
+        if (test.t == JV_UNDEF) r = jv_truthy(v);
+        else if (test.t != JV_STR) return jx_error(c, at, "a test name must be a string");
+        else PISSA_TRY(jb_test(c, at, test.u.s, v, &rest, &r));
+        if (r == keep) l->v[l->n++] = items->v[i];
+    }
+    *out = mklist(l);
+    return PISSA_OK;
+}
+
+static pissa_status to_int(jctx *c, const jnode *at, jv x, jv def, jv *out) {
+    if (x.t == JV_INT || x.t == JV_BOOL) *out = jv_int(x.u.i);
+    else if (x.t == JV_FLOAT && isfinite(x.u.f) && fabs(x.u.f) < 9.2e18) *out = jv_int((int64_t)x.u.f);
+    else if (x.t == JV_STR) {
+        size_t b, e;
+        strip_range(x.u.s, NULL, 1, 1, &b, &e);
+        char buf[64];
+        size_t m = 0;
+        for (size_t i = b; i < e && m + 1 < sizeof buf; i++)
+            if (x.u.s->p[i] != '_') buf[m++] = x.u.s->p[i];
+        buf[m] = '\0';
+        char *end;
+        long long v = strtoll(buf, &end, 10);
+        if (m && *end == '\0') *out = jv_int(v);
+        else {
+            double f = strtod(buf, &end); /* jinja2 tries int(float(s)) next */
+            *out = m && *end == '\0' && isfinite(f) && fabs(f) < 9.2e18 ? jv_int((int64_t)f) : def;
+        }
+    } else *out = def;
+    (void)c;
+    (void)at;
+    return PISSA_OK;
+}
+
+pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const jargs *a, jv *out) {
+    const char *w = name->p;
+    jv none = jv_none(), undef = jv_undef(NULL);
+    jlist *items;
+    if (!strcmp(w, "default") || !strcmp(w, "d")) {
+        int boolean = jv_truthy(arg(a, 1, "boolean", jv_bool(0)));
+        *out = x.t == JV_UNDEF || (boolean && !jv_truthy(x)) ? arg(a, 0, "default_value", mkstr(c, "", 0)) : x;
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "safe")) {
+        *out = x;
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "length") || !strcmp(w, "count")) {
+        if (x.t == JV_UNDEF) *out = jv_int(0);
+        else if (x.t == JV_STR) *out = jv_int((int64_t)cp_count(x.u.s));
+        else if (x.t == JV_LIST) *out = jv_int((int64_t)x.u.l->n);
+        else if (x.t == JV_DICT || x.t == JV_NS) *out = jv_int((int64_t)x.u.d->n);
+        else return jx_error(c, at, "object of type '%s' has no len()", jv_type_name(x));
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "string")) {
+        const jstr *s = jx_text(c, x);
+        if (!s) return jx_oom(c, at);
+        *out = jv_str(s);
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "trim")) {
+        const jstr *s = jx_text(c, x);
+        if (!s) return jx_oom(c, at);
+        return do_strip(c, at, jv_str(s), arg(a, 0, "chars", none), 1, 1, out);
+    }
+    if (!strcmp(w, "upper")) return do_case(c, at, x, 'u', out);
+    if (!strcmp(w, "lower")) return do_case(c, at, x, 'l', out);
+    if (!strcmp(w, "capitalize")) return do_case(c, at, x, 'c', out);
+    if (!strcmp(w, "title")) return do_case(c, at, x, 'T', out);
+    if (!strcmp(w, "replace")) {
+        const jstr *s = jx_text(c, x);
+        if (!s) return jx_oom(c, at);
+        return do_replace(c, at, jv_str(s), arg(a, 0, "old", none), arg(a, 1, "new", none), arg(a, 2, "count", none), out);
+    }
+    if (!strcmp(w, "join")) return do_join(c, at, x, arg(a, 0, "d", mkstr(c, "", 0)), arg(a, 1, "attribute", none), out);
+    if (!strcmp(w, "tojson")) {
+        jv ind = arg(a, 0, "indent", none);
+        if (ind.t != JV_NONE && ind.t != JV_INT) return jx_error(c, at, "tojson: indent must be an integer");
+        pissa__strbuf b = {0};
+        pissa__sb_put(&b, "", 0);
+        const char *bad = jv_tojson(&b, x, ind.t == JV_INT ? (int)(ind.u.i < 0 ? 0 : ind.u.i > 64 ? 64 : ind.u.i) : -1, 0);
+        if (bad) {
+            free(b.p);
+            return jx_error(c, at, "Object of type %s is not JSON serializable", bad);
+        }
+        PISSA_TRY(jx_step(c, at, b.n / 16));
+        return sb_result(c, at, &b, out);
+    }
+    if (!strcmp(w, "list")) {
+        PISSA_TRY(jx_iterate(c, at, x, &items));
+        jlist *l = jl_new(c->a, items->n);
+        if (!l) return jx_oom(c, at);
+        memcpy(l->v, items->v, items->n * sizeof *l->v);
+        l->n = items->n;
+        *out = mklist(l);
+        return jx_step(c, at, l->n);
+    }
+    if (!strcmp(w, "items")) {
+        if (x.t == JV_UNDEF) {
+            jlist *l = jl_new(c->a, 1);
+            if (!l) return jx_oom(c, at);
+            *out = mklist(l);
+            return PISSA_OK;
+        }
+        if (x.t != JV_DICT) return jx_error(c, at, "can only get item pairs from a mapping, not '%s'", jv_type_name(x));
+        jargs none_args = {0};
+        return jb_method(c, at, x, "items", &none_args, out);
+    }
+    if (!strcmp(w, "first") || !strcmp(w, "last")) {
+        if (x.t == JV_UNDEF && w[0] == 'l') return jx_undefined_error(c, at, x);
+        PISSA_TRY(jx_iterate(c, at, x, &items));
+        if (items->n == 0) {
+            *out = mkstr(c, w[0] == 'f' ? "No first item, sequence was empty." : "No last item, sequence was empty.", w[0] == 'f' ? 34 : 33);
+            *out = jv_undef(out->u.s);
+            return PISSA_OK;
+        }
+        *out = items->v[w[0] == 'f' ? 0 : items->n - 1];
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "reverse")) {
+        if (x.t == JV_STR) {
+            PISSA_TRY(jx_iterate(c, at, x, &items));
+            pissa__strbuf b = {0};
+            pissa__sb_put(&b, "", 0);
+            for (size_t i = items->n; i-- > 0;) pissa__sb_put(&b, items->v[i].u.s->p, items->v[i].u.s->n);
+            return sb_result(c, at, &b, out);
+        }
+        PISSA_TRY(jx_iterate(c, at, x, &items));
+        jlist *l = jl_new(c->a, items->n);
+        if (!l) return jx_oom(c, at);
+        for (size_t i = items->n; i-- > 0;) l->v[l->n++] = items->v[i];
+        *out = mklist(l);
+        return jx_step(c, at, l->n);
+    }
+    if (!strcmp(w, "abs")) {
+        if (x.t == JV_FLOAT) *out = jv_float(fabs(x.u.f));
+        else if ((x.t == JV_INT || x.t == JV_BOOL) && x.u.i != INT64_MIN) *out = jv_int(x.u.i < 0 ? -x.u.i : x.u.i);
+        else return jx_error(c, at, "bad operand type for abs(): '%s'", jv_type_name(x));
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "int")) return to_int(c, at, x, arg(a, 0, "default", jv_int(0)), out);
+    if (!strcmp(w, "float")) {
+        jv def = arg(a, 0, "default", jv_float(0.0));
+        if (jv_is_number(x)) *out = jv_float(jv_num(x));
+        else if (x.t == JV_STR) {
+            size_t b, e;
+            strip_range(x.u.s, NULL, 1, 1, &b, &e);
+            char buf[64], *end;
+            size_t m = e - b < sizeof buf - 1 ? e - b : sizeof buf - 1;
+            memcpy(buf, x.u.s->p + b, m);
+            buf[m] = '\0';
+            double f = strtod(buf, &end);
+            *out = m && *end == '\0' ? jv_float(f) : def;
+        } else *out = def;
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "round")) {
+        jv p = arg(a, 0, "precision", jv_int(0)), method = arg(a, 1, "method", undef);
+        int prec = p.t == JV_INT ? (int)(p.u.i < -20 ? -20 : p.u.i > 20 ? 20 : p.u.i) : 0;
+        if (!jv_is_number(x)) return jx_error(c, at, "type %s doesn't define __round__ method", jv_type_name(x));
+        const char *m = method.t == JV_STR ? method.u.s->p : "common";
+        if (strcmp(m, "common") && strcmp(m, "ceil") && strcmp(m, "floor"))
+            return jx_error(c, at, "method must be common, ceil or floor");
+        if (!strcmp(m, "common") && x.t != JV_FLOAT) {
+            *out = jv_int(x.u.i); /* round(int, n) stays an int */
+            return PISSA_OK;
+        }
+        double v = jv_num(x), scale = pow(10.0, prec);
+        if (!strcmp(m, "common")) {
+            char buf[400];
+            if (prec >= 0) {
+                snprintf(buf, sizeof buf, "%.*f", prec, v); /* exact binary value, ties to even: Python's round */
+                v = strtod(buf, NULL);
+            } else {
+                v = nearbyint(v * scale) / scale;
+            }
+        } else {
+            v = (m[0] == 'c' ? ceil(v * scale) : floor(v * scale)) / scale;
+        }
+        *out = jv_float(v);
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "escape") || !strcmp(w, "e")) {
+        const jstr *s = jx_text(c, x);
+        if (!s) return jx_oom(c, at);
+        pissa__strbuf b = {0};
+        pissa__sb_put(&b, "", 0);
+        for (size_t i = 0; i < s->n; i++) {
+            char ch = s->p[i];
+            if (ch == '&') pissa__sb_puts(&b, "&amp;");
+            else if (ch == '<') pissa__sb_puts(&b, "&lt;");
+            else if (ch == '>') pissa__sb_puts(&b, "&gt;");
+            else if (ch == '"') pissa__sb_puts(&b, "&#34;");
+            else if (ch == '\'') pissa__sb_puts(&b, "&#39;");
+            else pissa__sb_put(&b, &ch, 1);
+        }
+        return sb_result(c, at, &b, out);
+    }
+    if (!strcmp(w, "indent")) {
+        const jstr *s = jx_text(c, x);
+        jv width = arg(a, 0, "width", jv_int(4));
+        int first = jv_truthy(arg(a, 1, "first", jv_bool(0))), blank = jv_truthy(arg(a, 2, "blank", jv_bool(0)));
+        if (!s) return jx_oom(c, at);
+        const jstr *ind = width.t == JV_STR ? width.u.s : NULL;
+        pissa__strbuf pad = {0};
+        if (!ind) {
+            int64_t k = width.t == JV_INT ? width.u.i : 4;
+            for (int64_t i = 0; i < k && i < 4096; i++) pissa__sb_put(&pad, " ", 1);
+            pissa__sb_put(&pad, "", 0);
+        }
+        const char *pp = ind ? ind->p : pad.p;
+        size_t pn = ind ? ind->n : pad.n;
+        jlist *lines;
+        /* jinja2 appends "\n" first so that splitlines keeps a final empty line */
+        pissa__strbuf t = {0};
+        pissa__sb_put(&t, s->p, s->n);
+        pissa__sb_put(&t, "\n", 1);
+        const jstr *s2 = t.oom ? NULL : js_new(c->a, t.p, t.n);
+        free(t.p);
+        if (!s2) {
+            free(pad.p);
+            return jx_oom(c, at);
+        }
+        pissa_status st = splitlines(c, at, s2, &lines);
+        pissa__strbuf b = {0};
+        pissa__sb_put(&b, "", 0);
+        if (first) pissa__sb_put(&b, pp, pn);
+        for (size_t i = 0; st == PISSA_OK && i < lines->n; i++) {
+            const jstr *line = lines->v[i].u.s;
+            if (i) {
+                pissa__sb_put(&b, "\n", 1);
+                if (blank || line->n) pissa__sb_put(&b, pp, pn);
+            }
+            pissa__sb_put(&b, line->p, line->n);
+        }
+        free(pad.p);
+        if (st != PISSA_OK) {
+            free(b.p);
+            return st;
+        }
+        return sb_result(c, at, &b, out);
+    }
+    if (!strcmp(w, "format")) {
+        PISSA_TRY(need_str(c, at, x, "format"));
+        jlist *l = jl_new(c->a, (size_t)a->n);
+        if (!l) return jx_oom(c, at);
+        l->tuple = 1;
+        for (int i = 0; i < a->n; i++) l->v[l->n++] = a->pos[i];
+        if (a->nkw) {
+            jdict *d = jd_new(c->a);
+            if (!d) return jx_oom(c, at);
+            for (int i = 0; i < a->nkw; i++)
+                if (!jd_set(c->a, d, jv_str(a->kwnames[i]), a->kw[i])) return jx_oom(c, at);
+            return jx_error(c, at, "format with keyword arguments is not supported");
+        }
+        return jb_percent_format(c, at, x.u.s, mklist(l), out);
+    }
+    if (!strcmp(w, "wordcount")) {
+        jv words;
+        const jstr *s = jx_text(c, x);
+        if (!s) return jx_oom(c, at);
+        PISSA_TRY(do_split(c, at, jv_str(s), none, jv_int(-1), 0, &words));
+        *out = jv_int((int64_t)words.u.l->n);
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "attr")) {
+        jv n = arg(a, 0, "name", undef);
+        if (n.t != JV_STR) return jx_error(c, at, "attr needs a name");
+        return jx_getattr(c, at, x, n.u.s, out);
+    }
+    if (!strcmp(w, "select")) return select_items(c, at, x, a, 0, 1, out);
+    if (!strcmp(w, "reject")) return select_items(c, at, x, a, 0, 0, out);
+    if (!strcmp(w, "selectattr")) return select_items(c, at, x, a, 1, 1, out);
+    if (!strcmp(w, "rejectattr")) return select_items(c, at, x, a, 1, 0, out);
+    if (!strcmp(w, "map")) {
+        PISSA_TRY(jx_iterate(c, at, x, &items));
+        PISSA_TRY(jx_step(c, at, items->n));
+        jlist *l = jl_new(c->a, items->n);
+        if (!l) return jx_oom(c, at);
+        jv attribute = arg(a, -1, "attribute", undef), def = arg(a, -1, "default", undef);
+        jv filt = arg(a, 0, NULL, undef);
+        jargs rest = {.pos = a->pos + (a->n ? 1 : 0), .n = a->n ? a->n - 1 : 0};
+        for (size_t i = 0; i < items->n; i++) {
+            jv v = items->v[i];
+            if (attribute.t == JV_STR) {
+                PISSA_TRY(jx_getattr(c, at, v, attribute.u.s, &v));
+                if (v.t == JV_UNDEF && def.t != JV_UNDEF) v = def;
+            } else if (filt.t == JV_STR) {
+                PISSA_TRY(jb_filter(c, at, filt.u.s, v, &rest, &v));
+            } else {
+                return jx_error(c, at, "map needs a filter name or attribute=");
+            }
+            l->v[l->n++] = v;
+        }
+        *out = mklist(l);
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "sort") || !strcmp(w, "unique") || !strcmp(w, "min") || !strcmp(w, "max") || !strcmp(w, "dictsort")) {
+        int dictsort = w[0] == 'd', sort = w[0] == 's' && w[1] == 'o';
+        int reverse = jv_truthy(arg(a, sort ? 0 : dictsort ? 2 : -1, "reverse", jv_bool(0)));
+        int cs = jv_truthy(arg(a, sort ? 1 : dictsort ? 0 : 0, "case_sensitive", jv_bool(0)));
+        jv attribute = arg(a, sort ? 2 : -1, "attribute", undef);
+        if (dictsort) {
+            if (x.t != JV_DICT) return jx_error(c, at, "you can only sort by either 'key' or 'value' of a mapping");
+            jv by = arg(a, 1, "by", mkstr(c, "key", 3));
+            jargs none_args = {0};
+            jv pairs;
+            PISSA_TRY(jb_method(c, at, x, "items", &none_args, &pairs));
+            jlist *l;
+            PISSA_TRY(sorted(c, at, pairs.u.l, undef, cs, reverse,
+                             by.t == JV_STR && !strcmp(by.u.s->p, "value") ? 1 : 0, &l));
+            *out = mklist(l);
+            return PISSA_OK;
+        }
+        PISSA_TRY(jx_iterate(c, at, x, &items));
+        if (w[0] == 'u') { /* first occurrence of each, in order */
+            jlist *l = jl_new(c->a, items->n), *keys = jl_new(c->a, items->n);
+            if (!l || !keys) return jx_oom(c, at);
+            for (size_t i = 0; i < items->n; i++) {
+                jv k = items->v[i];
+                if (attribute.t == JV_STR) PISSA_TRY(jx_getattr(c, at, k, attribute.u.s, &k));
+                k = sort_key(c, k, cs);
+                int seen = 0;
+                for (size_t j = 0; j < keys->n && !seen; j++) seen = jv_equal(keys->v[j], k, &c->steps);
+                PISSA_TRY(jx_step(c, at, 0));
+                if (!seen) {
+                    keys->v[keys->n++] = k;
+                    l->v[l->n++] = items->v[i];
+                }
+            }
+            *out = mklist(l);
+            return PISSA_OK;
+        }
+        jlist *l;
+        PISSA_TRY(sorted(c, at, items, attribute, cs, reverse, -1, &l));
+        if (sort) *out = mklist(l);
+        else if (l->n == 0) *out = jv_undef(NULL);
+        else *out = l->v[w[1] == 'i' ? 0 : l->n - 1];
+        return PISSA_OK;
+    }
+    if (!strcmp(w, "sum")) {
+        PISSA_TRY(jx_iterate(c, at, x, &items));
+        jv total = arg(a, 1, "start", jv_int(0)), attribute = arg(a, 0, "attribute", undef);
+        for (size_t i = 0; i < items->n; i++) {
+            jv v = items->v[i];
+            if (attribute.t == JV_STR) PISSA_TRY(jx_getattr(c, at, v, attribute.u.s, &v));
+            PISSA_TRY(jb_binop(c, at, OP_ADD, total, v, &total));
+        }
+        *out = total;
+        return PISSA_OK;
+    }
+    return jx_error(c, at, "no filter named '%s'", w);
+}
