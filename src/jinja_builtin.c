@@ -779,6 +779,26 @@ pissa_status jb_builtin(jctx *c, const jnode *at, int id, const jargs *a, jv *ou
 
 /* ---- tests ---- */
 
+static const char *const FILTERS[] = {
+    "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first", "float", "format",
+    "indent", "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject",
+    "rejectattr", "replace", "reverse", "round", "safe", "select", "selectattr", "sort", "string", "sum", "title",
+    "tojson", "trim", "unique", "upper", "wordcount", NULL};
+static const char *const TESTS[] = {
+    "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "==", "!=", "escaped", "even", "false",
+    "filter", "float", "ge", "gt", "greaterthan", "in", "integer", "iterable", "le", "lessthan", "lower", "lt",
+    "mapping", "ne", "none", "number", "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper",
+    NULL};
+
+static int in_list(const char *const *list, const char *name) {
+    for (; *list; list++)
+        if (!strcmp(*list, name)) return 1;
+    return 0;
+}
+
+int jb_is_filter(const char *name) { return in_list(FILTERS, name); }
+int jb_is_test(const char *name) { return in_list(TESTS, name); }
+
 pissa_status jb_test(jctx *c, const jnode *at, const jstr *name, jv x, const jargs *a, int *out) {
     const char *w = name->p;
     jv y = arg(a, 0, NULL, jv_undef(NULL));
@@ -823,18 +843,7 @@ pissa_status jb_test(jctx *c, const jnode *at, const jstr *name, jv x, const jar
         *out = w[0] == 'l' ? (w[1] == 'e' && w[2] == '\0' ? cmp <= 0 : cmp < 0)
                            : (w[1] == 'e' && w[2] == '\0' ? cmp >= 0 : cmp > 0);
     } else if (!strcmp(w, "filter") || !strcmp(w, "test")) {
-        static const char *filters[] = {"abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e",
-                                        "escape", "first", "float", "format", "indent", "int", "items", "join",
-                                        "last", "length", "list", "lower", "map", "max", "min", "reject",
-                                        "rejectattr", "replace", "reverse", "round", "safe", "select",
-                                        "selectattr", "sort", "string", "sum", "title", "tojson", "trim",
-                                        "unique", "upper", "wordcount", NULL};
-        static const char *tests[] = {"boolean", "callable", "defined", "divisibleby", "eq", "equalto", "even",
-                                      "false", "filter", "float", "ge", "gt", "in", "integer", "iterable", "le",
-                                      "lower", "lt", "mapping", "ne", "none", "number", "odd", "sameas",
-                                      "sequence", "string", "test", "true", "undefined", "upper", NULL};
-        *out = 0;
-        for (const char **p = w[0] == 'f' ? filters : tests; x.t == JV_STR && *p; p++) *out |= !strcmp(*p, x.u.s->p);
+        *out = x.t == JV_STR && (w[0] == 'f' ? jb_is_filter(x.u.s->p) : jb_is_test(x.u.s->p));
     } else if (!strcmp(w, "escaped")) *out = 0;
     else return jx_error(c, at, "no test named '%s'", w);
     return PISSA_OK;
@@ -1175,9 +1184,13 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         *out = jv_int((int64_t)words.u.l->n);
         return PISSA_OK;
     }
-    if (!strcmp(w, "attr")) {
+    if (!strcmp(w, "attr")) { /* Python's getattr only: a dict's keys are not attributes */
         jv n = arg(a, 0, "name", undef);
         if (n.t != JV_STR) return jx_error(c, at, "attr needs a name");
+        if (x.t == JV_DICT && !jb_has_method(x, n.u.s->p)) {
+            *out = undef;
+            return PISSA_OK;
+        }
         return jx_getattr(c, at, x, n.u.s, out);
     }
     if (!strcmp(w, "select")) return select_items(c, at, x, a, 0, 1, out);

@@ -357,6 +357,7 @@ static pissa_status call_macro(jctx *c, const jnode *at, const jmacro *m, const 
     jlist *varargs = jl_new(c->a, 1);
     jdict *kwargs = jd_new(c->a);
     if (!s || !varargs || !kwargs) return jx_oom(c, at);
+    varargs->tuple = 1;
     jscope *saved = c->scope;
     c->scope = s;
     pissa_status st = PISSA_OK;
@@ -701,6 +702,7 @@ static pissa_status render(const pissa__jinja_template *t, jarena *arena, jv con
     if (!lim.max_output) lim.max_output = PISSA__JINJA_MAX_OUTPUT;
     if (!lim.max_steps) lim.max_steps = PISSA__JINJA_MAX_STEPS;
     if (!lim.max_depth) lim.max_depth = PISSA__JINJA_MAX_DEPTH;
+    if (!lim.max_memory) lim.max_memory = PISSA__JINJA_MAX_MEMORY;
     pissa__strbuf buf = {0};
     jctx c = {.a = arena, .out = &buf, .lim = &lim, .hole = jv_undef(NULL)};
     if (!(c.scope = scope_new(&c, NULL))) return jx_oom(&c, NULL);

@@ -248,6 +248,8 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
 pissa_status jb_test(jctx *c, const jnode *at, const jstr *name, jv x, const jargs *args, int *out);
 pissa_status jb_method(jctx *c, const jnode *at, jv self, const char *name, const jargs *args, jv *out);
 int jb_has_method(jv self, const char *name);
+int jb_is_filter(const char *name); /* the names jb_filter and jb_test know, which the parser checks */
+int jb_is_test(const char *name);
 pissa_status jb_builtin(jctx *c, const jnode *at, int id, const jargs *args, jv *out);
 pissa_status jb_binop(jctx *c, const jnode *at, int op, jv x, jv y, jv *out);
 pissa_status jb_contains(jctx *c, const jnode *at, jv hay, jv needle, int *out);

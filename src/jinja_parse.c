@@ -218,6 +218,8 @@ static pissa_status parse_postfix(parser *P, jnode *x, jnode **out) {
 /* A filter whose name is current: name or name(args), applied to X. */
 static pissa_status parse_one_filter(parser *P, jnode *x, jnode **out) {
     if (cur(P)->t != TK_NAME) return unexpected(P, "a filter name");
+    if (!jb_is_filter(cur(P)->s->p)) /* jinja2 checks filter names when it compiles */
+        return pissa__jinja_syntax_error(cur(P)->line, cur(P)->col, "no filter named '%s'", cur(P)->s->p);
     jnode *y = node(P, E_FILTER, cur(P));
     if (!y) return NOMEM();
     y->name = cur(P)->s;
@@ -243,6 +245,8 @@ static pissa_status parse_filters(parser *P, jnode *x, jnode **out) {
                 P->pos++;
             }
             if (cur(P)->t != TK_NAME) return unexpected(P, "a test name after 'is'");
+            if (!jb_is_test(cur(P)->s->p))
+                return pissa__jinja_syntax_error(cur(P)->line, cur(P)->col, "no test named '%s'", cur(P)->s->p);
             jnode *y = node(P, E_TEST, cur(P));
             if (!y) return NOMEM();
             y->name = cur(P)->s;
@@ -829,7 +833,6 @@ static pissa_status parse_statement(parser *P, jnode **out) {
         hole->val = jv_str(NULL);
         PISSA_TRY(parse_one_filter(P, hole, &x->a));
         PISSA_TRY(parse_filters(P, x->a, &x->a));
-        PISSA_TRY(parse_filters(P, hole, &x->a));
         PISSA_TRY(expect_block_end(P));
         static const char *const end[] = {"endfilter", NULL};
         PISSA_TRY(parse_body(P, end, &x->body));
@@ -889,11 +892,17 @@ static pissa_status parse_body(parser *P, const char *const *ends, jnode **out) 
             }
             P->pos++;
         } else if (t->t == TK_BLOCK_BEGIN) {
-            if (peek(P, 1)->t == TK_NAME && ends == NULL) {
+            if (peek(P, 1)->t == TK_NAME) { /* an end tag that closes nothing open here */
                 const char *w = peek(P, 1)->s->p;
                 if (!strncmp(w, "end", 3) || !strcmp(w, "else") || !strcmp(w, "elif")) {
-                    st = pissa__jinja_syntax_error(peek(P, 1)->line, peek(P, 1)->col, "'%s' without a block to "
-                                                   "close", w);
+                    const char *const *last = ends;
+                    while (last && last[1]) last++;
+                    if (ends)
+                        st = pissa__jinja_syntax_error(peek(P, 1)->line, peek(P, 1)->col, "found '%s' where {%% %s %%} "
+                                                       "was expected", w, *last);
+                    else
+                        st = pissa__jinja_syntax_error(peek(P, 1)->line, peek(P, 1)->col, "'%s' without a block to "
+                                                       "close", w);
                     break;
                 }
             }

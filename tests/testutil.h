@@ -44,4 +44,9 @@ char *tu_slurp(const char *path, size_t *len);
  * JSON null, not a removal). */
 void tu_json_set_field(const char *path, const char *field, const char *value);
 
+/* For a test that needs a file or tool that may be absent (../shared/data, node, torch): prints
+ * "SKIPPED: <what> is missing" and skips the test, or fails it when the environment sets PISSA_REQUIRE_ALL=1
+ * (CI does, so that nothing is skipped there unnoticed). */
+void tu_skip_missing(const char *what);
+
 #endif
