@@ -994,12 +994,21 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         return do_replace(c, at, jv_str(s), arg(a, 0, "old", none), arg(a, 1, "new", none), arg(a, 2, "count", none), out);
     }
     if (!strcmp(w, "join")) return do_join(c, at, x, arg(a, 0, "d", mkstr(c, "", 0)), arg(a, 1, "attribute", none), out);
-    if (!strcmp(w, "tojson")) {
-        jv ind = arg(a, 0, "indent", none);
+    if (!strcmp(w, "tojson")) { /* transformers' tojson: json.dumps(x, ensure_ascii=False, ...) */
+        jv ind = arg(a, 1, "indent", none), seps = arg(a, 2, "separators", none);
         if (ind.t != JV_NONE && ind.t != JV_INT) return jx_error(c, at, "tojson: indent must be an integer");
+        jjson_opts o = {ind.t == JV_INT ? (int)(ind.u.i < 0 ? 0 : ind.u.i > 64 ? 64 : ind.u.i) : -1,
+                        jv_truthy(arg(a, 0, "ensure_ascii", jv_bool(0))), jv_truthy(arg(a, 3, "sort_keys", jv_bool(0))),
+                        ind.t == JV_INT ? "," : ", ", ": "};
+        if (seps.t != JV_NONE) {
+            if (seps.t != JV_LIST || seps.u.l->n != 2 || seps.u.l->v[0].t != JV_STR || seps.u.l->v[1].t != JV_STR)
+                return jx_error(c, at, "tojson: separators must be a pair of strings");
+            o.item_sep = seps.u.l->v[0].u.s->p;
+            o.key_sep = seps.u.l->v[1].u.s->p;
+        }
         pissa__strbuf b = {0};
         pissa__sb_put(&b, "", 0);
-        const char *bad = jv_tojson(&b, x, ind.t == JV_INT ? (int)(ind.u.i < 0 ? 0 : ind.u.i > 64 ? 64 : ind.u.i) : -1, 0);
+        const char *bad = jv_tojson(&b, x, &o, 0);
         if (bad) {
             free(b.p);
             return jx_error(c, at, "Object of type %s is not JSON serializable", bad);

@@ -322,14 +322,37 @@ static pissa_status ev(jctx *c, const jnode *x, jv *out);
 static pissa_status exec_body(jctx *c, const jnode *body);
 
 static pissa_status eval_args(jctx *c, const jnode *x, jargs *a) {
-    a->n = x->n;
-    a->nkw = x->nkw;
-    a->kwnames = x->kwnames;
-    a->pos = ja_alloc(c->a, (size_t)(x->n + 1) * sizeof *a->pos);
-    a->kw = ja_alloc(c->a, (size_t)(x->nkw + 1) * sizeof *a->kw);
-    if (!a->pos || !a->kw) return jx_oom(c, x);
+    jv star = jv_undef(NULL), star2 = jv_undef(NULL);
+    jlist *extra = NULL;
+    if (x->b) { /* f(*xs) */
+        PISSA_TRY(ev(c, x->b, &star));
+        PISSA_TRY(jx_iterate(c, x, star, &extra));
+    }
+    if (x->c) { /* f(**d) */
+        PISSA_TRY(ev(c, x->c, &star2));
+        if (star2.t != JV_DICT) return jx_error(c, x, "argument after ** must be a mapping, not %s", jv_type_name(star2));
+    }
+    size_t n = (size_t)x->n + (extra ? extra->n : 0), nkw = (size_t)x->nkw + (x->c ? star2.u.d->n : 0);
+    if (n > INT32_MAX || nkw > INT32_MAX) return jx_error(c, x, "too many arguments");
+    a->n = (int)n;
+    a->nkw = (int)nkw;
+    a->pos = ja_alloc(c->a, (n + 1) * sizeof *a->pos);
+    a->kw = ja_alloc(c->a, (nkw + 1) * sizeof *a->kw);
+    const jstr **names = ja_alloc(c->a, (nkw + 1) * sizeof *names);
+    if (!a->pos || !a->kw || !names) return jx_oom(c, x);
+    a->kwnames = names;
     for (int i = 0; i < x->n; i++) PISSA_TRY(ev(c, x->items[i], &a->pos[i]));
-    for (int i = 0; i < x->nkw; i++) PISSA_TRY(ev(c, x->kwvals[i], &a->kw[i]));
+    for (size_t i = 0; extra && i < extra->n; i++) a->pos[(size_t)x->n + i] = extra->v[i];
+    for (int i = 0; i < x->nkw; i++) {
+        names[i] = x->kwnames[i];
+        PISSA_TRY(ev(c, x->kwvals[i], &a->kw[i]));
+    }
+    for (size_t i = 0; x->c && i < star2.u.d->n; i++) {
+        jv k = star2.u.d->k[i];
+        if (k.t != JV_STR) return jx_error(c, x, "keywords must be strings");
+        names[(size_t)x->nkw + i] = k.u.s;
+        a->kw[(size_t)x->nkw + i] = star2.u.d->v[i];
+    }
     return PISSA_OK;
 }
 

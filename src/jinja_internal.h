@@ -135,7 +135,7 @@ typedef struct jnode {
     int op;                /* E_BINOP: OP_*; E_TEST: 1 if negated; N_FOR: 1 if it has an if-filter */
     jv val;                /* E_CONST */
     const jstr *name;      /* E_NAME, E_ATTR, E_FILTER, E_TEST, N_MACRO, N_SETBLOCK, N_FILTERBLOCK */
-    struct jnode *a, *b, *c;
+    struct jnode *a, *b, *c; /* call/filter/test: b = the *args expression, c = the **kwargs one (or NULL) */
     struct jnode **items;  /* N_BODY statements; E_LIST/E_TUPLE/E_CONCAT items; E_DICT keys and values
                               interleaved; call/filter/test positional args; E_COMPARE operands after a */
     int n;
@@ -179,8 +179,13 @@ int jv_equal(jv a, jv b, uint64_t *steps); /* Python ==; STEPS (may be NULL) += 
 int jv_compare(jv a, jv b, int *res);      /* Python ordering: 0 when the types do not order */
 void py_float_repr(double v, char out[40]);
 void jv_to_text(pissa__strbuf *b, jv x);   /* str(x); undefined is "" */
-/* json.dumps(x, ensure_ascii=False, indent=INDENT or None when < 0); NULL, or what could not be serialised */
-const char *jv_tojson(pissa__strbuf *b, jv x, int indent, int depth);
+/* json.dumps(x, ensure_ascii, indent (None when < 0), separators=(item_sep, key_sep), sort_keys): NULL, or what
+ * could not be serialised */
+typedef struct jjson_opts {
+    int indent, ensure_ascii, sort_keys;
+    const char *item_sep, *key_sep; /* Python's defaults: ", " (or "," with an indent) and ": " */
+} jjson_opts;
+const char *jv_tojson(pissa__strbuf *b, jv x, const jjson_opts *o, int depth);
 int jv_from_json(jarena *a, const char *text, jv *out, char err[160]);
 int jv_from_cjson(jarena *a, const struct cJSON *c, jv *out, int depth);
 

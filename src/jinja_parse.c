@@ -118,12 +118,18 @@ static pissa_status parse_args(parser *P, jnode *x) {
     while (!is_op(cur(P), OP_RPAREN)) {
         if ((pos.n || kw.n) && (st = expect_op(P, OP_COMMA, "',' or ')'")) != PISSA_OK) goto done;
         if (is_op(cur(P), OP_RPAREN)) break; /* trailing comma */
-        if (is_op(cur(P), OP_MUL) || is_op(cur(P), OP_POW)) {
-            st = pissa__fail(PISSA_ERR_UNSUPPORTED, "chat template line %d: *args and **kwargs in calls are not "
-                             "supported", cur(P)->line);
-            goto done;
-        }
         jnode *arg;
+        if (is_op(cur(P), OP_MUL) || is_op(cur(P), OP_POW)) { /* f(*list) and f(**dict), once each */
+            int star2 = is_op(cur(P), OP_POW);
+            jnode **slot = star2 ? &x->c : &x->b;
+            if (*slot) {
+                st = pissa__jinja_syntax_error(cur(P)->line, cur(P)->col, "%s given twice in a call", star2 ? "**" : "*");
+                goto done;
+            }
+            P->pos++;
+            if ((st = parse_expr(P, slot)) != PISSA_OK) goto done;
+            continue;
+        }
         if (cur(P)->t == TK_NAME && is_op(peek(P, 1), OP_ASSIGN)) {
             const jstr *name = cur(P)->s;
             P->pos += 2;

@@ -365,11 +365,12 @@ static void repr_rec(pissa__strbuf *b, jv x, int depth) {
 
 /* ---- tojson: json.dumps(x, ensure_ascii=False, indent=INDENT, separators=None, sort_keys=False) ---- */
 
-static void json_str(pissa__strbuf *b, const jstr *s) {
+/* A JSON string; with ENSURE_ASCII, code points above 0x7F as \uXXXX (surrogate pairs above U+FFFF). */
+static void json_str(pissa__strbuf *b, const jstr *s, int ensure_ascii) {
     pissa__sb_put(b, "\"", 1);
     for (size_t i = 0; i < s->n; i++) {
         unsigned char c = (unsigned char)s->p[i];
-        char tmp[8];
+        char tmp[16];
         if (c == '"') pissa__sb_puts(b, "\\\"");
         else if (c == '\\') pissa__sb_puts(b, "\\\\");
         else if (c == '\n') pissa__sb_puts(b, "\\n");
@@ -379,6 +380,16 @@ static void json_str(pissa__strbuf *b, const jstr *s) {
         else if (c == '\f') pissa__sb_puts(b, "\\f");
         else if (c < 0x20) {
             snprintf(tmp, sizeof tmp, "\\u%04x", c);
+            pissa__sb_puts(b, tmp);
+        } else if (c >= 0x80 && ensure_ascii) {
+            int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+            unsigned cp = c & (len == 4 ? 0x07u : len == 3 ? 0x0Fu : 0x1Fu);
+            for (int k = 1; k < len && i + 1 < s->n && ((unsigned char)s->p[i + 1] & 0xC0) == 0x80; k++)
+                cp = cp << 6 | ((unsigned char)s->p[++i] & 0x3Fu);
+            if (cp >= 0x10000)
+                snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + (cp & 0x3FF));
+            else
+                snprintf(tmp, sizeof tmp, "\\u%04x", cp);
             pissa__sb_puts(b, tmp);
         } else pissa__sb_put(b, (const char *)&c, 1);
     }
@@ -391,7 +402,8 @@ static void newline_indent(pissa__strbuf *b, int indent, int depth) {
 }
 
 /* Returns NULL, or the type name Python's json refuses ("Undefined", "Namespace", ...). */
-const char *jv_tojson(pissa__strbuf *b, jv x, int indent, int depth) {
+const char *jv_tojson(pissa__strbuf *b, jv x, const jjson_opts *o, int depth) {
+    int indent = o->indent;
     char tmp[40];
     if (depth > PISSA__JINJA_MAX_NESTING) return "a structure nested this deep";
     switch (x.t) {
@@ -406,7 +418,7 @@ const char *jv_tojson(pissa__strbuf *b, jv x, int indent, int depth) {
             pissa__sb_puts(b, tmp);
         }
         return NULL;
-    case JV_STR: json_str(b, x.u.s); return NULL;
+    case JV_STR: json_str(b, x.u.s, o->ensure_ascii); return NULL;
     case JV_LIST:
         if (x.u.l->n == 0) {
             pissa__sb_puts(b, "[]");
@@ -414,43 +426,65 @@ const char *jv_tojson(pissa__strbuf *b, jv x, int indent, int depth) {
         }
         pissa__sb_puts(b, "[");
         for (size_t i = 0; i < x.u.l->n; i++) {
-            if (i) pissa__sb_puts(b, indent >= 0 ? "," : ", ");
+            if (i) pissa__sb_puts(b, o->item_sep);
             if (indent >= 0) newline_indent(b, indent, depth + 1);
-            const char *bad = jv_tojson(b, x.u.l->v[i], indent, depth + 1);
+            const char *bad = jv_tojson(b, x.u.l->v[i], o, depth + 1);
             if (bad) return bad;
         }
         if (indent >= 0) newline_indent(b, indent, depth);
         pissa__sb_puts(b, "]");
         return NULL;
-    case JV_DICT:
-        if (x.u.d->n == 0) {
+    case JV_DICT: {
+        const jdict *d = x.u.d;
+        if (d->n == 0) {
             pissa__sb_puts(b, "{}");
             return NULL;
         }
-        pissa__sb_puts(b, "{");
-        for (size_t i = 0; i < x.u.d->n; i++) {
-            if (i) pissa__sb_puts(b, indent >= 0 ? "," : ", ");
-            if (indent >= 0) newline_indent(b, indent, depth + 1);
-            jv k = x.u.d->k[i];
-            /* json.dumps turns int, float, bool and None keys into strings; others are a TypeError */
-            if (k.t == JV_STR) json_str(b, k.u.s);
-            else if (k.t == JV_INT || k.t == JV_FLOAT || k.t == JV_BOOL || k.t == JV_NONE) {
-                pissa__strbuf kb = {0};
-                if (k.t == JV_BOOL) pissa__sb_puts(&kb, k.u.i ? "true" : "false");
-                else if (k.t == JV_NONE) pissa__sb_puts(&kb, "null");
-                else jv_tojson(&kb, k, -1, 0);
-                pissa__sb_puts(b, "\"");
-                if (kb.p) pissa__sb_puts(b, kb.p);
-                pissa__sb_puts(b, "\"");
-                free(kb.p);
-            } else return "a dict key of that type";
-            pissa__sb_puts(b, ": ");
-            const char *bad = jv_tojson(b, x.u.d->v[i], indent, depth + 1);
-            if (bad) return bad;
+        size_t *order = malloc(d->n * sizeof *order);
+        if (!order) {
+            b->oom = 1;
+            return NULL;
         }
+        for (size_t i = 0; i < d->n; i++) order[i] = i;
+        if (o->sort_keys) /* insertion sort: dicts in templates are small; keys compare as Python orders them */
+            for (size_t i = 1; i < d->n; i++)
+                for (size_t k = i; k > 0; k--) {
+                    int r;
+                    if (!jv_compare(d->k[order[k - 1]], d->k[order[k]], &r)) {
+                        free(order);
+                        return "a dict whose keys do not sort";
+                    }
+                    if (r <= 0) break;
+                    size_t t = order[k];
+                    order[k] = order[k - 1];
+                    order[k - 1] = t;
+                }
+        const char *bad = NULL;
+        pissa__sb_puts(b, "{");
+        for (size_t j = 0; j < d->n && !bad; j++) {
+            size_t i = order[j];
+            if (j) pissa__sb_puts(b, o->item_sep);
+            if (indent >= 0) newline_indent(b, indent, depth + 1);
+            jv k = d->k[i];
+            /* json.dumps turns int, float, bool and None keys into strings; others are a TypeError */
+            if (k.t == JV_STR) json_str(b, k.u.s, o->ensure_ascii);
+            else if (k.t == JV_INT || k.t == JV_FLOAT || k.t == JV_BOOL || k.t == JV_NONE) {
+                pissa__sb_puts(b, "\"");
+                jv_tojson(b, k, o, 0);
+                pissa__sb_puts(b, "\"");
+            } else {
+                bad = "a dict key of that type";
+                break;
+            }
+            pissa__sb_puts(b, o->key_sep);
+            bad = jv_tojson(b, d->v[i], o, depth + 1);
+        }
+        free(order);
+        if (bad) return bad;
         if (indent >= 0) newline_indent(b, indent, depth);
         pissa__sb_puts(b, "}");
         return NULL;
+    }
     default: return jv_type_name(x);
     }
 }

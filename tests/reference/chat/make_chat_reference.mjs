@@ -28,7 +28,8 @@ function templateText(t) {
 
 const cases = [];
 for (const t of templates) {
-  const template = new Template(templateText(t));
+  const text = templateText(t);
+  const template = new Template(text);
   for (const conv of conversations) {
     for (const addGenerationPrompt of [false, true]) {
       const context = {
@@ -44,6 +45,9 @@ for (const t of templates) {
         c.output = template.render(structuredClone(context));
       } catch (e) {
         c.error = String(e.message ?? e);
+        // raised: the template's own raise_exception(...) (its text is in the template); otherwise a runtime
+        // error such as a null iterated. @huggingface/jinja will not let the context replace raise_exception.
+        c.raised = text.includes(c.error);
       }
       cases.push(c);
     }
