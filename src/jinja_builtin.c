@@ -1,5 +1,5 @@
-/* Jinja builtins: the filters, tests, globals, str/dict/list methods and operators that chat templates use, each
- * following its jinja2 or Python definition. Strings are UTF-8; case mappings are ASCII-only (docs/chat.md). */
+/* Jinja builtins: operators, globals (range, namespace, dict, raise_exception, strftime_now), tests and filters,
+ * each following its jinja2 or Python definition. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,568 +9,6 @@
 #include "jinja_internal.h"
 
 #define NOMEM() pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory")
-
-/* Argument POS, or the keyword NAME, or DEF. */
-static jv arg(const jargs *a, int pos, const char *name, jv def) {
-    if (pos >= 0 && pos < a->n) return a->pos[pos];
-    for (int i = 0; i < a->nkw; i++)
-        if (name && !strcmp(a->kwnames[i]->p, name)) return a->kw[i];
-    return def;
-}
-
-static jv mkstr(jctx *c, const char *p, size_t n) {
-    const jstr *s = js_new(c->a, p, n);
-    return s ? jv_str(s) : jv_undef(NULL);
-}
-
-/* Finishes a result built in a strbuf: the string, or an error. */
-static pissa_status sb_result(jctx *c, const jnode *at, pissa__strbuf *b, jv *out) {
-    pissa_status st = PISSA_OK;
-    if (b->oom) st = NOMEM();
-    else {
-        const jstr *s = js_new(c->a, b->p ? b->p : "", b->n);
-        if (!s) st = jx_oom(c, at);
-        else *out = jv_str(s);
-    }
-    free(b->p);
-    return st;
-}
-
-static jv mklist(jlist *l) { return (jv){.t = JV_LIST, .u.l = l}; }
-
-static pissa_status need_str(jctx *c, const jnode *at, jv x, const char *what) {
-    if (x.t == JV_STR) return PISSA_OK;
-    if (x.t == JV_UNDEF) return jx_undefined_error(c, at, x);
-    return jx_error(c, at, "%s expects a string, not '%s'", what, jv_type_name(x));
-}
-
-static int ascii_lower(int ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
-static int ascii_upper(int ch) { return ch >= 'a' && ch <= 'z' ? ch - 32 : ch; }
-static int is_alpha(int ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
-
-/* First occurrence of NEEDLE in HAY, or NULL; the bytes compared are charged to the step count (a naive search
- * can take |hay|·|needle| comparisons, which a hostile template could otherwise use to hang the render). */
-static const char *find_bytes(jctx *c, const char *hay, size_t n, const char *needle, size_t m) {
-    if (m == 0) return hay;
-    uint64_t work = 0;
-    const char *hit = NULL;
-    for (size_t i = 0; i + m <= n;) {
-        const char *p = memchr(hay + i, needle[0], n - m + 1 - i);
-        if (!p) break;
-        size_t k = 1;
-        while (k < m && p[k] == needle[k]) k++;
-        work += k;
-        if (k == m) {
-            hit = p;
-            break;
-        }
-        i = (size_t)(p - hay) + 1;
-    }
-    c->steps += work / 64 + n / 64;
-    return hit;
-}
-
-static size_t cp_count(const jstr *s) {
-    size_t n = 0;
-    for (size_t i = 0; i < s->n; i++) n += ((unsigned char)s->p[i] & 0xC0) != 0x80;
-    return n;
-}
-
-/* ---- str methods ---- */
-
-/* strip/lstrip/rstrip: with CHARS NULL, Python whitespace; else any code point of CHARS. */
-static int in_chars(const jstr *chars, const char *p, size_t n, size_t *len) {
-    if (!chars) return pissa__jinja_space_at((const unsigned char *)p, n, len);
-    *len = 1;
-    while (*len < n && ((unsigned char)p[*len] & 0xC0) == 0x80) (*len)++;
-    for (size_t i = 0; i + *len <= chars->n; i++)
-        if (!memcmp(chars->p + i, p, *len) && (i == 0 || ((unsigned char)chars->p[i] & 0xC0) != 0x80)) return 1;
-    return 0;
-}
-
-static void strip_range(const jstr *s, const jstr *chars, int left, int right, size_t *b, size_t *e) {
-    size_t i = 0, n = s->n, len;
-    if (left)
-        while (i < n && in_chars(chars, s->p + i, n - i, &len)) i += len;
-    if (right)
-        while (n > i) {
-            size_t k = n - 1;
-            while (k > i && ((unsigned char)s->p[k] & 0xC0) == 0x80) k--;
-            if (!in_chars(chars, s->p + k, n - k, &len) || k + len != n) break;
-            n = k;
-        }
-    *b = i;
-    *e = n;
-}
-
-static pissa_status do_strip(jctx *c, const jnode *at, jv x, jv chars, int left, int right, jv *out) {
-    PISSA_TRY(need_str(c, at, x, "strip"));
-    if (chars.t != JV_STR && chars.t != JV_NONE && chars.t != JV_UNDEF)
-        return jx_error(c, at, "strip arg must be None or str");
-    size_t b, e;
-    strip_range(x.u.s, chars.t == JV_STR ? chars.u.s : NULL, left, right, &b, &e);
-    *out = mkstr(c, x.u.s->p + b, e - b);
-    return out->t == JV_STR ? PISSA_OK : jx_oom(c, at);
-}
-
-/* Python's str.split / rsplit: by SEP, or (SEP none) by runs of whitespace; at most MAXSPLIT splits. */
-static pissa_status do_split(jctx *c, const jnode *at, jv x, jv sep, jv maxsplit, int from_right, jv *out) {
-    PISSA_TRY(need_str(c, at, x, "split"));
-    int64_t max = maxsplit.t == JV_INT ? maxsplit.u.i : -1;
-    jlist *l = jl_new(c->a, 4);
-    if (!l) return jx_oom(c, at);
-    const jstr *s = x.u.s;
-    if (sep.t == JV_STR) {
-        const jstr *d = sep.u.s;
-        if (d->n == 0) return jx_error(c, at, "empty separator");
-        int64_t done = 0;
-        if (!from_right) {
-            size_t start = 0;
-            for (size_t i = 0; i + d->n <= s->n && (max < 0 || done < max);) {
-                if (memcmp(s->p + i, d->p, d->n)) {
-                    i++;
-                    continue;
-                }
-                jv piece = mkstr(c, s->p + start, i - start);
-                if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
-                i += d->n;
-                start = i;
-                done++;
-            }
-            jv tail = mkstr(c, s->p + start, s->n - start);
-            if (tail.t != JV_STR || !jl_push(c->a, l, tail)) return jx_oom(c, at);
-        } else { /* from the right, then reversed */
-            size_t end = s->n;
-            for (size_t i = s->n; i >= d->n && (max < 0 || done < max);) {
-                if (memcmp(s->p + i - d->n, d->p, d->n)) {
-                    i--;
-                    continue;
-                }
-                jv piece = mkstr(c, s->p + i, end - i);
-                if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
-                i -= d->n;
-                end = i;
-                done++;
-            }
-            jv head = mkstr(c, s->p, end);
-            if (head.t != JV_STR || !jl_push(c->a, l, head)) return jx_oom(c, at);
-            for (size_t i = 0; i < l->n / 2; i++) {
-                jv t = l->v[i];
-                l->v[i] = l->v[l->n - 1 - i];
-                l->v[l->n - 1 - i] = t;
-            }
-        }
-        PISSA_TRY(jx_step(c, at, s->n / 16 + l->n));
-        *out = mklist(l);
-        return PISSA_OK;
-    }
-    if (sep.t != JV_NONE && sep.t != JV_UNDEF) return jx_error(c, at, "must be str or None, not %s", jv_type_name(sep));
-    /* whitespace split (left to right; rsplit with a limit is rare enough to share it) */
-    size_t i = 0, len;
-    int64_t done = 0;
-    while (i < s->n) {
-        while (i < s->n && pissa__jinja_space_at((const unsigned char *)s->p + i, s->n - i, &len)) i += len;
-        if (i >= s->n) break;
-        size_t j = i;
-        if (max >= 0 && done >= max) {
-            size_t e = i + pissa__jinja_rstrip_len(s->p + i, s->n - i);
-            jv piece = mkstr(c, s->p + i, e - i);
-            if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
-            break;
-        }
-        while (j < s->n && !pissa__jinja_space_at((const unsigned char *)s->p + j, s->n - j, &len)) j++;
-        jv piece = mkstr(c, s->p + i, j - i);
-        if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
-        done++;
-        i = j;
-    }
-    PISSA_TRY(jx_step(c, at, s->n / 16 + l->n));
-    *out = mklist(l);
-    return PISSA_OK;
-}
-
-/* Line breaks of str.splitlines(): \n, \r, \r\n, \v, \f, \x1c-\x1e, U+0085, U+2028, U+2029. Length of the break at
- * P, or 0. */
-static size_t line_break(const char *p, size_t n) {
-    unsigned char c = (unsigned char)p[0];
-    if (c == '\r') return n > 1 && p[1] == '\n' ? 2 : 1;
-    if (c == '\n' || c == '\v' || c == '\f' || (c >= 0x1C && c <= 0x1E)) return 1;
-    if (c == 0xC2 && n > 1 && (unsigned char)p[1] == 0x85) return 2;
-    if (c == 0xE2 && n > 2 && (unsigned char)p[1] == 0x80 && ((unsigned char)p[2] == 0xA8 || (unsigned char)p[2] == 0xA9))
-        return 3;
-    return 0;
-}
-
-static pissa_status splitlines(jctx *c, const jnode *at, const jstr *s, jlist **out) {
-    jlist *l = jl_new(c->a, 4);
-    if (!l) return jx_oom(c, at);
-    size_t start = 0, i = 0;
-    while (i < s->n) {
-        size_t br = line_break(s->p + i, s->n - i);
-        if (!br) {
-            i++;
-            continue;
-        }
-        jv line = mkstr(c, s->p + start, i - start);
-        if (line.t != JV_STR || !jl_push(c->a, l, line)) return jx_oom(c, at);
-        i += br;
-        start = i;
-    }
-    if (start < s->n) {
-        jv line = mkstr(c, s->p + start, s->n - start);
-        if (line.t != JV_STR || !jl_push(c->a, l, line)) return jx_oom(c, at);
-    }
-    *out = l;
-    return PISSA_OK;
-}
-
-static pissa_status do_replace(jctx *c, const jnode *at, jv x, jv old, jv new, jv count, jv *out) {
-    PISSA_TRY(need_str(c, at, x, "replace"));
-    const jstr *s = x.u.s, *o = old.t == JV_STR ? old.u.s : jx_text(c, old), *w = new.t == JV_STR ? new.u.s : jx_text(c, new);
-    if (!o || !w) return jx_oom(c, at);
-    int64_t max = count.t == JV_INT ? count.u.i : -1;
-    pissa__strbuf b = {0};
-    pissa__sb_put(&b, "", 0);
-    size_t i = 0;
-    int64_t done = 0;
-    if (o->n == 0) { /* Python inserts NEW between every code point and at both ends */
-        for (; i <= s->n; done++) {
-            if (max >= 0 && done >= max) break;
-            pissa__sb_put(&b, w->p, w->n);
-            if (i == s->n) {
-                i++;
-                break;
-            }
-            size_t j = i + 1;
-            while (j < s->n && ((unsigned char)s->p[j] & 0xC0) == 0x80) j++;
-            pissa__sb_put(&b, s->p + i, j - i);
-            i = j;
-        }
-        if (i <= s->n) pissa__sb_put(&b, s->p + i, s->n - i);
-    } else {
-        while (i < s->n) {
-            const char *hit = (max < 0 || done < max) ? find_bytes(c, s->p + i, s->n - i, o->p, o->n) : NULL;
-            if (!hit) break;
-            pissa__sb_put(&b, s->p + i, (size_t)(hit - (s->p + i)));
-            pissa__sb_put(&b, w->p, w->n);
-            i = (size_t)(hit - s->p) + o->n;
-            done++;
-        }
-        pissa__sb_put(&b, s->p + i, s->n - i);
-    }
-    if (jx_step(c, at, s->n / 16 + (uint64_t)done) != PISSA_OK) {
-        free(b.p);
-        return jx_step(c, at, 0);
-    }
-    return sb_result(c, at, &b, out);
-}
-
-static pissa_status do_case(jctx *c, const jnode *at, jv x, int mode, jv *out) {
-    /* mode: 'u' upper, 'l' lower, 'c' capitalize, 't' str.title(), 'T' jinja2's title filter */
-    const jstr *s = x.t == JV_STR ? x.u.s : jx_text(c, x);
-    if (!s) return jx_oom(c, at);
-    char *p = malloc(s->n + 1);
-    if (!p) return NOMEM();
-    int prev_cased = 0, word_start = 1;
-    for (size_t i = 0; i < s->n; i++) {
-        int ch = (unsigned char)s->p[i];
-        switch (mode) {
-        case 'u': ch = ascii_upper(ch); break;
-        case 'l': ch = ascii_lower(ch); break;
-        case 'c': ch = i == 0 ? ascii_upper(ch) : ascii_lower(ch); break;
-        case 't':
-            ch = prev_cased ? ascii_lower(ch) : ascii_upper(ch);
-            prev_cased = is_alpha(ch) || ch >= 0x80;
-            break;
-        default: /* jinja2: words begin after spaces, '-', '(', '{', '[' or '<' */
-            ch = word_start ? ascii_upper(ch) : ascii_lower(ch);
-            word_start = ch == ' ' || (ch >= 0x09 && ch <= 0x0D) || ch == '-' || ch == '(' || ch == '{' ||
-                         ch == '[' || ch == '<';
-        }
-        p[i] = (char)ch;
-    }
-    *out = mkstr(c, p, s->n);
-    free(p);
-    return out->t == JV_STR ? PISSA_OK : jx_oom(c, at);
-}
-
-static pissa_status do_join(jctx *c, const jnode *at, jv seq, jv sep, jv attribute, jv *out) {
-    jlist *items;
-    PISSA_TRY(jx_iterate(c, at, seq, &items));
-    PISSA_TRY(jx_step(c, at, items->n));
-    const jstr *d = sep.t == JV_UNDEF ? NULL : jx_text(c, sep);
-    pissa__strbuf b = {0};
-    pissa__sb_put(&b, "", 0);
-    for (size_t i = 0; i < items->n; i++) {
-        jv v = items->v[i];
-        if (attribute.t == JV_STR) {
-            pissa_status st = jx_getattr(c, at, v, attribute.u.s, &v);
-            if (st != PISSA_OK) {
-                free(b.p);
-                return st;
-            }
-        }
-        if (i && d) pissa__sb_put(&b, d->p, d->n);
-        jv_to_text(&b, v);
-    }
-    return sb_result(c, at, &b, out);
-}
-
-/* "{} {name} {0}".format(...): replacement fields without format specs. */
-static pissa_status do_format_method(jctx *c, const jnode *at, const jstr *f, const jargs *a, jv *out) {
-    pissa__strbuf b = {0};
-    int auto_idx = 0;
-    for (size_t i = 0; i < f->n; i++) {
-        char ch = f->p[i];
-        if ((ch == '{' || ch == '}') && i + 1 < f->n && f->p[i + 1] == ch) {
-            pissa__sb_put(&b, &ch, 1);
-            i++;
-            continue;
-        }
-        if (ch != '{') {
-            pissa__sb_put(&b, &ch, 1);
-            continue;
-        }
-        size_t j = i + 1;
-        while (j < f->n && f->p[j] != '}') j++;
-        if (j >= f->n || memchr(f->p + i + 1, ':', j - i - 1) || memchr(f->p + i + 1, '!', j - i - 1)) {
-            free(b.p);
-            return jx_error(c, at, "str.format: only {}, {N} and {name} fields are supported");
-        }
-        jv v = jv_undef(NULL);
-        const char *field = f->p + i + 1;
-        size_t fl = j - i - 1;
-        if (fl == 0) v = arg(a, auto_idx++, NULL, v);
-        else if (field[0] >= '0' && field[0] <= '9') v = arg(a, atoi(field), NULL, v);
-        else
-            for (int k = 0; k < a->nkw; k++)
-                if (a->kwnames[k]->n == fl && !memcmp(a->kwnames[k]->p, field, fl)) v = a->kw[k];
-        if (v.t == JV_UNDEF) {
-            free(b.p);
-            return jx_error(c, at, "str.format: no argument for {%.*s}", (int)fl, field);
-        }
-        jv_to_text(&b, v);
-        i = j;
-    }
-    return sb_result(c, at, &b, out);
-}
-
-/* Python's printf-style "fmt % args": %s %r %d %i %f (with a precision) and %%. */
-pissa_status jb_percent_format(jctx *c, const jnode *at, const jstr *f, jv args, jv *out) {
-    pissa__strbuf b = {0};
-    size_t next = 0;
-    jlist one = {.n = 1, .cap = 1, .v = &args};
-    jlist *vals = args.t == JV_LIST && args.u.l->tuple ? args.u.l : &one;
-    for (size_t i = 0; i < f->n; i++) {
-        if (f->p[i] != '%') {
-            pissa__sb_put(&b, f->p + i, 1);
-            continue;
-        }
-        if (++i >= f->n) goto bad;
-        int prec = -1;
-        if (f->p[i] == '.') {
-            prec = 0;
-            while (++i < f->n && f->p[i] >= '0' && f->p[i] <= '9') prec = prec * 10 + (f->p[i] - '0');
-            if (i >= f->n) goto bad;
-        }
-        char conv = f->p[i];
-        if (conv == '%') {
-            pissa__sb_put(&b, "%", 1);
-            continue;
-        }
-        if (next >= vals->n) {
-            free(b.p);
-            return jx_error(c, at, "not enough arguments for format string");
-        }
-        jv v = vals->v[next++];
-        char tmp[64];
-        if (conv == 's') jv_to_text(&b, v);
-        else if (conv == 'r') {
-            if (v.t == JV_STR) { /* repr of a lone string: quoted */
-                jlist l1 = {.n = 1, .cap = 1, .v = &v};
-                pissa__strbuf r = {0};
-                jv_to_text(&r, (jv){.t = JV_LIST, .u.l = &l1});
-                if (r.p) pissa__sb_put(&b, r.p + 1, r.n - 2);
-                free(r.p);
-            } else jv_to_text(&b, v);
-        } else if ((conv == 'd' || conv == 'i') && jv_is_number(v)) {
-            snprintf(tmp, sizeof tmp, "%lld", v.t == JV_FLOAT ? (long long)v.u.f : (long long)v.u.i);
-            pissa__sb_puts(&b, tmp);
-        } else if (conv == 'f' && jv_is_number(v)) {
-            snprintf(tmp, sizeof tmp, "%.*f", prec < 0 ? 6 : prec > 30 ? 30 : prec, jv_num(v));
-            pissa__sb_puts(&b, tmp);
-        } else {
-            free(b.p);
-            return jx_error(c, at, "unsupported %% format '%c' for a '%s'", conv, jv_type_name(v));
-        }
-    }
-    if (next < vals->n) {
-        free(b.p);
-        return jx_error(c, at, "not all arguments converted during string formatting");
-    }
-    return sb_result(c, at, &b, out);
-bad:
-    free(b.p);
-    return jx_error(c, at, "incomplete format");
-}
-
-int jb_has_method(jv self, const char *name) {
-    static const char *str_methods[] = {"strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "startswith",
-                                        "endswith", "replace", "upper", "lower", "title", "capitalize", "find",
-                                        "rfind", "count", "join", "format", "isdigit", "isalpha", "isalnum",
-                                        "isspace", "isupper", "islower", NULL};
-    static const char *dict_methods[] = {"get", "items", "keys", "values", NULL};
-    static const char *list_methods[] = {"index", "count", NULL};
-    const char **m = self.t == JV_STR ? str_methods : self.t == JV_DICT ? dict_methods
-                                                      : self.t == JV_LIST ? list_methods : NULL;
-    for (; m && *m; m++)
-        if (!strcmp(*m, name)) return 1;
-    return 0;
-}
-
-static pissa_status str_pred(jctx *c, const jnode *at, const jstr *s, const char *name, jv *out) {
-    int all = s->n > 0, any_cased = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        int ch = (unsigned char)s->p[i];
-        int ok = 1;
-        if (!strcmp(name, "isdigit")) ok = ch >= '0' && ch <= '9';
-        else if (!strcmp(name, "isalpha")) ok = is_alpha(ch) || ch >= 0x80;
-        else if (!strcmp(name, "isalnum")) ok = is_alpha(ch) || (ch >= '0' && ch <= '9') || ch >= 0x80;
-        else if (!strcmp(name, "isspace")) ok = ch == ' ' || (ch >= 0x09 && ch <= 0x0D) || (ch >= 0x1C && ch <= 0x1F);
-        else if (!strcmp(name, "isupper")) {
-            ok = !(ch >= 'a' && ch <= 'z');
-            any_cased |= ch >= 'A' && ch <= 'Z';
-        } else {
-            ok = !(ch >= 'A' && ch <= 'Z');
-            any_cased |= ch >= 'a' && ch <= 'z';
-        }
-        all &= ok;
-    }
-    if (!strcmp(name, "isupper") || !strcmp(name, "islower")) all = all && any_cased;
-    (void)c;
-    (void)at;
-    *out = jv_bool(all);
-    return PISSA_OK;
-}
-
-pissa_status jb_method(jctx *c, const jnode *at, jv self, const char *name, const jargs *a, jv *out) {
-    jv none = jv_none();
-    if (self.t == JV_LOOP && !strcmp(name, "cycle")) {
-        if (a->n == 0) return jx_error(c, at, "no items for cycling given");
-        *out = a->pos[self.u.loop->index0 % (size_t)a->n];
-        return PISSA_OK;
-    }
-    if (self.t == JV_DICT) {
-        jdict *d = self.u.d;
-        if (!strcmp(name, "get")) {
-            if (a->n < 1) return jx_error(c, at, "get expected at least 1 argument, got 0");
-            jv *v = jd_get(d, a->pos[0]);
-            *out = v ? *v : arg(a, 1, NULL, none);
-            return PISSA_OK;
-        }
-        jlist *l = jl_new(c->a, d->n);
-        if (!l) return jx_oom(c, at);
-        for (size_t i = 0; i < d->n; i++) {
-            if (!strcmp(name, "keys")) l->v[i] = d->k[i];
-            else if (!strcmp(name, "values")) l->v[i] = d->v[i];
-            else {
-                jlist *pair = jl_new(c->a, 2);
-                if (!pair) return jx_oom(c, at);
-                pair->tuple = 1;
-                pair->v[0] = d->k[i];
-                pair->v[1] = d->v[i];
-                pair->n = 2;
-                l->v[i] = mklist(pair);
-            }
-        }
-        l->n = d->n;
-        *out = mklist(l);
-        return PISSA_OK;
-    }
-    if (self.t == JV_LIST) {
-        jlist *l = self.u.l;
-        if (a->n < 1) return jx_error(c, at, "%s() takes exactly one argument (0 given)", name);
-        int64_t count = 0;
-        PISSA_TRY(jx_step(c, at, l->n));
-        for (size_t i = 0; i < l->n; i++)
-            if (jv_equal(l->v[i], a->pos[0], &c->steps)) {
-                if (!strcmp(name, "index")) {
-                    *out = jv_int((int64_t)i);
-                    return PISSA_OK;
-                }
-                count++;
-            }
-        if (!strcmp(name, "index")) return jx_error(c, at, "value is not in list");
-        *out = jv_int(count);
-        return PISSA_OK;
-    }
-    /* str */
-    const jstr *s = self.u.s;
-    if (!strcmp(name, "strip")) return do_strip(c, at, self, arg(a, 0, "chars", none), 1, 1, out);
-    if (!strcmp(name, "lstrip")) return do_strip(c, at, self, arg(a, 0, "chars", none), 1, 0, out);
-    if (!strcmp(name, "rstrip")) return do_strip(c, at, self, arg(a, 0, "chars", none), 0, 1, out);
-    if (!strcmp(name, "split") || !strcmp(name, "rsplit"))
-        return do_split(c, at, self, arg(a, 0, "sep", none), arg(a, 1, "maxsplit", jv_int(-1)), name[0] == 'r', out);
-    if (!strcmp(name, "splitlines")) {
-        jlist *l;
-        PISSA_TRY(splitlines(c, at, s, &l));
-        *out = mklist(l);
-        return PISSA_OK;
-    }
-    if (!strcmp(name, "startswith") || !strcmp(name, "endswith")) {
-        jv p = arg(a, 0, NULL, jv_undef(NULL));
-        jlist one = {.n = 1, .cap = 1, .v = &p};
-        jlist *cands = p.t == JV_LIST && p.u.l->tuple ? p.u.l : &one;
-        int r = 0;
-        for (size_t i = 0; i < cands->n; i++) {
-            jv q = cands->v[i];
-            if (q.t != JV_STR)
-                return jx_error(c, at, "%s first arg must be str or a tuple of str, not %s", name, jv_type_name(q));
-            if (q.u.s->n <= s->n &&
-                !memcmp(name[0] == 's' ? s->p : s->p + s->n - q.u.s->n, q.u.s->p, q.u.s->n))
-                r = 1;
-        }
-        *out = jv_bool(r);
-        return PISSA_OK;
-    }
-    if (!strcmp(name, "replace"))
-        return do_replace(c, at, self, arg(a, 0, NULL, none), arg(a, 1, NULL, none), arg(a, 2, "count", none), out);
-    if (!strcmp(name, "upper")) return do_case(c, at, self, 'u', out);
-    if (!strcmp(name, "lower")) return do_case(c, at, self, 'l', out);
-    if (!strcmp(name, "title")) return do_case(c, at, self, 't', out);
-    if (!strcmp(name, "capitalize")) return do_case(c, at, self, 'c', out);
-    if (!strcmp(name, "find") || !strcmp(name, "rfind") || !strcmp(name, "count")) {
-        jv sub = arg(a, 0, NULL, none);
-        if (sub.t != JV_STR) return jx_error(c, at, "must be str, not %s", jv_type_name(sub));
-        PISSA_TRY(jx_step(c, at, s->n / 16 + 1));
-        const jstr *q = sub.u.s;
-        int64_t found = -1, count = 0;
-        for (size_t i = 0; i + q->n <= s->n;) {
-            if (!memcmp(s->p + i, q->p, q->n)) {
-                if (found < 0 || name[0] == 'r') found = (int64_t)i;
-                count++;
-                if (name[0] == 'f') break;
-                i += q->n ? q->n : 1;
-            } else {
-                i++;
-            }
-        }
-        if (name[0] == 'c') {
-            *out = jv_int(q->n == 0 ? (int64_t)cp_count(s) + 1 : count);
-            return PISSA_OK;
-        }
-        if (found > 0) { /* a byte offset: Python counts code points */
-            int64_t cps = 0;
-            for (int64_t i = 0; i < found; i++) cps += ((unsigned char)s->p[i] & 0xC0) != 0x80;
-            found = cps;
-        }
-        *out = jv_int(found);
-        return PISSA_OK;
-    }
-    if (!strcmp(name, "join")) return do_join(c, at, arg(a, 0, NULL, jv_undef(NULL)), self, jv_undef(NULL), out);
-    if (!strcmp(name, "format")) return do_format_method(c, at, s, a, out);
-    return str_pred(c, at, s, name, out);
-}
 
 /* ---- operators ---- */
 
@@ -605,7 +43,7 @@ static pissa_status repeat(jctx *c, const jnode *at, jv seq, int64_t times, jv *
     l->tuple = seq.u.l->tuple;
     for (int64_t i = 0; i < times; i++)
         for (size_t k = 0; k < unit; k++) l->v[l->n++] = seq.u.l->v[k];
-    *out = mklist(l);
+    *out = jv_list(l);
     return PISSA_OK;
 }
 
@@ -687,7 +125,7 @@ pissa_status jb_binop(jctx *c, const jnode *at, int op, jv x, jv y, jv *out) {
         memcpy(l->v + x.u.l->n, y.u.l->v, y.u.l->n * sizeof *l->v);
         l->n = x.u.l->n + y.u.l->n;
         PISSA_TRY(jx_step(c, at, l->n));
-        *out = mklist(l);
+        *out = jv_list(l);
         return PISSA_OK;
     }
     if (op == OP_MUL && (x.t == JV_STR || x.t == JV_LIST) && (y.t == JV_INT || y.t == JV_BOOL))
@@ -706,7 +144,7 @@ pissa_status jb_contains(jctx *c, const jnode *at, jv hay, jv needle, int *out) 
     case JV_STR:
         if (needle.t != JV_STR)
             return jx_error(c, at, "'in <string>' requires string as left operand, not %s", jv_type_name(needle));
-        *out = find_bytes(c, hay.u.s->p, hay.u.s->n, needle.u.s->p, needle.u.s->n) != NULL;
+        *out = jb_find_bytes(c, hay.u.s->p, hay.u.s->n, needle.u.s->p, needle.u.s->n) != NULL;
         return jx_step(c, at, 1);
     case JV_LIST:
         *out = 0;
@@ -745,7 +183,7 @@ pissa_status jb_builtin(jctx *c, const jnode *at, int id, const jargs *a, jv *ou
         jlist *l = jl_new(c->a, (size_t)count);
         if (!l) return jx_oom(c, at);
         for (int64_t i = v[0]; v[2] > 0 ? i < v[1] : i > v[1]; i += v[2]) l->v[l->n++] = jv_int(i);
-        *out = mklist(l);
+        *out = jv_list(l);
         return PISSA_OK;
     }
     case BI_NAMESPACE: case BI_DICT: {
@@ -763,14 +201,14 @@ pissa_status jb_builtin(jctx *c, const jnode *at, int id, const jargs *a, jv *ou
         return PISSA_OK;
     }
     case BI_STRFTIME: {
-        jv f = arg(a, 0, NULL, jv_undef(NULL));
-        PISSA_TRY(need_str(c, at, f, "strftime_now"));
+        jv f = jb_arg(a, 0, NULL, jv_undef(NULL));
+        PISSA_TRY(jb_need_str(c, at, f, "strftime_now"));
         time_t now = time(NULL);
         struct tm tm;
         char buf[512];
         if (!localtime_r(&now, &tm)) return jx_error(c, at, "strftime_now: no local time");
         size_t n = strftime(buf, sizeof buf, f.u.s->p, &tm);
-        *out = mkstr(c, buf, n);
+        *out = jb_mkstr(c, buf, n);
         return out->t == JV_STR ? PISSA_OK : jx_oom(c, at);
     }
     default: return jx_error(c, at, "internal error: unknown builtin");
@@ -801,7 +239,7 @@ int jb_is_test(const char *name) { return in_list(TESTS, name); }
 
 pissa_status jb_test(jctx *c, const jnode *at, const jstr *name, jv x, const jargs *a, int *out) {
     const char *w = name->p;
-    jv y = arg(a, 0, NULL, jv_undef(NULL));
+    jv y = jb_arg(a, 0, NULL, jv_undef(NULL));
     int cmp;
     if (!strcmp(w, "defined")) *out = x.t != JV_UNDEF;
     else if (!strcmp(w, "undefined")) *out = x.t == JV_UNDEF;
@@ -821,7 +259,7 @@ pissa_status jb_test(jctx *c, const jnode *at, const jstr *name, jv x, const jar
         const jstr *s = jx_text(c, x);
         jv r;
         if (!s) return jx_oom(c, at);
-        PISSA_TRY(str_pred(c, at, s, w[0] == 'l' ? "islower" : "isupper", &r));
+        PISSA_TRY(jb_str_pred(c, at, s, w[0] == 'l' ? "islower" : "isupper", &r));
         *out = (int)r.u.i;
     } else if (!strcmp(w, "odd") || !strcmp(w, "even") || !strcmp(w, "divisibleby")) {
         int64_t d = w[0] == 'd' ? (y.t == JV_INT || y.t == JV_BOOL ? y.u.i : 0) : 2;
@@ -857,31 +295,42 @@ typedef struct sortitem {
     size_t idx;
 } sortitem;
 
-static int sort_error;
-static int sort_reverse;
-
-static int cmp_items(const void *pa, const void *pb) {
-    const sortitem *a = pa, *b = pb;
-    int r;
-    if (!jv_compare(a->key, b->key, &r)) {
-        sort_error = 1;
-        r = 0;
+/* Stable merge sort of N items by key (Python's ordering; REVERSE flips it but keeps ties in order, as
+ * sorted(..., reverse=True) does). 0 when two keys do not order. */
+static int merge_sort(sortitem *v, sortitem *tmp, size_t n, int reverse) {
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                int r;
+                if (!jv_compare(v[j].key, v[i].key, &r)) return 0;
+                if (reverse) r = -r;
+                tmp[k++] = r < 0 ? v[j++] : v[i++]; /* take the right one only when strictly smaller: stable */
+            }
+            while (i < mid) tmp[k++] = v[i++];
+            while (j < hi) tmp[k++] = v[j++];
+        }
+        memcpy(v, tmp, n * sizeof *v);
     }
-    if (sort_reverse) r = -r;
-    return r ? r : (a->idx > b->idx) - (a->idx < b->idx); /* stable */
+    return 1;
 }
 
 static jv sort_key(jctx *c, jv v, int case_sensitive) {
     if (v.t != JV_STR || case_sensitive) return v;
     jv low;
-    return do_case(c, NULL, v, 'l', &low) == PISSA_OK ? low : v;
+    return jb_case(c, NULL, v, 'l', &low) == PISSA_OK ? low : v;
 }
 
 /* Items of SEQ (or their ATTRIBUTE) sorted: the primitive under sort, dictsort, min, max. */
 static pissa_status sorted(jctx *c, const jnode *at, jlist *items, jv attribute, int case_sensitive, int reverse,
                            int by_value, jlist **out) {
-    sortitem *s = malloc((items->n + 1) * sizeof *s);
-    if (!s) return NOMEM();
+    sortitem *s = malloc((items->n + 1) * sizeof *s), *tmp = malloc((items->n + 1) * sizeof *tmp);
+    if (!s || !tmp) {
+        free(s);
+        free(tmp);
+        return NOMEM();
+    }
     pissa_status st = jx_step(c, at, items->n * 8);
     for (size_t i = 0; i < items->n && st == PISSA_OK; i++) {
         jv k = items->v[i];
@@ -889,12 +338,9 @@ static pissa_status sorted(jctx *c, const jnode *at, jlist *items, jv attribute,
         if (attribute.t == JV_STR) st = jx_getattr(c, at, k, attribute.u.s, &k);
         s[i] = (sortitem){sort_key(c, k, case_sensitive), items->v[i], i};
     }
-    if (st == PISSA_OK) {
-        sort_error = 0;
-        sort_reverse = reverse;
-        qsort(s, items->n, sizeof *s, cmp_items); /* the render is single-threaded; these statics are per call */
-        if (sort_error) st = jx_error(c, at, "'<' not supported between the items being sorted");
-    }
+    if (st == PISSA_OK && !merge_sort(s, tmp, items->n, reverse))
+        st = jx_error(c, at, "'<' not supported between the items being sorted");
+    free(tmp);
     jlist *l = st == PISSA_OK ? jl_new(c->a, items->n) : NULL;
     if (st == PISSA_OK && !l) st = jx_oom(c, at);
     for (size_t i = 0; st == PISSA_OK && i < items->n; i++) l->v[l->n++] = s[i].val;
@@ -910,8 +356,8 @@ static pissa_status select_items(jctx *c, const jnode *at, jv seq, const jargs *
     PISSA_TRY(jx_step(c, at, items->n));
     if (!(l = jl_new(c->a, items->n))) return jx_oom(c, at);
     int first = by_attr ? 1 : 0;
-    jv attr = by_attr ? arg(a, 0, NULL, jv_undef(NULL)) : jv_undef(NULL);
-    jv test = arg(a, first, NULL, jv_undef(NULL));
+    jv attr = by_attr ? jb_arg(a, 0, NULL, jv_undef(NULL)) : jv_undef(NULL);
+    jv test = jb_arg(a, first, NULL, jv_undef(NULL));
     if (by_attr && attr.t != JV_STR) return jx_error(c, at, "selectattr/rejectattr need an attribute name");
     jargs rest = {.pos = a->pos + (a->n > first + 1 ? first + 1 : a->n), .n = a->n > first + 1 ? a->n - first - 1 : 0,
                   .kwnames = a->kwnames, .kw = a->kw, .nkw = a->nkw};
@@ -924,7 +370,7 @@ static pissa_status select_items(jctx *c, const jnode *at, jv seq, const jargs *
         else PISSA_TRY(jb_test(c, at, test.u.s, v, &rest, &r));
         if (r == keep) l->v[l->n++] = items->v[i];
     }
-    *out = mklist(l);
+    *out = jv_list(l);
     return PISSA_OK;
 }
 
@@ -933,7 +379,7 @@ static pissa_status to_int(jctx *c, const jnode *at, jv x, jv def, jv *out) {
     else if (x.t == JV_FLOAT && isfinite(x.u.f) && fabs(x.u.f) < 9.2e18) *out = jv_int((int64_t)x.u.f);
     else if (x.t == JV_STR) {
         size_t b, e;
-        strip_range(x.u.s, NULL, 1, 1, &b, &e);
+        jb_strip_range(x.u.s, NULL, 1, 1, &b, &e);
         char buf[64];
         size_t m = 0;
         for (size_t i = b; i < e && m + 1 < sizeof buf; i++)
@@ -957,8 +403,8 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
     jv none = jv_none(), undef = jv_undef(NULL);
     jlist *items;
     if (!strcmp(w, "default") || !strcmp(w, "d")) {
-        int boolean = jv_truthy(arg(a, 1, "boolean", jv_bool(0)));
-        *out = x.t == JV_UNDEF || (boolean && !jv_truthy(x)) ? arg(a, 0, "default_value", mkstr(c, "", 0)) : x;
+        int boolean = jv_truthy(jb_arg(a, 1, "boolean", jv_bool(0)));
+        *out = x.t == JV_UNDEF || (boolean && !jv_truthy(x)) ? jb_arg(a, 0, "default_value", jb_mkstr(c, "", 0)) : x;
         return PISSA_OK;
     }
     if (!strcmp(w, "safe")) {
@@ -967,7 +413,7 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
     }
     if (!strcmp(w, "length") || !strcmp(w, "count")) {
         if (x.t == JV_UNDEF) *out = jv_int(0);
-        else if (x.t == JV_STR) *out = jv_int((int64_t)cp_count(x.u.s));
+        else if (x.t == JV_STR) *out = jv_int((int64_t)jb_cp_count(x.u.s));
         else if (x.t == JV_LIST) *out = jv_int((int64_t)x.u.l->n);
         else if (x.t == JV_DICT || x.t == JV_NS) *out = jv_int((int64_t)x.u.d->n);
         else return jx_error(c, at, "object of type '%s' has no len()", jv_type_name(x));
@@ -982,23 +428,23 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
     if (!strcmp(w, "trim")) {
         const jstr *s = jx_text(c, x);
         if (!s) return jx_oom(c, at);
-        return do_strip(c, at, jv_str(s), arg(a, 0, "chars", none), 1, 1, out);
+        return jb_strip(c, at, jv_str(s), jb_arg(a, 0, "chars", none), 1, 1, out);
     }
-    if (!strcmp(w, "upper")) return do_case(c, at, x, 'u', out);
-    if (!strcmp(w, "lower")) return do_case(c, at, x, 'l', out);
-    if (!strcmp(w, "capitalize")) return do_case(c, at, x, 'c', out);
-    if (!strcmp(w, "title")) return do_case(c, at, x, 'T', out);
+    if (!strcmp(w, "upper")) return jb_case(c, at, x, 'u', out);
+    if (!strcmp(w, "lower")) return jb_case(c, at, x, 'l', out);
+    if (!strcmp(w, "capitalize")) return jb_case(c, at, x, 'c', out);
+    if (!strcmp(w, "title")) return jb_case(c, at, x, 'T', out);
     if (!strcmp(w, "replace")) {
         const jstr *s = jx_text(c, x);
         if (!s) return jx_oom(c, at);
-        return do_replace(c, at, jv_str(s), arg(a, 0, "old", none), arg(a, 1, "new", none), arg(a, 2, "count", none), out);
+        return jb_replace(c, at, jv_str(s), jb_arg(a, 0, "old", none), jb_arg(a, 1, "new", none), jb_arg(a, 2, "count", none), out);
     }
-    if (!strcmp(w, "join")) return do_join(c, at, x, arg(a, 0, "d", mkstr(c, "", 0)), arg(a, 1, "attribute", none), out);
+    if (!strcmp(w, "join")) return jb_join(c, at, x, jb_arg(a, 0, "d", jb_mkstr(c, "", 0)), jb_arg(a, 1, "attribute", none), out);
     if (!strcmp(w, "tojson")) { /* transformers' tojson: json.dumps(x, ensure_ascii=False, ...) */
-        jv ind = arg(a, 1, "indent", none), seps = arg(a, 2, "separators", none);
+        jv ind = jb_arg(a, 1, "indent", none), seps = jb_arg(a, 2, "separators", none);
         if (ind.t != JV_NONE && ind.t != JV_INT) return jx_error(c, at, "tojson: indent must be an integer");
         jjson_opts o = {ind.t == JV_INT ? (int)(ind.u.i < 0 ? 0 : ind.u.i > 64 ? 64 : ind.u.i) : -1,
-                        jv_truthy(arg(a, 0, "ensure_ascii", jv_bool(0))), jv_truthy(arg(a, 3, "sort_keys", jv_bool(0))),
+                        jv_truthy(jb_arg(a, 0, "ensure_ascii", jv_bool(0))), jv_truthy(jb_arg(a, 3, "sort_keys", jv_bool(0))),
                         ind.t == JV_INT ? "," : ", ", ": "};
         if (seps.t != JV_NONE) {
             if (seps.t != JV_LIST || seps.u.l->n != 2 || seps.u.l->v[0].t != JV_STR || seps.u.l->v[1].t != JV_STR)
@@ -1014,7 +460,7 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
             return jx_error(c, at, "Object of type %s is not JSON serializable", bad);
         }
         PISSA_TRY(jx_step(c, at, b.n / 16));
-        return sb_result(c, at, &b, out);
+        return jb_sb_result(c, at, &b, out);
     }
     if (!strcmp(w, "list")) {
         PISSA_TRY(jx_iterate(c, at, x, &items));
@@ -1022,14 +468,14 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         if (!l) return jx_oom(c, at);
         memcpy(l->v, items->v, items->n * sizeof *l->v);
         l->n = items->n;
-        *out = mklist(l);
+        *out = jv_list(l);
         return jx_step(c, at, l->n);
     }
     if (!strcmp(w, "items")) {
         if (x.t == JV_UNDEF) {
             jlist *l = jl_new(c->a, 1);
             if (!l) return jx_oom(c, at);
-            *out = mklist(l);
+            *out = jv_list(l);
             return PISSA_OK;
         }
         if (x.t != JV_DICT) return jx_error(c, at, "can only get item pairs from a mapping, not '%s'", jv_type_name(x));
@@ -1040,7 +486,7 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         if (x.t == JV_UNDEF && w[0] == 'l') return jx_undefined_error(c, at, x);
         PISSA_TRY(jx_iterate(c, at, x, &items));
         if (items->n == 0) {
-            *out = mkstr(c, w[0] == 'f' ? "No first item, sequence was empty." : "No last item, sequence was empty.", w[0] == 'f' ? 34 : 33);
+            *out = jb_mkstr(c, w[0] == 'f' ? "No first item, sequence was empty." : "No last item, sequence was empty.", w[0] == 'f' ? 34 : 33);
             *out = jv_undef(out->u.s);
             return PISSA_OK;
         }
@@ -1053,13 +499,13 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
             pissa__strbuf b = {0};
             pissa__sb_put(&b, "", 0);
             for (size_t i = items->n; i-- > 0;) pissa__sb_put(&b, items->v[i].u.s->p, items->v[i].u.s->n);
-            return sb_result(c, at, &b, out);
+            return jb_sb_result(c, at, &b, out);
         }
         PISSA_TRY(jx_iterate(c, at, x, &items));
         jlist *l = jl_new(c->a, items->n);
         if (!l) return jx_oom(c, at);
         for (size_t i = items->n; i-- > 0;) l->v[l->n++] = items->v[i];
-        *out = mklist(l);
+        *out = jv_list(l);
         return jx_step(c, at, l->n);
     }
     if (!strcmp(w, "abs")) {
@@ -1068,13 +514,13 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         else return jx_error(c, at, "bad operand type for abs(): '%s'", jv_type_name(x));
         return PISSA_OK;
     }
-    if (!strcmp(w, "int")) return to_int(c, at, x, arg(a, 0, "default", jv_int(0)), out);
+    if (!strcmp(w, "int")) return to_int(c, at, x, jb_arg(a, 0, "default", jv_int(0)), out);
     if (!strcmp(w, "float")) {
-        jv def = arg(a, 0, "default", jv_float(0.0));
+        jv def = jb_arg(a, 0, "default", jv_float(0.0));
         if (jv_is_number(x)) *out = jv_float(jv_num(x));
         else if (x.t == JV_STR) {
             size_t b, e;
-            strip_range(x.u.s, NULL, 1, 1, &b, &e);
+            jb_strip_range(x.u.s, NULL, 1, 1, &b, &e);
             char buf[64], *end;
             size_t m = e - b < sizeof buf - 1 ? e - b : sizeof buf - 1;
             memcpy(buf, x.u.s->p + b, m);
@@ -1085,7 +531,7 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         return PISSA_OK;
     }
     if (!strcmp(w, "round")) {
-        jv p = arg(a, 0, "precision", jv_int(0)), method = arg(a, 1, "method", undef);
+        jv p = jb_arg(a, 0, "precision", jv_int(0)), method = jb_arg(a, 1, "method", undef);
         int prec = p.t == JV_INT ? (int)(p.u.i < -20 ? -20 : p.u.i > 20 ? 20 : p.u.i) : 0;
         if (!jv_is_number(x)) return jx_error(c, at, "type %s doesn't define __round__ method", jv_type_name(x));
         const char *m = method.t == JV_STR ? method.u.s->p : "common";
@@ -1124,12 +570,12 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
             else if (ch == '\'') pissa__sb_puts(&b, "&#39;");
             else pissa__sb_put(&b, &ch, 1);
         }
-        return sb_result(c, at, &b, out);
+        return jb_sb_result(c, at, &b, out);
     }
     if (!strcmp(w, "indent")) {
         const jstr *s = jx_text(c, x);
-        jv width = arg(a, 0, "width", jv_int(4));
-        int first = jv_truthy(arg(a, 1, "first", jv_bool(0))), blank = jv_truthy(arg(a, 2, "blank", jv_bool(0)));
+        jv width = jb_arg(a, 0, "width", jv_int(4));
+        int first = jv_truthy(jb_arg(a, 1, "first", jv_bool(0))), blank = jv_truthy(jb_arg(a, 2, "blank", jv_bool(0)));
         if (!s) return jx_oom(c, at);
         const jstr *ind = width.t == JV_STR ? width.u.s : NULL;
         pissa__strbuf pad = {0};
@@ -1151,7 +597,7 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
             free(pad.p);
             return jx_oom(c, at);
         }
-        pissa_status st = splitlines(c, at, s2, &lines);
+        pissa_status st = jb_splitlines(c, at, s2, &lines);
         pissa__strbuf b = {0};
         pissa__sb_put(&b, "", 0);
         if (first) pissa__sb_put(&b, pp, pn);
@@ -1168,10 +614,10 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
             free(b.p);
             return st;
         }
-        return sb_result(c, at, &b, out);
+        return jb_sb_result(c, at, &b, out);
     }
     if (!strcmp(w, "format")) {
-        PISSA_TRY(need_str(c, at, x, "format"));
+        PISSA_TRY(jb_need_str(c, at, x, "format"));
         jlist *l = jl_new(c->a, (size_t)a->n);
         if (!l) return jx_oom(c, at);
         l->tuple = 1;
@@ -1183,18 +629,18 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
                 if (!jd_set(c->a, d, jv_str(a->kwnames[i]), a->kw[i])) return jx_oom(c, at);
             return jx_error(c, at, "format with keyword arguments is not supported");
         }
-        return jb_percent_format(c, at, x.u.s, mklist(l), out);
+        return jb_percent_format(c, at, x.u.s, jv_list(l), out);
     }
     if (!strcmp(w, "wordcount")) {
         jv words;
         const jstr *s = jx_text(c, x);
         if (!s) return jx_oom(c, at);
-        PISSA_TRY(do_split(c, at, jv_str(s), none, jv_int(-1), 0, &words));
+        PISSA_TRY(jb_split(c, at, jv_str(s), none, jv_int(-1), 0, &words));
         *out = jv_int((int64_t)words.u.l->n);
         return PISSA_OK;
     }
     if (!strcmp(w, "attr")) { /* Python's getattr only: a dict's keys are not attributes */
-        jv n = arg(a, 0, "name", undef);
+        jv n = jb_arg(a, 0, "name", undef);
         if (n.t != JV_STR) return jx_error(c, at, "attr needs a name");
         if (x.t == JV_DICT && !jb_has_method(x, n.u.s->p)) {
             *out = undef;
@@ -1211,8 +657,8 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         PISSA_TRY(jx_step(c, at, items->n));
         jlist *l = jl_new(c->a, items->n);
         if (!l) return jx_oom(c, at);
-        jv attribute = arg(a, -1, "attribute", undef), def = arg(a, -1, "default", undef);
-        jv filt = arg(a, 0, NULL, undef);
+        jv attribute = jb_arg(a, -1, "attribute", undef), def = jb_arg(a, -1, "default", undef);
+        jv filt = jb_arg(a, 0, NULL, undef);
         jargs rest = {.pos = a->pos + (a->n ? 1 : 0), .n = a->n ? a->n - 1 : 0};
         for (size_t i = 0; i < items->n; i++) {
             jv v = items->v[i];
@@ -1226,24 +672,24 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
             }
             l->v[l->n++] = v;
         }
-        *out = mklist(l);
+        *out = jv_list(l);
         return PISSA_OK;
     }
     if (!strcmp(w, "sort") || !strcmp(w, "unique") || !strcmp(w, "min") || !strcmp(w, "max") || !strcmp(w, "dictsort")) {
         int dictsort = w[0] == 'd', sort = w[0] == 's' && w[1] == 'o';
-        int reverse = jv_truthy(arg(a, sort ? 0 : dictsort ? 2 : -1, "reverse", jv_bool(0)));
-        int cs = jv_truthy(arg(a, sort ? 1 : dictsort ? 0 : 0, "case_sensitive", jv_bool(0)));
-        jv attribute = arg(a, sort ? 2 : -1, "attribute", undef);
+        int reverse = jv_truthy(jb_arg(a, sort ? 0 : dictsort ? 2 : -1, "reverse", jv_bool(0)));
+        int cs = jv_truthy(jb_arg(a, sort ? 1 : dictsort ? 0 : 0, "case_sensitive", jv_bool(0)));
+        jv attribute = jb_arg(a, sort ? 2 : -1, "attribute", undef);
         if (dictsort) {
             if (x.t != JV_DICT) return jx_error(c, at, "you can only sort by either 'key' or 'value' of a mapping");
-            jv by = arg(a, 1, "by", mkstr(c, "key", 3));
+            jv by = jb_arg(a, 1, "by", jb_mkstr(c, "key", 3));
             jargs none_args = {0};
             jv pairs;
             PISSA_TRY(jb_method(c, at, x, "items", &none_args, &pairs));
             jlist *l;
             PISSA_TRY(sorted(c, at, pairs.u.l, undef, cs, reverse,
                              by.t == JV_STR && !strcmp(by.u.s->p, "value") ? 1 : 0, &l));
-            *out = mklist(l);
+            *out = jv_list(l);
             return PISSA_OK;
         }
         PISSA_TRY(jx_iterate(c, at, x, &items));
@@ -1262,19 +708,19 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
                     l->v[l->n++] = items->v[i];
                 }
             }
-            *out = mklist(l);
+            *out = jv_list(l);
             return PISSA_OK;
         }
         jlist *l;
         PISSA_TRY(sorted(c, at, items, attribute, cs, reverse, -1, &l));
-        if (sort) *out = mklist(l);
+        if (sort) *out = jv_list(l);
         else if (l->n == 0) *out = jv_undef(NULL);
         else *out = l->v[w[1] == 'i' ? 0 : l->n - 1];
         return PISSA_OK;
     }
     if (!strcmp(w, "sum")) {
         PISSA_TRY(jx_iterate(c, at, x, &items));
-        jv total = arg(a, 1, "start", jv_int(0)), attribute = arg(a, 0, "attribute", undef);
+        jv total = jb_arg(a, 1, "start", jv_int(0)), attribute = jb_arg(a, 0, "attribute", undef);
         for (size_t i = 0; i < items->n; i++) {
             jv v = items->v[i];
             if (attribute.t == JV_STR) PISSA_TRY(jx_getattr(c, at, v, attribute.u.s, &v));

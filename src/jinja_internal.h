@@ -249,6 +249,24 @@ pissa_status jx_getattr(jctx *c, const jnode *at, jv obj, const jstr *name, jv *
 pissa_status jx_getitem(jctx *c, const jnode *at, jv obj, jv key, jv *out);
 const jstr *jx_text(jctx *c, jv x); /* str(x) in the arena; NULL when out of memory */
 
+/* helpers shared by the builtins (jinja_string.c) */
+static inline jv jv_list(jlist *l) { return (jv){.t = JV_LIST, .u.l = l}; }
+jv jb_arg(const jargs *a, int pos, const char *name, jv def); /* argument POS, or keyword NAME, or DEF */
+jv jb_mkstr(jctx *c, const char *p, size_t n);                 /* undefined when out of memory */
+pissa_status jb_sb_result(jctx *c, const jnode *at, pissa__strbuf *b, jv *out); /* frees B */
+pissa_status jb_need_str(jctx *c, const jnode *at, jv x, const char *what);
+size_t jb_cp_count(const jstr *s);
+const char *jb_find_bytes(jctx *c, const char *hay, size_t n, const char *needle, size_t m);
+void jb_strip_range(const jstr *s, const jstr *chars, int left, int right, size_t *b, size_t *e);
+pissa_status jb_strip(jctx *c, const jnode *at, jv x, jv chars, int left, int right, jv *out);
+pissa_status jb_split(jctx *c, const jnode *at, jv x, jv sep, jv maxsplit, int from_right, jv *out);
+pissa_status jb_splitlines(jctx *c, const jnode *at, const jstr *s, jlist **out);
+pissa_status jb_replace(jctx *c, const jnode *at, jv x, jv old, jv new, jv count, jv *out);
+/* MODE: 'u' upper, 'l' lower, 'c' capitalize, 't' str.title(), 'T' jinja2's title filter */
+pissa_status jb_case(jctx *c, const jnode *at, jv x, int mode, jv *out);
+pissa_status jb_join(jctx *c, const jnode *at, jv seq, jv sep, jv attribute, jv *out);
+pissa_status jb_str_pred(jctx *c, const jnode *at, const jstr *s, const char *name, jv *out);
+
 pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const jargs *args, jv *out);
 pissa_status jb_test(jctx *c, const jnode *at, const jstr *name, jv x, const jargs *args, int *out);
 pissa_status jb_method(jctx *c, const jnode *at, jv self, const char *name, const jargs *args, jv *out);
