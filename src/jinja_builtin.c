@@ -151,8 +151,8 @@ pissa_status jb_contains(jctx *c, const jnode *at, jv hay, jv needle, int *out) 
         for (size_t i = 0; i < hay.u.l->n && !*out; i++) *out = jv_equal(hay.u.l->v[i], needle, &c->steps);
         return jx_step(c, at, 0);
     case JV_DICT: case JV_NS:
-        *out = jd_get(hay.u.d, needle) != NULL;
-        return jx_step(c, at, hay.u.d->n);
+        *out = jd_get(hay.u.d, needle) != NULL; /* hashed past 8 keys */
+        return jx_step(c, at, 1);
     default: return jx_error(c, at, "argument of type '%s' is not iterable", jv_type_name(hay));
     }
 }
@@ -413,7 +413,10 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
     }
     if (!strcmp(w, "length") || !strcmp(w, "count")) {
         if (x.t == JV_UNDEF) *out = jv_int(0);
-        else if (x.t == JV_STR) *out = jv_int((int64_t)jb_cp_count(x.u.s));
+        else if (x.t == JV_STR) {
+            PISSA_TRY(jx_step(c, at, x.u.s->n / 64));
+            *out = jv_int((int64_t)jb_cp_count(x.u.s));
+        }
         else if (x.t == JV_LIST) *out = jv_int((int64_t)x.u.l->n);
         else if (x.t == JV_DICT || x.t == JV_NS) *out = jv_int((int64_t)x.u.d->n);
         else return jx_error(c, at, "object of type '%s' has no len()", jv_type_name(x));

@@ -174,12 +174,6 @@ pissa_status jx_getattr(jctx *c, const jnode *at, jv obj, const jstr *name, jv *
     return PISSA_OK;
 }
 
-static size_t cp_count(const jstr *s) {
-    size_t n = 0;
-    for (size_t i = 0; i < s->n; i++) n += ((unsigned char)s->p[i] & 0xC0) != 0x80;
-    return n;
-}
-
 /* Byte offset of code point K of S (S->n when K is the count). */
 static size_t cp_offset(const jstr *s, size_t k) {
     size_t i = 0;
@@ -197,7 +191,8 @@ static const jstr *cp_at(jctx *c, const jstr *s, size_t k) {
 pissa_status jx_getitem(jctx *c, const jnode *at, jv obj, jv key, jv *out) {
     if (obj.t == JV_UNDEF) return jx_undefined_error(c, at, obj);
     if ((obj.t == JV_LIST || obj.t == JV_STR) && (key.t == JV_INT || key.t == JV_BOOL)) {
-        int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)cp_count(obj.u.s), i = key.u.i;
+        if (obj.t == JV_STR) PISSA_TRY(jx_step(c, at, obj.u.s->n / 64)); /* code points are counted from the start */
+        int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)jb_cp_count(obj.u.s), i = key.u.i;
         if (i < 0) i += n;
         if (i < 0 || i >= n) {
             *out = undefined_attr(c, obj, key);
@@ -262,7 +257,8 @@ static pissa_status slice(jctx *c, const jnode *at, jv obj, jv lo, jv hi, jv st,
     }
     if (obj.t == JV_UNDEF) return jx_undefined_error(c, at, obj);
     if (obj.t != JV_LIST && obj.t != JV_STR) return jx_error(c, at, "'%s' object is not subscriptable", jv_type_name(obj));
-    int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)cp_count(obj.u.s);
+    if (obj.t == JV_STR) PISSA_TRY(jx_step(c, at, obj.u.s->n / 64));
+    int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)jb_cp_count(obj.u.s);
     int64_t b[2];
     jv bounds[2] = {lo, hi};
     for (int k = 0; k < 2; k++) {
@@ -294,13 +290,9 @@ static pissa_status slice(jctx *c, const jnode *at, jv obj, jv lo, jv hi, jv st,
     }
     /* strings: by code point; offsets of every code point first */
     const jstr *s = obj.u.s;
-    size_t *off = malloc(((size_t)n + 1) * sizeof *off);
-    char *buf = malloc(s->n + 1);
-    if (!off || !buf) {
-        free(off);
-        free(buf);
-        return pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory");
-    }
+    size_t *off = ja_alloc(c->a, ((size_t)n + 1) * sizeof *off); /* counted against the memory limit */
+    char *buf = ja_alloc(c->a, s->n + 1);
+    if (!off || !buf) return jx_oom(c, at);
     for (size_t i = 0, k = 0; i <= s->n; i++)
         if (i == s->n || ((unsigned char)s->p[i] & 0xC0) != 0x80) off[k++] = i;
     size_t m = 0;
@@ -309,8 +301,6 @@ static pissa_status slice(jctx *c, const jnode *at, jv obj, jv lo, jv hi, jv st,
         m += off[i + 1] - off[i];
     }
     const jstr *r = js_new(c->a, buf, m);
-    free(off);
-    free(buf);
     if (!r) return jx_oom(c, at);
     *out = jv_str(r);
     return PISSA_OK;
@@ -561,6 +551,7 @@ static pissa_status ev(jctx *c, const jnode *x, jv *out) {
                 if (op == OP_NOTIN) r = !r;
             } else {
                 if (a.t == JV_UNDEF || b.t == JV_UNDEF) return jx_undefined_error(c, x, a.t == JV_UNDEF ? a : b);
+                if (a.t == JV_STR && b.t == JV_STR) PISSA_TRY(jx_step(c, x, a.u.s->n / 64));
                 if (!jv_compare(a, b, &cmp)) {
                     static const char *sym[] = {"==", "!=", "<", ">", "<=", ">="};
                     return jx_error(c, x, "'%s' not supported between instances of '%s' and '%s'",

@@ -7,6 +7,67 @@
 
 #include "jinja.h"
 
+/* The files share short names; the linker sees them with the library's internal prefix. */
+#define ja_alloc pissa__jinja_ja_alloc
+#define ja_free pissa__jinja_ja_free
+#define jb_arg pissa__jinja_jb_arg
+#define jb_binop pissa__jinja_jb_binop
+#define jb_builtin pissa__jinja_jb_builtin
+#define jb_case pissa__jinja_jb_case
+#define jb_contains pissa__jinja_jb_contains
+#define jb_cp_count pissa__jinja_jb_cp_count
+#define jb_filter pissa__jinja_jb_filter
+#define jb_find_bytes pissa__jinja_jb_find_bytes
+#define jb_has_method pissa__jinja_jb_has_method
+#define jb_is_filter pissa__jinja_jb_is_filter
+#define jb_is_test pissa__jinja_jb_is_test
+#define jb_join pissa__jinja_jb_join
+#define jb_method pissa__jinja_jb_method
+#define jb_mkstr pissa__jinja_jb_mkstr
+#define jb_need_str pissa__jinja_jb_need_str
+#define jb_percent_format pissa__jinja_jb_percent_format
+#define jb_replace pissa__jinja_jb_replace
+#define jb_sb_result pissa__jinja_jb_sb_result
+#define jb_split pissa__jinja_jb_split
+#define jb_splitlines pissa__jinja_jb_splitlines
+#define jb_str_pred pissa__jinja_jb_str_pred
+#define jb_strip pissa__jinja_jb_strip
+#define jb_strip_range pissa__jinja_jb_strip_range
+#define jb_test pissa__jinja_jb_test
+#define jd_get pissa__jinja_jd_get
+#define jd_get_str pissa__jinja_jd_get_str
+#define jd_new pissa__jinja_jd_new
+#define jd_set pissa__jinja_jd_set
+#define jl_new pissa__jinja_jl_new
+#define jl_push pissa__jinja_jl_push
+#define js_new pissa__jinja_js_new
+#define jv_bool pissa__jinja_jv_bool
+#define jv_compare pissa__jinja_jv_compare
+#define jv_equal pissa__jinja_jv_equal
+#define jv_float pissa__jinja_jv_float
+#define jv_from_cjson pissa__jinja_jv_from_cjson
+#define jv_from_json pissa__jinja_jv_from_json
+#define jv_int pissa__jinja_jv_int
+#define jv_is_number pissa__jinja_jv_is_number
+#define jv_none pissa__jinja_jv_none
+#define jv_num pissa__jinja_jv_num
+#define jv_str pissa__jinja_jv_str
+#define jv_to_text pissa__jinja_jv_to_text
+#define jv_tojson pissa__jinja_jv_tojson
+#define jv_truthy pissa__jinja_jv_truthy
+#define jv_type_name pissa__jinja_jv_type_name
+#define jv_undef pissa__jinja_jv_undef
+#define jx_call pissa__jinja_jx_call
+#define jx_error pissa__jinja_jx_error
+#define jx_getattr pissa__jinja_jx_getattr
+#define jx_getitem pissa__jinja_jx_getitem
+#define jx_iterate pissa__jinja_jx_iterate
+#define jx_oom pissa__jinja_jx_oom
+#define jx_step pissa__jinja_jx_step
+#define jx_text pissa__jinja_jx_text
+#define jx_undefined_error pissa__jinja_jx_undefined_error
+#define py_float_repr pissa__jinja_py_float_repr
+
 /* ---- arena: every value of a render and every node of a template lives in one, freed at once ---- */
 
 typedef struct jarena_block {
@@ -77,6 +138,8 @@ typedef struct jlist {
 typedef struct jdict { /* insertion-ordered, as Python's dict */
     size_t n, cap;
     jv *k, *v;
+    uint32_t *idx; /* past 8 keys: an open-addressing index of positions + 1 (idx_cap slots, a power of 2) */
+    size_t idx_cap;
 } jdict;
 
 /* ---- tokens ---- */

@@ -248,7 +248,7 @@ static pissa_status lex_tag(lexer *L, int block, int *line_starting) {
             return pissa__jinja_syntax_error(open_line, 0, "unexpected end of template: a %s tag opened on line %d is "
                                              "never closed", block ? "{%" : "{{", open_line);
         if (depth == 0) { /* an end tag, with its whitespace control */
-            int sign = (s[p] == '-' || s[p] == '+') && p + 2 < n + 0 && p + 3 <= n && memcmp(s + p + 1, end, 2) == 0;
+            int sign = (s[p] == '-' || s[p] == '+') && p + 3 <= n && memcmp(s + p + 1, end, 2) == 0;
             if (sign || (p + 2 <= n && memcmp(s + p, end, 2) == 0)) {
                 if (!push(L, block ? TK_BLOCK_END : TK_VAR_END)) return NOMEM();
                 size_t q = p + 2 + (sign ? 1 : 0);

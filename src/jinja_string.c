@@ -104,7 +104,8 @@ pissa_status jb_strip(jctx *c, const jnode *at, jv x, jv chars, int left, int ri
     PISSA_TRY(jb_need_str(c, at, x, "strip"));
     if (chars.t != JV_STR && chars.t != JV_NONE && chars.t != JV_UNDEF)
         return jx_error(c, at, "strip arg must be None or str");
-    size_t b, e;
+    size_t b, e; /* each code point is looked up in CHARS */
+    PISSA_TRY(jx_step(c, at, (x.u.s->n / 64 + 1) * (chars.t == JV_STR ? chars.u.s->n / 16 + 1 : 1)));
     jb_strip_range(x.u.s, chars.t == JV_STR ? chars.u.s : NULL, left, right, &b, &e);
     *out = jb_mkstr(c, x.u.s->p + b, e - b);
     return out->t == JV_STR ? PISSA_OK : jx_oom(c, at);
@@ -539,21 +540,24 @@ pissa_status jb_method(jctx *c, const jnode *at, jv self, const char *name, cons
     if (!strcmp(name, "find") || !strcmp(name, "rfind") || !strcmp(name, "count")) {
         jv sub = jb_arg(a, 0, NULL, none);
         if (sub.t != JV_STR) return jx_error(c, at, "must be str, not %s", jv_type_name(sub));
-        PISSA_TRY(jx_step(c, at, s->n / 16 + 1));
         const jstr *q = sub.u.s;
-        int64_t found = -1, count = 0;
-        for (size_t i = 0; i + q->n <= s->n;) {
-            if (!memcmp(s->p + i, q->p, q->n)) {
-                if (found < 0 || name[0] == 'r') found = (int64_t)i;
-                count++;
-                if (name[0] == 'f') break;
-                i += q->n ? q->n : 1;
-            } else {
-                i++;
-            }
+        if (q->n == 0) { /* the empty string is found everywhere */
+            size_t cps = jb_cp_count(s);
+            *out = jv_int(name[0] == 'c' ? (int64_t)cps + 1 : name[0] == 'r' ? (int64_t)cps : 0);
+            return PISSA_OK;
         }
+        int64_t found = -1, count = 0;
+        for (size_t i = 0; i + q->n <= s->n;) { /* non-overlapping occurrences, left to right */
+            const char *hit = jb_find_bytes(c, s->p + i, s->n - i, q->p, q->n);
+            if (!hit) break;
+            found = (int64_t)(hit - s->p);
+            count++;
+            if (name[0] == 'f') break;
+            i = (size_t)found + (name[0] == 'r' ? 1 : q->n); /* rfind wants the last start, overlaps included */
+        }
+        PISSA_TRY(jx_step(c, at, 1));
         if (name[0] == 'c') {
-            *out = jv_int(q->n == 0 ? (int64_t)jb_cp_count(s) + 1 : count);
+            *out = jv_int(count);
             return PISSA_OK;
         }
         if (found > 0) { /* a byte offset: Python counts code points */

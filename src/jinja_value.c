@@ -98,26 +98,83 @@ jdict *jd_new(jarena *a) {
     if (!d) return NULL;
     d->n = 0;
     d->cap = 4;
+    d->idx = NULL;
+    d->idx_cap = 0;
     d->k = ja_alloc(a, d->cap * sizeof *d->k);
     d->v = ja_alloc(a, d->cap * sizeof *d->v);
     return d->k && d->v ? d : NULL;
 }
 
-jv *jd_get(const jdict *d, jv key) {
-    for (size_t i = 0; i < d->n; i++)
-        if (jv_equal(d->k[i], key, NULL)) return &d->v[i];
-    return NULL;
+/* FNV-1a over bytes. */
+static uint64_t hash_bytes(const char *p, size_t n) {
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211u;
+    return h;
 }
 
+/* A hash that agrees with jv_equal: 1, 1.0 and True hash alike, as in Python. Unhashable values (lists, dicts)
+ * all hash to 0; they never equal a stored key that is hashable, and the lookup compares anyway. */
+static uint64_t hash_value(jv k) {
+    switch (k.t) {
+    case JV_STR: return hash_bytes(k.u.s->p, k.u.s->n);
+    case JV_BOOL: case JV_INT: return (uint64_t)k.u.i * 0x9E3779B97F4A7C15u;
+    case JV_FLOAT:
+        if (k.u.f == floor(k.u.f) && fabs(k.u.f) < 9.2e18) return (uint64_t)(int64_t)k.u.f * 0x9E3779B97F4A7C15u;
+        return hash_bytes((const char *)&k.u.f, sizeof k.u.f);
+    case JV_NONE: return 7;
+    case JV_LIST:
+        if (k.u.l->tuple) {
+            uint64_t h = 31;
+            for (size_t i = 0; i < k.u.l->n; i++) h = h * 1000003u ^ hash_value(k.u.l->v[i]);
+            return h;
+        }
+        return 0;
+    default: return 0;
+    }
+}
+
+/* Dicts of more than 8 keys get an open-addressing index of positions + 1 (0 = empty), at most half full, so
+ * that a big context object or a dict built in a loop is not quadratic. */
+static jv *lookup(const jdict *d, jv key, uint64_t h, const char *s, size_t sn) {
+    if (!d->idx) {
+        for (size_t i = 0; i < d->n; i++)
+            if (s ? d->k[i].t == JV_STR && d->k[i].u.s->n == sn && memcmp(d->k[i].u.s->p, s, sn) == 0
+                  : jv_equal(d->k[i], key, NULL))
+                return &d->v[i];
+        return NULL;
+    }
+    for (size_t j = h & (d->idx_cap - 1);; j = (j + 1) & (d->idx_cap - 1)) {
+        uint32_t e = d->idx[j];
+        if (!e) return NULL;
+        jv k = d->k[e - 1];
+        if (s ? k.t == JV_STR && k.u.s->n == sn && memcmp(k.u.s->p, s, sn) == 0 : jv_equal(k, key, NULL))
+            return &d->v[e - 1];
+    }
+}
+
+jv *jd_get(const jdict *d, jv key) { return lookup(d, key, d->idx ? hash_value(key) : 0, NULL, 0); }
+
 jv *jd_get_str(const jdict *d, const char *key, size_t n) {
-    for (size_t i = 0; i < d->n; i++)
-        if (d->k[i].t == JV_STR && d->k[i].u.s->n == n && memcmp(d->k[i].u.s->p, key, n) == 0) return &d->v[i];
-    return NULL;
+    return lookup(d, jv_none(), d->idx ? hash_bytes(key, n) : 0, key, n);
+}
+
+static int reindex(jarena *a, jdict *d, size_t cap) {
+    uint32_t *idx = ja_alloc(a, cap * sizeof *idx);
+    if (!idx || cap > UINT32_MAX) return 0;
+    memset(idx, 0, cap * sizeof *idx);
+    for (size_t i = 0; i < d->n; i++) {
+        size_t j = hash_value(d->k[i]) & (cap - 1);
+        while (idx[j]) j = (j + 1) & (cap - 1);
+        idx[j] = (uint32_t)(i + 1);
+    }
+    d->idx = idx;
+    d->idx_cap = cap;
+    return 1;
 }
 
 int jd_set(jarena *a, jdict *d, jv key, jv val) {
     jv *slot = jd_get(d, key);
-    if (slot) {
+    if (slot) { /* Python keeps the first key and its position */
         *slot = val;
         return 1;
     }
@@ -132,6 +189,12 @@ int jd_set(jarena *a, jdict *d, jv key, jv val) {
     }
     d->k[d->n] = key;
     d->v[d->n++] = val;
+    if (d->n > 8 && 2 * d->n > d->idx_cap) return reindex(a, d, d->idx_cap ? 2 * d->idx_cap : 32);
+    if (d->idx) {
+        size_t j = hash_value(key) & (d->idx_cap - 1);
+        while (d->idx[j]) j = (j + 1) & (d->idx_cap - 1);
+        d->idx[j] = (uint32_t)d->n;
+    }
     return 1;
 }
 
@@ -181,7 +244,9 @@ int jv_equal(jv a, jv b, uint64_t *steps) {
     if (a.t != b.t) return 0;
     switch (a.t) {
     case JV_UNDEF: case JV_NONE: return 1;
-    case JV_STR: return a.u.s->n == b.u.s->n && memcmp(a.u.s->p, b.u.s->p, a.u.s->n) == 0;
+    case JV_STR:
+        if (steps) *steps += a.u.s->n / 64;
+        return a.u.s->n == b.u.s->n && memcmp(a.u.s->p, b.u.s->p, a.u.s->n) == 0;
     case JV_LIST:
         if (a.u.l->tuple != b.u.l->tuple || a.u.l->n != b.u.l->n) return 0;
         for (size_t i = 0; i < a.u.l->n; i++)

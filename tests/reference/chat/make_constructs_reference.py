@@ -89,6 +89,9 @@ CASES = [
     ("macro_caller_args", "{% macro each(xs) %}{% for x in xs %}{{ caller(x) }}{% endfor %}{% endmacro %}{% call(item) each(l) %}<{{ item }}>{% endcall %}"),
     ("macro_sees_globals", "{% set g = 'G' %}{% macro m() %}{{ g }}{{ s }}{% endmacro %}{{ m() }}"),
     ("macro_recursion", "{% macro f(k) %}{% if k > 0 %}{{ k }}{{ f(k - 1) }}{% endif %}{% endmacro %}{{ f(4) }}"),
+    ("dict_many_keys", "{% set ns = namespace(d={}) %}{% for i in range(40) %}{% set ns.d = dict(ns.d, **{('k' ~ i): i}) %}{% endfor %}{{ ns.d | length }} {{ ns.d['k17'] }} {{ 'k39' in ns.d }} {{ 'k40' in ns.d }} {{ ns.d.get('k0') }} {{ (ns.d | list)[:3] }} {{ ns.d.k33 }}"),
+    ("dict_number_keys", "{% set d2 = {1: 'int', 'a': 'str', (1, 2): 'tuple', none: 'none'} %}{{ d2[1.0] }} {{ d2[true] }} {{ d2[(1, 2)] }} {{ d2[none] }} {{ 1.0 in d2 }} {{ d2 | length }}"),
+    ("dict_key_replaced_in_place", "{{ dict(dict(a=1, b=2), a=3) }} {{ {'x': 1, 'x': 2} }}"),
     # filters
     ("filter_trim", "[{{ ws | trim }}][{{ 'xxaxx' | trim('x') }}][{{ none | trim }}]"),
     ("filter_case", "{{ s | upper }} {{ 'HeLLo wOrld' | lower }} {{ 'hello big-world (x)' | title }} {{ 'hELLO' | capitalize }}"),
