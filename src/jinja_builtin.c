@@ -303,8 +303,8 @@ static int merge_sort(sortitem *v, sortitem *tmp, size_t n, int reverse) {
             size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
             size_t i = lo, j = mid, k = lo;
             while (i < mid && j < hi) {
-                int r;
-                if (!jv_compare(v[j].key, v[i].key, &r)) return 0;
+                int r = 0; /* equal keys need no ordering: jinja2 compares [key] lists, which test == first */
+                if (!jv_equal(v[j].key, v[i].key, NULL) && !jv_compare(v[j].key, v[i].key, &r)) return 0;
                 if (reverse) r = -r;
                 tmp[k++] = r < 0 ? v[j++] : v[i++]; /* take the right one only when strictly smaller: stable */
             }
@@ -335,7 +335,7 @@ static pissa_status sorted(jctx *c, const jnode *at, jlist *items, jv attribute,
     for (size_t i = 0; i < items->n && st == PISSA_OK; i++) {
         jv k = items->v[i];
         if (by_value >= 0) k = k.u.l->v[by_value]; /* dictsort: (key, value) pairs */
-        if (attribute.t == JV_STR) st = jx_getattr(c, at, k, attribute.u.s, &k);
+        if (attribute.t == JV_STR) st = jb_attr_path(c, at, k, attribute.u.s, &k);
         s[i] = (sortitem){sort_key(c, k, case_sensitive), items->v[i], i};
     }
     if (st == PISSA_OK && !merge_sort(s, tmp, items->n, reverse))
@@ -363,7 +363,7 @@ static pissa_status select_items(jctx *c, const jnode *at, jv seq, const jargs *
                   .kwnames = a->kwnames, .kw = a->kw, .nkw = a->nkw};
     for (size_t i = 0; i < items->n; i++) {
         jv v = items->v[i];
-        if (by_attr) PISSA_TRY(jx_getattr(c, at, v, attr.u.s, &v));
+        if (by_attr) PISSA_TRY(jb_attr_path(c, at, v, attr.u.s, &v));
         int r;
         if (test.t == JV_UNDEF) r = jv_truthy(v);
         else if (test.t != JV_STR) return jx_error(c, at, "a test name must be a string");
@@ -666,7 +666,7 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         for (size_t i = 0; i < items->n; i++) {
             jv v = items->v[i];
             if (attribute.t == JV_STR) {
-                PISSA_TRY(jx_getattr(c, at, v, attribute.u.s, &v));
+                PISSA_TRY(jb_attr_path(c, at, v, attribute.u.s, &v));
                 if (v.t == JV_UNDEF && def.t != JV_UNDEF) v = def;
             } else if (filt.t == JV_STR) {
                 PISSA_TRY(jb_filter(c, at, filt.u.s, v, &rest, &v));
@@ -701,7 +701,7 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
             if (!l || !keys) return jx_oom(c, at);
             for (size_t i = 0; i < items->n; i++) {
                 jv k = items->v[i];
-                if (attribute.t == JV_STR) PISSA_TRY(jx_getattr(c, at, k, attribute.u.s, &k));
+                if (attribute.t == JV_STR) PISSA_TRY(jb_attr_path(c, at, k, attribute.u.s, &k));
                 k = sort_key(c, k, cs);
                 int seen = 0;
                 for (size_t j = 0; j < keys->n && !seen; j++) seen = jv_equal(keys->v[j], k, &c->steps);
@@ -726,7 +726,7 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         jv total = jb_arg(a, 1, "start", jv_int(0)), attribute = jb_arg(a, 0, "attribute", undef);
         for (size_t i = 0; i < items->n; i++) {
             jv v = items->v[i];
-            if (attribute.t == JV_STR) PISSA_TRY(jx_getattr(c, at, v, attribute.u.s, &v));
+            if (attribute.t == JV_STR) PISSA_TRY(jb_attr_path(c, at, v, attribute.u.s, &v));
             PISSA_TRY(jb_binop(c, at, OP_ADD, total, v, &total));
         }
         *out = total;

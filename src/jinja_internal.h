@@ -12,6 +12,7 @@
 #define ja_free pissa__jinja_ja_free
 #define jb_arg pissa__jinja_jb_arg
 #define jb_binop pissa__jinja_jb_binop
+#define jb_attr_path pissa__jinja_jb_attr_path
 #define jb_builtin pissa__jinja_jb_builtin
 #define jb_case pissa__jinja_jb_case
 #define jb_contains pissa__jinja_jb_contains
@@ -327,6 +328,8 @@ pissa_status jb_splitlines(jctx *c, const jnode *at, const jstr *s, jlist **out)
 pissa_status jb_replace(jctx *c, const jnode *at, jv x, jv old, jv new, jv count, jv *out);
 /* MODE: 'u' upper, 'l' lower, 'c' capitalize, 't' str.title(), 'T' jinja2's title filter */
 pissa_status jb_case(jctx *c, const jnode *at, jv x, int mode, jv *out);
+/* jinja2's attribute= argument: "a.b.0" is v['a']['b'][0], each step a subscript that falls back to getattr */
+pissa_status jb_attr_path(jctx *c, const jnode *at, jv v, const jstr *path, jv *out);
 pissa_status jb_join(jctx *c, const jnode *at, jv seq, jv sep, jv attribute, jv *out);
 pissa_status jb_str_pred(jctx *c, const jnode *at, const jstr *s, const char *name, jv *out);
 

@@ -170,9 +170,8 @@ pissa_status jb_split(jctx *c, const jnode *at, jv x, jv sep, jv maxsplit, int f
         while (i < s->n && pissa__jinja_space_at((const unsigned char *)s->p + i, s->n - i, &len)) i += len;
         if (i >= s->n) break;
         size_t j = i;
-        if (max >= 0 && done >= max) {
-            size_t e = i + pissa__jinja_rstrip_len(s->p + i, s->n - i);
-            jv piece = jb_mkstr(c, s->p + i, e - i);
+        if (max >= 0 && done >= max) { /* the rest, as it is (Python keeps its trailing whitespace) */
+            jv piece = jb_mkstr(c, s->p + i, s->n - i);
             if (piece.t != JV_STR || !jl_push(c->a, l, piece)) return jx_oom(c, at);
             break;
         }
@@ -292,6 +291,27 @@ pissa_status jb_case(jctx *c, const jnode *at, jv x, int mode, jv *out) {
     return out->t == JV_STR ? PISSA_OK : jx_oom(c, at);
 }
 
+pissa_status jb_attr_path(jctx *c, const jnode *at, jv v, const jstr *path, jv *out) {
+    size_t start = 0;
+    for (size_t i = 0; i <= path->n; i++) {
+        if (i < path->n && path->p[i] != '.') continue;
+        const char *part = path->p + start;
+        size_t n = i - start, k = 0;
+        while (k < n && part[k] >= '0' && part[k] <= '9') k++;
+        jv key;
+        if (n > 0 && k == n && n < 18) {
+            key = jv_int(strtoll(part, NULL, 10));
+        } else {
+            key = jb_mkstr(c, part, n);
+            if (key.t != JV_STR) return jx_oom(c, at);
+        }
+        PISSA_TRY(jx_getitem(c, at, v, key, &v));
+        start = i + 1;
+    }
+    *out = v;
+    return PISSA_OK;
+}
+
 pissa_status jb_join(jctx *c, const jnode *at, jv seq, jv sep, jv attribute, jv *out) {
     jlist *items;
     PISSA_TRY(jx_iterate(c, at, seq, &items));
@@ -302,7 +322,7 @@ pissa_status jb_join(jctx *c, const jnode *at, jv seq, jv sep, jv attribute, jv 
     for (size_t i = 0; i < items->n; i++) {
         jv v = items->v[i];
         if (attribute.t == JV_STR) {
-            pissa_status st = jx_getattr(c, at, v, attribute.u.s, &v);
+            pissa_status st = jb_attr_path(c, at, v, attribute.u.s, &v);
             if (st != PISSA_OK) {
                 free(b.p);
                 return st;

@@ -395,7 +395,9 @@ static void repr_rec(pissa__strbuf *b, jv x, int depth) {
         return;
     }
     switch (x.t) {
-    case JV_UNDEF: return;
+    case JV_UNDEF:
+        if (depth > 0) pissa__sb_puts(b, "Undefined"); /* repr() inside a list; str() of it alone is "" */
+        return;
     case JV_NONE: pissa__sb_puts(b, "None"); return;
     case JV_BOOL: pissa__sb_puts(b, x.u.i ? "True" : "False"); return;
     case JV_INT: put_int(b, x.u.i); return;

@@ -109,6 +109,8 @@ CASES = [
     ("filter_tojson_indent", "{{ nested | tojson(indent=2) }}\n{{ [] | tojson(indent=4) }}\n{{ {'a': [], 'b': {}} | tojson(indent=2) }}"),
     ("filter_items_dictsort", "{{ d | items | list }} {{ d | dictsort }} {{ d | dictsort(by='value') }} {{ d | dictsort(reverse=true) }}"),
     ("filter_sort", "{{ l | sort }} {{ strs | sort }} {{ strs | sort(case_sensitive=true) }} {{ l | sort(reverse=true) }} {{ msgs | sort(attribute='role') | map(attribute='role') | list }}"),
+    ("filter_attribute_paths", "{{ [{'d': {'p': 2}}, {'d': {'p': 1}}] | sort(attribute='d.p') | map(attribute='d.p') | list }} {{ [[1, 2], [0, 5]] | map(attribute='1') | list }} {{ nested | attr('a') }}"),
+    ("filter_sort_equal_uncomparable", "{{ [none, none] | sort }} {{ [undefined_a, undefined_b] | sort }} {{ [{'a': 1}, {'a': 1}] | sort }}"),
     ("filter_unique_minmax_sum", "{{ [1, 2, 1, 3] | unique | list }} {{ ['a', 'A', 'b'] | unique | list }} {{ l | min }} {{ l | max }} {{ l | sum }} {{ msgs | sum(attribute='x', start=10) if false else 0 }}"),
     ("filter_select", "{{ msgs | selectattr('role', 'equalto', 'user') | list | length }} {{ msgs | rejectattr('role', 'eq', 'user') | map(attribute='role') | join(',') }} {{ msgs | selectattr('x', 'defined') | list | length }} {{ [0, 1, 2, 3] | select('odd') | list }} {{ [0, 1, 2] | reject | list }} {{ [0, 1, ''] | select | list }}"),
     ("filter_map", "{{ msgs | map(attribute='role') | join('/') }} {{ strs | map('upper') | list }} {{ msgs | map(attribute='x', default='-') | list }} {{ ['1', '2'] | map('int') | sum }}"),
@@ -126,6 +128,7 @@ CASES = [
     # str methods
     ("str_strip", "[{{ ws.strip() }}][{{ ws.lstrip() }}][{{ ws.rstrip() }}][{{ '\\n\\nx\\n'.strip('\\n') }}][{{ 'abcba'.strip('ab') }}][{{ u8.strip('hd') }}]"),
     ("str_split", "{{ 'a,b,,c'.split(',') }} {{ ws.split() }} {{ 'a b c'.split(' ', 1) }} {{ 'a,b,c'.rsplit(',', 1) }} {{ '<think>x</think>y'.split('</think>')[-1] }} {{ 'x'.split('y') }} {{ ''.split() }}"),
+    ("str_split_maxsplit", "|{{ ' 1 2 3 '.split(none, 0) }}|{{ ' 1 2 3 '.split(none, 1) }}|{{ ' 1 2 3 '.split(' ', 1) }}|{{ 'a b c'.rsplit(none, 1) if false else '' }}"),
     ("str_startswith", "{{ s.startswith('ab') }} {{ s.endswith('bc') }} {{ s.startswith(('x', 'a')) }} {{ s.endswith('x') }}"),
     ("str_methods", "{{ s.upper() }} {{ 'AbC'.lower() }} {{ 'hello world'.title() }} {{ 'they\\'re'.title() }} {{ 'hELLO'.capitalize() }} {{ 'a-b'.replace('-', '+') }} {{ 'aXbXc'.replace('X', '', 1) }}"),
     ("str_find_count", "{{ 'hello'.find('l') }} {{ 'hello'.rfind('l') }} {{ 'hello'.find('z') }} {{ 'héllo'.find('l') }} {{ 'banana'.count('an') }} {{ ', '.join(['a', 'b']) }}"),
