@@ -207,9 +207,7 @@ int main(int argc, char **argv) {
     R.scale = pissa_lora_scale(R.opts.alpha, rank, rslora);
     if (threads) pissa_set_num_threads(threads);
 
-    char real_model[PATH_MAX], real_out[PATH_MAX];
-    if (realpath(model_dir, real_model) && realpath(out_dir, real_out) && !strcmp(real_model, real_out))
-        cli_usage_error("--out must differ from --model (the base checkpoint would be overwritten)");
+    cli_check_output("--out", out_dir, "--model", model_dir);
 
     double t0 = cli_now();
     cli_check(pissa_checkpoint_open(model_dir, &R.ckpt), "--model");
@@ -296,8 +294,10 @@ int main(int argc, char **argv) {
         if (!quiet) fprintf(stderr, "%s  (%.2f s)\n", line, cli_now() - tl);
     }
 
-    /* Phase 2: the residual model, every tensor of the base under its own name. */
-    cli_mkdirs(out_dir);
+    /* Phase 2: the residual model, every tensor of the base under its own name, into a new version of OUT that
+     * replaces the old one whole at the end. */
+    static const char *const mine[] = {CLI_CHECKPOINT_FILES, "pissa_init", NULL};
+    const char *dst = cli_out_begin(out_dir, mine);
     pissa_st_writer *w;
     cli_check(pissa_st_writer_create(&w), "safetensors writer");
     size_t n_tensors = pissa_checkpoint_count(R.ckpt);
@@ -322,16 +322,16 @@ int main(int argc, char **argv) {
         cli_check(st, name);
     }
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dst);
     cli_check(pissa_st_writer_write(w, path), path);
     pissa_st_writer_free(w);
     free(ctx);
     char *config = output_config(pissa_checkpoint_config_json(R.ckpt), R.have_dtype, R.dtype);
     if (!config) cli_fail("out of memory");
-    snprintf(path, sizeof path, "%s/config.json", out_dir);
+    snprintf(path, sizeof path, "%s/config.json", dst);
     cli_check(pissa_write_file_atomic(path, config, strlen(config)), path);
     free(config);
-    cli_copy_companions(model_dir, out_dir);
+    cli_copy_companions(model_dir, dst);
 
     /* Phase 3: the initial adapter, as PEFT saves it after PiSSA initialisation. */
     pissa_peft_config pc = pissa_peft_default_config();
@@ -353,9 +353,10 @@ int main(int argc, char **argv) {
         cli_check(pissa_peft_adapter_add(ad, targets[i].module, rank, targets[i].in, targets[i].out, targets[i].A,
                                          targets[i].B),
                   targets[i].module);
-    snprintf(path, sizeof path, "%s/pissa_init", out_dir);
+    snprintf(path, sizeof path, "%s/pissa_init", dst);
     cli_check(pissa_peft_adapter_save(ad, path, adapter_dtype), path);
     pissa_peft_adapter_free(ad);
+    cli_out_commit();
 
     /* Summary. */
     double max_err = 0, sum_err = 0, sum_e = 0, sum_x = 0, worst = INFINITY;

@@ -155,7 +155,8 @@ int main(int argc, char **argv) {
     if (shards > n) shards = n;
 
     char path[4096];
-    cli_mkdirs(out);
+    static const char *const mine[] = {CLI_CHECKPOINT_FILES, NULL};
+    const char *dst = cli_out_begin(out, mine); /* OUT is replaced whole at the end */
 
     /* Shards hold contiguous runs of the sorted names, as Hugging Face's sharding does. */
     size_t idx_cap = 256 + (size_t)n * 200, idx_len = 0;
@@ -177,7 +178,7 @@ int main(int argc, char **argv) {
             idx_len += (size_t)snprintf(index + idx_len, idx_cap - idx_len, "%s\n    \"%s\": \"%s\"",
                                         i ? "," : "", specs[i].name, file);
         }
-        snprintf(path, sizeof path, "%s/%s", out, file);
+        snprintf(path, sizeof path, "%s/%s", dst, file);
         cli_check(pissa_st_writer_write(w, path), path);
         pissa_st_writer_free(w);
         first = last;
@@ -187,7 +188,7 @@ int main(int argc, char **argv) {
         if (!text) cli_fail("out of memory");
         int len = sprintf(text, "{\n  \"metadata\": {\n    \"total_size\": %lld\n  },\n  \"weight_map\": {%s\n  }\n}\n",
                           (long long)total_bytes, index);
-        snprintf(path, sizeof path, "%s/model.safetensors.index.json", out);
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dst);
         cli_check(pissa_write_file_atomic(path, text, (size_t)len), path);
         free(text);
     }
@@ -206,8 +207,9 @@ int main(int argc, char **argv) {
                        (long long)hd, (long long)D, (long long)F, (long long)T, (long long)H, (long long)L,
                        (long long)KV, tied ? "true" : "false",
                        dtype == PISSA_F32 ? "float32" : dtype == PISSA_BF16 ? "bfloat16" : "float16", (long long)V);
-    snprintf(path, sizeof path, "%s/config.json", out);
+    snprintf(path, sizeof path, "%s/config.json", dst);
     cli_check(pissa_write_file_atomic(path, config, (size_t)len), path);
+    cli_out_commit();
     fprintf(stderr, "pissa-synth: wrote %s (%d tensors, %lld shard%s, %s)\n", out, n, (long long)shards,
             shards > 1 ? "s" : "", pissa_dtype_name(dtype));
     free(specs);

@@ -380,11 +380,6 @@ pissa_status pissa_peft_adapter_check(const pissa_peft_adapter *a, const pissa_l
 /* ---------------------------------------------------------------------------------------------- */
 /* an adapter on the projections of a Llama model (interop_internal.h)                            */
 
-const char *const pissa__llama_proj_paths[PISSA__N_PROJ] = {"self_attn.q_proj", "self_attn.k_proj",
-                                                            "self_attn.v_proj", "self_attn.o_proj",
-                                                            "mlp.gate_proj",    "mlp.up_proj",
-                                                            "mlp.down_proj"};
-
 /* The weights of a loaded model (float32 in memory) as a tensor list for linear_shapes. */
 static pissa_status weights_tensor_at(const void *src, size_t i, const char **name, int *matrix, int64_t *rows,
                                       int64_t *cols) {
@@ -402,8 +397,8 @@ static void llama_slot(const char *module, int64_t n_layers, int64_t *layer, int
     int used = 0;
     *proj = -1;
     if (sscanf(module, "model.layers.%lld.%n", &l, &used) != 1 || used == 0 || l < 0 || l >= n_layers) return;
-    for (int j = 0; j < PISSA__N_PROJ; j++)
-        if (!strcmp(module + used, pissa__llama_proj_paths[j])) *proj = j;
+    for (int j = 0; j < PISSA_N_PROJ; j++)
+        if (!strcmp(module + used, pissa_proj_path(j))) *proj = j;
     *layer = l;
 }
 
@@ -411,7 +406,7 @@ pissa_status pissa__peft_map_llama(const pissa_peft_adapter *a, const pissa__wei
                                    pissa__peft_slot *slots) {
     const pissa_peft_config *c = pissa_peft_adapter_config(a);
     int64_t L = w->cfg.num_hidden_layers;
-    if (strcmp(c->bias, "none") != 0) /* Llama's projections have no bias for PEFT to train */
+    if (strcmp(c->bias, "none") != 0) /* PEFT would train the biases too; the base's biases stay frozen here */
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'bias' is '%s': only \"none\" is "
                            "supported", c->bias);
     pissa_linear_shape *base;
@@ -424,9 +419,9 @@ pissa_status pissa__peft_map_llama(const pissa_peft_adapter *a, const pissa__wei
     PISSA_TRY(resolver_init(&R, c));
     char module[160];
     for (int64_t l = 0; st == PISSA_OK && l < L; l++)
-        for (int j = 0; st == PISSA_OK && j < PISSA__N_PROJ; j++) {
-            pissa__peft_slot *s = &slots[l * PISSA__N_PROJ + j];
-            snprintf(module, sizeof module, "model.layers.%lld.%s", (long long)l, pissa__llama_proj_paths[j]);
+        for (int j = 0; st == PISSA_OK && j < PISSA_N_PROJ; j++) {
+            pissa__peft_slot *s = &slots[l * PISSA_N_PROJ + j];
+            snprintf(module, sizeof module, "model.layers.%lld.%s", (long long)l, pissa_proj_path(j));
             s->module = -1;
             st = resolve(&R, module, NULL, &s->r, &s->alpha, &s->scale);
         }
@@ -442,7 +437,7 @@ pissa_status pissa__peft_map_llama(const pissa_peft_adapter *a, const pissa__wei
             st = pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight': module '%s' is "
                              "not one of the projections libpissa adapts (q_proj, k_proj, v_proj, o_proj, gate_proj, "
                              "up_proj, down_proj of a layer)", module_i, module_i);
-        if (st == PISSA_OK) slots[l * PISSA__N_PROJ + j].module = (int64_t)i;
+        if (st == PISSA_OK) slots[l * PISSA_N_PROJ + j].module = (int64_t)i;
     }
     return st;
 }
@@ -650,25 +645,6 @@ static pissa_status fill_merged(void *user, const char *name, float *dst, int64_
     return st;
 }
 
-static const char *torch_dtype_name(pissa_dtype dt) {
-    return dt == PISSA_F32 ? "float32" : dt == PISSA_BF16 ? "bfloat16" : "float16";
-}
-
-/* config.json text with "torch_dtype" set to DTYPE's name (added when absent). Caller frees. */
-static pissa_status config_with_dtype(const char *json, pissa_dtype dtype, char **out) {
-    cJSON *root = cJSON_Parse(json);
-    if (!root) return pissa__fail(PISSA_ERR_FORMAT, "config.json: not valid JSON");
-    cJSON *v = cJSON_CreateString(torch_dtype_name(dtype));
-    pissa_status st = PISSA_OK;
-    if (!v) st = pissa__fail(PISSA_ERR_NOMEM, "config.json: out of memory");
-    else if (cJSON_GetObjectItemCaseSensitive(root, "torch_dtype"))
-        cJSON_ReplaceItemInObjectCaseSensitive(root, "torch_dtype", v);
-    else cJSON_AddItemToObject(root, "torch_dtype", v);
-    if (st == PISSA_OK) st = pissa__json_dump_sorted(root, out);
-    cJSON_Delete(root);
-    return st;
-}
-
 pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pissa_peft_adapter *a, int unmerge,
                                          int dtype, const char *dir) {
     if (!base || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_merge_checkpoint: NULL argument");
@@ -688,9 +664,7 @@ pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pis
     if (a) PISSA_TRY(resolver_init(&R, pissa_peft_adapter_config(a)));
     merge_ctx ctx = {base, a, &R, unmerge ? -1 : +1};
     pissa_st_writer *w = NULL;
-    char *config = NULL, *weights = pissa__path_join(dir, "model.safetensors"),
-         *config_path = pissa__path_join(dir, "config.json");
-    if (!weights || !config_path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    char *config = NULL, *weights = NULL, *config_path = NULL;
     if (st == PISSA_OK) st = pissa_st_writer_create(&w);
     for (size_t i = 0; st == PISSA_OK && i < pissa_checkpoint_count(base); i++) {
         const char *name = pissa_checkpoint_name(base, i);
@@ -718,12 +692,20 @@ pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pis
             st = pissa_st_writer_add_raw(w, name, info.dtype, info.ndim, info.shape, info.data);
     }
     if (st == PISSA_OK) pissa_clear_error(); /* misses of pissa_peft_adapter_find */
-    if (st == PISSA_OK) st = pissa__mkdir_p(dir);
-    if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
     const char *json = pissa_checkpoint_config_json(base);
-    if (st == PISSA_OK && dtype != -1) st = config_with_dtype(json, (pissa_dtype)dtype, &config);
+    if (st == PISSA_OK && dtype != -1) st = pissa_config_json_set_dtype(json, dtype, &config);
     const char *text = config ? config : json;
+    pissa_dir_txn *txn = NULL; /* the folder is replaced whole: never new weights beside an old config */
+    if (st == PISSA_OK) st = pissa_dir_txn_begin(dir, pissa__checkpoint_files, &txn);
+    if (st == PISSA_OK) {
+        weights = pissa__path_join(pissa_dir_txn_path(txn), "model.safetensors");
+        config_path = pissa__path_join(pissa_dir_txn_path(txn), "config.json");
+        if (!weights || !config_path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    }
+    if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
     if (st == PISSA_OK) st = pissa_write_file_atomic(config_path, text, strlen(text));
+    if (st == PISSA_OK) st = pissa_dir_txn_commit(txn);
+    else pissa_dir_txn_abort(txn);
     pissa_st_writer_free(w);
     free(config);
     free(weights);

@@ -17,11 +17,6 @@
 #define TOK512 PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"
 #define SHAKESPEARE PISSA_SHARED_DATA_DIR "/tinyshakespeare/input.txt"
 
-static int file_exists(const char *p) {
-    struct stat s;
-    return stat(p, &s) == 0;
-}
-
 /* ---- fixture: batch.json and expected.{json,safetensors} ---- */
 
 typedef struct batch {
@@ -293,8 +288,12 @@ static char *fixture_copy(const char *key, const char *raw_value) {
 static void unsupported_configs_are_refused_with_their_field(void **state) {
     (void)state;
     struct { const char *key, *value, *needle; } cases[] = {
-        {"rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling"},
-        {"attention_bias", "true", "attention_bias"},
+        {"rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}", "rope_type 'dynamic'"},
+        {"rope_scaling", "{\"rope_type\": \"longrope\", \"short_factor\": [1], \"long_factor\": [1]}",
+         "rope_type 'longrope'"},
+        {"partial_rotary_factor", "0.5", "partial_rotary_factor"},
+        {"model_type", "\"gemma\"", "model_type 'gemma'"},
+        {"architectures", "[\"LlamaForSequenceClassification\"]", "architectures"},
         {"hidden_act", "\"gelu\"", "hidden_act"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -627,10 +626,7 @@ static void llama2c_file_and_hf_folder_give_the_same_logits(void **state) {
 
 static void stories260k_bin_and_its_hf_form_give_the_same_logits(void **state) {
     (void)state;
-    if (!file_exists(STORIES)) {
-        printf("  skipped: %s is absent\n", STORIES);
-        skip();
-    }
+    if (!tu_file_exists(STORIES)) tu_skip_missing(STORIES);
     pissa__weights w;
     assert_ok(pissa__weights_load(STORIES, &w));
     char *dir = tu_tempdir("model_stories");
@@ -709,12 +705,54 @@ static void pissa_eval_reports_the_token_weighted_loss(void **state) {
     free(out);
 }
 
+/* A checkpoint with a NaN (or Inf) weight: the model's logits are not finite, so pissa-eval and the trainer's
+ * evaluation end with a named error instead of reporting "nan" (which is not JSON either). */
+static void non_finite_weights_give_a_named_error_not_a_nan_loss(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("model_nan"), *data = tu_path(dir, "rows.jsonl"), *err = tu_path(dir, "err.txt");
+    char *out = tu_path(dir, "out.txt");
+    const char *rows = "{\"input_ids\": [1, 5, 9, 13, 2, 7, 30]}\n{\"input_ids\": [4, 8, 15]}\n";
+    tu_write_bytes(data, rows, strlen(rows));
+    const float bad[2] = {NAN, INFINITY};
+    for (int k = 0; k < 2; k++) {
+        pissa_model *m = load_fixture("llama_untied", 0);
+        assert_ok(pissa_model_set_full_finetune(m));
+        pissa_param_view v;
+        for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+            assert_ok(pissa_model_param(m, i, &v));
+            if (!strcmp(v.name, "model.layers.1.mlp.down_proj.weight")) v.data[3] = bad[k];
+        }
+        char *ck = tu_path(dir, k ? "inf" : "nan");
+        assert_ok(pissa_model_save(m, ck, PISSA_F32));
+        pissa_dataset *d;
+        pissa_trainer *t;
+        assert_ok(pissa_dataset_load_jsonl(data, 64, &d));
+        pissa_train_opts o = pissa_train_default_opts();
+        o.total_steps = 1;
+        assert_ok(pissa_trainer_create(m, d, &o, &t));
+        double loss;
+        assert_int_equal(pissa_trainer_evaluate(t, d, &loss, NULL), PISSA_ERR_NUMERIC);
+        assert_non_null(strstr(pissa_last_error(), "non-finite"));
+        pissa_trainer_free(t);
+        pissa_dataset_free(d);
+        pissa_model_free(m);
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s --model %s --data %s --json -q >%s 2>%s", PISSA_EVAL_EXE, ck, data, out, err);
+        assert_int_equal(tu_run(cmd, NULL), 1);
+        char *o_text = tu_slurp(out, NULL), *e_text = tu_slurp(err, NULL);
+        assert_string_equal(o_text, ""); /* nothing that a script would parse as a result */
+        if (!strstr(e_text, "rows.jsonl") || !strstr(e_text, "non-finite"))
+            fail_msg("pissa-eval on %s weights: %s", k ? "Inf" : "NaN", e_text);
+        free(o_text), free(e_text), free(ck);
+    }
+    tu_rmtree(dir);
+    free(dir), free(data), free(err), free(out);
+}
+
 static void pissa_eval_on_stories260k_and_tinyshakespeare(void **state) {
     (void)state;
-    if (!file_exists(STORIES) || !file_exists(SHAKESPEARE)) {
-        printf("  skipped: %s or %s is absent\n", STORIES, SHAKESPEARE);
-        skip();
-    }
+    const char *need[2] = {STORIES, SHAKESPEARE};
+    tu_need_files(need, 2);
     /* the first 20 KB of Shakespeare: far from TinyStories, so the loss is high but finite */
     char *dir = tu_tempdir("model_eval_stories");
     char *data = tu_path(dir, "shakespeare.txt"), *out = tu_path(dir, "out.json");
@@ -756,6 +794,7 @@ int main(void) {
         cmocka_unit_test(llama2c_file_and_hf_folder_give_the_same_logits),
         cmocka_unit_test(stories260k_bin_and_its_hf_form_give_the_same_logits),
         cmocka_unit_test(pissa_eval_reports_the_token_weighted_loss),
+        cmocka_unit_test(non_finite_weights_give_a_named_error_not_a_nan_loss),
         cmocka_unit_test(pissa_eval_on_stories260k_and_tinyshakespeare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,23 +31,6 @@ PISSA_API const pissa_llama_config *pissa_model_config(const pissa_model *m); /*
 
 /* ---- adapters ---- */
 
-/* Target projections, as a bit mask. Pinned values. */
-typedef enum pissa_proj {
-    PISSA_PROJ_Q = 1 << 0,
-    PISSA_PROJ_K = 1 << 1,
-    PISSA_PROJ_V = 1 << 2,
-    PISSA_PROJ_O = 1 << 3,
-    PISSA_PROJ_GATE = 1 << 4,
-    PISSA_PROJ_UP = 1 << 5,
-    PISSA_PROJ_DOWN = 1 << 6,
-    PISSA_PROJ_ALL = 0x7f,
-} pissa_proj;
-
-/* Parses "q_proj,v_proj,..." (any of q_proj k_proj v_proj o_proj gate_proj up_proj down_proj) or "all-linear". */
-PISSA_API pissa_status pissa_proj_parse(const char *list, unsigned *mask);
-/* Writes the comma-separated names of MASK in the order above into BUF. */
-PISSA_API pissa_status pissa_proj_names(unsigned mask, char *buf, size_t size);
-
 typedef struct pissa_adapter_opts {
     unsigned targets;      /* pissa_proj mask (default q_proj | v_proj, PEFT's default for Llama) */
     pissa_init_opts init;  /* kind, rank, alpha, use_rslora, niter, oversample, seed (module i uses seed + i) */
