@@ -1,6 +1,7 @@
 /* libFuzzer target: any bytes as a chat template, parsed and rendered with a context like a chat's, under small
  * limits. Build with clang: cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DPISSA_BUILD_FUZZ=ON, then
- * build-fuzz/fuzz_jinja tests/reference/chat/templates (the templates make a good seed corpus). */
+ * build-fuzz/fuzz_jinja CORPUS, where CORPUS is a copy of tests/reference/chat/templates (a good seed; libFuzzer
+ * writes new inputs into the directory it is given). */
 #include <stdint.h>
 #include <stdlib.h>
 
