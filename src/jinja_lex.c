@@ -224,13 +224,24 @@ static pissa_status lex_number(lexer *L) {
     return PISSA_OK;
 }
 
-static const struct { const char *s; int op; } OPS[] = {
-    {"//", OP_FLOORDIV}, {"**", OP_POW}, {"==", OP_EQ}, {"!=", OP_NE}, {"<=", OP_LE}, {">=", OP_GE},
-    {"+", OP_ADD}, {"-", OP_SUB}, {"*", OP_MUL}, {"/", OP_DIV}, {"%", OP_MOD}, {"~", OP_TILDE},
-    {"<", OP_LT}, {">", OP_GT}, {"=", OP_ASSIGN}, {"(", OP_LPAREN}, {")", OP_RPAREN}, {"[", OP_LBRACKET},
-    {"]", OP_RBRACKET}, {"{", OP_LBRACE}, {"}", OP_RBRACE}, {",", OP_COMMA}, {".", OP_DOT}, {":", OP_COLON},
-    {"|", OP_PIPE},
-};
+/* The operator at P (longest match) and its length in *LEN; 0 if none. */
+static int match_op(const char *p, size_t avail, size_t *len) {
+    static const char two[][3] = {"//", "**", "==", "!=", "<=", ">="};
+    static const int two_op[] = {OP_FLOORDIV, OP_POW, OP_EQ, OP_NE, OP_LE, OP_GE};
+    static const char one[] = "+-*/%~<>=()[]{},.:|";
+    static const int one_op[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MOD, OP_TILDE, OP_LT, OP_GT, OP_ASSIGN,
+                                 OP_LPAREN, OP_RPAREN, OP_LBRACKET, OP_RBRACKET, OP_LBRACE, OP_RBRACE, OP_COMMA,
+                                 OP_DOT, OP_COLON, OP_PIPE};
+    if (avail >= 2)
+        for (int k = 0; k < 6; k++)
+            if (p[0] == two[k][0] && p[1] == two[k][1]) {
+                *len = 2;
+                return two_op[k];
+            }
+    const char *hit = p[0] ? strchr(one, p[0]) : NULL;
+    *len = 1;
+    return hit ? one_op[hit - one] : 0;
+}
 
 /* Tokens of one {% %} or {{ }} up to and including its end; *LINE_STARTING tells whether the end consumed a
  * newline (lstrip_blocks then applies to the next tag even without a newline in the text between). */
@@ -277,13 +288,12 @@ static pissa_status lex_tag(lexer *L, int block, int *line_starting) {
             PISSA_TRY(unescape(L, s + p + 1, q - p - 1, &t->s));
             advance_to(L, q + 1);
         } else {
-            size_t k = 0, nops = sizeof OPS / sizeof OPS[0];
-            while (k < nops && !(p + strlen(OPS[k].s) <= n && memcmp(s + p, OPS[k].s, strlen(OPS[k].s)) == 0)) k++;
-            if (k == nops)
-                return pissa__jinja_syntax_error(L->line, col_of(L, s + p), "unexpected character '%c'", c);
+            size_t oplen;
+            int op = match_op(s + p, n - p, &oplen);
+            if (!op) return pissa__jinja_syntax_error(L->line, col_of(L, s + p), "unexpected character '%c'", c);
             jtok *t = push(L, TK_OP);
             if (!t) return NOMEM();
-            t->op = OPS[k].op;
+            t->op = op;
             if (t->op == OP_LPAREN || t->op == OP_LBRACKET || t->op == OP_LBRACE) {
                 if (++depth > PISSA__JINJA_MAX_NESTING)
                     return pissa__jinja_syntax_error(t->line, t->col, "brackets nested deeper than %d",
@@ -291,7 +301,7 @@ static pissa_status lex_tag(lexer *L, int block, int *line_starting) {
             } else if ((t->op == OP_RPAREN || t->op == OP_RBRACKET || t->op == OP_RBRACE) && depth > 0) {
                 depth--;
             }
-            advance_to(L, p + strlen(OPS[k].s));
+            advance_to(L, p + oplen);
         }
     }
 }
