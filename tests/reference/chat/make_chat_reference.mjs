@@ -2,7 +2,10 @@
 // add_generation_prompt false and true, through @huggingface/jinja (the JavaScript port of jinja2 that
 // transformers.js uses), and writes expected.json, which tests/test_jinja.c compares libpissa's renders with.
 //
-//   cd tests/reference/chat && npm install --ignore-scripts && node make_chat_reference.mjs [OUT]
+//   cd tests/reference/chat && npm install --ignore-scripts && node make_chat_reference.mjs [OUT | --check]
+//
+// --check writes nothing: it exits 1, naming the first case that changed, if expected.json is not what the
+// current inputs and @huggingface/jinja give.
 //
 // The variables are the ones transformers' apply_chat_template passes: messages, add_generation_prompt,
 // tools and documents (null unless the conversation gives them), the template's special tokens, and the
@@ -54,7 +57,22 @@ for (const t of templates) {
   }
 }
 
-const out = process.argv[2] ?? join(here, "expected.json");
 const doc = { generator: `@huggingface/jinja ${pkg.version}`, cases };
-writeFileSync(out, JSON.stringify(doc, null, 1) + "\n");
-console.log(`${cases.length} cases (${cases.filter((c) => c.error).length} errors) -> ${out}`);
+const text = JSON.stringify(doc, null, 1) + "\n";
+if (process.argv[2] === "--check") {
+  const committed = readFileSync(join(here, "expected.json"), "utf8");
+  if (committed === text) {
+    console.log(`expected.json is current (${cases.length} cases)`);
+  } else {
+    const old = JSON.parse(committed).cases;
+    const i = cases.findIndex((c, k) => JSON.stringify(c) !== JSON.stringify(old[k]));
+    const c = cases[i] ?? old[i];
+    console.error(`expected.json is stale: first change at case ${i}` +
+      (c ? ` (${c.template} / ${c.conversation} / add_generation_prompt=${c.add_generation_prompt})` : ""));
+    process.exit(1);
+  }
+} else {
+  const out = process.argv[2] ?? join(here, "expected.json");
+  writeFileSync(out, text);
+  console.log(`${cases.length} cases (${cases.filter((c) => c.error).length} errors) -> ${out}`);
+}
