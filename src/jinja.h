@@ -37,7 +37,7 @@ pissa_status pissa__jinja_parse(const char *src, size_t len, pissa__jinja_templa
 void pissa__jinja_free(pissa__jinja_template *t); /* NULL is a no-op */
 
 /* Renders T with the members of the JSON object CONTEXT_JSON (text; NULL = no variables) as its variables, besides
- * the globals raise_exception, strftime_now, range, namespace, dict, cycler and joiner. JSON numbers written
+ * the globals raise_exception, strftime_now, range, namespace and dict. JSON numbers written
  * without a fraction or exponent are integers (as Python's json reads them). LIMITS may be NULL (defaults).
  * Errors: bad CONTEXT_JSON is PISSA_ERR_INVALID_ARG; raise_exception(msg) is PISSA_ERR_INVALID_ARG with MSG in
  * the message; any other runtime error or exceeded limit is PISSA_ERR_FORMAT naming the template line.

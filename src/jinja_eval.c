@@ -722,7 +722,7 @@ static pissa_status render(const pissa__jinja_template *t, jarena *arena, jv con
     if (!(c.scope = scope_new(&c, NULL))) return jx_oom(&c, NULL);
     static const struct { const char *name; int id; } globals[] = {
         {"range", BI_RANGE}, {"namespace", BI_NAMESPACE}, {"dict", BI_DICT}, {"raise_exception", BI_RAISE},
-        {"strftime_now", BI_STRFTIME}, {"cycler", BI_CYCLER}, {"joiner", BI_JOINER},
+        {"strftime_now", BI_STRFTIME},
     };
     for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++) {
         const jstr *name = js_new(arena, globals[i].name, strlen(globals[i].name));

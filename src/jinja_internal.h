@@ -102,7 +102,6 @@ typedef enum jv_type {
     JV_BUILTIN, /* i: a global function (enum jbuiltin) */
     JV_METHOD,  /* bm: a method bound to its object (str.strip, dict.items, loop.cycle, ...) */
     JV_LOOP,    /* loop: the loop variable of a for */
-    JV_OBJ,     /* bm: cycler() or joiner() state */
 } jv_type;
 
 typedef struct jstr {
@@ -281,7 +280,7 @@ typedef struct jloop {
     size_t index0;
 } jloop;
 
-enum jbuiltin { BI_RANGE, BI_NAMESPACE, BI_DICT, BI_RAISE, BI_STRFTIME, BI_CYCLER, BI_JOINER };
+enum jbuiltin { BI_RANGE, BI_NAMESPACE, BI_DICT, BI_RAISE, BI_STRFTIME };
 
 typedef struct jctx {
     jarena *a;

@@ -214,7 +214,6 @@ const char *jv_type_name(jv x) {
     case JV_MACRO: return "Macro";
     case JV_BUILTIN: case JV_METHOD: return "builtin_function_or_method";
     case JV_LOOP: return "LoopContext";
-    case JV_OBJ: return "object";
     }
     return "object";
 }
@@ -259,7 +258,8 @@ int jv_equal(jv a, jv b, uint64_t *steps) {
             if (!v || !jv_equal(a.u.d->v[i], *v, steps)) return 0;
         }
         return 1;
-    case JV_NS: case JV_LOOP: case JV_OBJ: return a.u.d == b.u.d;
+    case JV_NS: return a.u.d == b.u.d;
+    case JV_LOOP: return a.u.loop == b.u.loop;
     case JV_MACRO: return a.u.m == b.u.m;
     case JV_BUILTIN: return a.u.i == b.u.i;
     case JV_METHOD: return a.u.bm == b.u.bm;
