@@ -1,5 +1,5 @@
 /* pissa-convert: a trained PiSSA adapter → an ordinary LoRA adapter for the ORIGINAL base model, as PEFT's
- * save_pretrained(path_initial_model_for_weight_conversion=...) does it (REFERENCE §2): rank 2r,
+ * save_pretrained(path_initial_model_for_weight_conversion=...) does it (docs/interop.md): rank 2r,
  * A' = [A; A0], B' = [B, −B0], alpha doubled (√2× with rsLoRA), init_lora_weights true. */
 #include <limits.h>
 #include <math.h>

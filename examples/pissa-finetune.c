@@ -113,7 +113,7 @@ static void save_all(ctx *c, int final) {
     c->saved = 1;
 }
 
-/* OUT/lora: W_res + s·B·A = W + s'·B'·A' with A' = [A; A0], B' = [B, −B0] (REFERENCE §2), for the original base. */
+/* OUT/lora: W_res + s·B·A = W + s'·B'·A' with A' = [A; A0], B' = [B, −B0] (docs/interop.md), for the original base. */
 static void write_converted(const char *out, const char *model_path) {
     char init[PATH_MAX], lora[PATH_MAX];
     snprintf(init, sizeof init, "%s/pissa_init", out);

@@ -1,4 +1,4 @@
-/* Hugging Face PEFT LoRA adapter folders (REFERENCE §3): adapter_config.json in and out, and the pairing of
+/* Hugging Face PEFT LoRA adapter folders (docs/formats.md): adapter_config.json in and out, and the pairing of
  * lora_A / lora_B tensors of adapter_model.safetensors by module path. */
 #include <cjson/cJSON.h>
 #include <ctype.h>

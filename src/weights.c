@@ -163,7 +163,7 @@ pissa_status pissa__weights_load_hf(const char *dir, pissa__weights *out) {
     return PISSA_OK;
 }
 
-/* ---- llama2.c checkpoint (REFERENCE §6) ---- */
+/* ---- llama2.c checkpoint (docs/formats.md) ---- */
 
 #define LLAMA2C_MAGIC 0x616b3432u /* "ak42" */
 

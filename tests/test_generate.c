@@ -308,6 +308,54 @@ static void adapter_features_not_implemented_are_refused_by_name(void **state) {
     free(dir);
 }
 
+/* ---- the generator is the model ---- */
+
+/* The generator's one-token logits equal the trainable model's logits of the whole sequence at every position up to
+ * the model's maximum, within 1e-5 of the logits' scale: one definition of the maths (and RoPE tables that agree at
+ * far positions). With ADAPTER (may be NULL) on both. */
+static void check_generator_equals_model(const char *path, const char *adapter) {
+    pissa_model *m;
+    assert_ok(pissa_model_load(path, &m));
+    if (adapter) assert_ok(pissa_model_load_adapter(m, adapter));
+    int V = (int)pissa_model_config(m)->vocab_size, T = (int)pissa_model_config(m)->max_position_embeddings;
+    assert_true(T >= 512);
+    T = 512;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
+    uint64_t x = 12345;
+    for (int t = 0; t < T; t++) x = x * 6364136223846793005ULL + 1442695040888963407ULL, ids[t] = (int32_t)(x >> 33) % V;
+    float *want = malloc(sizeof(float) * (size_t)T * V), *got = malloc(sizeof(float) * (size_t)V);
+    assert_ok(pissa_model_logits(m, ids, 1, T, want));
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < (size_t)T * V; i++) scale = fmax(scale, fabs(want[i]));
+    pissa_generator *g;
+    assert_ok(pissa_generator_create(path, adapter, T, &g));
+    int worst_at = 0;
+    for (int t = 0; t < T; t++) {
+        assert_ok(pissa_generator_forward(g, ids[t], t, got));
+        double d = tu_max_abs_diff(got, want + (size_t)t * V, (size_t)V);
+        if (d > worst) worst = d, worst_at = t;
+    }
+    print_message("  %s%s: generator vs model over %d positions: max|diff| %.3g at position %d (logit scale %.3g)\n",
+                  path, adapter ? " + adapter" : "", T, worst, worst_at, scale);
+    assert_true(worst <= 1e-5 * scale);
+    pissa_generator_free(g);
+    pissa_model_free(m);
+    free(ids), free(want), free(got);
+}
+
+static void generator_equals_model_at_every_position_for_every_family(void **state) {
+    (void)state;
+    static const char *const fixtures[] = {"llama3_rope", "llama_bias_linear", "mistral_window", "qwen2_bias",
+                                           "qwen3_qknorm"};
+    for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
+        char *dir = tu_path(PISSA_TEST_REFERENCE_DIR, fixtures[i]), *ad = tu_path(dir, "adapter");
+        check_generator_equals_model(dir, ad);
+        free(dir), free(ad);
+    }
+    need_data();
+    check_generator_equals_model(MODEL, NULL);
+}
+
 /* ---- sampling ---- */
 
 /* Sampled tokens are reproducible for a seed, and each lies in the nucleus: the smallest set of most likely tokens
@@ -511,6 +559,7 @@ int main(void) {
         cmocka_unit_test(greedy_generation_matches_llama2c_reference),
         cmocka_unit_test(hf_folder_of_the_model_generates_the_same_text),
         cmocka_unit_test(adapter_applied_unmerged_equals_merged_weights),
+        cmocka_unit_test(generator_equals_model_at_every_position_for_every_family),
         cmocka_unit_test(adapter_features_not_implemented_are_refused_by_name),
         cmocka_unit_test(top_p_sampling_stays_in_the_nucleus_and_is_seeded),
         cmocka_unit_test(non_finite_logits_are_an_error_and_an_empty_nucleus_takes_the_mode),
