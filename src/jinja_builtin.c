@@ -191,7 +191,8 @@ pissa_status jb_builtin(jctx *c, const jnode *at, int id, const jargs *a, jv *ou
         if (!d) return jx_oom(c, at);
         for (int i = 0; i < a->n; i++) {
             if (a->pos[i].t != JV_DICT && a->pos[i].t != JV_NS)
-                return jx_error(c, at, "%s() takes a mapping or keyword arguments", id == BI_DICT ? "dict" : "namespace");
+                return jx_error(c, at, "%s() takes a mapping or keyword arguments",
+                                id == BI_DICT ? "dict" : "namespace");
             for (size_t k = 0; k < a->pos[i].u.d->n; k++)
                 if (!jd_set(c->a, d, a->pos[i].u.d->k[k], a->pos[i].u.d->v[k])) return jx_oom(c, at);
         }
@@ -440,15 +441,20 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
     if (!strcmp(w, "replace")) {
         const jstr *s = jx_text(c, x);
         if (!s) return jx_oom(c, at);
-        return jb_replace(c, at, jv_str(s), jb_arg(a, 0, "old", none), jb_arg(a, 1, "new", none), jb_arg(a, 2, "count", none), out);
+        return jb_replace(c, at, jv_str(s), jb_arg(a, 0, "old", none), jb_arg(a, 1, "new", none),
+                          jb_arg(a, 2, "count", none), out);
     }
-    if (!strcmp(w, "join")) return jb_join(c, at, x, jb_arg(a, 0, "d", jb_mkstr(c, "", 0)), jb_arg(a, 1, "attribute", none), out);
+    if (!strcmp(w, "join"))
+        return jb_join(c, at, x, jb_arg(a, 0, "d", jb_mkstr(c, "", 0)), jb_arg(a, 1, "attribute", none), out);
     if (!strcmp(w, "tojson")) { /* transformers' tojson: json.dumps(x, ensure_ascii=False, ...) */
         jv ind = jb_arg(a, 1, "indent", none), seps = jb_arg(a, 2, "separators", none);
         if (ind.t != JV_NONE && ind.t != JV_INT) return jx_error(c, at, "tojson: indent must be an integer");
-        jjson_opts o = {ind.t == JV_INT ? (int)(ind.u.i < 0 ? 0 : ind.u.i > 64 ? 64 : ind.u.i) : -1,
-                        jv_truthy(jb_arg(a, 0, "ensure_ascii", jv_bool(0))), jv_truthy(jb_arg(a, 3, "sort_keys", jv_bool(0))),
-                        ind.t == JV_INT ? "," : ", ", ": "};
+        jjson_opts o = {ind.t == JV_INT ? (int)(ind.u.i < 0    ? 0
+                                                : ind.u.i > 64 ? 64
+                                                               : ind.u.i)
+                                        : -1,
+                        jv_truthy(jb_arg(a, 0, "ensure_ascii", jv_bool(0))),
+                        jv_truthy(jb_arg(a, 3, "sort_keys", jv_bool(0))), ind.t == JV_INT ? "," : ", ", ": "};
         if (seps.t != JV_NONE) {
             if (seps.t != JV_LIST || seps.u.l->n != 2 || seps.u.l->v[0].t != JV_STR || seps.u.l->v[1].t != JV_STR)
                 return jx_error(c, at, "tojson: separators must be a pair of strings");
@@ -489,7 +495,8 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         if (x.t == JV_UNDEF && w[0] == 'l') return jx_undefined_error(c, at, x);
         PISSA_TRY(jx_iterate(c, at, x, &items));
         if (items->n == 0) {
-            *out = jb_mkstr(c, w[0] == 'f' ? "No first item, sequence was empty." : "No last item, sequence was empty.", w[0] == 'f' ? 34 : 33);
+            *out = jb_mkstr(c, w[0] == 'f' ? "No first item, sequence was empty." : "No last item, sequence was empty.",
+                            w[0] == 'f' ? 34 : 33);
             *out = jv_undef(out->u.s);
             return PISSA_OK;
         }
@@ -678,7 +685,8 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
         *out = jv_list(l);
         return PISSA_OK;
     }
-    if (!strcmp(w, "sort") || !strcmp(w, "unique") || !strcmp(w, "min") || !strcmp(w, "max") || !strcmp(w, "dictsort")) {
+    if (!strcmp(w, "sort") || !strcmp(w, "unique") || !strcmp(w, "min") || !strcmp(w, "max") ||
+        !strcmp(w, "dictsort")) {
         int dictsort = w[0] == 'd', sort = w[0] == 's' && w[1] == 'o';
         int reverse = jv_truthy(jb_arg(a, sort ? 0 : dictsort ? 2 : -1, "reverse", jv_bool(0)));
         int cs = jv_truthy(jb_arg(a, sort ? 1 : dictsort ? 0 : 0, "case_sensitive", jv_bool(0)));

@@ -256,7 +256,8 @@ static pissa_status slice(jctx *c, const jnode *at, jv obj, jv lo, jv hi, jv st,
         if (step == 0) return jx_error(c, at, "slice step cannot be zero");
     }
     if (obj.t == JV_UNDEF) return jx_undefined_error(c, at, obj);
-    if (obj.t != JV_LIST && obj.t != JV_STR) return jx_error(c, at, "'%s' object is not subscriptable", jv_type_name(obj));
+    if (obj.t != JV_LIST && obj.t != JV_STR)
+        return jx_error(c, at, "'%s' object is not subscriptable", jv_type_name(obj));
     if (obj.t == JV_STR) PISSA_TRY(jx_step(c, at, obj.u.s->n / 64));
     int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)jb_cp_count(obj.u.s);
     int64_t b[2];
@@ -320,7 +321,8 @@ static pissa_status eval_args(jctx *c, const jnode *x, jargs *a) {
     }
     if (x->c) { /* f(**d) */
         PISSA_TRY(ev(c, x->c, &star2));
-        if (star2.t != JV_DICT) return jx_error(c, x, "argument after ** must be a mapping, not %s", jv_type_name(star2));
+        if (star2.t != JV_DICT)
+            return jx_error(c, x, "argument after ** must be a mapping, not %s", jv_type_name(star2));
     }
     size_t n = (size_t)x->n + (extra ? extra->n : 0), nkw = (size_t)x->nkw + (x->c ? star2.u.d->n : 0);
     if (n > INT32_MAX || nkw > INT32_MAX) return jx_error(c, x, "too many arguments");
@@ -382,7 +384,8 @@ static pissa_status call_macro(jctx *c, const jnode *at, const jmacro *m, const 
             found = 1;
         }
         for (int k = 0; k < a->nkw; k++)
-            if (a->kwnames[k]->n == def->kwnames[i]->n && !memcmp(a->kwnames[k]->p, def->kwnames[i]->p, a->kwnames[k]->n)) {
+            if (a->kwnames[k]->n == def->kwnames[i]->n &&
+                !memcmp(a->kwnames[k]->p, def->kwnames[i]->p, a->kwnames[k]->n)) {
                 if (found) st = jx_error(c, at, "macro got multiple values for argument '%s'", def->kwnames[i]->p);
                 v = a->kw[k];
                 found = 1;
@@ -403,7 +406,8 @@ static pissa_status call_macro(jctx *c, const jnode *at, const jmacro *m, const 
     for (int k = 0; k < a->nkw && st == PISSA_OK; k++) {
         int named = 0;
         for (int i = 0; i < def->nkw; i++)
-            named |= a->kwnames[k]->n == def->kwnames[i]->n && !memcmp(a->kwnames[k]->p, def->kwnames[i]->p, a->kwnames[k]->n);
+            named |= a->kwnames[k]->n == def->kwnames[i]->n &&
+                     !memcmp(a->kwnames[k]->p, def->kwnames[i]->p, a->kwnames[k]->n);
         if (!named && !jd_set(c->a, kwargs, jv_str(a->kwnames[k]), a->kw[k])) st = jx_oom(c, at);
     }
     if (st == PISSA_OK) {
@@ -502,7 +506,8 @@ static pissa_status ev(jctx *c, const jnode *x, jv *out) {
         else if (a.t == JV_INT || a.t == JV_BOOL) {
             if (x->kind == E_NEG && a.u.i == INT64_MIN) return jx_error(c, x, "integer overflow");
             *out = jv_int(x->kind == E_NEG ? -a.u.i : a.u.i);
-        } else return jx_error(c, x, "bad operand type for unary %c: '%s'", x->kind == E_NEG ? '-' : '+', jv_type_name(a));
+        } else
+            return jx_error(c, x, "bad operand type for unary %c: '%s'", x->kind == E_NEG ? '-' : '+', jv_type_name(a));
         return PISSA_OK;
     case E_NOT:
         PISSA_TRY(ev(c, x->a, &a));
@@ -769,7 +774,8 @@ pissa_status pissa__jinja_render_vars(const pissa__jinja_template *t, int n, con
                              i < n ? names[i] : "object", err);
         } else if (i < n) {
             const jstr *name = js_new(&arena, names[i], strlen(names[i]));
-            if (!name || !jd_set(&arena, ctx, jv_str(name), v)) st = pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory");
+            if (!name || !jd_set(&arena, ctx, jv_str(name), v))
+                st = pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory");
         } else if (v.t != JV_DICT) {
             st = pissa__fail(PISSA_ERR_INVALID_ARG, "chat template context: not a JSON object");
         } else {

@@ -138,7 +138,10 @@ static pissa_status unescape(lexer *L, const char *p, size_t n, const jstr **out
         if (hex > 0) {
             for (int d = 0; d < hex; d++) {
                 char h = i + 1 < n ? p[i + 1] : 0;
-                int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                int v = h >= '0' && h <= '9'   ? h - '0'
+                        : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                        : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                               : -1;
                 if (v < 0) {
                     free(buf);
                     return pissa__jinja_syntax_error(L->line, col_of(L, p + i), "truncated \\%c escape in a string", c);
@@ -367,7 +370,8 @@ static pissa_status lex_all(lexer *L) {
             /* {% raw %}...{% endraw %}: the body is text; the end tag's own whitespace control applies. */
             size_t e = raw_end;
             while (e + 1 < n && !(s[e] == '{' && s[e + 1] == '%' && raw_tag(s, n, e, "endraw"))) e++;
-            if (e + 1 >= n) return pissa__jinja_syntax_error(L->line, col_of(L, s + q), "{%% raw %%} without {%% endraw %%}");
+            if (e + 1 >= n)
+                return pissa__jinja_syntax_error(L->line, col_of(L, s + q), "{%% raw %%} without {%% endraw %%}");
             size_t body = raw_end, body_end = e;
             if (s[raw_end - 3] == '-') body += pissa__jinja_lstrip_len(s + body, e - body);
             if (s[e + 2] == '-') body_end = body + pissa__jinja_rstrip_len(s + body, e - body);

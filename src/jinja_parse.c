@@ -123,7 +123,8 @@ static pissa_status parse_args(parser *P, jnode *x) {
             int star2 = is_op(cur(P), OP_POW);
             jnode **slot = star2 ? &x->c : &x->b;
             if (*slot) {
-                st = pissa__jinja_syntax_error(cur(P)->line, cur(P)->col, "%s given twice in a call", star2 ? "**" : "*");
+                st = pissa__jinja_syntax_error(cur(P)->line, cur(P)->col, "%s given twice in a call",
+                                               star2 ? "**" : "*");
                 goto done;
             }
             P->pos++;

@@ -193,7 +193,8 @@ static size_t line_break(const char *p, size_t n) {
     if (c == '\r') return n > 1 && p[1] == '\n' ? 2 : 1;
     if (c == '\n' || c == '\v' || c == '\f' || (c >= 0x1C && c <= 0x1E)) return 1;
     if (c == 0xC2 && n > 1 && (unsigned char)p[1] == 0x85) return 2;
-    if (c == 0xE2 && n > 2 && (unsigned char)p[1] == 0x80 && ((unsigned char)p[2] == 0xA8 || (unsigned char)p[2] == 0xA9))
+    if (c == 0xE2 && n > 2 && (unsigned char)p[1] == 0x80 &&
+        ((unsigned char)p[2] == 0xA8 || (unsigned char)p[2] == 0xA9))
         return 3;
     return 0;
 }
@@ -223,7 +224,8 @@ pissa_status jb_splitlines(jctx *c, const jnode *at, const jstr *s, jlist **out)
 
 pissa_status jb_replace(jctx *c, const jnode *at, jv x, jv old, jv new, jv count, jv *out) {
     PISSA_TRY(jb_need_str(c, at, x, "replace"));
-    const jstr *s = x.u.s, *o = old.t == JV_STR ? old.u.s : jx_text(c, old), *w = new.t == JV_STR ? new.u.s : jx_text(c, new);
+    const jstr *s = x.u.s, *o = old.t == JV_STR ? old.u.s : jx_text(c, old),
+               *w = new.t == JV_STR ? new.u.s : jx_text(c, new);
     if (!o || !w) return jx_oom(c, at);
     int64_t max = count.t == JV_INT ? count.u.i : -1;
     pissa__strbuf b = {0};
@@ -528,7 +530,8 @@ pissa_status jb_method(jctx *c, const jnode *at, jv self, const char *name, cons
     if (!strcmp(name, "lstrip")) return jb_strip(c, at, self, jb_arg(a, 0, "chars", none), 1, 0, out);
     if (!strcmp(name, "rstrip")) return jb_strip(c, at, self, jb_arg(a, 0, "chars", none), 0, 1, out);
     if (!strcmp(name, "split") || !strcmp(name, "rsplit"))
-        return jb_split(c, at, self, jb_arg(a, 0, "sep", none), jb_arg(a, 1, "maxsplit", jv_int(-1)), name[0] == 'r', out);
+        return jb_split(c, at, self, jb_arg(a, 0, "sep", none), jb_arg(a, 1, "maxsplit", jv_int(-1)), name[0] == 'r',
+                        out);
     if (!strcmp(name, "splitlines")) {
         jlist *l;
         PISSA_TRY(jb_splitlines(c, at, s, &l));
@@ -552,7 +555,8 @@ pissa_status jb_method(jctx *c, const jnode *at, jv self, const char *name, cons
         return PISSA_OK;
     }
     if (!strcmp(name, "replace"))
-        return jb_replace(c, at, self, jb_arg(a, 0, NULL, none), jb_arg(a, 1, NULL, none), jb_arg(a, 2, "count", none), out);
+        return jb_replace(c, at, self, jb_arg(a, 0, NULL, none), jb_arg(a, 1, NULL, none), jb_arg(a, 2, "count", none),
+                          out);
     if (!strcmp(name, "upper")) return jb_case(c, at, self, 'u', out);
     if (!strcmp(name, "lower")) return jb_case(c, at, self, 'l', out);
     if (!strcmp(name, "title")) return jb_case(c, at, self, 't', out);
