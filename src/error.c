@@ -40,8 +40,6 @@ pissa_status pissa__fail(pissa_status s, const char *fmt, ...) {
     return s;
 }
 
-void pissa_free(void *p) { free(p); }
-
 void pissa_set_log_callback(pissa_log_fn fn, void *user) {
     log_fn = fn;
     log_user = user;
@@ -71,3 +69,5 @@ char *pissa__strdup(const char *s) {
     if (d) memcpy(d, s, n);
     return d;
 }
+
+void pissa_free(void *p) { free(p); }
