@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cjson/cJSON.h>
@@ -97,6 +98,22 @@ int tu_run(const char *cmd, const char *out_path) {
     free(full);
     if (st == -1 || !WIFEXITED(st)) return -1;
     return WEXITSTATUS(st);
+}
+
+int tu_require_all(void) {
+    const char *v = getenv("PISSA_REQUIRE_ALL");
+    return v && !strcmp(v, "1");
+}
+
+void tu_skip_missing(const char *what) {
+    print_message("SKIPPED: %s is missing\n", what);
+    if (tu_require_all()) fail_msg("%s is missing and PISSA_REQUIRE_ALL=1 is set", what);
+    skip();
+}
+
+int tu_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
 }
 
 char *tu_slurp(const char *path, size_t *len) {
