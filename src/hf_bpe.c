@@ -394,7 +394,7 @@ pissa_status pissa__hf_bpe_tokenize(const pissa__hf_bpe *m, pissa__hf_bpe_work *
     if (unk >= 0) w->sym[n_sym++] = unk;
 
     if (n_sym > 1) {
-        if (n_sym <= 48) merge_scan(m, w, &n_sym);
+        if (n_sym <= m->scan_max) merge_scan(m, w, &n_sym);
         else if (!merge_heap(m, w, &n_sym)) return pissa__fail(PISSA_ERR_NOMEM, "BPE: out of memory (%zu symbols)", n_sym);
     }
     pissa__ids_append(out, w->sym, n_sym);

@@ -189,6 +189,7 @@ typedef struct pissa__hf_bpe {
     char *prefix, *suffix;     // continuing_subword_prefix, end_of_word_suffix; NULL when absent
     size_t prefix_len, suffix_len;
     int32_t byte_token[256];   // ids of "<0x00>".."<0xFF>", -1 where absent (byte_fallback)
+    size_t scan_max;           // words of up to this many symbols merge by scanning, longer ones with a heap
 } pissa__hf_bpe;
 
 void pissa__hf_bpe_free(pissa__hf_bpe *m);
@@ -329,6 +330,9 @@ pissa_status pissa__hf_decode(const pissa__hf *t, const int32_t *ids, size_t n, 
 /* The bytes of token ID on its own (decoders that act per token, without the start-of-text rules and without
  * UTF-8 repair); appended to B. */
 void pissa__hf_token_bytes(const pissa__hf *t, int32_t id, pissa__strbuf *b);
+
+/* The tokenizer.json inside a handle, NULL for llama2.c (tokenizer.c). */
+pissa__hf *pissa__tokenizer_hf(const pissa_tokenizer *tok);
 
 /* For tests: the pieces the pre-tokenizers make of TEXT (normalization and added tokens skipped). */
 pissa_status pissa__hf_debug_pre_tokenize(const pissa__hf *t, const char *text, size_t len, pissa__hf_pieces *out);

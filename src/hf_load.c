@@ -890,6 +890,7 @@ pissa_status pissa__hf_load(const char *path, const char *raw, size_t size, int3
         if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
         else strcpy(dir, ".");
         t->bpe.unk = -1;
+        t->bpe.scan_max = 48; /* where the O(n^2) scan stops being faster than the heap */
         for (int i = 0; i < 4; i++) t->special_id[i] = -1;
         loader L = {path, t, 0, -1};
         st = load_json(&L, j, dir, vocab_size);

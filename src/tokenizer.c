@@ -240,6 +240,8 @@ pissa_status pissa_tokenizer_load(const char *path, int32_t vocab_size, pissa_to
     return st;
 }
 
+pissa__hf *pissa__tokenizer_hf(const pissa_tokenizer *tok) { return tok ? tok->hf : NULL; }
+
 pissa_tokenizer_kind pissa_tokenizer_get_kind(const pissa_tokenizer *tok) {
     return tok && tok->hf ? PISSA_TOKENIZER_HF : PISSA_TOKENIZER_LLAMA2C;
 }

@@ -216,12 +216,597 @@ static void gpt2_style_matches_transformers_js(void **state) {
     check_fixture("gpt2_style", REF "/gpt2_style");
 }
 
+/* ---- small tokenizers written by the tests ---- */
+
+/* The parts of a tokenizer.json (NULL: "null", or the default) and of its companion files. JSON is written with `
+ * for " to keep the C strings readable. */
+typedef struct {
+    const char *added, *normalizer, *pre, *post, *decoder;
+    const char *const *tokens; /* the vocabulary, ids in order; NULL-terminated */
+    const char *merges;        /* default [] */
+    const char *model_extra;   /* more model fields, ",`byte_fallback`:true" */
+    const char *config, *generation;
+} spec;
+
+static void put_json_string(pissa__strbuf *b, const char *s) {
+    pissa__sb_puts(b, "\"");
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
+        char tmp[8];
+        if (*u == '"' || *u == '\\') snprintf(tmp, sizeof tmp, "\\%c", *u);
+        else if (*u < 0x20) snprintf(tmp, sizeof tmp, "\\u%04x", *u);
+        else snprintf(tmp, sizeof tmp, "%c", *u);
+        pissa__sb_puts(b, tmp);
+    }
+    pissa__sb_puts(b, "\"");
+}
+
+/* S with ` turned into " */
+static void put_ticks(pissa__strbuf *b, const char *s) {
+    for (; *s; s++) pissa__sb_put(b, *s == '`' ? "\"" : s, 1);
+}
+
+static char *spec_json(const spec *sp) {
+    pissa__strbuf b = {0};
+    pissa__sb_puts(&b, "{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": ");
+    put_ticks(&b, sp->added ? sp->added : "[]");
+    const char *keys[4] = {"normalizer", "pre_tokenizer", "post_processor", "decoder"};
+    const char *vals[4] = {sp->normalizer, sp->pre, sp->post, sp->decoder};
+    for (int i = 0; i < 4; i++) {
+        pissa__sb_puts(&b, ", \"");
+        pissa__sb_puts(&b, keys[i]);
+        pissa__sb_puts(&b, "\": ");
+        put_ticks(&b, vals[i] ? vals[i] : "null");
+    }
+    pissa__sb_puts(&b, ", \"model\": {\"type\": \"BPE\", \"vocab\": {");
+    for (int i = 0; sp->tokens && sp->tokens[i]; i++) {
+        char id[32];
+        if (i) pissa__sb_puts(&b, ", ");
+        put_json_string(&b, sp->tokens[i]);
+        snprintf(id, sizeof id, ": %d", i);
+        pissa__sb_puts(&b, id);
+    }
+    pissa__sb_puts(&b, "}, \"merges\": ");
+    put_ticks(&b, sp->merges ? sp->merges : "[]");
+    if (sp->model_extra) put_ticks(&b, sp->model_extra);
+    pissa__sb_puts(&b, "}}");
+    assert_false(b.oom);
+    return b.p;
+}
+
+static void write_ticks(const char *dir, const char *name, const char *text) {
+    pissa__strbuf b = {0};
+    put_ticks(&b, text);
+    char *path = tu_path(dir, name);
+    tu_write_bytes(path, b.p, b.n);
+    free(path);
+    free(b.p);
+}
+
+/* Loads SP from a fresh directory (removed again); the status of pissa_tokenizer_load. */
+static pissa_status load_spec(const spec *sp, pissa_tokenizer **out) {
+    char *dir = tu_tempdir("hftok");
+    char *json = spec_json(sp), *path = tu_path(dir, "tokenizer.json");
+    tu_write_bytes(path, json, strlen(json));
+    if (sp->config) write_ticks(dir, "tokenizer_config.json", sp->config);
+    if (sp->generation) write_ticks(dir, "generation_config.json", sp->generation);
+    pissa_status st = pissa_tokenizer_load(dir, 0, out);
+    tu_rmtree(dir);
+    free(dir);
+    free(path);
+    free(json);
+    return st;
+}
+
+static pissa_tokenizer *spec_tok(const spec *sp) {
+    pissa_tokenizer *tok = NULL;
+    assert_ok(load_spec(sp, &tok));
+    return tok;
+}
+
+/* Encoding TEXT gives the token strings WANT (NULL-terminated). */
+static void expect_tokens(const pissa_tokenizer *tok, const char *text, int special, const char *const *want) {
+    size_t n;
+    int32_t *ids = encode(tok, text, strlen(text), special, &n);
+    pissa__strbuf got = {0};
+    int ok = 1;
+    size_t k = 0;
+    for (; k < n; k++) {
+        const char *piece = pissa_tokenizer_piece(tok, ids[k], NULL);
+        pissa__sb_puts(&got, k ? " | " : "");
+        pissa__sb_puts(&got, piece ? piece : "(none)");
+        if (!want[k] || !piece || strcmp(piece, want[k])) ok = 0;
+    }
+    if (want[k]) ok = 0;
+    if (!ok) fail_msg("\"%s\" encodes to %s", show(text, strlen(text)), got.p ? got.p : "(nothing)");
+    free(got.p);
+    free(ids);
+}
+
+/* The pre-tokenizers cut TEXT into WANT. */
+static void expect_pieces(const pissa_tokenizer *tok, const char *text, const char *const *want) {
+    pissa__hf_pieces p = {0};
+    assert_ok(pissa__hf_debug_pre_tokenize(pissa__tokenizer_hf(tok), text, strlen(text), &p));
+    pissa__strbuf got = {0};
+    int ok = 1;
+    size_t k = 0;
+    for (; k < p.n; k++) {
+        const char *s = p.text.p + p.v[k].off;
+        pissa__sb_puts(&got, k ? " | " : "");
+        pissa__sb_put(&got, s, p.v[k].len);
+        if (!want[k] || strlen(want[k]) != p.v[k].len || memcmp(want[k], s, p.v[k].len)) ok = 0;
+    }
+    if (want[k]) ok = 0;
+    if (!ok) fail_msg("\"%s\" pre-tokenizes to %s", show(text, strlen(text)), got.p ? got.p : "(nothing)");
+    free(got.p);
+    pissa__hf_pieces_free(&p);
+}
+
+static void expect_normalized(const pissa_tokenizer *tok, const char *text, const char *want) {
+    const pissa__hf *t = pissa__tokenizer_hf(tok);
+    pissa__strbuf a = {0}, b = {0};
+    const pissa__strbuf *out;
+    assert_ok(pissa__hf_normalize(t->norm, t->n_norm, text, strlen(text), &a, &b, &out));
+    if (out->n != strlen(want) || memcmp(out->p, want, out->n))
+        fail_msg("\"%s\" normalizes to \"%s\", want \"%s\"", show(text, strlen(text)), out->p, want);
+    free(a.p);
+    free(b.p);
+}
+
+/* Decoding the token strings TOKENS gives WANT. */
+static void expect_decode(const pissa_tokenizer *tok, const char *const *tokens, int skip, const char *want) {
+    int32_t ids[64];
+    size_t n = 0;
+    for (; tokens[n]; n++) {
+        ids[n] = pissa_tokenizer_token_to_id(tok, tokens[n], strlen(tokens[n]));
+        assert_true(ids[n] >= 0);
+    }
+    size_t len;
+    char *got = decode(tok, ids, n, skip, &len);
+    if (len != strlen(want) || memcmp(got, want, len)) fail_msg("decode gives \"%s\", want \"%s\"", got, want);
+    free(got);
+}
+
+#define L(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NONE_ ((const char *const[]){NULL})
+
+static const char *const ascii[] = {" ", "!", "\"", "#", "$", "%", "&", "'", "(", ")", "*", "+", ",", "-", ".", "/",
+                                    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", ":", ";", "<", "=", ">", "?",
+                                    "@", "A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O",
+                                    "P", "Q", "R", "S", "T", "U", "V", "W", "X", "Y", "Z", "[", "\\", "]", "^", "_",
+                                    "`", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o",
+                                    "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z", "{", "|", "}", "~", "\t",
+                                    "\n", "\xe2\x96\x81", NULL};
+
+/* ---- pre-tokenizers (expected splits from tokenizers' own tests) ---- */
+
+static void split_behaviours_cut_as_tokenizers_does(void **state) {
+    (void)state;
+    static const char *behaviours[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+    const char *const *want[] = {
+        L("How", "are", "you", "doing", "?"),
+        L("How", " ", "are", " ", "you", " ", "doing", "?"),
+        L("How ", "are ", "you ", "doing", "?"),
+        L("How", " are", " you", " doing", "?"),
+        L("How", " ", "are", " ", "you", " ", "doing?"),
+    };
+    for (int i = 0; i < 5; i++) {
+        char pre[256];
+        snprintf(pre, sizeof pre, "{`type`:`Split`,`pattern`:{`Regex`:`\\\\w+|[^\\\\w\\\\s]+`},`behavior`:`%s`,"
+                 "`invert`:true}", behaviours[i]);
+        spec sp = {.pre = pre, .tokens = ascii};
+        pissa_tokenizer *tok = spec_tok(&sp);
+        expect_pieces(tok, "How are you doing?", want[i]);
+        pissa_tokenizer_free(tok);
+    }
+    /* a string pattern and its regex cut alike; inverting "Hello" keeps what splitting on " " keeps */
+    spec s1 = {.pre = "{`type`:`Split`,`pattern`:{`String`:` `},`behavior`:`Removed`,`invert`:false}", .tokens = ascii};
+    spec s2 = {.pre = "{`type`:`Split`,`pattern`:{`Regex`:`\\\\s+`},`behavior`:`Removed`,`invert`:false}",
+               .tokens = ascii};
+    spec s3 = {.pre = "{`type`:`Split`,`pattern`:{`String`:`Hello`},`behavior`:`Removed`,`invert`:true}",
+               .tokens = ascii};
+    pissa_tokenizer *t1 = spec_tok(&s1), *t2 = spec_tok(&s2), *t3 = spec_tok(&s3);
+    expect_pieces(t1, "Hey, man!", L("Hey,", "man!"));
+    expect_pieces(t2, "Hey, man!", L("Hey,", "man!"));
+    expect_pieces(t1, "Hello Hello Hello", L("Hello", "Hello", "Hello"));
+    expect_pieces(t3, "Hello Hello Hello", L("Hello", "Hello", "Hello"));
+    pissa_tokenizer_free(t1);
+    pissa_tokenizer_free(t2);
+    pissa_tokenizer_free(t3);
+    /* an empty match right after a match is skipped (Oniguruma's find_iter): "a*" on "baaac" */
+    spec s4 = {.pre = "{`type`:`Split`,`pattern`:{`Regex`:`a*`},`behavior`:`MergedWithNext`,`invert`:false}",
+               .tokens = ascii};
+    pissa_tokenizer *t4 = spec_tok(&s4);
+    /* matches (0,0) (1,4) (5,5): events b | aaa | c, the empty ones vanish */
+    expect_pieces(t4, "baaac", L("b", "aaac"));
+    pissa_tokenizer_free(t4);
+}
+
+static void metaspace_prepend_schemes_and_split(void **state) {
+    (void)state;
+    spec always = {.pre = "{`type`:`Metaspace`,`replacement`:`\xe2\x96\x81`,`prepend_scheme`:`always`,`split`:true}",
+                   .tokens = ascii};
+    pissa_tokenizer *tok = spec_tok(&always);
+    expect_pieces(tok, "Hey friend!", L("\xe2\x96\x81Hey", "\xe2\x96\x81" "friend!"));
+    expect_pieces(tok, "Hey   friend!", L("\xe2\x96\x81Hey", "\xe2\x96\x81", "\xe2\x96\x81", "\xe2\x96\x81" "friend!"));
+    pissa_tokenizer_free(tok);
+    /* "first" only prepends to the piece at the start of the text; split false keeps a piece whole */
+    spec first = {.pre = "{`type`:`Sequence`,`pretokenizers`:[{`type`:`Split`,`pattern`:{`Regex`:`(<s>)`},"
+                         "`behavior`:`Isolated`,`invert`:false},{`type`:`Metaspace`,`replacement`:`\xe2\x96\x81`,"
+                         "`prepend_scheme`:`first`,`split`:false}]}",
+                  .tokens = ascii};
+    tok = spec_tok(&first);
+    expect_pieces(tok, "Hey my friend <s>how\xe2\x96\x81" "are you",
+                  L("\xe2\x96\x81Hey\xe2\x96\x81my\xe2\x96\x81" "friend\xe2\x96\x81", "<s>",
+                    "how\xe2\x96\x81" "are\xe2\x96\x81you"));
+    expect_pieces(tok, " Hey <s>how", L("\xe2\x96\x81Hey\xe2\x96\x81", "<s>", "how"));
+    expect_pieces(tok, " Hey <s>how <s>are <s> you",
+                  L("\xe2\x96\x81Hey\xe2\x96\x81", "<s>", "how\xe2\x96\x81", "<s>", "are\xe2\x96\x81", "<s>",
+                    "\xe2\x96\x81you"));
+    pissa_tokenizer_free(tok);
+    /* then "always" with split on those pieces */
+    spec chained = {.pre = "{`type`:`Sequence`,`pretokenizers`:[{`type`:`Split`,`pattern`:{`Regex`:`(<s>)`},"
+                           "`behavior`:`Isolated`,`invert`:false},{`type`:`Metaspace`,`replacement`:`\xe2\x96\x81`,"
+                           "`prepend_scheme`:`first`,`split`:false},{`type`:`Metaspace`,`replacement`:`\xe2\x96\x81`,"
+                           "`prepend_scheme`:`always`,`split`:true}]}",
+                    .tokens = ascii};
+    tok = spec_tok(&chained);
+    expect_pieces(tok, "Hey my friend <s>how\xe2\x96\x81" "are you",
+                  L("\xe2\x96\x81Hey", "\xe2\x96\x81my", "\xe2\x96\x81" "friend", "\xe2\x96\x81", "\xe2\x96\x81<s>",
+                    "\xe2\x96\x81how", "\xe2\x96\x81" "are", "\xe2\x96\x81you"));
+    pissa_tokenizer_free(tok);
+    /* never: no replacement character in front */
+    spec never = {.pre = "{`type`:`Metaspace`,`replacement`:`\xe2\x96\x81`,`prepend_scheme`:`never`,`split`:true}",
+                  .tokens = ascii};
+    tok = spec_tok(&never);
+    expect_pieces(tok, "Hey friend", L("Hey", "\xe2\x96\x81" "friend"));
+    pissa_tokenizer_free(tok);
+    /* the decoder drops the replacement characters of the first token unless the scheme is never */
+    spec dec_always = {.decoder = "{`type`:`Metaspace`,`replacement`:`\xe2\x96\x81`,`prepend_scheme`:`always`}",
+                       .tokens = L("\xe2\x96\x81Hey", "\xe2\x96\x81" "friend!")};
+    spec dec_never = {.decoder = "{`type`:`Metaspace`,`replacement`:`\xe2\x96\x81`,`prepend_scheme`:`never`}",
+                      .tokens = L("\xe2\x96\x81Hey", "\xe2\x96\x81" "friend!")};
+    tok = spec_tok(&dec_always);
+    expect_decode(tok, L("\xe2\x96\x81Hey", "\xe2\x96\x81" "friend!"), 0, "Hey friend!");
+    pissa_tokenizer_free(tok);
+    tok = spec_tok(&dec_never);
+    expect_decode(tok, L("\xe2\x96\x81Hey", "\xe2\x96\x81" "friend!"), 0, " Hey friend!");
+    pissa_tokenizer_free(tok);
+}
+
+static void digits_punctuation_whitespace_and_byte_level(void **state) {
+    (void)state;
+    spec digits = {.pre = "{`type`:`Digits`,`individual_digits`:false}", .tokens = ascii};
+    spec single = {.pre = "{`type`:`Digits`,`individual_digits`:true}", .tokens = ascii};
+    spec punct = {.pre = "{`type`:`Punctuation`}", .tokens = ascii};
+    spec ws = {.pre = "{`type`:`Whitespace`}", .tokens = ascii};
+    spec wss = {.pre = "{`type`:`WhitespaceSplit`}", .tokens = ascii};
+    spec bl = {.pre = "{`type`:`ByteLevel`,`add_prefix_space`:false,`trim_offsets`:true,`use_regex`:true}",
+               .tokens = ascii};
+    spec bl_prefix = {.pre = "{`type`:`ByteLevel`,`add_prefix_space`:true,`trim_offsets`:true,`use_regex`:true}",
+                      .tokens = ascii};
+    spec bl_plain = {.pre = "{`type`:`ByteLevel`,`add_prefix_space`:true,`trim_offsets`:true,`use_regex`:false}",
+                     .tokens = ascii};
+    pissa_tokenizer *tok = spec_tok(&digits);
+    expect_pieces(tok, "Hey 123 friend!", L("Hey ", "123", " friend!"));
+    pissa_tokenizer_free(tok);
+    tok = spec_tok(&single);
+    expect_pieces(tok, "Hey 123 friend!", L("Hey ", "1", "2", "3", " friend!"));
+    /* every numeric character (Rust's char::is_numeric: Nd, Nl, No), not only ASCII digits (transformers.js) */
+    expect_pieces(tok, "x\xc2\xb2" "3\xd9\xa3\xe2\x85\xab", L("x", "\xc2\xb2", "3", "\xd9\xa3", "\xe2\x85\xab"));
+    pissa_tokenizer_free(tok);
+    tok = spec_tok(&punct);
+    expect_pieces(tok, "Hey friend!     How are you?!?", L("Hey friend", "!", "     How are you", "?", "!", "?"));
+    pissa_tokenizer_free(tok);
+    tok = spec_tok(&ws);
+    expect_pieces(tok, "Hey man!", L("Hey", "man", "!"));
+    expect_pieces(tok, "How are you doing?", L("How", "are", "you", "doing", "?"));
+    expect_pieces(tok, "\n", NONE_);
+    pissa_tokenizer_free(tok);
+    tok = spec_tok(&wss);
+    expect_pieces(tok, "Hey man!", L("Hey", "man!"));
+    expect_pieces(tok, "Hey, man, Good?", L("Hey,", "man,", "Good?"));
+    pissa_tokenizer_free(tok);
+    tok = spec_tok(&bl);
+    expect_pieces(tok, "Hello my friend, how is your day going?",
+                  L("Hello", "\xc4\xa0my", "\xc4\xa0" "friend", ",", "\xc4\xa0how", "\xc4\xa0is", "\xc4\xa0your",
+                    "\xc4\xa0" "day", "\xc4\xa0going", "?"));
+    expect_pieces(tok, "Hello there\nHello there", L("Hello", "\xc4\xa0there", "\xc4\x8a", "Hello", "\xc4\xa0there"));
+    expect_pieces(tok, "Hello there       dear",
+                  L("Hello", "\xc4\xa0there", "\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0", "\xc4\xa0" "dear"));
+    expect_pieces(tok, "i\xe2\xad\xa2j", L("i", "\xc3\xa2\xc5\x83\xc2\xa2", "j"));
+    pissa_tokenizer_free(tok);
+    tok = spec_tok(&bl_prefix);
+    const char *const *with_prefix = L("\xc4\xa0Hello", "\xc4\xa0my", "\xc4\xa0" "friend", ",", "\xc4\xa0how",
+                                       "\xc4\xa0is", "\xc4\xa0your", "\xc4\xa0" "day", "\xc4\xa0going", "?");
+    expect_pieces(tok, "Hello my friend, how is your day going?", with_prefix);
+    expect_pieces(tok, " Hello my friend, how is your day going?", with_prefix);
+    pissa_tokenizer_free(tok);
+    tok = spec_tok(&bl_plain);
+    expect_pieces(tok, "Hello my friend, how is your day going?",
+                  L("\xc4\xa0Hello\xc4\xa0my\xc4\xa0" "friend,\xc4\xa0how\xc4\xa0is\xc4\xa0your\xc4\xa0" "day\xc4\xa0going?"));
+    pissa_tokenizer_free(tok);
+}
+
+/* ---- normalizers ---- */
+
+static void normalizers_follow_unicode_and_tokenizers(void **state) {
+    (void)state;
+    struct {
+        const char *normalizer, *in, *out;
+    } cases[] = {
+        {"{`type`:`NFC`}", "e\xcc\x81 \xe2\x84\xab \xef\xac\x81", "\xc3\xa9 \xc3\x85 \xef\xac\x81"},          /* é Å, ﬁ kept */
+        {"{`type`:`NFD`}", "\xc3\xa9\xea\xb0\x81", "e\xcc\x81\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8"},          /* é 각 */
+        {"{`type`:`NFKC`}", "\xef\xac\x81 \xe2\x91\xa0 \xef\xbc\xa1 e\xcc\x81", "fi 1 A \xc3\xa9"},          /* ﬁ ① Ａ */
+        {"{`type`:`NFKD`}", "\xef\xac\x81\xc3\xa9", "fie\xcc\x81"},
+        {"{`type`:`Lowercase`}", "HeLLo \xc3\x89\xce\xa3 \xc4\xb0", "hello \xc3\xa9\xcf\x83 i\xcc\x87"},    /* İ -> i̇ */
+        {"{`type`:`Strip`,`strip_left`:true,`strip_right`:false}", " \t\xe3\x80\x80 a b \n", "a b \n"},
+        {"{`type`:`Strip`,`strip_left`:true,`strip_right`:true}", "\xc2\x85 a b \xe2\x80\xa8", "a b"},
+        {"{`type`:`Prepend`,`prepend`:`\xe2\x96\x81`}", "hey", "\xe2\x96\x81hey"},
+        {"{`type`:`Prepend`,`prepend`:`\xe2\x96\x81`}", "", ""},
+        {"{`type`:`Replace`,`pattern`:{`String`:` `},`content`:`\xe2\x96\x81`}", " a  b", "\xe2\x96\x81" "a\xe2\x96\x81\xe2\x96\x81" "b"},
+        {"{`type`:`Replace`,`pattern`:{`Regex`:`\\\\s+`},`content`:`_`}", "a \t b\n\nc", "a_b_c"},
+        /* empty matches: one at 0, "aaa", one at the end; none right after "aaa" (Oniguruma's find_iter) */
+        {"{`type`:`Replace`,`pattern`:{`Regex`:`a*`},`content`:`X`}", "baaac", "XbXcX"},
+        {"{`type`:`Sequence`,`normalizers`:[{`type`:`Prepend`,`prepend`:`\xe2\x96\x81`},{`type`:`Replace`,"
+         "`pattern`:{`String`:` `},`content`:`\xe2\x96\x81`}]}", "Hey you", "\xe2\x96\x81Hey\xe2\x96\x81you"},
+        {"{`type`:`ByteLevel`}", "a \xc3\xa9", "a\xc4\xa0\xc3\x83\xc2\xa9"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        spec sp = {.normalizer = cases[i].normalizer, .tokens = ascii};
+        pissa_tokenizer *tok = spec_tok(&sp);
+        expect_normalized(tok, cases[i].in, cases[i].out);
+        pissa_tokenizer_free(tok);
+    }
+}
+
+/* ---- added tokens (tokenizers' added_vocabulary.rs tests, through a character vocabulary) ---- */
+
+static void added_tokens_flags_split_like_tokenizers(void **state) {
+    (void)state;
+    /* my: lstrip + rstrip; name; ony: single_word (all normalized); [CLS], [SEP] special */
+    spec sp = {.normalizer = "{`type`:`Lowercase`}",
+               .added = "[{`id`:99,`content`:`[CLS]`,`special`:true,`normalized`:false},"
+                        "{`id`:99,`content`:`[SEP]`,`special`:true,`normalized`:false},"
+                        "{`id`:99,`content`:`my`,`lstrip`:true,`rstrip`:true,`normalized`:true},"
+                        "{`id`:99,`content`:`name`,`normalized`:true},"
+                        "{`id`:99,`content`:`ony`,`single_word`:true,`normalized`:true}]",
+               .tokens = ascii};
+    pissa_tokenizer *tok = spec_tok(&sp);
+    expect_tokens(tok, "[CLS] My name is Anthony [SEP]", 0,
+                  L("[CLS]", "my", "name", " ", "i", "s", " ", "a", "n", "t", "h", "o", "n", "y", " ", "[SEP]"));
+    /* added tokens take the ids after the 98 of the vocabulary, in file order, whatever the file declares */
+    assert_int_equal(pissa_tokenizer_token_to_id(tok, "[CLS]", 5), 98);
+    assert_int_equal(pissa_tokenizer_token_to_id(tok, "ony", 3), 102);
+    assert_true(pissa_tokenizer_is_special(tok, 98) && pissa_tokenizer_is_special(tok, 99));
+    assert_true(!pissa_tokenizer_is_special(tok, 100) && !pissa_tokenizer_is_special(tok, 97));
+    pissa_tokenizer_free(tok);
+
+    spec mask = {.normalizer = "{`type`:`Lowercase`}",
+                 .added = "[{`content`:`<mask>`,`single_word`:true,`normalized`:true}]",
+                 .tokens = L(" ", "m", "y", "n", "a", "e", "o", "<", "s", "k", ">", ",", "-", "\xe2\x97\x8c",
+                             "\xcc\xb0")};
+    tok = spec_tok(&mask);
+    expect_tokens(tok, "<mask> My name <mask> A<mask> <mask>ony <mask>", 0,
+                  L("<mask>", " ", "m", "y", " ", "n", "a", "m", "e", " ", "<mask>", " ", "a", "<", "m", "a", "s",
+                    "k", ">", " ", "<", "m", "a", "s", "k", ">", "o", "n", "y", " ", "<mask>"));
+    /* punctuation is not a word character; a combining mark is */
+    expect_tokens(tok, "<mask>, <mask>- \xe2\x97\x8c\xcc\xb0<mask>", 0,
+                  L("<mask>", ",", " ", "<mask>", "-", " ", "\xe2\x97\x8c", "\xcc\xb0", "<", "m", "a", "s", "k", ">"));
+    pissa_tokenizer_free(tok);
+
+    spec strip = {.normalizer = "{`type`:`Lowercase`}",
+                  .added = "[{`content`:`<mask>`,`lstrip`:true,`rstrip`:true,`single_word`:true,`normalized`:true}]",
+                  .tokens = L("h", "i", "t", "e", "r", " ")};
+    tok = spec_tok(&strip);
+    /* the whitespace on both sides goes into the token (\t and U+2000 are spaces too); a previous match keeps its own */
+    expect_tokens(tok, "Hi <mask> there\t<mask>\t<mask>\xe2\x80\x80", 0,
+                  L("h", "i", "<mask>", "t", "h", "e", "r", "e", "<mask>", "<mask>"));
+    pissa_tokenizer_free(tok);
+
+    /* longest match wins; a special token is found in the raw text before normalization */
+    spec longest = {.normalizer = "{`type`:`Lowercase`}",
+                    .added = "[{`content`:`<s>`,`special`:true,`normalized`:false},"
+                             "{`content`:`<s>x`,`special`:true,`normalized`:false}]",
+                    .tokens = ascii};
+    tok = spec_tok(&longest);
+    expect_tokens(tok, "a<s>xb<s>C<S>", 0, L("a", "<s>x", "b", "<s>", "c", "<", "s", ">"));
+    pissa_tokenizer_free(tok);
+}
+
+/* ---- the BPE model (tokenizers' models/bpe/model.rs tests) ---- */
+
+static void bpe_merges_unk_byte_fallback_and_ignore_merges(void **state) {
+    (void)state;
+    spec unrelated = {.tokens = L("u", "n", "r", "e", "l", "a", "t", "d", "re", "at", "ed", "un", "ated", "rel",
+                                  "related", "unrelated"),
+                      .merges = "[`r e`,`a t`,`e d`,`u n`,`at ed`,`re l`,`rel ated`,`un related`]"};
+    pissa_tokenizer *tok = spec_tok(&unrelated);
+    expect_tokens(tok, "unrelated", 0, L("unrelated"));
+    pissa_tokenizer_free(tok);
+    /* merges as [a, b] pairs read the same */
+    spec pairs = unrelated;
+    pairs.merges = "[[`r`,`e`],[`a`,`t`],[`e`,`d`],[`u`,`n`],[`at`,`ed`],[`re`,`l`],[`rel`,`ated`],[`un`,`related`]]";
+    tok = spec_tok(&pairs);
+    expect_tokens(tok, "unrelated", 0, L("unrelated"));
+    pissa_tokenizer_free(tok);
+
+    spec unk = {.tokens = L("<unk>", "a", "b"), .model_extra = ",`unk_token`:`<unk>`,`fuse_unk`:false"};
+    tok = spec_tok(&unk);
+    expect_tokens(tok, "c", 0, L("<unk>"));
+    expect_tokens(tok, "cc", 0, L("<unk>", "<unk>"));
+    expect_tokens(tok, "accb", 0, L("a", "<unk>", "<unk>", "b"));
+    pissa_tokenizer_free(tok);
+    unk.model_extra = ",`unk_token`:`<unk>`,`fuse_unk`:true";
+    tok = spec_tok(&unk);
+    expect_tokens(tok, "cc", 0, L("<unk>"));
+    expect_tokens(tok, "accb", 0, L("a", "<unk>", "b"));
+    pissa_tokenizer_free(tok);
+
+    spec fallback = {.tokens = L("<unk>", "<0x61>", "<0x0A>"), .model_extra = ",`unk_token`:`<unk>`,`byte_fallback`:true"};
+    tok = spec_tok(&fallback);
+    expect_tokens(tok, "c", 0, L("<unk>"));
+    expect_tokens(tok, "a", 0, L("<0x61>"));
+    expect_tokens(tok, "\n", 0, L("<0x0A>"));
+    pissa_tokenizer_free(tok);
+
+    spec prefix = {.tokens = L("a", "##b", "##c", "ab", "abc"), .merges = "[`a ##b`,`ab ##c`]",
+                   .model_extra = ",`continuing_subword_prefix`:`##`"};
+    tok = spec_tok(&prefix);
+    expect_tokens(tok, "ab", 0, L("ab"));
+    expect_tokens(tok, "abc", 0, L("abc"));
+    pissa_tokenizer_free(tok);
+
+    spec ignore = {.tokens = L(".:.:", "\xc4\xa0" "belirtilen", ".", ":", "bel", "irtilen", "\xc4\xa0", ".:",
+                               "belirtilen", ".:.", "be", "l", "ir", "ti", "en", "irtil", "irti", "i", "r", "t", "b",
+                               "e", "n"),
+                   .merges = "[`. :`,`b e`,`be l`,`i r`,`t i`,`ir ti`,`e n`,`irti l`]",
+                   .model_extra = ",`ignore_merges`:true"};
+    tok = spec_tok(&ignore);
+    expect_tokens(tok, ".:.:", 0, L(".:.:"));
+    expect_tokens(tok, "\xc4\xa0" "belirtilen", 0, L("\xc4\xa0" "belirtilen"));
+    pissa_tokenizer_free(tok);
+    ignore.model_extra = ",`ignore_merges`:false";
+    tok = spec_tok(&ignore);
+    expect_tokens(tok, ".:.:", 0, L(".:", ".:"));
+    expect_tokens(tok, "\xc4\xa0" "belirtilen", 0, L("\xc4\xa0", "bel", "irtil", "en"));
+    pissa_tokenizer_free(tok);
+
+    /* equal ranks: the leftmost pair merges first ("aaa" -> "aa" "a") */
+    spec ties = {.tokens = L("a", "aa"), .merges = "[`a a`]"};
+    tok = spec_tok(&ties);
+    expect_tokens(tok, "aaa", 0, L("aa", "a"));
+    expect_tokens(tok, "aaaaa", 0, L("aa", "aa", "a"));
+    pissa_tokenizer_free(tok);
+}
+
+/* The scan merge (short words) and the heap merge (long words) make the same merges. */
+static void scan_and_heap_merges_agree_on_random_words(void **state) {
+    (void)state;
+    /* every string over {a, b, c} of up to 3 letters is a token; merges in a fixed shuffled order */
+    const char *letters = "abc";
+    char words[64][4];
+    const char *tokens[64];
+    int n = 0;
+    for (int len = 1; len <= 3; len++) {
+        int count = len == 1 ? 3 : len == 2 ? 9 : 27;
+        for (int k = 0; k < count; k++) {
+            int x = k;
+            for (int i = len - 1; i >= 0; i--, x /= 3) words[n][i] = letters[x % 3];
+            words[n][len] = '\0';
+            tokens[n] = words[n];
+            n++;
+        }
+    }
+    tokens[n] = NULL;
+    pissa__strbuf m = {0};
+    uint64_t r = 12345;
+    pissa__sb_puts(&m, "[");
+    int first = 1;
+    for (int pass = 0; pass < 2; pass++) /* all pairs (l, r) with l + r a token: 2-letter results first */
+        for (int i = 3; i < n; i++) {
+            size_t len = strlen(tokens[i]);
+            if ((pass == 0) != (len == 2)) continue;
+            for (size_t cut = 1; cut < len; cut++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                if ((r >> 33) % 3 == 0 && len == 3) continue;
+                char line[16];
+                snprintf(line, sizeof line, "%s`%.*s %s`", first ? "" : ",", (int)cut, tokens[i], tokens[i] + cut);
+                pissa__sb_puts(&m, line);
+                first = 0;
+            }
+        }
+    pissa__sb_puts(&m, "]");
+    spec sp = {.tokens = tokens, .merges = m.p};
+    pissa_tokenizer *tok = spec_tok(&sp);
+    pissa__hf *t = pissa__tokenizer_hf(tok);
+    char word[200];
+    for (int trial = 0; trial < 300; trial++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        size_t len = 1 + (r >> 40) % 150;
+        for (size_t i = 0; i < len; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            word[i] = letters[(r >> 35) % 3];
+        }
+        size_t n1, n2;
+        t->bpe.scan_max = SIZE_MAX;
+        int32_t *scan = encode(tok, word, len, 0, &n1);
+        t->bpe.scan_max = 0;
+        int32_t *heap = encode(tok, word, len, 0, &n2);
+        expect_ids("heap vs scan", (size_t)trial, word, len, heap, n2, scan, n1);
+        free(scan);
+        free(heap);
+    }
+    t->bpe.scan_max = 48;
+    pissa_tokenizer_free(tok);
+    free(m.p);
+}
+
+/* ---- decoders (tokenizers' decoders tests) ---- */
+
+static void decoders_chain_like_tokenizers(void **state) {
+    (void)state;
+    spec fb = {.decoder = "{`type`:`ByteFallback`}",
+               .tokens = L("<0x61>", "<0xE5>", "<0x8f>", "<0xab>", "a", "Hey", "friend!", "<0x+F>")};
+    pissa_tokenizer *tok = spec_tok(&fb);
+    expect_decode(tok, L("Hey", "friend!"), 0, "Heyfriend!");
+    expect_decode(tok, L("<0x61>"), 0, "a");
+    expect_decode(tok, L("<0xE5>"), 0, "\xef\xbf\xbd");
+    expect_decode(tok, L("<0xE5>", "<0x8f>"), 0, "\xef\xbf\xbd\xef\xbf\xbd");  /* one U+FFFD per byte */
+    expect_decode(tok, L("<0xE5>", "<0x8f>", "<0xab>"), 0, "\xe5\x8f\xab");   /* 叫 */
+    expect_decode(tok, L("<0xE5>", "<0x8f>", "<0xab>", "a"), 0, "\xe5\x8f\xab" "a");
+    expect_decode(tok, L("<0xE5>", "<0x8f>", "a"), 0, "\xef\xbf\xbd\xef\xbf\xbd" "a");
+    expect_decode(tok, L("<0x+F>"), 0, "\x0f"); /* Rust's from_str_radix takes a sign */
+    pissa_tokenizer_free(tok);
+
+    spec strip_h = {.decoder = "{`type`:`Strip`,`content`:`H`,`start`:1,`stop`:0}", .tokens = L("Hey", " friend!", "HHH")};
+    tok = spec_tok(&strip_h);
+    expect_decode(tok, L("Hey", " friend!", "HHH"), 0, "ey friend!HH");
+    pissa_tokenizer_free(tok);
+    spec strip_y = {.decoder = "{`type`:`Strip`,`content`:`y`,`start`:0,`stop`:1}", .tokens = L("Hey", " friend!")};
+    tok = spec_tok(&strip_y);
+    expect_decode(tok, L("Hey", " friend!"), 0, "He friend!");
+    pissa_tokenizer_free(tok);
+
+    spec bl = {.decoder = "{`type`:`ByteLevel`}",
+               .tokens = L("Hello", "\xc4\xa0my", "\xc4\xa0" "friend", ",", "\xc4\xa0how", "?", "\xc3\xa5", "\xc4\xa0\xe2\x9c\x93")};
+    tok = spec_tok(&bl);
+    expect_decode(tok, L("Hello", "\xc4\xa0my", "\xc4\xa0" "friend", ",", "\xc4\xa0how", "?"), 0, "Hello my friend, how?");
+    /* an incomplete character becomes U+FFFD; a character outside the byte alphabet keeps its token's UTF-8 */
+    expect_decode(tok, L("Hello", "\xc3\xa5"), 0, "Hello\xef\xbf\xbd");
+    expect_decode(tok, L("\xc4\xa0\xe2\x9c\x93"), 0, "\xc4\xa0\xe2\x9c\x93");
+    pissa_tokenizer_free(tok);
+
+    /* Llama-2's chain: Replace, ByteFallback, Fuse, Strip */
+    spec llama = {.decoder = "{`type`:`Sequence`,`decoders`:[{`type`:`Replace`,`pattern`:{`String`:`\xe2\x96\x81`},"
+                             "`content`:` `},{`type`:`ByteFallback`},{`type`:`Fuse`},{`type`:`Strip`,`content`:` `,"
+                             "`start`:1,`stop`:0}]}",
+                  .tokens = L("\xe2\x96\x81Hey", "\xe2\x96\x81you", "<0xE6>", "<0x97>", "<0xA5>", "<s>")};
+    tok = spec_tok(&llama);
+    expect_decode(tok, L("\xe2\x96\x81Hey", "\xe2\x96\x81you", "<0xE6>", "<0x97>", "<0xA5>"), 0, "Hey you\xe6\x97\xa5");
+    expect_decode(tok, L("<s>", "\xe2\x96\x81Hey"), 0, "<s> Hey");
+    pissa_tokenizer_free(tok);
+
+    /* no decoder: tokens joined by spaces */
+    spec none = {.tokens = L("a", "b")};
+    tok = spec_tok(&none);
+    expect_decode(tok, L("a", "b", "a"), 0, "a b a");
+    pissa_tokenizer_free(tok);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(llama2_matches_transformers_js),
         cmocka_unit_test(llama3_matches_transformers_js),
         cmocka_unit_test(qwen3_matches_transformers_js),
         cmocka_unit_test(gpt2_style_matches_transformers_js),
+        cmocka_unit_test(split_behaviours_cut_as_tokenizers_does),
+        cmocka_unit_test(metaspace_prepend_schemes_and_split),
+        cmocka_unit_test(digits_punctuation_whitespace_and_byte_level),
+        cmocka_unit_test(normalizers_follow_unicode_and_tokenizers),
+        cmocka_unit_test(added_tokens_flags_split_like_tokenizers),
+        cmocka_unit_test(bpe_merges_unk_byte_fallback_and_ignore_merges),
+        cmocka_unit_test(scan_and_heap_merges_agree_on_random_words),
+        cmocka_unit_test(decoders_chain_like_tokenizers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
