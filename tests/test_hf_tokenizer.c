@@ -132,6 +132,7 @@ static void check_fixture(const char *name, const char *tok_path) {
         int32_t *want = json_ids(cJSON_GetObjectItem(c, "ids"), &n_want);
         int32_t *got = encode(tok, text, len, 0, &n);
         expect_ids(name, index, text, len, got, n, want, n_want);
+        assert_true(n_want + nb + na <= pissa_tokenizer_max_tokens(tok, len));
         /* with special tokens: the template around the same ids */
         int32_t *full = encode(tok, text, len, 1, &n_full);
         int32_t *want_full = malloc((nb + n_want + na + 1) * sizeof *want_full);
@@ -793,6 +794,395 @@ static void decoders_chain_like_tokenizers(void **state) {
     pissa_tokenizer_free(tok);
 }
 
+/* ---- post-processor and the companion files ---- */
+
+static void config_files_special_tokens_template_and_stop_ids(void **state) {
+    (void)state;
+    spec sp = {.tokens = L("<unk>", "<s>", "</s>", "Hello", " .", "<|eot_id|>", "<pad>", "."),
+               .post = "{`type`:`ByteLevel`}", .model_extra = ",`ignore_merges`:true", /* whole pieces are tokens */
+               .pre = "{`type`:`Split`,`pattern`:{`String`:` `},`behavior`:`MergedWithNext`,`invert`:false}",
+               .added = "[{`content`:`<|eot_id|>`,`special`:true}]",
+               .config = "{`bos_token`:{`__type`:`AddedToken`,`content`:`<s>`},`eos_token`:`</s>`,`pad_token`:null,"
+                         "`unk_token`:`<unk>`,`tokenizer_class`:`LlamaTokenizerFast`,`add_eos_token`:true,"
+                         "`clean_up_tokenization_spaces`:true,`chat_template`:[{`name`:`tool_use`,`template`:`T2`},"
+                         "{`name`:`default`,`template`:`{{ bos_token }}`}]}",
+               .generation = "{`bos_token_id`:1,`eos_token_id`:[2,6]}"};
+    pissa_tokenizer *tok = spec_tok(&sp);
+    /* LlamaTokenizerFast rebuilds the post-processor: add_bos_token defaults to true, add_eos_token is true here */
+    expect_tokens(tok, "Hello .", 1, L("<s>", "Hello", " .", "</s>"));
+    expect_tokens(tok, "Hello .", 0, L("Hello", " ."));
+    assert_int_equal(pissa_tokenizer_special_id(tok, PISSA_SPECIAL_BOS), 1);
+    assert_int_equal(pissa_tokenizer_special_id(tok, PISSA_SPECIAL_EOS), 2);
+    assert_int_equal(pissa_tokenizer_special_id(tok, PISSA_SPECIAL_UNK), 0);
+    assert_int_equal(pissa_tokenizer_special_id(tok, PISSA_SPECIAL_PAD), -1);
+    assert_string_equal(pissa_tokenizer_special_token(tok, PISSA_SPECIAL_BOS), "<s>");
+    assert_null(pissa_tokenizer_special_token(tok, PISSA_SPECIAL_PAD));
+    assert_string_equal(pissa_tokenizer_chat_template(tok), "{{ bos_token }}");
+    /* eos, generation_config's eos_token_id (6 is <pad>: listed, so it stops), the end-of-turn token */
+    const int32_t *stop;
+    size_t n_stop;
+    pissa_tokenizer_stop_ids(tok, &stop, &n_stop);
+    assert_int_equal(n_stop, 3);
+    assert_int_equal(stop[0], 2);
+    assert_int_equal(stop[1], 6);
+    assert_int_equal(stop[2], 5);
+    /* the bos/eos/unk of the config become special added tokens, split out before the model */
+    assert_true(pissa_tokenizer_is_special(tok, 1) && pissa_tokenizer_is_special(tok, 0));
+    expect_tokens(tok, "Hello</s>Hello", 0, L("Hello", "</s>", "Hello"));
+    /* no decoder: tokens joined by spaces, then clean_up_tokenization removes the space before "." */
+    expect_decode(tok, L("<s>", "Hello", ".", "</s>"), 0, "<s> Hello. </s>");
+    expect_decode(tok, L("<s>", "Hello", ".", "</s>"), 1, "Hello.");
+    /* explicit BOS and EOS around the encoding without special tokens */
+    int32_t ids[8];
+    size_t n;
+    assert_ok(pissa_tokenizer_encode(tok, "Hello", 5, 1, 1, ids, 8, &n));
+    assert_int_equal(n, 3);
+    assert_true(ids[0] == 1 && ids[1] == 3 && ids[2] == 2);
+    pissa_tokenizer_free(tok);
+
+    /* TemplateProcessing lists ids per special token; a Sequence wraps the earlier processors' output */
+    spec tpl = {.tokens = L("a", "[CLS]", "[SEP]", "<bos>"),
+                .post = "{`type`:`Sequence`,`processors`:[{`type`:`TemplateProcessing`,`single`:[{`SpecialToken`:"
+                        "{`id`:`[CLS]`,`type_id`:0}},{`Sequence`:{`id`:`A`,`type_id`:0}},{`SpecialToken`:{`id`:`[SEP]`,"
+                        "`type_id`:0}}],`pair`:[],`special_tokens`:{`[CLS]`:{`id`:`[CLS]`,`ids`:[1],`tokens`:[`[CLS]`]},"
+                        "`[SEP]`:{`id`:`[SEP]`,`ids`:[2,2],`tokens`:[`[SEP]`,`[SEP]`]}}},{`type`:`ByteLevel`},"
+                        "{`type`:`TemplateProcessing`,`single`:[{`SpecialToken`:{`id`:`B`,`type_id`:0}},{`Sequence`:"
+                        "{`id`:`A`,`type_id`:0}}],`pair`:[],`special_tokens`:{`B`:{`id`:`B`,`ids`:[3],`tokens`:[`<bos>`]}}}]}"};
+    tok = spec_tok(&tpl);
+    expect_tokens(tok, "aa", 1, L("<bos>", "[CLS]", "a", "a", "[SEP]", "[SEP]"));
+    expect_tokens(tok, "aa", 0, L("a", "a"));
+    assert_int_equal(pissa_tokenizer_special_id(tok, PISSA_SPECIAL_BOS), -1); /* no tokenizer_config.json */
+    assert_int_equal(pissa_tokenizer_encode(tok, "a", 1, 1, 0, ids, 8, &n), PISSA_ERR_INVALID_ARG);
+    pissa_tokenizer_free(tok);
+
+    /* a template kept beside the config (newer transformers) */
+    char *dir = tu_tempdir("hftpl");
+    spec plain = {.tokens = L("a")};
+    char *json = spec_json(&plain), *path = tu_path(dir, "tokenizer.json"), *jinja = tu_path(dir, "chat_template.jinja");
+    tu_write_bytes(path, json, strlen(json));
+    tu_write_bytes(jinja, "{{ messages }}", 14);
+    assert_ok(pissa_tokenizer_load(path, 0, &tok));
+    assert_string_equal(pissa_tokenizer_chat_template(tok), "{{ messages }}");
+    pissa_tokenizer_free(tok);
+    tu_rmtree(dir);
+    free(dir);
+    free(json);
+    free(path);
+    free(jinja);
+}
+
+/* ---- refusals and hostile files ---- */
+
+static void expect_refusal(const spec *sp, pissa_status want, const char *needle1, const char *needle2) {
+    pissa_tokenizer *tok = NULL;
+    pissa_status st = load_spec(sp, &tok);
+    if (st != want || !strstr(pissa_last_error(), needle1) || (needle2 && !strstr(pissa_last_error(), needle2)))
+        fail_msg("want %s naming \"%s\" %s, got %s: %s", pissa_status_name(want), needle1, needle2 ? needle2 : "",
+                 pissa_status_name(st), pissa_last_error());
+    assert_null(tok);
+}
+
+static void unsupported_components_are_refused_by_name(void **state) {
+    (void)state;
+    spec sp = {.tokens = L("a", "b")};
+    spec x = sp;
+    x.normalizer = "{`type`:`Sequence`,`normalizers`:[{`type`:`NFC`},{`type`:`BertNormalizer`}]}";
+    expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "normalizer.normalizers[1]", "BertNormalizer");
+    x = sp;
+    x.pre = "{`type`:`Sequence`,`pretokenizers`:[{`type`:`UnicodeScripts`}]}";
+    expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "pre_tokenizer.pretokenizers[0]", "UnicodeScripts");
+    x = sp;
+    x.post = "{`type`:`RobertaProcessing`}";
+    expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "post_processor", "RobertaProcessing");
+    x = sp;
+    x.decoder = "{`type`:`Sequence`,`decoders`:[{`type`:`Fuse`},{`type`:`CTC`}]}";
+    expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "decoder.decoders[1]", "CTC");
+    x = sp;
+    x.model_extra = ",`dropout`:0.1";
+    expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "model.dropout", NULL);
+    x = sp;
+    x.pre = "{`type`:`Split`,`pattern`:{`Regex`:`a{2}+`},`behavior`:`Isolated`,`invert`:false}";
+    expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "pre_tokenizer.pattern.Regex", "interval");
+    x.pre = "{`type`:`Split`,`pattern`:{`Regex`:`[a[b]]`},`behavior`:`Isolated`,`invert`:false}";
+    expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "pre_tokenizer.pattern.Regex", "nested");
+    x.pre = "{`type`:`Split`,`pattern`:{`Regex`:`(a`},`behavior`:`Isolated`,`invert`:false}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "pre_tokenizer.pattern.Regex", "invalid regex");
+    /* other models */
+    char *dir = tu_tempdir("hfmodel");
+    char *path = tu_path(dir, "tokenizer.json");
+    const char *models[] = {"{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1.0]]}}",
+                            "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}",
+                            "{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}}",
+                            "{\"version\": \"2.0\", \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}"};
+    const char *names[] = {"Unigram", "WordPiece", "WordLevel", "version"};
+    for (int i = 0; i < 4; i++) {
+        pissa_tokenizer *tok = NULL;
+        tu_write_bytes(path, models[i], strlen(models[i]));
+        assert_int_equal(pissa_tokenizer_load(path, 0, &tok), PISSA_ERR_UNSUPPORTED);
+        assert_non_null(strstr(pissa_last_error(), names[i]));
+    }
+    tu_rmtree(dir);
+    free(dir);
+    free(path);
+}
+
+static void malformed_and_hostile_files_fail_cleanly(void **state) {
+    (void)state;
+    spec sp = {.tokens = L("a", "b", "ab")};
+    spec x = sp;
+    x.merges = "[`a c`]";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "model.merges[0]", "\"c\"");
+    x.merges = "[`b a`]";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "model.merges[0]", "\"ba\"");
+    x.merges = "[`a b`, `a  b`]";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "model.merges[1]", NULL);
+    x.merges = "[`a b`, 7]";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "model.merges[1]", NULL);
+    x = sp;
+    x.model_extra = ",`unk_token`:`<unk>`";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "model.unk_token", NULL);
+    x = sp;
+    x.added = "{`content`:`x`}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "added_tokens", NULL);
+    x.added = "[{`content`:7}]";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "added_tokens[0].content", NULL);
+    x = sp;
+    x.pre = "{`type`:`Split`,`pattern`:{`Regex`:`a`},`behavior`:`Isolated`}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "pre_tokenizer.invert", NULL);
+    x.pre = "{`type`:`Split`,`pattern`:{`Regex`:`a`},`behavior`:`Sideways`,`invert`:false}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "pre_tokenizer.behavior", NULL);
+    x.pre = "{`type`:`Metaspace`,`replacement`:`ab`}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "pre_tokenizer.replacement", "single character");
+    x.pre = "{`type`:`Metaspace`,`replacement`:`_`,`add_prefix_space`:false,`prepend_scheme`:`always`}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "pre_tokenizer.prepend_scheme", NULL);
+    x = sp;
+    x.decoder = "{`type`:`Strip`,`content`:` `,`start`:-1,`stop`:0}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "decoder.start", NULL);
+    x = sp;
+    x.post = "{`type`:`TemplateProcessing`,`single`:[{`SpecialToken`:{`id`:`X`,`type_id`:0}},{`Sequence`:{`id`:`A`}}],"
+             "`special_tokens`:{`X`:{`id`:`X`,`ids`:[999999]}}}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "post_processor.special_tokens", NULL);
+    x = sp;
+    x.config = "{`bos_token`: 7}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "tokenizer_config.json", "bos_token");
+    x.config = "{`bos_token`: ";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "tokenizer_config.json", "not valid JSON");
+    x = sp;
+    x.generation = "{`eos_token_id`: `x`}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "generation_config.json", "eos_token_id");
+
+    /* ids: a huge one is refused before anything is allocated for it; two tokens on one id are refused */
+    const char *const huge[] = {"a", NULL};
+    spec h = {.tokens = huge, .model_extra = ""};
+    char *json = spec_json(&h);
+    char *p = strstr(json, "\"a\": 0");
+    assert_non_null(p);
+    char *dir = tu_tempdir("hfhostile"), *path = tu_path(dir, "tokenizer.json");
+    const char *ids[] = {"2000000000", "-1", "1.5", "\"0\"", "1e300"};
+    for (int i = 0; i < 5; i++) {
+        pissa__strbuf b = {0};
+        pissa__sb_put(&b, json, (size_t)(p - json) + 5);
+        pissa__sb_puts(&b, ids[i]);
+        pissa__sb_puts(&b, p + 6);
+        tu_write_bytes(path, b.p, b.n);
+        pissa_tokenizer *tok = NULL;
+        assert_int_equal(pissa_tokenizer_load(path, 0, &tok), PISSA_ERR_FORMAT);
+        assert_non_null(strstr(pissa_last_error(), "model.vocab[\"a\"]"));
+        free(b.p);
+    }
+    const char *dup = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}";
+    tu_write_bytes(path, dup, strlen(dup));
+    pissa_tokenizer *tok = NULL;
+    assert_int_equal(pissa_tokenizer_load(path, 0, &tok), PISSA_ERR_FORMAT);
+    /* an id beyond the model's vocabulary */
+    spec small = {.tokens = L("a", "b", "c")};
+    char *j2 = spec_json(&small);
+    tu_write_bytes(path, j2, strlen(j2));
+    assert_int_equal(pissa_tokenizer_load(path, 2, &tok), PISSA_ERR_FORMAT);
+    assert_non_null(strstr(pissa_last_error(), "outside the model's vocabulary"));
+    assert_ok(pissa_tokenizer_load(path, 3, &tok));
+    pissa_tokenizer_free(tok);
+
+    /* every truncation of a valid file fails with PISSA_ERR_FORMAT (or loads, for the whole file) */
+    spec full = {.tokens = L("a", "b", "ab"), .merges = "[`a b`]", .normalizer = "{`type`:`NFC`}",
+                 .pre = "{`type`:`ByteLevel`,`add_prefix_space`:false}", .decoder = "{`type`:`ByteLevel`}",
+                 .added = "[{`id`:3,`content`:`<s>`,`special`:true}]"};
+    char *j3 = spec_json(&full);
+    size_t n3 = strlen(j3);
+    for (size_t cut = 0; cut < n3; cut++) {
+        tu_write_bytes(path, j3, cut);
+        pissa_status st = pissa_tokenizer_load(path, 0, &tok);
+        if (st != PISSA_ERR_FORMAT) fail_msg("the file cut at byte %zu of %zu gives %s", cut, n3, pissa_status_name(st));
+    }
+    tu_write_bytes(path, j3, n3);
+    assert_ok(pissa_tokenizer_load(path, 0, &tok));
+    pissa_tokenizer_free(tok);
+
+    /* not UTF-8, a NUL escape, nesting deeper than the JSON parser takes */
+    const char *bad_utf8 = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xff\": 0}, \"merges\": []}}";
+    tu_write_bytes(path, bad_utf8, strlen(bad_utf8));
+    assert_int_equal(pissa_tokenizer_load(path, 0, &tok), PISSA_ERR_FORMAT);
+    assert_non_null(strstr(pissa_last_error(), "UTF-8"));
+    const char *nul = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\\u0000\": 0}, \"merges\": []}}";
+    tu_write_bytes(path, nul, strlen(nul));
+    assert_int_equal(pissa_tokenizer_load(path, 0, &tok), PISSA_ERR_UNSUPPORTED);
+    pissa__strbuf deep = {0};
+    pissa__sb_puts(&deep, "{\"normalizer\": ");
+    for (int i = 0; i < 3000; i++) pissa__sb_puts(&deep, "{\"type\": \"Sequence\", \"normalizers\": [");
+    tu_write_bytes(path, deep.p, deep.n);
+    assert_int_equal(pissa_tokenizer_load(path, 0, &tok), PISSA_ERR_FORMAT);
+    free(deep.p);
+    tu_rmtree(dir);
+    free(dir);
+    free(path);
+    free(json);
+    free(j2);
+    free(j3);
+}
+
+static void invalid_text_and_ids_are_refused(void **state) {
+    (void)state;
+    spec sp = {.tokens = ascii};
+    pissa_tokenizer *tok = spec_tok(&sp);
+    const char *bad[] = {"ab\xff", "a\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "abc\xe2\x82", "\x80"};
+    size_t at[] = {2, 1, 0, 0, 3, 0};
+    for (int i = 0; i < 6; i++) {
+        size_t n;
+        int32_t ids[16];
+        assert_int_equal(pissa_tokenizer_encode_text(tok, bad[i], strlen(bad[i]), 1, ids, 16, &n),
+                         PISSA_ERR_INVALID_ARG);
+        char where[32];
+        snprintf(where, sizeof where, "byte %zu", at[i]);
+        assert_non_null(strstr(pissa_last_error(), where));
+    }
+    /* decoding: a negative id is an error, an id without a token is skipped (as tokenizers does) */
+    int32_t ids[3] = {33, -1, 34};
+    char buf[16];
+    size_t len;
+    assert_int_equal(pissa_tokenizer_decode_text(tok, ids, 3, 0, buf, 16, &len), PISSA_ERR_INVALID_ARG);
+    ids[1] = 5000;
+    assert_ok(pissa_tokenizer_decode_text(tok, ids, 3, 0, buf, 16, &len));
+    assert_string_equal(buf, "A B");
+    /* the capacity contract: a size query, then too small, then exact */
+    size_t n;
+    assert_int_equal(pissa_tokenizer_encode_text(tok, "hello", 5, 1, NULL, 0, &n), PISSA_ERR_INVALID_ARG);
+    assert_int_equal(n, 5);
+    int32_t out[5];
+    assert_int_equal(pissa_tokenizer_encode_text(tok, "hello", 5, 1, out, 4, &n), PISSA_ERR_INVALID_ARG);
+    assert_ok(pissa_tokenizer_encode_text(tok, "hello", 5, 1, out, 5, &n));
+    pissa_tokenizer_free(tok);
+}
+
+/* ---- the kind of file, and the llama2.c side of the shared API ---- */
+
+static void kind_is_told_by_content(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("hfkind");
+    /* a llama2.c file whose first byte is '{': max_token_length 123 */
+    pissa__strbuf b = {0};
+    int32_t max_len = 123;
+    pissa__sb_put(&b, (const char *)&max_len, 4);
+    for (int i = 0; i < 259; i++) {
+        char piece[8];
+        int len = i < 3 ? 1 : 6;
+        if (i < 3) snprintf(piece, sizeof piece, "%c", "ubE"[i]);
+        else snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        float score = 0;
+        pissa__sb_put(&b, (const char *)&score, 4);
+        pissa__sb_put(&b, (const char *)&len, 4);
+        pissa__sb_put(&b, piece, (size_t)len);
+    }
+    char *bin = tu_path(dir, "tok.json");
+    tu_write_bytes(bin, b.p, b.n);
+    pissa_tokenizer *tok;
+    assert_ok(pissa_tokenizer_load(bin, 0, &tok));
+    assert_int_equal(pissa_tokenizer_get_kind(tok), PISSA_TOKENIZER_LLAMA2C);
+    assert_int_equal(pissa_tokenizer_special_id(tok, PISSA_SPECIAL_BOS), 1);
+    assert_int_equal(pissa_tokenizer_special_id(tok, PISSA_SPECIAL_PAD), -1);
+    assert_null(pissa_tokenizer_special_token(tok, PISSA_SPECIAL_EOS));
+    assert_null(pissa_tokenizer_chat_template(tok));
+    assert_true(pissa_tokenizer_is_special(tok, 2) && !pissa_tokenizer_is_special(tok, 3));
+    assert_int_equal(pissa_tokenizer_token_to_id(tok, "<0x41>", 6), 'A' + 3);
+    const int32_t *stop;
+    size_t n_stop;
+    pissa_tokenizer_stop_ids(tok, &stop, &n_stop);
+    assert_true(n_stop == 1 && stop[0] == 1);
+    int32_t ids[16];
+    size_t n;
+    assert_ok(pissa_tokenizer_encode_text(tok, "A", 1, 1, ids, 16, &n));
+    assert_true(n == 3 && ids[0] == 1); /* BOS, the dummy-prefix " " byte token, A */
+    pissa_tokenizer_free(tok);
+    /* a folder without tokenizer.json */
+    assert_int_equal(pissa_tokenizer_load(dir, 0, &tok), PISSA_ERR_NOT_FOUND);
+    free(b.p);
+    free(bin);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* ---- streaming ---- */
+
+/* Putting IDS one by one releases, in all, the decode of IDS. */
+static void check_stream(const pissa_tokenizer *tok, const int32_t *ids, size_t n, int skip) {
+    pissa_token_stream *s;
+    assert_ok(pissa_token_stream_create(tok, skip, &s));
+    pissa__strbuf got = {0};
+    for (size_t i = 0; i < n; i++) {
+        const char *text;
+        size_t len;
+        assert_ok(pissa_token_stream_put(s, ids[i], &text, &len));
+        pissa__sb_put(&got, text, len);
+    }
+    const char *text;
+    size_t len;
+    assert_ok(pissa_token_stream_finish(s, &text, &len));
+    pissa__sb_put(&got, text, len);
+    size_t want_len;
+    char *want = decode(tok, ids, n, skip, &want_len);
+    if (got.n != want_len || (want_len && memcmp(got.p, want, want_len)))
+        fail_msg("streamed \"%s\", decoded \"%s\"", show(got.p ? got.p : "", got.n), show(want, want_len));
+    free(want);
+    free(got.p);
+    pissa_token_stream_free(s);
+}
+
+static void streaming_decode_releases_whole_characters(void **state) {
+    (void)state;
+    const char *paths[] = {TOKENIZERS "/llama2", TOKENIZERS "/llama3", TOKENIZERS "/qwen3", REF "/gpt2_style",
+                           PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"};
+    const char *texts[] = {"Hello world!", "  two spaces, then\n\nnewlines", "日本語 👨‍👩‍👧 é ﬁ", "I'm done .",
+                           "<s>x<|im_end|>y<|endoftext|>"};
+    for (int k = 0; k < 5; k++) {
+        if (!tu_exists(paths[k])) tu_skip_missing(paths[k]);
+        pissa_tokenizer *tok;
+        assert_ok(pissa_tokenizer_load(paths[k], 0, &tok));
+        for (int i = 0; i < 5; i++) {
+            size_t n;
+            int32_t *ids = encode(tok, texts[i], strlen(texts[i]), 1, &n);
+            check_stream(tok, ids, n, 0);
+            check_stream(tok, ids, n, 1);
+            free(ids);
+        }
+        if (pissa_tokenizer_get_kind(tok) == PISSA_TOKENIZER_HF) {
+            /* a 4-byte emoji over byte-level or byte-fallback tokens comes out with its last token */
+            size_t n;
+            int32_t *ids = encode(tok, "\xf0\x9f\xa7\x83", 4, 0, &n);
+            pissa_token_stream *s;
+            assert_ok(pissa_token_stream_create(tok, 1, &s));
+            for (size_t i = 0; i < n; i++) {
+                const char *text;
+                size_t len;
+                assert_ok(pissa_token_stream_put(s, ids[i], &text, &len));
+                if (i + 1 < n) assert_int_equal(len, 0);
+                else assert_memory_equal(text + len - 4, "\xf0\x9f\xa7\x83", 4);
+            }
+            pissa_token_stream_free(s);
+            free(ids);
+        }
+        pissa_tokenizer_free(tok);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(llama2_matches_transformers_js),
@@ -807,6 +1197,12 @@ int main(void) {
         cmocka_unit_test(bpe_merges_unk_byte_fallback_and_ignore_merges),
         cmocka_unit_test(scan_and_heap_merges_agree_on_random_words),
         cmocka_unit_test(decoders_chain_like_tokenizers),
+        cmocka_unit_test(config_files_special_tokens_template_and_stop_ids),
+        cmocka_unit_test(unsupported_components_are_refused_by_name),
+        cmocka_unit_test(malformed_and_hostile_files_fail_cleanly),
+        cmocka_unit_test(invalid_text_and_ids_are_refused),
+        cmocka_unit_test(kind_is_told_by_content),
+        cmocka_unit_test(streaming_decode_releases_whole_characters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
