@@ -329,10 +329,59 @@ static int merge_heap(const pissa__hf_bpe *m, pissa__hf_bpe_work *w, size_t *n_s
     return 1;
 }
 
+/* ---- cut points ---- */
+
+void pissa__hf_bpe_find_cuts(pissa__hf_bpe *m) {
+    static const int32_t candidates[] = {0x2581 /* ▁ */, ' ', 0x120 /* Ġ */, '\n'};
+    m->n_cut = 0;
+    if (m->ignore_merges || m->prefix || m->suffix) return;
+    for (size_t k = 0; k < sizeof candidates / sizeof *candidates; k++) {
+        char c[4];
+        int cl = pissa__utf8_encode(candidates[k], c);
+        if (pissa__strmap_get(&m->vocab, c, (size_t)cl) < 0) continue;
+        int ok = 1;
+        for (size_t i = 0; ok && i <= m->vocab.mask; i++) {
+            const char *s = m->vocab.key[i];
+            if (!s) continue;
+            size_t n = m->vocab.len[i];
+            int32_t prev = -1, cp;
+            for (size_t j = 0; ok && j < n; j += (size_t)pissa__utf8_decode(s + j, &cp), prev = cp) {
+                pissa__utf8_decode(s + j, &cp);
+                if (cp == candidates[k] && j > 0 && prev != cp) ok = 0; /* c after another character */
+            }
+        }
+        if (ok) m->cut[m->n_cut++] = candidates[k];
+    }
+}
+
 /* ---- a word ---- */
+
+static pissa_status tokenize_word(const pissa__hf_bpe *m, pissa__hf_bpe_work *w, const char *word, size_t n,
+                                  pissa__ids *out);
 
 pissa_status pissa__hf_bpe_tokenize(const pissa__hf_bpe *m, pissa__hf_bpe_work *w, const char *word, size_t n,
                                     pissa__ids *out) {
+    if (n < CACHE_MAX_WORD || m->n_cut == 0) return tokenize_word(m, w, word, n, out);
+    /* a long word: merge the pieces between cut points on their own (see pissa__hf_bpe_find_cuts) */
+    size_t start = 0, i = 0;
+    int32_t prev = -1;
+    while (i < n) {
+        int32_t cp;
+        size_t k = (size_t)pissa__utf8_decode(word + i, &cp);
+        int cut = 0;
+        for (int c = 0; c < m->n_cut; c++) cut |= cp == m->cut[c];
+        if (cut && i > start && prev != cp) {
+            PISSA_TRY(tokenize_word(m, w, word + start, i - start, out));
+            start = i;
+        }
+        prev = cp;
+        i += k;
+    }
+    return tokenize_word(m, w, word + start, n - start, out);
+}
+
+static pissa_status tokenize_word(const pissa__hf_bpe *m, pissa__hf_bpe_work *w, const char *word, size_t n,
+                                  pissa__ids *out) {
     if (n == 0) return PISSA_OK;
     if (m->ignore_merges) {
         int32_t id = pissa__strmap_get(&m->vocab, word, n);

@@ -190,7 +190,16 @@ typedef struct pissa__hf_bpe {
     size_t prefix_len, suffix_len;
     int32_t byte_token[256];   // ids of "<0x00>".."<0xFF>", -1 where absent (byte_fallback)
     size_t scan_max;           // words of up to this many symbols merge by scanning, longer ones with a heap
+    int32_t cut[4];            // characters a long word may be cut before (see pissa__hf_bpe_find_cuts)
+    int n_cut;
 } pissa__hf_bpe;
+
+/* Finds the characters before which a word can be cut without changing its BPE result: a character c that is a
+ * token, such that no vocabulary string holds c after another character than c (so no merge joins a symbol ending
+ * in d != c with one starting with c, and merges on either side never meet), when no affix or ignore_merges ties
+ * the result to the whole word. SentencePiece vocabularies have such a c in "▁": a paragraph that reaches the model
+ * as one word then merges word by word (and the per-call cache serves repeated words). */
+void pissa__hf_bpe_find_cuts(pissa__hf_bpe *m);
 
 void pissa__hf_bpe_free(pissa__hf_bpe *m);
 /* Adds merge number RANK of LEFT and RIGHT into MERGED (a later duplicate replaces an earlier one, as the Rust
@@ -328,8 +337,8 @@ pissa_status pissa__hf_encode(const pissa__hf *t, const char *text, size_t len, 
 pissa_status pissa__hf_decode(const pissa__hf *t, const int32_t *ids, size_t n, int skip_special_tokens,
                               pissa__strbuf *b);
 /* The bytes of token ID on its own (decoders that act per token, without the start-of-text rules and without
- * UTF-8 repair); appended to B. */
-void pissa__hf_token_bytes(const pissa__hf *t, int32_t id, pissa__strbuf *b);
+ * UTF-8 repair); appended to B. X and Y are scratch buffers. */
+void pissa__hf_token_bytes(const pissa__hf *t, int32_t id, pissa__strbuf *b, pissa__strbuf *x, pissa__strbuf *y);
 
 /* The tokenizer.json inside a handle, NULL for llama2.c (tokenizer.c). */
 pissa__hf *pissa__tokenizer_hf(const pissa_tokenizer *tok);

@@ -294,11 +294,11 @@ static pissa_status append_ids(int32_t **v, size_t *n, const int32_t *ids, size_
     int32_t *w = pissa__alloc(*n + k, sizeof *w);
     if (!w) return pissa__fail(PISSA_ERR_NOMEM, "post-processor: out of memory");
     if (front) {
-        memcpy(w, ids, k * sizeof *w);
+        if (k) memcpy(w, ids, k * sizeof *w);
         if (*n) memcpy(w + k, *v, *n * sizeof *w);
     } else {
         if (*n) memcpy(w, *v, *n * sizeof *w);
-        memcpy(w + *n, ids, k * sizeof *w);
+        if (k) memcpy(w + *n, ids, k * sizeof *w);
     }
     free(*v);
     *v = w;
@@ -435,6 +435,19 @@ static pissa_status parse_decoder(loader *L, const cJSON *o, const char *path, s
 
 /* ---- the BPE model ---- */
 
+/* (Messages are formatted only on failure: there is one path per merge and per token.) */
+static pissa_status bad_merge(const loader *L, int rank, const char *what) {
+    char p[64];
+    pathf(p, sizeof p, "model.merges[%d]", rank);
+    return bad(L, p, what);
+}
+
+static pissa_status bad_vocab(const loader *L, const char *key, const char *what) {
+    char p[160];
+    pathf(p, sizeof p, "model.vocab[\"%.100s\"]", key);
+    return bad(L, p, what);
+}
+
 static pissa_status parse_merges(loader *L, const cJSON *merges) {
     pissa__hf_bpe *m = &L->t->bpe;
     int n = cJSON_GetArraySize(merges);
@@ -448,14 +461,12 @@ static pissa_status parse_merges(loader *L, const cJSON *merges) {
     pissa_status st = PISSA_OK;
     int rank = 0;
     for (const cJSON *e = merges->child; e && st == PISSA_OK; e = e->next, rank++) {
-        char p[64];
-        pathf(p, sizeof p, "model.merges[%d]", rank);
         const char *a, *z;
         size_t na, nz;
         if (cJSON_IsString(e)) { /* "a b": exactly one space */
             const char *sp = strchr(e->valuestring, ' ');
             if (!sp || strchr(sp + 1, ' ')) {
-                st = bad(L, p, "must be two tokens separated by one space");
+                st = bad_merge(L, rank, "must be two tokens separated by one space");
                 break;
             }
             a = e->valuestring;
@@ -468,7 +479,7 @@ static pissa_status parse_merges(loader *L, const cJSON *merges) {
             z = e->child->next->valuestring;
             nz = strlen(z);
         } else {
-            st = bad(L, p, "must be \"a b\" or [\"a\", \"b\"]");
+            st = bad_merge(L, rank, "must be \"a b\" or [\"a\", \"b\"]");
             break;
         }
         int32_t ia = pissa__strmap_get(&m->vocab, a, na), iz = pissa__strmap_get(&m->vocab, z, nz);
@@ -476,13 +487,13 @@ static pissa_status parse_merges(loader *L, const cJSON *merges) {
             char msg[160];
             pathf(msg, sizeof msg, "names the token \"%.60s\", which is not in model.vocab",
                      ia < 0 ? a : z);
-            st = bad(L, p, msg);
+            st = bad_merge(L, rank, msg);
             break;
         }
         /* the merged token drops the right part's continuing_subword_prefix (tokenizers: a + b[prefix_len..]) */
         size_t skip = m->prefix ? m->prefix_len : 0;
         if (skip > nz || (skip < nz && ((unsigned char)z[skip] & 0xC0) == 0x80)) {
-            st = bad(L, p, "has a right part shorter than continuing_subword_prefix");
+            st = bad_merge(L, rank, "has a right part shorter than continuing_subword_prefix");
             break;
         }
         b.n = 0;
@@ -496,7 +507,7 @@ static pissa_status parse_merges(loader *L, const cJSON *merges) {
         if (im < 0) {
             char msg[160];
             pathf(msg, sizeof msg, "makes \"%.60s\", which is not in model.vocab", b.p);
-            st = bad(L, p, msg);
+            st = bad_merge(L, rank, msg);
             break;
         }
         pissa__hf_bpe_add_merge(m, ia, iz, rank, im);
@@ -549,14 +560,12 @@ static pissa_status parse_model(loader *L, const cJSON *o) {
     char *w = t->blob;
     for (const cJSON *e = vocab->child; e; e = e->next) {
         int64_t id;
-        char p[160];
-        pathf(p, sizeof p, "model.vocab[\"%.100s\"]", e->string);
         if (!as_int(e, 0, (double)n + ID_SLACK - 1, &id))
-            return bad(L, p, "must be an integer id in [0, number of tokens + 65536)");
+            return bad_vocab(L, e->string, "must be an integer id in [0, number of tokens + 65536)");
         size_t len = strlen(e->string);
         memcpy(w, e->string, len + 1);
         if (pissa__strmap_put(&m->vocab, w, len, (int32_t)id) != (int32_t)id)
-            return bad(L, p, "appears twice");
+            return bad_vocab(L, e->string, "appears twice");
         if (id > L->max_id) L->max_id = (int32_t)id;
         w += len + 1;
     }
@@ -569,7 +578,9 @@ static pissa_status parse_model(loader *L, const cJSON *o) {
         pathf(s, sizeof s, "<0x%02X>", b);
         m->byte_token[b] = pissa__strmap_get(&m->vocab, s, 6);
     }
-    return parse_merges(L, merges);
+    PISSA_TRY(parse_merges(L, merges));
+    pissa__hf_bpe_find_cuts(m);
+    return PISSA_OK;
 }
 
 /* ---- added tokens ---- */

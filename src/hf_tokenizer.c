@@ -546,7 +546,7 @@ pissa_status pissa__hf_decode(const pissa__hf *t, const int32_t *ids, size_t n, 
     return st;
 }
 
-void pissa__hf_token_bytes(const pissa__hf *t, int32_t id, pissa__strbuf *b) {
+void pissa__hf_token_bytes(const pissa__hf *t, int32_t id, pissa__strbuf *b, pissa__strbuf *x, pissa__strbuf *y) {
     if (id < 0 || id >= t->n_ids || !t->token[id]) return;
     const char *s = t->token[id];
     size_t n = t->token_len[id];
@@ -554,25 +554,24 @@ void pissa__hf_token_bytes(const pissa__hf *t, int32_t id, pissa__strbuf *b) {
         pissa__sb_put(b, s, n);
         return;
     }
-    pissa__strbuf x = {0}, y = {0};
-    pissa__sb_put(&x, s, n);
-    for (size_t k = 0; k < t->n_dec && !x.oom; k++) {
+    x->n = 0;
+    pissa__sb_put(x, s, n);
+    for (size_t k = 0; k < t->n_dec && !x->oom; k++) {
         const pissa__hf_decoder *d = &t->dec[k];
-        y.n = 0;
-        if (d->kind == HF_DEC_BYTE_LEVEL) byte_level_bytes(&y, x.p, x.n);
-        else if (d->kind == HF_DEC_BYTE_FALLBACK && byte_token(x.p, x.n) >= 0) {
-            char c = (char)byte_token(x.p, x.n);
-            pissa__sb_put(&y, &c, 1);
+        y->n = 0;
+        if (d->kind == HF_DEC_BYTE_LEVEL) byte_level_bytes(y, x->p, x->n);
+        else if (d->kind == HF_DEC_BYTE_FALLBACK && byte_token(x->p, x->n) >= 0) {
+            char c = (char)byte_token(x->p, x->n);
+            pissa__sb_put(y, &c, 1);
         } else if (d->kind == HF_DEC_REPLACE || d->kind == HF_DEC_METASPACE) {
-            if (decode_token(d, x.p, x.n, 0, &y) != PISSA_OK) y.oom = 1;
+            if (decode_token(d, x->p, x->n, 0, y) != PISSA_OK) y->oom = 1;
         } else {
-            pissa__sb_put(&y, x.p, x.n); /* Fuse and Strip act on the whole text */
+            pissa__sb_put(y, x->p, x->n); /* Fuse and Strip act on the whole text */
         }
-        pissa__strbuf swap = x;
-        x = y;
-        y = swap;
+        pissa__strbuf swap = *x;
+        *x = *y;
+        *y = swap;
     }
-    pissa__sb_put(b, x.p ? x.p : "", x.n);
-    free(x.p);
-    free(y.p);
+    if (x->oom) b->oom = 1;
+    else pissa__sb_put(b, x->p ? x->p : "", x->n);
 }

@@ -195,14 +195,16 @@ static pissa_status load_hf(const char *path, const char *raw, size_t size, int3
     if (st == PISSA_OK) {
         tok->vocab_size = tok->hf->n_ids;
         tok->hf_bytes_off = pissa__alloc((size_t)tok->vocab_size + 1, sizeof *tok->hf_bytes_off);
-        pissa__strbuf b = {0};
+        pissa__strbuf b = {0}, x = {0}, y = {0};
         for (int32_t id = 0; tok->hf_bytes_off && id < tok->vocab_size; id++) {
             tok->hf_bytes_off[id] = b.n;
-            pissa__hf_token_bytes(tok->hf, id, &b);
+            pissa__hf_token_bytes(tok->hf, id, &b, &x, &y);
             pissa__sb_put(&b, "\0", 1); /* each is a C string too */
         }
         if (tok->hf_bytes_off) tok->hf_bytes_off[tok->vocab_size] = b.n;
         tok->hf_bytes = b.p;
+        free(x.p);
+        free(y.p);
         if (!tok->hf_bytes_off || b.oom) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", path);
     }
     if (st != PISSA_OK) {
