@@ -1183,6 +1183,210 @@ static void streaming_decode_releases_whole_characters(void **state) {
     }
 }
 
+/* ---- users of the tokenizer: text datasets, generation ---- */
+
+static void text_dataset_is_cut_from_the_transformers_encoding(void **state) {
+    (void)state;
+    pissa_tokenizer *tok;
+    assert_ok(pissa_tokenizer_load(REF "/gpt2_style", 0, &tok));
+    const char *text = "To be, or not to be, that is the question: 12 <|im_start|> é";
+    size_t n;
+    int32_t *ids = encode(tok, text, strlen(text), 1, &n); /* ends with <|endoftext|>, the template's */
+    pissa_dataset *d;
+    assert_ok(pissa_dataset_from_text(tok, text, strlen(text), 5, &d));
+    assert_int_equal(pissa_dataset_count(d), (n - 1) / 4);
+    for (size_t i = 0; i < pissa_dataset_count(d); i++) {
+        pissa_row r;
+        assert_ok(pissa_dataset_row(d, i, &r));
+        assert_int_equal(r.len, 5);
+        assert_memory_equal(r.input_ids, ids + 4 * i, 5 * sizeof *ids);
+    }
+    pissa_dataset_free(d);
+    /* a file that is not UTF-8 is refused, naming the file */
+    char *dir = tu_tempdir("hfdata"), *path = tu_path(dir, "bad.txt");
+    tu_write_bytes(path, "abc\xff", 4);
+    assert_int_equal(pissa_dataset_load_text(path, tok, 4, &d), PISSA_ERR_FORMAT);
+    assert_non_null(strstr(pissa_last_error(), "bad.txt"));
+    tu_rmtree(dir);
+    free(dir);
+    free(path);
+    free(ids);
+    pissa_tokenizer_free(tok);
+}
+
+typedef struct {
+    int32_t ids[512];
+    size_t n;
+    pissa__strbuf text;
+} gen_log;
+
+static int on_token(void *user, int32_t token, const char *piece, size_t len) {
+    gen_log *g = user;
+    if (g->n < 512) g->ids[g->n++] = token;
+    pissa__sb_put(&g->text, piece, len);
+    return 0;
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    char *b = tu_slurp(from, &n);
+    assert_non_null(b);
+    tu_write_bytes(to, b, n);
+    free(b);
+}
+
+/* A random model folder with the GPT-2-style tokenizer: generation stops at a stop id (taken from a first run, so
+ * the stop is certain to come) and prints what the decode stream releases. */
+static void generate_with_tokenizer_json_stops_at_stop_ids(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("hfgen"), cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --out %s --dim 16 --hidden 32 --layers 1 --heads 2 --kv-heads 1 --vocab 962 --seq 64",
+             PISSA_SYNTH_EXE, dir);
+    assert_int_equal(tu_run(cmd, NULL), 0);
+    char *tj = tu_path(dir, "tokenizer.json"), *tc = tu_path(dir, "tokenizer_config.json");
+    char *gc = tu_path(dir, "generation_config.json");
+    copy_file(REF "/gpt2_style/tokenizer.json", tj);
+    copy_file(REF "/gpt2_style/tokenizer_config.json", tc);
+    pissa_generator *g;
+    assert_ok(pissa_generator_create(dir, NULL, 64, &g));
+    pissa_tokenizer *tok;
+    assert_ok(pissa_tokenizer_load(dir, (int32_t)pissa_generator_vocab_size(g), &tok));
+    const char *prompt = "Hello world";
+    size_t n_prompt;
+    int32_t *prompt_ids = encode(tok, prompt, strlen(prompt), 1, &n_prompt);
+    gen_log a = {0};
+    int64_t positions;
+    uint64_t seed = 0;
+    do { /* sampling (a random model repeats itself greedily), with a seed that samples a few tokens before a stop */
+        free(a.text.p);
+        memset(&a, 0, sizeof a);
+        assert_true(++seed < 50);
+        assert_ok(pissa_generate(g, tok, prompt, 40, 1.0f, 0.9f, seed, on_token, &a, &positions));
+    } while (a.n < n_prompt + 8);
+    /* every prompt token is passed on, then what was sampled; the text is the decode of all of it */
+    assert_true(a.n >= n_prompt);
+    assert_memory_equal(a.ids, prompt_ids, n_prompt * sizeof *prompt_ids);
+    size_t len;
+    char *text = decode(tok, a.ids, a.n, 1, &len);
+    assert_int_equal(len, a.text.n);
+    assert_memory_equal(text, a.text.p, len);
+    free(text);
+    /* make a sampled token a stop id, at its first appearance (the latest such): generation ends just before it */
+    size_t k = n_prompt;
+    for (size_t j = n_prompt; j < a.n; j++) {
+        int seen = 0;
+        for (size_t i = n_prompt; i < j; i++) seen |= a.ids[i] == a.ids[j];
+        if (!seen) k = j;
+    }
+    assert_true(a.n > k);
+    print_message("stop at sampled token %zu of the first run (%zu prompt tokens, %zu sampled, seed %llu)\n",
+                  k - n_prompt + 1, n_prompt, a.n - n_prompt, (unsigned long long)seed);
+    char gen[64];
+    snprintf(gen, sizeof gen, "{\"eos_token_id\": [%d]}", (int)a.ids[k]);
+    tu_write_bytes(gc, gen, strlen(gen));
+    pissa_tokenizer *tok2;
+    assert_ok(pissa_tokenizer_load(dir, (int32_t)pissa_generator_vocab_size(g), &tok2));
+    gen_log b = {0};
+    assert_ok(pissa_generate(g, tok2, prompt, 40, 1.0f, 0.9f, seed, on_token, &b, &positions));
+    assert_int_equal(b.n, k);
+    assert_memory_equal(b.ids, a.ids, k * sizeof *a.ids);
+    assert_int_equal(positions, (int64_t)k);
+    /* pissa-generate finds the folder's tokenizer.json by itself */
+    char *out = tu_path(dir, "out.txt");
+    snprintf(cmd, sizeof cmd, "%s --model %s --prompt 'Hello world' --steps 12 --temperature 0 > '%s' 2>/dev/null",
+             PISSA_GENERATE_EXE, dir, out);
+    assert_int_equal(tu_run(cmd, NULL), 0);
+    char *printed = tu_slurp(out, NULL);
+    assert_non_null(printed);
+    assert_true(!strncmp(printed, "Hello world", 11));
+    free(printed);
+    free(out);
+    free(a.text.p);
+    free(b.text.p);
+    free(prompt_ids);
+    pissa_tokenizer_free(tok);
+    pissa_tokenizer_free(tok2);
+    pissa_generator_free(g);
+    tu_rmtree(dir);
+    free(dir);
+    free(tj);
+    free(tc);
+    free(gc);
+}
+
+/* ---- pissa-tokenize ---- */
+
+/* Runs pissa-tokenize with ARGS on STDIN_BYTES; returns the exit status, *OUT gets stdout (caller frees). */
+static int run_tokenize(const char *dir, const char *args, const char *in, size_t in_len, char **out) {
+    char *ip = tu_path(dir, "in"), *op = tu_path(dir, "out"), cmd[1024];
+    tu_write_bytes(ip, in, in_len);
+    snprintf(cmd, sizeof cmd, "%s %s < '%s' > '%s' 2>/dev/null", PISSA_TOKENIZE_EXE, args, ip, op);
+    int rc = tu_run(cmd, NULL);
+    *out = tu_slurp(op, NULL);
+    free(ip);
+    free(op);
+    return rc;
+}
+
+static void pissa_tokenize_program_encodes_and_decodes(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("hfcli");
+    pissa_tokenizer *tok;
+    assert_ok(pissa_tokenizer_load(REF "/gpt2_style", 0, &tok));
+    const char *text = "Hello  world 12\n<|im_start|>é";
+    for (int special = 0; special < 2; special++) {
+        size_t n;
+        int32_t *ids = encode(tok, text, strlen(text), special, &n);
+        pissa__strbuf want = {0};
+        pissa__sb_puts(&want, "[");
+        for (size_t i = 0; i < n; i++) {
+            char num[16];
+            snprintf(num, sizeof num, i ? ", %d" : "%d", (int)ids[i]);
+            pissa__sb_puts(&want, num);
+        }
+        pissa__sb_puts(&want, "]\n");
+        char *out;
+        assert_int_equal(run_tokenize(dir, special ? "--tokenizer " REF "/gpt2_style"
+                                                   : "--tokenizer " REF "/gpt2_style --no-special",
+                                      text, strlen(text), &out), 0);
+        assert_string_equal(out, want.p);
+        free(out);
+        /* and back, with and without the special tokens */
+        for (int skip = 0; skip < 2; skip++) {
+            size_t len;
+            char *dec = decode(tok, ids, n, skip, &len);
+            assert_int_equal(run_tokenize(dir, skip ? "--tokenizer " REF "/gpt2_style --decode --skip-special"
+                                                    : "--tokenizer " REF "/gpt2_style --decode",
+                                          want.p, want.n, &out), 0);
+            assert_non_null(out);
+            assert_string_equal(out, dec); /* exactly the text, no newline added */
+            free(out);
+            free(dec);
+        }
+        free(want.p);
+        free(ids);
+    }
+    /* bad input: exit 1; a usage error: exit 2 */
+    char *out;
+    assert_int_equal(run_tokenize(dir, "--tokenizer " REF "/gpt2_style", "ab\xff", 3, &out), 1);
+    free(out);
+    const char *bad_json[] = {"[1, x]", "[1.5]", "{}", "[1,]", "[1] 2", "[99999999999]", ""};
+    for (size_t i = 0; i < sizeof bad_json / sizeof *bad_json; i++) {
+        assert_int_equal(run_tokenize(dir, "--tokenizer " REF "/gpt2_style --decode", bad_json[i], strlen(bad_json[i]),
+                                      &out), 1);
+        free(out);
+    }
+    assert_int_equal(run_tokenize(dir, "--tokenizer " REF "/gpt2_style --decode", "[-1]", 4, &out), 1);
+    free(out);
+    assert_int_equal(run_tokenize(dir, "", "x", 1, &out), 2);
+    free(out);
+    assert_int_equal(run_tokenize(dir, "--tokenizer /no/such/tokenizer.json", "x", 1, &out), 1);
+    free(out);
+    pissa_tokenizer_free(tok);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(llama2_matches_transformers_js),
@@ -1203,6 +1407,9 @@ int main(void) {
         cmocka_unit_test(invalid_text_and_ids_are_refused),
         cmocka_unit_test(kind_is_told_by_content),
         cmocka_unit_test(streaming_decode_releases_whole_characters),
+        cmocka_unit_test(text_dataset_is_cut_from_the_transformers_encoding),
+        cmocka_unit_test(generate_with_tokenizer_json_stops_at_stop_ids),
+        cmocka_unit_test(pissa_tokenize_program_encodes_and_decodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
