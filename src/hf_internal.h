@@ -155,6 +155,7 @@ void pissa__hf_pretok_clear(pissa__hf_pretok *p);
 /* The Oniguruma pattern of the ByteLevel pre-tokenizer (GPT-2's) and of the Whitespace pre-tokenizer. */
 extern const char pissa__hf_gpt2_pattern[];
 extern const char pissa__hf_whitespace_pattern[];
+extern const char pissa__hf_word_char_pattern[]; /* the regex crate's \w, for single_word */
 
 /* ---- the BPE model (hf_bpe.c) ---- */
 

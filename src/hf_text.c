@@ -13,7 +13,11 @@
 
 const char pissa__hf_gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-const char pissa__hf_whitespace_pattern[] = "\\w+|[^\\w\\s]+";
+/* The Whitespace pre-tokenizer's \w+|[^\w\s]+ and single_word's \w run in Rust's regex crate, whose \w (UTS #18)
+ * also takes Join_Control (U+200C, U+200D), unlike Oniguruma's. */
+#define REGEX_CRATE_WORD "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
+const char pissa__hf_whitespace_pattern[] = "[" REGEX_CRATE_WORD "]+|[^" REGEX_CRATE_WORD "\\s]+";
+const char pissa__hf_word_char_pattern[] = "[" REGEX_CRATE_WORD "]";
 
 /* ---- the byte-level alphabet (GPT-2's bytes_to_unicode) ---- */
 

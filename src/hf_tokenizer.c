@@ -133,8 +133,8 @@ pissa_status pissa__hf_added_finish(pissa__hf *t, const char *path) {
     t->raw_trie = tries[0];
     t->norm_trie = tries[1];
     if (st == PISSA_OK && need_word) {
-        static const char word[] = "\\w";
-        st = pissa__hf_pattern_new(word, 2, 1, "single_word's \\w", &t->word_re);
+        st = pissa__hf_pattern_new(pissa__hf_word_char_pattern, strlen(pissa__hf_word_char_pattern), 1,
+                                   "single_word's \\w", &t->word_re);
     }
     return st;
 }
