@@ -199,3 +199,71 @@ pissa_status pissa__hf_config_read(const char *dir, pissa__hf_config *c) {
     if (st != PISSA_OK) pissa__hf_config_free(c);
     return st;
 }
+
+/* ---- applying the config to a loaded tokenizer ---- */
+
+/* transformers' LlamaTokenizerFast, CodeLlamaTokenizerFast and GemmaTokenizerFast rebuild the post-processor from
+ * add_bos_token (default true) and add_eos_token (default false): "<bos> $A <eos>". */
+static pissa_status llama_post_processor(pissa__hf *t, const pissa__hf_config *c, const char *file) {
+    static const char *classes[] = {"LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer",
+                                    "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"};
+    int llama = 0;
+    for (size_t i = 0; c->tokenizer_class && i < sizeof classes / sizeof *classes; i++)
+        llama |= !strcmp(c->tokenizer_class, classes[i]);
+    if (!llama) return PISSA_OK;
+    int add_bos = c->add_bos != 0, add_eos = c->add_eos == 1;
+    int32_t bos = t->special_id[0], eos = t->special_id[1];
+    if ((add_bos && bos < 0) || (add_eos && eos < 0))
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: tokenizer_config.json asks for add_%s_token but the %s token is "
+                           "missing or unknown", file, add_bos && bos < 0 ? "bos" : "eos",
+                           add_bos && bos < 0 ? "bos" : "eos");
+    pissa__hf_template *T = &t->post;
+    free(T->before);
+    free(T->after);
+    *T = (pissa__hf_template){1, pissa__alloc(1, sizeof(int32_t)), pissa__alloc(1, sizeof(int32_t)), 0, 0};
+    if (!T->before || !T->after) return nomem(file);
+    if (add_bos) T->before[T->n_before++] = bos;
+    if (add_eos) T->after[T->n_after++] = eos;
+    return PISSA_OK;
+}
+
+/* Tokens that end a generation: eos, generation_config's eos_token_id, and the end-of-turn tokens of the common chat
+ * formats when the tokenizer has them as special added tokens. */
+static pissa_status stop_ids(pissa__hf *t, const pissa__hf_config *c, const char *file) {
+    static const char *end_of_turn[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>",
+                                        "<end_of_turn>", "<|end|>"};
+    size_t n_eot = sizeof end_of_turn / sizeof *end_of_turn, cap = 1 + c->n_eos + n_eot;
+    int32_t *cand = pissa__alloc(cap, sizeof *cand);
+    t->stop_ids = pissa__alloc(cap, sizeof *t->stop_ids);
+    if (!cand || !t->stop_ids) {
+        free(cand);
+        return nomem(file);
+    }
+    size_t n = 0;
+    cand[n++] = t->special_id[1];
+    for (size_t i = 0; i < c->n_eos; i++) cand[n++] = c->eos_ids[i];
+    for (size_t i = 0; i < n_eot; i++) {
+        int32_t id = pissa__hf_token_id(t, end_of_turn[i], strlen(end_of_turn[i]));
+        if (id >= 0 && (t->flags[id] & HF_TOK_SPECIAL)) cand[n++] = id;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int dup = cand[i] < 0 || cand[i] >= t->n_ids;
+        for (size_t k = 0; k < t->n_stop && !dup; k++) dup = t->stop_ids[k] == cand[i];
+        if (!dup) t->stop_ids[t->n_stop++] = cand[i];
+    }
+    free(cand);
+    return PISSA_OK;
+}
+
+pissa_status pissa__hf_config_apply(pissa__hf *t, pissa__hf_config *c, const char *file) {
+    for (int i = 0; i < 4; i++) {
+        t->special_str[i] = c->special[i];
+        c->special[i] = NULL;
+        t->special_id[i] = t->special_str[i] ? pissa__hf_token_id(t, t->special_str[i], strlen(t->special_str[i])) : -1;
+    }
+    t->chat_template = c->chat_template;
+    c->chat_template = NULL;
+    t->clean_up_spaces = c->clean_up_spaces;
+    PISSA_TRY(llama_post_processor(t, c, file));
+    return stop_ids(t, c, file);
+}

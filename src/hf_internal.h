@@ -321,11 +321,20 @@ typedef struct pissa__hf_config {
  * malformed. */
 pissa_status pissa__hf_config_read(const char *dir, pissa__hf_config *c);
 void pissa__hf_config_free(pissa__hf_config *c);
+/* Sets T's special tokens, chat template, clean-up flag and stop ids from C (taking its strings), and rebuilds the
+ * post-processor as transformers' Llama and Gemma classes do. Needs T's added tokens and token table. */
+struct pissa__hf;
+pissa_status pissa__hf_config_apply(struct pissa__hf *t, pissa__hf_config *c, const char *file);
 
 /* Loads tokenizer.json at PATH (its text RAW, SIZE bytes, already read) and the companion files in its directory.
  * VOCAB_SIZE > 0 bounds every id. */
 pissa_status pissa__hf_load(const char *path, const char *raw, size_t size, int32_t vocab_size, pissa__hf **out);
 void pissa__hf_free(pissa__hf *t);
+
+/* The id of the token string S (an added token first, then the model vocabulary), -1 when there is none. */
+int32_t pissa__hf_token_id(const pissa__hf *t, const char *s, size_t n);
+/* Sets t->bound_a / bound_b from the normalizers and pre-tokenizers (see pissa_tokenizer_max_tokens). */
+void pissa__hf_token_bound(pissa__hf *t);
 
 /* Builds the added-token tries and the token flags once t->added is complete. */
 pissa_status pissa__hf_added_finish(pissa__hf *t, const char *path);

@@ -695,95 +695,6 @@ static pissa_status build_token_table(loader *L, int32_t vocab_size) {
     return PISSA_OK;
 }
 
-static int32_t token_id(const pissa__hf *t, const char *s) {
-    if (!s) return -1;
-    size_t n = strlen(s);
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].len == n && !memcmp(t->added[i].content, s, n)) return t->added[i].id;
-    return pissa__strmap_get(&t->bpe.vocab, s, n);
-}
-
-/* transformers' LlamaTokenizerFast and GemmaTokenizerFast rebuild the post-processor from add_bos_token (default
- * true) and add_eos_token (default false): "<bos> $A <eos>". */
-static pissa_status llama_post_processor(loader *L, const pissa__hf_config *c) {
-    static const char *classes[] = {"LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer",
-                                    "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"};
-    int llama = 0;
-    for (size_t i = 0; c->tokenizer_class && i < sizeof classes / sizeof *classes; i++)
-        llama |= !strcmp(c->tokenizer_class, classes[i]);
-    if (!llama) return PISSA_OK;
-    pissa__hf *t = L->t;
-    int add_bos = c->add_bos != 0, add_eos = c->add_eos == 1;
-    int32_t bos = token_id(t, c->special[0]), eos = token_id(t, c->special[1]);
-    if ((add_bos && bos < 0) || (add_eos && eos < 0))
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: tokenizer_config.json asks for add_%s_token but the %s token is "
-                           "missing or unknown", L->file, add_bos && bos < 0 ? "bos" : "eos",
-                           add_bos && bos < 0 ? "bos" : "eos");
-    pissa__hf_template *T = &t->post;
-    free(T->before);
-    free(T->after);
-    *T = (pissa__hf_template){1, NULL, NULL, 0, 0};
-    if (add_bos) PISSA_TRY(append_ids(&T->before, &T->n_before, &bos, 1, 0));
-    if (add_eos) PISSA_TRY(append_ids(&T->after, &T->n_after, &eos, 1, 0));
-    return PISSA_OK;
-}
-
-/* Tokens that end a generation: eos, generation_config's eos_token_id, and the end-of-turn tokens of the common chat
- * formats when the tokenizer has them as special added tokens. */
-static pissa_status stop_ids(pissa__hf *t, const pissa__hf_config *c) {
-    static const char *end_of_turn[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>",
-                                        "<end_of_turn>", "<|end|>"};
-    size_t cap = 1 + c->n_eos + sizeof end_of_turn / sizeof *end_of_turn;
-    t->stop_ids = pissa__alloc(cap, sizeof *t->stop_ids);
-    if (!t->stop_ids) return pissa__fail(PISSA_ERR_NOMEM, "tokenizer: out of memory");
-    int32_t cand[64];
-    size_t n = 0;
-    cand[n++] = t->special_id[1];
-    for (size_t i = 0; i < c->n_eos && n < 48; i++) cand[n++] = c->eos_ids[i];
-    for (size_t i = 0; i < sizeof end_of_turn / sizeof *end_of_turn; i++) {
-        int32_t id = token_id(t, end_of_turn[i]);
-        if (id >= 0 && (t->flags[id] & HF_TOK_SPECIAL)) cand[n++] = id;
-    }
-    for (size_t i = 0; i < n; i++) {
-        int dup = cand[i] < 0 || cand[i] >= t->n_ids;
-        for (size_t k = 0; k < t->n_stop && !dup; k++) dup = t->stop_ids[k] == cand[i];
-        if (!dup) t->stop_ids[t->n_stop++] = cand[i];
-    }
-    return PISSA_OK;
-}
-
-/* tokens <= bound_a * len + bound_b: how far each stage can grow the text (UAX #15 gives the normalization forms'
- * UTF-8 expansion: 3x for NFC/NFD, 11x for NFKC/NFKD), one token per byte at most after that. */
-static void token_bound(pissa__hf *t) {
-    double a = 1, b = 0; /* bytes of a segment of L input bytes <= a L + b */
-    for (size_t i = 0; i < t->n_norm; i++) {
-        const pissa__hf_normalizer *z = &t->norm[i];
-        double f = 1, g = 0;
-        switch (z->kind) {
-        case HF_NORM_NFC:
-        case HF_NORM_NFD: f = 3; break;
-        case HF_NORM_NFKC:
-        case HF_NORM_NFKD: f = 11; break;
-        case HF_NORM_LOWERCASE:
-        case HF_NORM_BYTE_LEVEL: f = 2; break;
-        case HF_NORM_STRIP: break;
-        case HF_NORM_PREPEND: g = (double)z->text_len; break;
-        case HF_NORM_REPLACE: f = (double)z->text_len + 1, g = (double)z->text_len; break;
-        }
-        a = f * a, b = f * b + g;
-    }
-    for (size_t i = 0; i < t->n_pre; i++) {
-        const pissa__hf_pretok *z = &t->pre[i];
-        double f = z->kind == HF_PRE_BYTE_LEVEL ? 4 : z->kind == HF_PRE_METASPACE ? 2.0 * z->rep_len : 1;
-        a *= f, b *= f;
-    }
-    double per_byte = 1 + (double)t->bpe.prefix_len + (double)t->bpe.suffix_len; /* byte fallback with affixes */
-    a *= per_byte, b *= per_byte;
-    /* segments <= len + 1, added tokens <= len */
-    t->bound_a = a + b + 1;
-    t->bound_b = b + (double)(t->post.n_before + t->post.n_after);
-}
-
 void pissa__hf_free(pissa__hf *t) {
     if (!t) return;
     pissa__hf_bpe_free(&t->bpe);
@@ -863,20 +774,9 @@ static pissa_status load_json(loader *L, const cJSON *j, const char *dir, int32_
     c = cJSON_GetObjectItemCaseSensitive(j, "post_processor");
     cap = 0;
     if (st == PISSA_OK && c && !cJSON_IsNull(c)) st = parse_post(L, c, "post_processor", &cap);
-    if (st == PISSA_OK) st = llama_post_processor(L, &cfg);
     if (st == PISSA_OK) st = pissa__hf_added_finish(t, L->file);
-    for (int i = 0; i < 4 && st == PISSA_OK; i++) {
-        t->special_str[i] = cfg.special[i];
-        cfg.special[i] = NULL;
-        t->special_id[i] = token_id(t, t->special_str[i]);
-    }
-    if (st == PISSA_OK) {
-        t->chat_template = cfg.chat_template;
-        cfg.chat_template = NULL;
-        t->clean_up_spaces = cfg.clean_up_spaces;
-        st = stop_ids(t, &cfg);
-    }
-    token_bound(t);
+    if (st == PISSA_OK) st = pissa__hf_config_apply(t, &cfg, L->file);
+    pissa__hf_token_bound(t);
     pissa__hf_config_free(&cfg);
     return st;
 }

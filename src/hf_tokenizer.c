@@ -139,6 +139,44 @@ pissa_status pissa__hf_added_finish(pissa__hf *t, const char *path) {
     return st;
 }
 
+int32_t pissa__hf_token_id(const pissa__hf *t, const char *s, size_t n) {
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].len == n && !memcmp(t->added[i].content, s, n)) return t->added[i].id;
+    return pissa__strmap_get(&t->bpe.vocab, n ? s : "", n);
+}
+
+/* tokens <= bound_a * len + bound_b: how far each stage can grow the text (UAX #15 gives the normalization forms'
+ * UTF-8 expansion: 3x for NFC/NFD, 11x for NFKC/NFKD), then one token per byte at most. */
+void pissa__hf_token_bound(pissa__hf *t) {
+    double a = 1, b = 0; /* bytes of a segment of L input bytes <= a L + b */
+    for (size_t i = 0; i < t->n_norm; i++) {
+        const pissa__hf_normalizer *z = &t->norm[i];
+        double f = 1, g = 0;
+        switch (z->kind) {
+        case HF_NORM_NFC:
+        case HF_NORM_NFD: f = 3; break;
+        case HF_NORM_NFKC:
+        case HF_NORM_NFKD: f = 11; break;
+        case HF_NORM_LOWERCASE:
+        case HF_NORM_BYTE_LEVEL: f = 2; break;
+        case HF_NORM_STRIP: break;
+        case HF_NORM_PREPEND: g = (double)z->text_len; break;
+        case HF_NORM_REPLACE: f = (double)z->text_len + 1, g = (double)z->text_len; break;
+        }
+        a = f * a, b = f * b + g;
+    }
+    for (size_t i = 0; i < t->n_pre; i++) { /* ByteLevel: a prefix space per piece, 2-byte characters */
+        const pissa__hf_pretok *z = &t->pre[i];
+        double f = z->kind == HF_PRE_BYTE_LEVEL ? 4 : z->kind == HF_PRE_METASPACE ? 2.0 * z->rep_len : 1;
+        a *= f, b *= f;
+    }
+    double per_byte = 1 + (double)t->bpe.prefix_len + (double)t->bpe.suffix_len; /* byte fallback with affixes */
+    a *= per_byte, b *= per_byte;
+    /* segments <= len + 1, added tokens <= len */
+    t->bound_a = a + b + 1;
+    t->bound_b = b + (double)(t->post.n_before + t->post.n_after);
+}
+
 /* ---- splitting out added tokens (AddedVocabulary::find_matches) ---- */
 
 typedef struct {

@@ -612,10 +612,7 @@ pissa_status pissa_tokenizer_decode_text(const pissa_tokenizer *tok, const int32
 int32_t pissa_tokenizer_token_to_id(const pissa_tokenizer *tok, const char *token, size_t len) {
     if (!tok || (!token && len)) return -1;
     if (!tok->hf) return lookup(tok, token, len);
-    const pissa__hf *t = tok->hf;
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].len == len && !memcmp(t->added[i].content, token, len)) return t->added[i].id;
-    return pissa__strmap_get(&t->bpe.vocab, token ? token : "", len);
+    return pissa__hf_token_id(tok->hf, token ? token : "", len);
 }
 
 int32_t pissa_tokenizer_special_id(const pissa_tokenizer *tok, pissa_special_token which) {
