@@ -223,6 +223,10 @@ pissa_status pissa__hf_bpe_tokenize(const pissa__hf_bpe *m, pissa__hf_bpe_work *
 
 enum { HF_TOK_ADDED = 1, HF_TOK_SPECIAL = 2 };
 
+/* Longest added token accepted: the search for added tokens walks up to this far at each byte of a text (real
+ * added tokens are under 100 bytes). */
+#define HF_ADDED_MAX 1024
+
 /* An added token (tokenizer.json "added_tokens", tokenizer_config.json's special tokens). */
 typedef struct pissa__hf_added {
     int32_t id;
@@ -282,6 +286,7 @@ typedef struct pissa__hf {
 
     pissa__hf_added *added;
     size_t n_added;
+    pissa__strmap added_map;   // content -> index into added
     pissa__hf_trie *raw_trie;  // added tokens with normalized false, matched on the raw text
     pissa__hf_trie *norm_trie; // added tokens with normalized true, matched on the normalized text
     pissa__hf_pattern *word_re; // \w for single_word (NULL when no token needs it)

@@ -592,13 +592,15 @@ static pissa_status add_token(loader *L, const char *content, int special, int l
     pissa__hf *t = L->t;
     size_t len = strlen(content);
     if (len == 0) return PISSA_OK;
-    for (size_t i = 0; i < t->n_added; i++) {
-        pissa__hf_added *a = &t->added[i];
-        if (a->len == len && !memcmp(a->content, content, len)) {
-            a->special = special, a->lstrip = lstrip, a->rstrip = rstrip;
-            a->single_word = single_word, a->normalized = normalized;
-            return PISSA_OK;
-        }
+    if (len > HF_ADDED_MAX) /* the added-token search walks up to this far at every byte of a text */
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: added token \"%.40s...\" is longer than %d bytes", L->file,
+                           content, HF_ADDED_MAX);
+    int32_t known = pissa__strmap_get(&t->added_map, content, len);
+    if (known >= 0) {
+        pissa__hf_added *a = &t->added[known];
+        a->special = special, a->lstrip = lstrip, a->rstrip = rstrip;
+        a->single_word = single_word, a->normalized = normalized;
+        return PISSA_OK;
     }
     int32_t id = pissa__strmap_get(&t->bpe.vocab, content, len);
     if (id < 0) {
@@ -617,6 +619,10 @@ static pissa_status add_token(loader *L, const char *content, int special, int l
             return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", L->file);
         }
         t->added = v;
+    }
+    if (pissa__strmap_put(&t->added_map, a.content, len, (int32_t)t->n_added) != (int32_t)t->n_added) {
+        free(a.content);
+        return pissa__fail(PISSA_ERR_NOMEM, "%s: too many added tokens", L->file);
     }
     t->added[t->n_added++] = a;
     if (id > L->max_id) L->max_id = id;
@@ -712,6 +718,7 @@ void pissa__hf_free(pissa__hf *t) {
     free(t->pre);
     free(t->dec);
     free(t->added);
+    pissa__strmap_free(&t->added_map);
     free(t->post.before);
     free(t->post.after);
     pissa__hf_trie_free(t->raw_trie);
@@ -745,7 +752,6 @@ static pissa_status load_json(loader *L, const cJSON *j, const char *dir, int32_
     PISSA_TRY(get_str(L, j, "version", "tokenizer", 0, &version));
     if (version && strcmp(version, "1.0")) return unsupported(L, "version", version);
     PISSA_TRY(parse_model(L, cJSON_GetObjectItemCaseSensitive(j, "model")));
-    PISSA_TRY(parse_added(L, cJSON_GetObjectItemCaseSensitive(j, "added_tokens")));
     size_t cap = 0;
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "normalizer");
     if (c && !cJSON_IsNull(c)) PISSA_TRY(parse_normalizer(L, c, "normalizer", &cap));
@@ -759,16 +765,19 @@ static pissa_status load_json(loader *L, const cJSON *j, const char *dir, int32_
         t->has_decoder = 1;
     }
 
+    /* added tokens: the file's, then those transformers adds from tokenizer_config.json when the file lacks them */
     pissa__hf_config cfg;
     PISSA_TRY(pissa__hf_config_read(dir, &cfg));
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(j, "added_tokens");
     pissa_status st = PISSA_OK;
+    if (!pissa__strmap_init(&t->added_map, (size_t)cJSON_GetArraySize(added) + cfg.n_tokens))
+        st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", L->file);
+    if (st == PISSA_OK) st = parse_added(L, added);
     int32_t next = first_free_id(L);
-    for (size_t i = 0; i < cfg.n_tokens && st == PISSA_OK; i++) { /* only those the tokenizer lacks */
+    for (size_t i = 0; i < cfg.n_tokens && st == PISSA_OK; i++) {
         const pissa__hf_config_token *k = &cfg.tokens[i];
-        int known = 0;
-        for (size_t a = 0; a < t->n_added; a++) known |= !strcmp(t->added[a].content, k->content);
-        if (!known) st = add_token(L, k->content, k->special, k->lstrip, k->rstrip, k->single_word, k->normalized, -1,
-                                   &next);
+        if (pissa__strmap_get(&t->added_map, k->content, strlen(k->content)) < 0)
+            st = add_token(L, k->content, k->special, k->lstrip, k->rstrip, k->single_word, k->normalized, -1, &next);
     }
     if (st == PISSA_OK) st = build_token_table(L, vocab_size);
     c = cJSON_GetObjectItemCaseSensitive(j, "post_processor");

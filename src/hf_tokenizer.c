@@ -140,9 +140,8 @@ pissa_status pissa__hf_added_finish(pissa__hf *t, const char *path) {
 }
 
 int32_t pissa__hf_token_id(const pissa__hf *t, const char *s, size_t n) {
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].len == n && !memcmp(t->added[i].content, s, n)) return t->added[i].id;
-    return pissa__strmap_get(&t->bpe.vocab, n ? s : "", n);
+    int32_t k = pissa__strmap_get(&t->added_map, s, n);
+    return k >= 0 ? t->added[k].id : pissa__strmap_get(&t->bpe.vocab, s, n);
 }
 
 /* tokens <= bound_a * len + bound_b: how far each stage can grow the text (UAX #15 gives the normalization forms'

@@ -907,6 +907,14 @@ static void unsupported_components_are_refused_by_name(void **state) {
     expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "pre_tokenizer.pattern.Regex", "nested");
     x.pre = "{`type`:`Split`,`pattern`:{`Regex`:`(a`},`behavior`:`Isolated`,`invert`:false}";
     expect_refusal(&x, PISSA_ERR_FORMAT, "pre_tokenizer.pattern.Regex", "invalid regex");
+    /* an added token longer than the search is allowed to walk */
+    char long_token[1200];
+    memset(long_token, 'x', sizeof long_token);
+    memcpy(long_token, "[{`content`:`", 13);
+    memcpy(long_token + sizeof long_token - 4, "`}]", 4);
+    x = sp;
+    x.added = long_token;
+    expect_refusal(&x, PISSA_ERR_UNSUPPORTED, "longer than 1024 bytes", NULL);
     /* other models */
     char *dir = tu_tempdir("hfmodel");
     char *path = tu_path(dir, "tokenizer.json");
