@@ -98,7 +98,7 @@ static uint64_t fnv1a64(const int32_t *ids, size_t n) {
 static void check_fixture(const char *name, const char *tok_path) {
     char fixture[512];
     snprintf(fixture, sizeof fixture, "%s/fixtures/%s.json", REF, name);
-    if (!tu_exists(tok_path)) tu_skip_missing(tok_path);
+    if (!tu_file_exists(tok_path)) tu_skip_missing(tok_path);
     size_t text_len;
     char *shakespeare = tu_slurp(SHAKESPEARE, &text_len);
     if (!shakespeare) tu_skip_missing(SHAKESPEARE);
@@ -1161,7 +1161,7 @@ static void streaming_decode_releases_whole_characters(void **state) {
     const char *texts[] = {"Hello world!", "  two spaces, then\n\nnewlines", "日本語 👨‍👩‍👧 é ﬁ", "I'm done .",
                            "<s>x<|im_end|>y<|endoftext|>"};
     for (int k = 0; k < 5; k++) {
-        if (!tu_exists(paths[k])) tu_skip_missing(paths[k]);
+        if (!tu_file_exists(paths[k])) tu_skip_missing(paths[k]);
         pissa_tokenizer *tok;
         assert_ok(pissa_tokenizer_load(paths[k], 0, &tok));
         for (int i = 0; i < 5; i++) {

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cjson/cJSON.h>
@@ -100,22 +99,6 @@ int tu_run(const char *cmd, const char *out_path) {
     return WEXITSTATUS(st);
 }
 
-int tu_require_all(void) {
-    const char *v = getenv("PISSA_REQUIRE_ALL");
-    return v && !strcmp(v, "1");
-}
-
-void tu_skip_missing(const char *what) {
-    print_message("SKIPPED: %s is missing\n", what);
-    if (tu_require_all()) fail_msg("%s is missing and PISSA_REQUIRE_ALL=1 is set", what);
-    skip();
-}
-
-int tu_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
 char *tu_slurp(const char *path, size_t *len) {
     char *buf;
     if (pissa__read_file(path, &buf, len) != PISSA_OK) return NULL;
@@ -135,4 +118,26 @@ void tu_json_set_field(const char *path, const char *field, const char *value) {
     free(out);
     cJSON_Delete(root);
     free(text);
+}
+
+int tu_require_all(void) {
+    const char *v = getenv("PISSA_REQUIRE_ALL");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+void tu_skip_missing(const char *what) {
+    if (tu_require_all()) fail_msg("%s is missing, and PISSA_REQUIRE_ALL=1 forbids skipping", what);
+    print_message("SKIPPED: %s is missing\n", what);
+    skip();
+}
+
+int tu_file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+void tu_need_files(const char *const *paths, int n) {
+    for (int i = 0; i < n; i++)
+        if (!tu_file_exists(paths[i])) tu_skip_missing(paths[i]);
 }

@@ -40,16 +40,16 @@ double tu_max_abs_diff(const float *x, const float *y, size_t n);
 int tu_run(const char *cmd, const char *out_path);
 /* Whole file as a malloc'd NUL-terminated string, or NULL. */
 char *tu_slurp(const char *path, size_t *len);
-/* For a test that needs a file or tool that may be absent: prints "SKIPPED: <WHAT> is missing" and skips the
- * calling test, or fails it when the environment variable PISSA_REQUIRE_ALL=1 (CI) is set. Does not return (cmocka
- * leaves the test by a long jump). */
-void tu_skip_missing(const char *what);
-int tu_require_all(void); /* PISSA_REQUIRE_ALL=1 is set */
-/* 1 if PATH exists (file or directory). */
-int tu_exists(const char *path);
-
 /* Rewrites the JSON object in the file PATH with FIELD set to the JSON text VALUE (added if absent; "null" is a
  * JSON null, not a removal). */
 void tu_json_set_field(const char *path, const char *field, const char *value);
+
+/* Optional pieces (../shared/data, node, torch, strace, ...): a test that needs one calls tu_skip_missing, which
+ * prints "SKIPPED: WHAT is missing" and skips it, or, when the environment has PISSA_REQUIRE_ALL=1 (CI), fails it:
+ * nothing skips silently there. Neither returns. tu_need_files does it for the first absent path of PATHS. */
+int tu_require_all(void);
+void tu_skip_missing(const char *what);
+int tu_file_exists(const char *path);
+void tu_need_files(const char *const *paths, int n);
 
 #endif

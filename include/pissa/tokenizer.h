@@ -5,7 +5,7 @@
  * keeps the llama2.c semantics it always had, and says what it does on a tokenizer.json. docs/tokenizers.md lists what
  * of tokenizer.json is supported.
  *
- * llama2.c (REFERENCE §6): karpathy/llama2.c run.c's build_tokenizer, encode and decode, with validation of the
+ * llama2.c (docs/formats.md): karpathy/llama2.c run.c's build_tokenizer, encode and decode, with validation of the
  * file and an encoder that stays fast on long texts.
  * File: int32 max_token_length, then for each of the V tokens: float32 score, int32 length, `length` bytes
  * (all little-endian). Ids 0 <unk>, 1 BOS, 2 EOS, 3..258 the byte tokens <0x00>..<0xFF>.
