@@ -145,9 +145,9 @@ void pissa__hf_pieces_add(pissa__hf_pieces *p, const char *s, size_t len, int at
 pissa_status pissa__hf_pre_tokenize(const pissa__hf_pretok *v, size_t n, pissa__hf_pieces *io,
                                     pissa__hf_pieces *tmp, pissa__spans *spans);
 
-/* GPT-2's byte-to-character table (tokenizers' bytes_char): byte b is the UTF-8 string TABLE[b] (1 or 2 bytes,
- * LEN[b]); pissa__hf_byte_of_char maps a code point back to its byte, -1 for code points outside the table. */
-void pissa__hf_byte_level_table(const char **table, const uint8_t **len);
+/* GPT-2's byte-to-character table (tokenizers' bytes_char): the code point byte B stands for, and back (-1 for code
+ * points outside the table). */
+int32_t pissa__hf_byte_char(unsigned b);
 int pissa__hf_byte_of_char(int32_t cp);
 
 void pissa__hf_normalizer_clear(pissa__hf_normalizer *n);
