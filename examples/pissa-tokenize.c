@@ -22,7 +22,7 @@ static const char *usage =
     "  --skip-special     with --decode: skip_special_tokens=True\n"
     "  -h, --help         this text\n";
 
-typedef enum { MODE_ENCODE, MODE_DECODE } mode;
+typedef enum { MODE_ENCODE, MODE_DECODE } mode; /* --chat FILE.jsonl (chat templates) comes as a third mode */
 
 /* The whole of stdin, NUL-terminated. */
 static char *read_stdin(size_t *len) {
