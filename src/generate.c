@@ -291,37 +291,70 @@ pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer *tok, cons
     if (isnan(topp)) return pissa__fail(PISSA_ERR_INVALID_ARG, "generate: top-p is NaN");
     if (steps <= 0 || steps > g->T) steps = g->T;
     if (!prompt) prompt = "";
-    size_t len = strlen(prompt), cap = PISSA_TOKENIZER_MAX_TOKENS(len), n = 0;
-    int32_t *ids = pissa__alloc(cap, sizeof *ids);
+    /* llama2.c: run.c's prompt (BOS + the text) and its stop (BOS); tokenizer.json: the prompt as transformers
+     * encodes it (tokenizer(prompt), BOS when the tokenizer adds one), its stop ids, text through a decode stream */
+    int hf = pissa_tokenizer_get_kind(tok) == PISSA_TOKENIZER_HF;
+    size_t len = strlen(prompt), cap = pissa_tokenizer_max_tokens(tok, len), n = 0;
+    int32_t *ids = cap == SIZE_MAX ? NULL : pissa__alloc(cap + 1, sizeof *ids);
     if (!ids) return pissa__fail(PISSA_ERR_NOMEM, "generate: out of memory for a prompt of %zu bytes", len);
-    pissa_status st = pissa_tokenizer_encode(tok, prompt, len, 1, 0, ids, cap, &n);
+    pissa_status st = hf ? pissa_tokenizer_encode_text(tok, prompt, len, 1, ids, cap, &n)
+                         : pissa_tokenizer_encode(tok, prompt, len, 1, 0, ids, cap, &n);
+    if (st == PISSA_OK && n == 0) { /* an empty prompt and no BOS from the post-processor: start from BOS */
+        ids[n++] = pissa_tokenizer_special_id(tok, PISSA_SPECIAL_BOS);
+        if (ids[0] < 0)
+            st = pissa__fail(PISSA_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer has no BOS token "
+                             "to start from; give a prompt");
+    }
+    const int32_t *stop = NULL;
+    size_t n_stop = 0;
+    pissa_tokenizer_stop_ids(tok, &stop, &n_stop);
+    pissa_token_stream *stream = NULL;
+    if (st == PISSA_OK && hf) st = pissa_token_stream_create(tok, 1, &stream);
     pissa_rng rng;
     pissa__rng_seed(&rng, seed);
     int32_t token = st == PISSA_OK ? ids[0] : 0, next;
+    int stopped = 0;
+    if (st == PISSA_OK && hf) { /* the first prompt token prints too (as nothing when it is special) */
+        const char *piece;
+        size_t plen;
+        st = pissa_token_stream_put(stream, token, &piece, &plen);
+        if (st == PISSA_OK && callback && callback(user, token, piece, plen)) stopped = 1;
+    }
     int64_t pos = 0;
-    while (st == PISSA_OK && pos < steps) {
+    while (st == PISSA_OK && !stopped && pos < steps) {
         st = pissa_generator_forward(g, token, pos, g->logits);
         if (st != PISSA_OK) break;
-        if (pos >= (int64_t)n - 1) /* sampling from NaN or Inf logits would pick garbage */
+        int sampled = pos >= (int64_t)n - 1;
+        if (sampled) /* sampling from NaN or Inf logits would pick garbage */
             for (int64_t i = 0; i < g->V && st == PISSA_OK; i++)
                 if (!isfinite(g->logits[i]))
                     st = pissa__fail(PISSA_ERR_NUMERIC, "generate: logit %lld at position %lld is %g: the logits are "
                                      "not finite (NaN or Inf weights?)", (long long)i, (long long)pos,
                                      (double)g->logits[i]);
         if (st != PISSA_OK) break;
-        next = pos < (int64_t)n - 1 ? ids[pos + 1] : sample(g, g->logits, temperature, topp, &rng);
+        next = sampled ? sample(g, g->logits, temperature, topp, &rng) : ids[pos + 1];
         pos++;
-        if (next == PISSA_TOKEN_BOS) break; /* BOS delimits sequences: the story is over */
+        const char *piece;
         size_t plen;
-        const char *piece = pissa_tokenizer_decode_piece(tok, token, next, &plen);
-        if (!piece) {
-            st = pissa__fail(PISSA_ERR_INVALID_ARG, "generate: token %d is beyond the tokenizer's %d tokens",
-                             (int)next, (int)pissa_tokenizer_vocab_size(tok));
-            break;
+        if (hf) {
+            int is_stop = 0;
+            for (size_t k = 0; sampled && k < n_stop; k++) is_stop |= next == stop[k];
+            if (is_stop) break; /* the end of the turn or of the text */
+            st = pissa_token_stream_put(stream, next, &piece, &plen);
+            if (st != PISSA_OK) break;
+        } else {
+            if (next == PISSA_TOKEN_BOS) break; /* BOS delimits sequences: the story is over */
+            piece = pissa_tokenizer_decode_piece(tok, token, next, &plen);
+            if (!piece) {
+                st = pissa__fail(PISSA_ERR_INVALID_ARG, "generate: token %d is beyond the tokenizer's %d tokens",
+                                 (int)next, (int)pissa_tokenizer_vocab_size(tok));
+                break;
+            }
         }
         if (callback && callback(user, next, piece, plen)) break;
         token = next;
     }
+    pissa_token_stream_free(stream);
     free(ids);
     if (n_positions) *n_positions = pos;
     return st;
