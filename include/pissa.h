@@ -5,6 +5,7 @@
 #include "pissa/common.h"
 #include "pissa/tensor.h"
 #include "pissa/svd.h"
+#include "pissa/quant.h"
 #include "pissa/adapter.h"
 #include "pissa/safetensors.h"
 #include "pissa/checkpoint.h"
