@@ -7,7 +7,8 @@
  *             PISSA__QTILE_K rows × PISSA__QTILE_ROWS columns of W: dinp[:, cols] += dout[:, rows]·tile.
  * The reduction runs in slabs of PISSA__QTILE_K (sgemm's own K blocking is of the same order, so the output's
  * extra read-modify-write per slab costs little), and the tile (512 KB) stays in L2 between its conversion and
- * sgemm's packing of it. Measured choice: docs/benchmarks.md, "Frozen products from a quantized base". */
+ * sgemm's packing of it. F32 weights need no conversion: one sgemm per thread over its range, as ops.c.
+ * Measured choice: docs/benchmarks.md, "Frozen products from a quantized or 16-bit base". */
 #include <cblas.h>
 #include <stdint.h>
 
@@ -34,18 +35,6 @@ typedef struct qmm_job {
     int overwrite;           /* backward: the first slab overwrites dinp */
 } qmm_job;
 
-/* The tile rows [r0, r1) × columns [c0, c1) of W as float32: a pointer into W itself for F32, else converted into
- * buf. *ld receives its row stride. */
-static const float *tile(const pissa__qweight *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float *buf,
-                         int64_t *ld) {
-    if (w->type == PISSA_QTYPE_F32) {
-        *ld = w->cols;
-        return (const float *)w->data + r0 * w->cols + c0;
-    }
-    *ld = c1 - c0;
-    pissa__qweight_tile(w, r0, r1, c0, c1, buf, *ld);
-    return buf;
-}
 
 static void forward_part(void *ctx, int part, int u0, int u1) {
     const qmm_job *j = ctx;
@@ -53,14 +42,20 @@ static void forward_part(void *ctx, int part, int u0, int u1) {
     const int64_t OC = w->rows, C = w->cols;
     float *buf = j->scratch + (size_t)part * TILE_FLOATS;
     int64_t o_end = min64((int64_t)u1 * UNIT, OC);
+    if (w->type == PISSA_QTYPE_F32) { /* nothing to convert: one sgemm over the thread's rows, as ops.c */
+        int64_t o = (int64_t)u0 * UNIT;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->N, (int)(o_end - o), (int)C, 1.0f, j->x, (int)C,
+                    (const float *)w->data + o * C, (int)C, 0.0f, j->y + o, (int)OC);
+        return;
+    }
     for (int64_t o = (int64_t)u0 * UNIT; o < o_end; o += PISSA__QTILE_ROWS) {
         int64_t ow = min64(PISSA__QTILE_ROWS, o_end - o);
         for (int64_t k = 0; k < C; k += PISSA__QTILE_K) {
-            int64_t kw = min64(PISSA__QTILE_K, C - k), ld;
-            const float *t = tile(w, o, o + ow, k, k + kw, buf, &ld); /* (ow, kw) */
-            /* out[:, o:o+ow] (+)= inp[:, k:k+kw]·tᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->N, (int)ow, (int)kw, 1.0f, j->x + k, (int)C, t,
-                        (int)ld, k == 0 ? 0.0f : 1.0f, j->y + o, (int)OC);
+            int64_t kw = min64(PISSA__QTILE_K, C - k);
+            pissa__qweight_tile(w, o, o + ow, k, k + kw, buf, kw); /* (ow, kw) */
+            /* out[:, o:o+ow] (+)= inp[:, k:k+kw]·tileᵀ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->N, (int)ow, (int)kw, 1.0f, j->x + k, (int)C, buf,
+                        (int)kw, k == 0 ? 0.0f : 1.0f, j->y + o, (int)OC);
         }
     }
 }
@@ -71,14 +66,20 @@ static void backward_part(void *ctx, int part, int u0, int u1) {
     const int64_t OC = w->rows, C = w->cols;
     float *buf = j->scratch + (size_t)part * TILE_FLOATS;
     int64_t c_end = min64((int64_t)u1 * UNIT, C);
+    if (w->type == PISSA_QTYPE_F32) {
+        int64_t c = (int64_t)u0 * UNIT;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->N, (int)(c_end - c), (int)OC, 1.0f, j->x, (int)OC,
+                    (const float *)w->data + c, (int)C, j->overwrite ? 0.0f : 1.0f, j->y + c, (int)C);
+        return;
+    }
     for (int64_t c = (int64_t)u0 * UNIT; c < c_end; c += PISSA__QTILE_ROWS) {
         int64_t cw = min64(PISSA__QTILE_ROWS, c_end - c);
         for (int64_t k = 0; k < OC; k += PISSA__QTILE_K) {
-            int64_t kw = min64(PISSA__QTILE_K, OC - k), ld;
-            const float *t = tile(w, k, k + kw, c, c + cw, buf, &ld); /* (kw, cw) */
-            /* dinp[:, c:c+cw] (+)= dout[:, k:k+kw]·t */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->N, (int)cw, (int)kw, 1.0f, j->x + k, (int)OC, t,
-                        (int)ld, k == 0 && j->overwrite ? 0.0f : 1.0f, j->y + c, (int)C);
+            int64_t kw = min64(PISSA__QTILE_K, OC - k);
+            pissa__qweight_tile(w, k, k + kw, c, c + cw, buf, cw); /* (kw, cw) */
+            /* dinp[:, c:c+cw] (+)= dout[:, k:k+kw]·tile */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->N, (int)cw, (int)kw, 1.0f, j->x + k, (int)OC, buf,
+                        (int)cw, k == 0 && j->overwrite ? 0.0f : 1.0f, j->y + c, (int)C);
         }
     }
 }

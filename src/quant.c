@@ -173,6 +173,9 @@ pissa_status pissa__qweight_wrap(pissa__qweight *q, pissa_qtype type, int64_t ro
     if (!data || (pissa_qtype_is_quantized(type) != (scales != NULL)))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__qweight_wrap: %s needs data%s", pissa_qtype_name(type),
                            pissa_qtype_is_quantized(type) ? " and scales" : " and no scales");
+    if ((type == PISSA_QTYPE_F32 && (uintptr_t)data % sizeof(float)) || (uintptr_t)scales % sizeof(float))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__qweight_wrap: %s must be 4-byte aligned",
+                           type == PISSA_QTYPE_F32 ? "float32 data" : "the scales");
     *q = (pissa__qweight){.type = type, .rows = rows, .cols = cols, .data = data, .scales = scales, .owned = NULL};
     return PISSA_OK;
 }

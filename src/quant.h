@@ -60,8 +60,8 @@ pissa_status pissa__qweight_quantize(pissa__qweight *q, pissa_qtype type, const 
  * float32 copy of the whole matrix is made. q is OWNED. */
 pissa_status pissa__qweight_convert(pissa__qweight *q, pissa_qtype type, const pissa__qweight *src);
 /* BORROWED: q describes DATA (and SCALES for NF4/INT8, else NULL) laid out as above, which must outlive q and stay
- * unchanged (e.g. 16-bit weights inside a file mapping; any alignment). Release is then a no-op apart from
- * emptying q. */
+ * unchanged (e.g. 16-bit weights inside a file mapping). 16-bit and 8-bit data may have any alignment; float32 data
+ * and scales must be 4-byte aligned. Release is then a no-op apart from emptying q. */
 pissa_status pissa__qweight_wrap(pissa__qweight *q, pissa_qtype type, int64_t rows, int64_t cols, const void *data,
                                  const float *scales);
 /* Frees what q owns and empties q. An empty q is a no-op. */
@@ -96,11 +96,11 @@ pissa_status pissa__qweight_requant_match(const pissa__qweight *q, pissa_dtype s
 /* ---- frozen products of a linear layer from a pissa__qweight W (OC, C) ----
  * As src/ops.h: no allocation, float32 row-major activations, N rows of tokens. W is converted to float32 a tile
  * (at most PISSA__QTILE_ROWS × PISSA__QTILE_K floats) at a time into per-thread scratch, right before the sgemm that
- * reads it, so the tile is still in L2 when OpenBLAS packs it; F32 weights are read in place. Work is split over
- * at most NTHREADS threads of the kernel pool (parallel.h): forward by rows of W (columns of out), backward by
- * columns of W (columns of dinp), so no two threads write the same element. The result differs from one sgemm
- * on the dequantized W only by the order of float32 summation over C (forward) or OC (backward), which runs in
- * slabs of PISSA__QTILE_K. */
+ * reads it, so the tile is still in L2 when OpenBLAS packs it; F32 weights are read in place (one sgemm per thread,
+ * no tiles). Work is split over at most NTHREADS threads of the kernel pool (parallel.h): forward by rows of W
+ * (columns of out), backward by columns of W (columns of dinp), so no two threads write the same element. The
+ * result differs from one sgemm on the dequantized W only by the order of float32 summation over C (forward) or OC
+ * (backward), which runs in slabs of PISSA__QTILE_K. scratch may be NULL for an F32 weight. */
 #define PISSA__QTILE_K 256      /* the reduction slab (columns of W forward, rows of W backward) */
 #define PISSA__QTILE_ROWS 512   /* output columns per tile: a tile is 512 × 256 floats = 512 KB */
 

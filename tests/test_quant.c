@@ -255,6 +255,11 @@ static void quantize_refuses_what_the_format_cannot_store(void **state) {
     assert_int_equal(pissa__qweight_wrap(&q, PISSA_QTYPE_BF16, 1, 4, d, s), PISSA_ERR_INVALID_ARG);
     assert_int_equal(pissa__qweight_wrap(&q, PISSA_QTYPE_F32, 0, 4, d, NULL), PISSA_ERR_INVALID_ARG);
     assert_int_equal(pissa__qweight_wrap(&q, (pissa_qtype)7, 1, 4, d, NULL), PISSA_ERR_INVALID_ARG);
+    float fd[2] = {0};
+    assert_int_equal(pissa__qweight_wrap(&q, PISSA_QTYPE_F32, 1, 1, (char *)fd + 1, NULL), PISSA_ERR_INVALID_ARG);
+    assert_int_equal(pissa__qweight_wrap(&q, PISSA_QTYPE_INT8, 1, 4, d + 1, (const float *)((char *)s + 1)),
+                     PISSA_ERR_INVALID_ARG);
+    assert_ok(pissa__qweight_wrap(&q, PISSA_QTYPE_INT8, 1, 4, d + 1, s)); /* int8 codes: any alignment */
     assert_int_equal(pissa__qweight_quantize(&q, PISSA_QTYPE_NF4, W, R, -1), PISSA_ERR_INVALID_ARG);
 }
 
