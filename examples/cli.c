@@ -117,6 +117,72 @@ void cli_copy_companions(const char *src_dir, const char *dst_dir) {
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) copy_if_present(src_dir, dst_dir, names[k]);
 }
 
+/* PATH made absolute with symlinks, ".", ".." and repeated slashes resolved; a path that does not exist yet is
+ * resolved through its nearest existing ancestor. Caller frees; NULL on failure. */
+static char *canonical(const char *path) {
+    char *real = realpath(path, NULL);
+    if (real) return real;
+    if (errno != ENOENT) return NULL;
+    char *copy = strdup(path), *rest = NULL;
+    if (!copy) return NULL;
+    size_t n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
+    char *slash = strrchr(copy, '/');
+    const char *leaf = slash ? slash + 1 : copy;
+    char *head = slash ? (slash == copy ? strdup("/") : strndup(copy, (size_t)(slash - copy))) : strdup(".");
+    char *parent = head ? canonical(head) : NULL;
+    if (parent && strcmp(leaf, ".") && strcmp(leaf, "..")) {
+        rest = malloc(strlen(parent) + strlen(leaf) + 2);
+        if (rest) sprintf(rest, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", leaf);
+    } else if (parent && !strcmp(leaf, "..")) { /* an absent folder's parent: lexically */
+        char *s = strrchr(parent, '/');
+        rest = s && s != parent ? strndup(parent, (size_t)(s - parent)) : strdup("/");
+    } else if (parent) rest = strdup(parent);
+    free(parent);
+    free(head);
+    free(copy);
+    return rest;
+}
+
+void cli_check_output(const char *out_opt, const char *out, const char *in_opt, const char *in) {
+    if (!out || !in) return;
+    char *o = canonical(out), *i = canonical(in);
+    if (!o || !i) cli_fail("cannot resolve '%s' or '%s': %s", out, in, strerror(errno));
+    size_t n = strlen(o);
+    int same = !strcmp(o, i), inside = !strncmp(o, i, n) && (i[n] == '/' || !strcmp(o, "/"));
+    struct stat so, si; /* hard links and bind mounts of one folder too */
+    if (!same && stat(o, &so) == 0 && stat(in, &si) == 0) same = so.st_dev == si.st_dev && so.st_ino == si.st_ino;
+    free(o);
+    free(i);
+    if (same) cli_usage_error("%s '%s' is the %s input: it would be overwritten; choose another %s", out_opt, out,
+                              in_opt, out_opt);
+    if (inside) cli_usage_error("%s '%s' contains the %s input '%s': it could be overwritten; choose another %s",
+                                out_opt, out, in_opt, in, out_opt);
+}
+
+static pissa_dir_txn *pending;   /* the output transaction of this run, dropped at exit unless committed */
+static const char *pending_out;
+
+static void drop_pending(void) {
+    pissa_dir_txn_abort(pending);
+    pending = NULL;
+}
+
+const char *cli_out_begin(const char *out, const char *const *drop) {
+    static int registered;
+    if (pending) cli_fail("%s: an output transaction is already open", out);
+    if (!registered && atexit(drop_pending) == 0) registered = 1;
+    cli_check(pissa_dir_txn_begin(out, drop, &pending), out);
+    pending_out = out;
+    return pissa_dir_txn_path(pending);
+}
+
+void cli_out_commit(void) {
+    pissa_dir_txn *t = pending;
+    pending = NULL;
+    cli_check(pissa_dir_txn_commit(t), pending_out);
+}
+
 uint64_t cli_mix(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

@@ -1,5 +1,5 @@
 /* pissa-convert: a trained PiSSA adapter → an ordinary LoRA adapter for the ORIGINAL base model, as PEFT's
- * save_pretrained(path_initial_model_for_weight_conversion=...) does it (REFERENCE §2): rank 2r,
+ * save_pretrained(path_initial_model_for_weight_conversion=...) does it (docs/interop.md): rank 2r,
  * A' = [A; A0], B' = [B, −B0], alpha doubled (√2× with rsLoRA), init_lora_weights true. */
 #include <limits.h>
 #include <math.h>
@@ -59,14 +59,15 @@ int main(int argc, char **argv) {
     if (!adapter_dir) cli_usage_error("--adapter DIR is required");
     if (!initial_dir) cli_usage_error("--initial DIR is required");
     if (!out_dir) cli_usage_error("--out DIR is required");
+    cli_check_output("--out", out_dir, "--adapter", adapter_dir);
+    cli_check_output("--out", out_dir, "--initial", initial_dir);
 
     pissa_peft_adapter *trained, *initial, *lora;
     cli_check(pissa_peft_adapter_load(adapter_dir, &trained), "--adapter");
     cli_check(pissa_peft_adapter_load(initial_dir, &initial), "--initial");
     if (!have_dtype) dtype = stored_dtype(adapter_dir);
     cli_check(pissa_peft_pissa_to_lora(trained, initial, base, &lora), "convert");
-    cli_mkdirs(out_dir);
-    cli_check(pissa_peft_adapter_save(lora, out_dir, dtype), out_dir);
+    cli_check(pissa_peft_adapter_save(lora, out_dir, dtype), out_dir); /* replaces the folder's adapter whole */
 
     const pissa_peft_config *c = pissa_peft_adapter_config(trained), *o = pissa_peft_adapter_config(lora);
     printf("pissa-convert: %zu modules, rank %lld -> %lld, lora_alpha %g -> %g%s, scale %g kept; wrote %s (%s)\n",

@@ -3,6 +3,7 @@
 #define PISSA_H
 
 #include "pissa/common.h"
+#include "pissa/fileio.h"
 #include "pissa/tensor.h"
 #include "pissa/svd.h"
 #include "pissa/quant.h"

@@ -1,4 +1,4 @@
-/* Hugging Face PEFT LoRA adapter folders (REFERENCE §3): adapter_config.json in and out, and the pairing of
+/* Hugging Face PEFT LoRA adapter folders (docs/formats.md): adapter_config.json in and out, and the pairing of
  * lora_A / lora_B tensors of adapter_model.safetensors by module path. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -538,17 +538,22 @@ pissa_status pissa_peft_adapter_save(const pissa_peft_adapter *a, const char *di
     }
     char *json = NULL;
     PISSA_TRY(pissa_peft_config_to_json(&a->cfg, &json));
-    pissa_status st = pissa__mkdir_p(dir);
+    pissa_dir_txn *txn = NULL; /* the folder is replaced whole: config and tensors always of one adapter */
+    static const char *const mine[] = {WEIGHTS_NAME, CONFIG_NAME, "adapter_model.bin", NULL};
+    pissa_status st = pissa_dir_txn_begin(dir, mine, &txn);
     pissa_st_writer *w = NULL;
     if (st == PISSA_OK) st = pissa_st_writer_create(&w);
     for (size_t i = 0; st == PISSA_OK && i < a->n; i++) {
         st = add_tensor(w, a->mods[i].name, SUFFIX_A, dtype, a->mods[i].A);
         if (st == PISSA_OK) st = add_tensor(w, a->mods[i].name, SUFFIX_B, dtype, a->mods[i].B);
     }
-    char *weights = pissa__path_join(dir, WEIGHTS_NAME), *config = pissa__path_join(dir, CONFIG_NAME);
+    char *weights = txn ? pissa__path_join(pissa_dir_txn_path(txn), WEIGHTS_NAME) : NULL;
+    char *config = txn ? pissa__path_join(pissa_dir_txn_path(txn), CONFIG_NAME) : NULL;
     if (st == PISSA_OK && (!weights || !config)) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
     if (st == PISSA_OK) st = pissa_write_file_atomic(config, json, strlen(json));
+    if (st == PISSA_OK) st = pissa_dir_txn_commit(txn);
+    else pissa_dir_txn_abort(txn);
     pissa_st_writer_free(w);
     free(weights);
     free(config);

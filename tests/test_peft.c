@@ -599,9 +599,63 @@ static void load_rejects_unpaired_mismatched_and_extra_tensors(void **state) {
     free(dir);
 }
 
+/* Strings are written as Python's json.dumps writes them (tests/reference/make_json_strings_reference.py), read back
+ * as the same bytes, and a second round trip gives the same text. Invalid UTF-8 has no JSON form: refused, naming the
+ * field, instead of lone surrogate escapes that no reader accepts. */
+static void json_strings_match_python_and_invalid_utf8_is_refused_by_field(void **state) {
+    (void)state;
+    size_t len;
+    char *text = tu_slurp(PISSA_TEST_REFERENCE_DIR "/json_strings.json", &len);
+    assert_non_null(text);
+    cJSON *cases = cJSON_ParseWithLength(text, len);
+    assert_non_null(cases);
+    int n = 0;
+    for (const cJSON *c = cases->child; c; c = c->next, n++) {
+        const char *hex = cJSON_GetObjectItem(c, "utf8_hex")->valuestring;
+        char s[1024];
+        size_t k = 0;
+        for (; hex[2 * k]; k++) {
+            unsigned b;
+            sscanf(hex + 2 * k, "%2x", &b);
+            s[k] = (char)b;
+        }
+        s[k] = '\0';
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "base_model_name_or_path", s);
+        char *out, *again;
+        assert_ok(pissa__json_dump_sorted(o, &out));
+        assert_string_equal(out, cJSON_GetObjectItem(c, "dumped")->valuestring);
+        cJSON *back = cJSON_Parse(out);
+        assert_non_null(back);
+        assert_string_equal(cJSON_GetObjectItem(back, "base_model_name_or_path")->valuestring, s);
+        assert_ok(pissa__json_dump_sorted(back, &again));
+        assert_string_equal(again, out);
+        free(out), free(again);
+        cJSON_Delete(back);
+        cJSON_Delete(o);
+    }
+    assert_true(n >= 7);
+    static const char *invalid[] = {"ab\xff", "\xc0\xaf", "x\xed\xa0\x80", "\xe2\x82", "\xf5\x80\x80\x80",
+                                    "\xf4\x90\x80\x80", "\x80"};
+    for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "peft_type", "LORA");
+        cJSON_AddStringToObject(o, "target_modules", invalid[i]);
+        char *out = NULL;
+        assert_int_equal(pissa__json_dump_sorted(o, &out), PISSA_ERR_INVALID_ARG);
+        assert_null(out);
+        if (!strstr(pissa_last_error(), "'target_modules' is not valid UTF-8"))
+            fail_msg("case %zu: %s", i, pissa_last_error());
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(cases);
+    free(text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(config_json_matches_python_json_dumps_byte_for_byte),
+        cmocka_unit_test(json_strings_match_python_and_invalid_utf8_is_refused_by_field),
         cmocka_unit_test(config_json_writes_booleans_integers_and_target_kinds),
         cmocka_unit_test(config_json_parses_back_to_the_same_config),
         cmocka_unit_test(parse_reads_peft_written_configs),

@@ -1,6 +1,6 @@
 /* libpissa — training data: rows of token ids with labels, read from JSONL or cut from plain text.
  *
- * A row is input_ids (len) and labels (len) aligned as in Hugging Face causal-LM training (REFERENCE §5):
+ * A row is input_ids (len) and labels (len) aligned as in Hugging Face causal-LM training (docs/model.md):
  * position t predicts labels[t + 1]; a label of PISSA_IGNORE_INDEX (-100) is not a target.
  *
  * JSONL: one object per line, {"input_ids": [int, ...], "labels": [int, ...]}. "labels" is optional (then it

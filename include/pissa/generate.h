@@ -1,5 +1,6 @@
-/* libpissa — text generation with a Llama model: a single-token forward pass with a KV cache, in the Hugging Face
- * maths (REFERENCE §5), optionally through a PEFT LoRA/PiSSA adapter, and run.c-style sampling and generation.
+/* libpissa — text generation: a loaded model (pissa/model.h, any supported family) run one token at a time with a
+ * KV cache, through the same kernels as the trainable model (so its logits equal the model's at every position),
+ * optionally with a PEFT LoRA/PiSSA adapter, and run.c-style sampling and generation.
  *
  * Models: a Hugging Face folder (config.json + safetensors) or a llama2.c checkpoint file (version 0 or 1).
  * Adapter layers compute y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, s = lora_alpha / r (or lora_alpha / √r with use_rslora); the
@@ -16,10 +17,9 @@ extern "C" {
 
 typedef struct pissa_generator pissa_generator;
 
-/* Loads MODEL_PATH (directory: Hugging Face; regular file: llama2.c) and, if ADAPTER_DIR is not NULL, the PEFT
- * adapter in it, applied by the rules and with the refusals of pissa_model_load_adapter (PEFT targeting with
- * per-module rank and scale), except that init_lora_weights "pissa…" is refused too: the generator does not redo
- * PiSSA on the base (load the residual model with the pissa_init adapter instead).
+/* Loads MODEL_PATH (directory: Hugging Face; regular file: llama2.c) with pissa_model_load and, if ADAPTER_DIR is not
+ * NULL, the PEFT adapter in it with pissa_model_load_adapter: its rules (PEFT targeting with per-module rank and
+ * scale; init_lora_weights "pissa…" redoes PiSSA on the base, as PEFT does) and its refusals.
  * MAX_SEQ_LEN is the KV cache length (positions 0 .. MAX_SEQ_LEN-1); 0, or more than the model's
  * max_position_embeddings, means max_position_embeddings.
  * Caller frees with pissa_generator_free. */

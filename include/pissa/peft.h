@@ -1,4 +1,4 @@
-/* libpissa — Hugging Face PEFT LoRA adapters on disk (REFERENCE §3).
+/* libpissa — Hugging Face PEFT LoRA adapters on disk (docs/formats.md).
  *
  * A directory holding adapter_model.safetensors and adapter_config.json. For a module path MOD of the
  * base model (e.g. "model.layers.0.self_attn.q_proj") the tensors are
@@ -60,6 +60,25 @@ PISSA_API pissa_peft_config pissa_peft_default_config(void);
 PISSA_API pissa_status pissa_peft_config_parse(const char *json, size_t len, const char *source, pissa_peft_config *out);
 /* Serialises CFG as PEFT does (sorted keys, indent 2). Caller frees *out with free(). */
 PISSA_API pissa_status pissa_peft_config_to_json(const pissa_peft_config *cfg, char **out);
+
+/* ---- target matching (peft_target.c) ---- */
+
+/* Does CFG put a LoRA layer on MODULE (a module path of the base, e.g. "model.layers.3.self_attn.q_proj"),
+ * and with which rank, alpha and scale? As PEFT's check_target_module_exists and LoraModel._create_and_replace:
+ *   target_modules a list   MODULE equals an entry, or ends with "." + entry; in the second case only,
+ *                           layers_to_transform (if set and non-empty) must contain the layer index N read
+ *                           from the last ".NAME.N." of MODULE (no index: not targeted);
+ *                           an empty list stands for null: PEFT's default for Llama, q_proj and v_proj;
+ *   a string                Python re.fullmatch on MODULE (layers_to_transform does not apply);
+ *   "all-linear"            (case-insensitive) every nn.Linear of a Llama except the output layer lm_head:
+ *                           the q/k/v/o and gate/up/down projections, with layers_to_transform applied.
+ *   r      rank_pattern[key] for the first key (in file order) with re.match("(.*\.)?(KEY)$", MODULE), else r;
+ *   alpha  alpha_pattern likewise, else lora_alpha;  scale = alpha / r, or alpha / √r with use_rslora.
+ * Regular expressions have Python `re` syntax (compiled with PCRE2). An invalid one is PISSA_ERR_FORMAT
+ * naming the field. Any out-parameter may be NULL; when not targeted, r/alpha/scale are still the values
+ * the config would assign. */
+PISSA_API pissa_status pissa_peft_resolve(const pissa_peft_config *cfg, const char *module, int *targeted, int64_t *r,
+                                          double *alpha, double *scale);
 
 typedef struct pissa_peft_adapter pissa_peft_adapter;
 

@@ -1,4 +1,4 @@
-/* libpissa — the llama2.c BPE tokenizer (REFERENCE §6): karpathy/llama2.c run.c's build_tokenizer, encode and
+/* libpissa — the llama2.c BPE tokenizer (docs/formats.md): karpathy/llama2.c run.c's build_tokenizer, encode and
  * decode, with validation of the file and an encoder that stays fast on long texts.
  *
  * File: int32 max_token_length, then for each of the V tokens: float32 score, int32 length, `length` bytes

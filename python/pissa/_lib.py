@@ -115,13 +115,17 @@ def check(status):
 # ---- struct mirrors (include/pissa/*.h; enums are C ints) ----
 
 
-class LlamaConfig(Structure):  # checkpoint.h
+class LlamaConfig(Structure):  # config.h
     _fields_ = [("model_type", c_char * 32), ("hidden_size", c_int64), ("intermediate_size", c_int64),
                 ("num_hidden_layers", c_int64), ("num_attention_heads", c_int64), ("num_key_value_heads", c_int64),
                 ("head_dim", c_int64), ("vocab_size", c_int64), ("max_position_embeddings", c_int64),
                 ("rms_norm_eps", c_double), ("rope_theta", c_double), ("tie_word_embeddings", c_int),
                 ("hidden_act", c_char * 32), ("has_rope_scaling", c_int), ("attention_bias", c_int),
-                ("mlp_bias", c_int), ("torch_dtype", c_char * 16)]
+                ("mlp_bias", c_int), ("torch_dtype", c_char * 16), ("rope_type", c_char * 16),
+                ("rope_factor", c_double), ("rope_low_freq_factor", c_double), ("rope_high_freq_factor", c_double),
+                ("rope_original_max_position_embeddings", c_int64), ("partial_rotary_factor", c_double),
+                ("sliding_window", c_int64), ("use_sliding_window", c_int), ("bias_mask", c_uint),
+                ("qk_norm", c_int)]
 
 
 class RsvdOpts(Structure):  # svd.h

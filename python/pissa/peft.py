@@ -186,7 +186,7 @@ class PeftAdapter(_core.Handle):
         check(lib.pissa_peft_adapter_save(self._h, cstr(path, "path"), dtype_code(dtype)))
 
     def to_lora(self, initial, base_model=None):
-        """This trained PiSSA adapter as a rank-2r LoRA adapter for the ORIGINAL base (REFERENCE §2)."""
+        """This trained PiSSA adapter as a rank-2r LoRA adapter for the ORIGINAL base (docs/interop.md)."""
         return pissa_to_lora(self, initial, base_model)
 
 

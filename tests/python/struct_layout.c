@@ -33,7 +33,13 @@ int main(void) {
         FIELD(pissa_llama_config, rope_theta); FIELD(pissa_llama_config, tie_word_embeddings);
         FIELD(pissa_llama_config, hidden_act); FIELD(pissa_llama_config, has_rope_scaling);
         FIELD(pissa_llama_config, attention_bias); FIELD(pissa_llama_config, mlp_bias);
-        FIELD(pissa_llama_config, torch_dtype);
+        FIELD(pissa_llama_config, torch_dtype); FIELD(pissa_llama_config, rope_type);
+        FIELD(pissa_llama_config, rope_factor); FIELD(pissa_llama_config, rope_low_freq_factor);
+        FIELD(pissa_llama_config, rope_high_freq_factor);
+        FIELD(pissa_llama_config, rope_original_max_position_embeddings);
+        FIELD(pissa_llama_config, partial_rotary_factor); FIELD(pissa_llama_config, sliding_window);
+        FIELD(pissa_llama_config, use_sliding_window); FIELD(pissa_llama_config, bias_mask);
+        FIELD(pissa_llama_config, qk_norm);
     END
     STRUCT(pissa_rsvd_opts)
         FIELD(pissa_rsvd_opts, oversample); FIELD(pissa_rsvd_opts, niter); FIELD(pissa_rsvd_opts, seed);
