@@ -6,11 +6,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "parallel.h"
 #include "quant.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define QUANT_X86 1
 #include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,f16c")))
 #endif
 
 /* ---- pissa_qtype (public) -------------------------------------------------------------------------------------- */
@@ -107,6 +109,59 @@ static void int8_quantize_row(const float *x, int64_t n, int8_t *q, float *absma
     }
     *absmax = a;
 }
+
+#ifdef QUANT_X86
+/* The same rules 8 values at a time, with the same float32 operations (so the same bits): max of |x| is exact in
+ * any order, x · inv and 127 / a are the scalar products, and vroundps rounds half to even as rintf. */
+AVX2 static inline float hmax8(__m256 m) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+
+/* nf4_quantize_block for a full block (64 values). */
+AVX2 static void nf4_quantize_full_avx2(const float thr[15], const float *x, uint8_t *codes, float *absmax) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < PISSA__NF4_BLOCK; k += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+    float a = hmax8(m);
+    __m256 inv = _mm256_set1_ps(1.0f / fmaxf(a, NF4_MIN_ABSMAX));
+    int32_t c[PISSA__NF4_BLOCK];
+    for (int k = 0; k < PISSA__NF4_BLOCK; k += 8) {
+        __m256 sc = _mm256_mul_ps(_mm256_loadu_ps(x + k), inv);
+        __m256i n = _mm256_setzero_si256();
+        for (int j = 0; j < 15; j++) /* count the thresholds below: each true compare is −1 */
+            n = _mm256_sub_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(thr[j]), sc, _CMP_LT_OQ)));
+        _mm256_storeu_si256((__m256i *)(c + k), n);
+    }
+    for (int k = 0; k < PISSA__NF4_BLOCK; k += 2) codes[k / 2] = (uint8_t)(c[k] << 4 | c[k + 1]);
+    *absmax = a;
+}
+
+AVX2 static void int8_quantize_row_avx2(const float *x, int64_t n, int8_t *q, float *absmax) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+    float a = hmax8(m);
+    for (; k < n; k++) a = fmaxf(a, fabsf(x[k]));
+    float scale = 127.0f / a;
+    __m256 sv = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    for (k = 0; k + 8 <= n; k += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + k), sv);
+        v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); /* NaN → 0 */
+        v = _mm256_round_ps(_mm256_min_ps(_mm256_max_ps(v, lo), hi), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        int32_t t[8];
+        _mm256_storeu_si256((__m256i *)t, _mm256_cvtps_epi32(v));
+        for (int i = 0; i < 8; i++) q[k + i] = (int8_t)t[i];
+    }
+    for (; k < n; k++) {
+        float v = x[k] * scale;
+        q[k] = (int8_t)(isnan(v) ? 0.0f : rintf(fminf(fmaxf(v, -127.0f), 127.0f)));
+    }
+    *absmax = a;
+}
+#endif
 
 /* ---- layout ---------------------------------------------------------------------------------------------------- */
 
@@ -216,8 +271,6 @@ static void run_int8_generic(const pissa__qweight *q, int64_t r, int64_t c, int6
 }
 
 #ifdef QUANT_X86
-#define AVX2 __attribute__((target("avx2,f16c")))
-
 AVX2 static void run_16_avx2(const pissa__qweight *q, int64_t r, int64_t c, int64_t n, float *dst) {
     const unsigned char *p = (const unsigned char *)q->data + 2 * (r * q->cols + c);
     int64_t k = 0;
@@ -333,12 +386,6 @@ static void read_flat(const pissa__qweight *q, run_fn run, int64_t i, int64_t n,
 
 /* ---- quantization ---------------------------------------------------------------------------------------------- */
 
-static pissa_status not_finite(const char *fn, const pissa__qweight *src, int64_t i, const float *x, pissa_qtype type) {
-    return pissa__fail(PISSA_ERR_NUMERIC, "%s: element (%lld, %lld) of the (%lld, %lld) weight is %g: %s cannot store it",
-                       fn, (long long)(i / src->cols), (long long)(i % src->cols), (long long)src->rows,
-                       (long long)src->cols, (double)*x, pissa_qtype_name(type));
-}
-
 /* First index k < n with x[k] not finite, or -1. */
 static int64_t first_nonfinite(const float *x, int64_t n) {
     for (int64_t k = 0; k < n; k++)
@@ -346,64 +393,128 @@ static int64_t first_nonfinite(const float *x, int64_t n) {
     return -1;
 }
 
-#define CHUNK 4096 /* floats converted at a time for the 16-bit targets */
+#define CHUNK 4096 /* elements a 16-bit or F32 target converts at a time */
+
+/* One conversion, split over the kernel threads in contiguous ranges of units: NF4 blocks, INT8 rows, or CHUNKs of
+ * elements. Each part records the first flat index it could not store (non-finite, or an F16 overflow). */
+typedef struct quant_job {
+    const pissa__qweight *src;
+    pissa_qtype type;
+    void *data;
+    float *scales;
+    run_fn run;
+    int avx2;
+    int64_t numel;
+    float *rows;                  /* INT8: a row buffer (cols floats) per part */
+    int64_t bad[PISSA__PAR_MAX];  /* per part: the first bad flat index, or -1 */
+} quant_job;
+
+static void quant_part(void *ctx, int part, int u0, int u1) {
+    quant_job *j = ctx;
+    const pissa__qweight *src = j->src;
+    const int64_t cols = src->cols, numel = j->numel;
+    if (j->type == PISSA_QTYPE_NF4) {
+        float thr[15], x[PISSA__NF4_BLOCK];
+        nf4_thresholds(thr);
+        for (int64_t b = u0; b < u1; b++) {
+            int64_t i = b * PISSA__NF4_BLOCK;
+            int n = numel - i < PISSA__NF4_BLOCK ? (int)(numel - i) : PISSA__NF4_BLOCK;
+            read_flat(src, j->run, i, n, x);
+            int64_t bad = first_nonfinite(x, n);
+            if (bad >= 0) {
+                j->bad[part] = i + bad;
+                return;
+            }
+            uint8_t *codes = (uint8_t *)j->data + i / 2;
+#ifdef QUANT_X86
+            if (j->avx2 && n == PISSA__NF4_BLOCK) {
+                nf4_quantize_full_avx2(thr, x, codes, &j->scales[b]);
+                continue;
+            }
+#endif
+            nf4_quantize_block(thr, x, n, n < PISSA__NF4_BLOCK, codes, &j->scales[b]);
+        }
+    } else if (j->type == PISSA_QTYPE_INT8) {
+        float *row = j->rows + (size_t)part * (size_t)cols;
+        for (int64_t r = u0; r < u1; r++) {
+            j->run(src, r, 0, cols, row);
+            int64_t bad = first_nonfinite(row, cols);
+            if (bad >= 0) {
+                j->bad[part] = r * cols + bad;
+                return;
+            }
+            int8_t *q = (int8_t *)j->data + r * cols;
+#ifdef QUANT_X86
+            if (j->avx2) {
+                int8_quantize_row_avx2(row, cols, q, &j->scales[r]);
+                continue;
+            }
+#endif
+            int8_quantize_row(row, cols, q, &j->scales[r]);
+        }
+    } else if (j->type == PISSA_QTYPE_F32) {
+        int64_t i0 = (int64_t)u0 * CHUNK, i1 = (int64_t)u1 * CHUNK < numel ? (int64_t)u1 * CHUNK : numel;
+        read_flat(src, j->run, i0, i1 - i0, (float *)j->data + i0);
+    } else { /* BF16, F16: round to nearest even; F16 refuses what overflows */
+        float buf[CHUNK];
+        uint16_t *out = j->data;
+        for (int64_t i = (int64_t)u0 * CHUNK; i < (int64_t)u1 * CHUNK && i < numel; i += CHUNK) {
+            int64_t n = numel - i < CHUNK ? numel - i : CHUNK;
+            read_flat(src, j->run, i, n, buf);
+            for (int64_t k = 0; k < n; k++) {
+                if (j->type == PISSA_QTYPE_BF16) {
+                    out[i + k] = pissa_f32_to_bf16(buf[k]);
+                } else {
+                    out[i + k] = pissa_f32_to_f16(buf[k]);
+                    if (isfinite(buf[k]) && (out[i + k] & 0x7c00) == 0x7c00) {
+                        j->bad[part] = i + k;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
 
 pissa_status pissa__qweight_convert(pissa__qweight *q, pissa_qtype type, const pissa__qweight *src) {
+    return pissa__qweight_convert_isa(pissa__quant_best_isa(), q, type, src);
+}
+
+pissa_status pissa__qweight_convert_isa(pissa__quant_isa isa, pissa__qweight *q, pissa_qtype type,
+                                        const pissa__qweight *src) {
     static const char fn[] = "pissa__qweight_convert";
     if (!q || !src || !src->data) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: NULL argument", fn);
     memset(q, 0, sizeof *q);
     PISSA_TRY(check_shape(fn, type, src->rows, src->cols));
     const int64_t rows = src->rows, cols = src->cols, numel = rows * cols;
-    void *data = NULL;
-    float *scales = NULL;
-    PISSA_TRY(alloc_owned(fn, q, type, rows, cols, &data, &scales));
-    run_fn run = converter(src);
-    pissa_status st = PISSA_OK;
-    if (type == PISSA_QTYPE_F32) {
-        read_flat(src, run, 0, numel, data);
-    } else if (type == PISSA_QTYPE_BF16 || type == PISSA_QTYPE_F16) {
-        float buf[CHUNK];
-        uint16_t *out = data;
-        for (int64_t i = 0; i < numel && st == PISSA_OK; i += CHUNK) {
-            int64_t n = numel - i < CHUNK ? numel - i : CHUNK;
-            read_flat(src, run, i, n, buf);
-            for (int64_t k = 0; k < n; k++) {
-                out[i + k] = type == PISSA_QTYPE_BF16 ? pissa_f32_to_bf16(buf[k]) : pissa_f32_to_f16(buf[k]);
-                if (type == PISSA_QTYPE_F16 && isfinite(buf[k]) && !isfinite(pissa_f16_to_f32(out[i + k]))) {
-                    st = pissa__fail(PISSA_ERR_NUMERIC,
-                                     "%s: element (%lld, %lld) = %g of the (%lld, %lld) weight overflows float16", fn,
-                                     (long long)((i + k) / cols), (long long)((i + k) % cols), (double)buf[k],
-                                     (long long)rows, (long long)cols);
-                    break;
-                }
-            }
-        }
-    } else if (type == PISSA_QTYPE_NF4) {
-        float thr[15], x[PISSA__NF4_BLOCK];
-        nf4_thresholds(thr);
-        for (int64_t b = 0, i = 0; i < numel; b++, i += PISSA__NF4_BLOCK) {
-            int n = numel - i < PISSA__NF4_BLOCK ? (int)(numel - i) : PISSA__NF4_BLOCK;
-            read_flat(src, run, i, n, x);
-            int64_t bad = first_nonfinite(x, n);
-            if (bad >= 0) {
-                st = not_finite(fn, src, i + bad, x + bad, type);
-                break;
-            }
-            nf4_quantize_block(thr, x, n, n < PISSA__NF4_BLOCK, (uint8_t *)data + i / 2, &scales[b]);
-        }
-    } else { /* INT8 */
-        float *row = pissa__alloc((size_t)cols, sizeof(float));
-        if (!row) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", fn);
-        for (int64_t r = 0; r < rows && st == PISSA_OK; r++) {
-            run(src, r, 0, cols, row);
-            int64_t bad = first_nonfinite(row, cols);
-            if (bad >= 0) st = not_finite(fn, src, r * cols + bad, row + bad, type);
-            else int8_quantize_row(row, cols, (int8_t *)data + r * cols, &scales[r]);
-        }
-        free(row);
+    int avx2 = isa == PISSA__QUANT_AVX2 && pissa__quant_best_isa() == PISSA__QUANT_AVX2;
+    quant_job j = {.src = src, .type = type, .run = converter_isa(avx2 ? isa : PISSA__QUANT_GENERIC, src),
+                   .numel = numel, .avx2 = avx2};
+    for (int p = 0; p < PISSA__PAR_MAX; p++) j.bad[p] = -1;
+    PISSA_TRY(alloc_owned(fn, q, type, rows, cols, &j.data, &j.scales));
+    int64_t units = type == PISSA_QTYPE_NF4 ? nf4_blocks(numel) : type == PISSA_QTYPE_INT8 ? rows
+                                                                 : (numel + CHUNK - 1) / CHUNK;
+    int nthreads = numel < (1 << 16) ? 1 : pissa__par_threads();
+    if (type == PISSA_QTYPE_INT8 && !(j.rows = pissa__alloc((size_t)nthreads * (size_t)cols, sizeof(float)))) {
+        pissa__qweight_release(q);
+        return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", fn);
     }
-    if (st != PISSA_OK) pissa__qweight_release(q);
-    return st;
+    pissa__par_for((int)units, nthreads, quant_part, &j);
+    free(j.rows);
+    int64_t bad = -1;
+    for (int p = 0; p < PISSA__PAR_MAX; p++)
+        if (j.bad[p] >= 0 && (bad < 0 || j.bad[p] < bad)) bad = j.bad[p];
+    if (bad < 0) return PISSA_OK;
+    pissa__qweight_release(q);
+    float x;
+    read_flat(src, j.run, bad, 1, &x);
+    if (isfinite(x))
+        return pissa__fail(PISSA_ERR_NUMERIC, "%s: element (%lld, %lld) = %g of the (%lld, %lld) weight overflows float16",
+                           fn, (long long)(bad / cols), (long long)(bad % cols), (double)x, (long long)rows,
+                           (long long)cols);
+    return pissa__fail(PISSA_ERR_NUMERIC, "%s: element (%lld, %lld) of the (%lld, %lld) weight is %g: %s cannot store it",
+                       fn, (long long)(bad / cols), (long long)(bad % cols), (long long)rows, (long long)cols, (double)x,
+                       pissa_qtype_name(type));
 }
 
 pissa_status pissa__qweight_quantize(pissa__qweight *q, pissa_qtype type, const float *W, int64_t rows, int64_t cols) {

@@ -80,6 +80,10 @@ pissa__quant_isa pissa__quant_best_isa(void);
 void pissa__qweight_tile_isa(pissa__quant_isa isa, const pissa__qweight *q, int64_t r0, int64_t r1, int64_t c0,
                              int64_t c1, float *dst, int64_t ld);
 
+/* pissa__qweight_convert with the given kernels (tests). */
+pissa_status pissa__qweight_convert_isa(pissa__quant_isa isa, pissa__qweight *q, pissa_qtype type,
+                                        const pissa__qweight *src);
+
 /* Rows [r0, r1) dequantized into dst (r1 − r0, cols) float32. 0 <= r0 <= r1 <= rows (not checked). */
 void pissa__qweight_dequantize(const pissa__qweight *q, int64_t r0, int64_t r1, float *dst);
 /* The tile rows [r0, r1) × columns [c0, c1) into dst (r1 − r0, c1 − c0) with row stride ld (not checked). */

@@ -62,6 +62,14 @@ static void assert_dequantizes_to(const pissa__qweight *q, const float *want, co
     free(deq);
 }
 
+/* pissa__qweight_quantize with the given kernels. */
+static pissa_status quantize_isa(pissa__quant_isa isa, pissa__qweight *q, pissa_qtype type, const float *W,
+                                 int64_t rows, int64_t cols) {
+    pissa__qweight src;
+    assert_ok(pissa__qweight_wrap(&src, PISSA_QTYPE_F32, rows, cols, W, NULL));
+    return pissa__qweight_convert_isa(isa, q, type, &src);
+}
+
 static void nf4_codes_scales_and_values_match_bitsandbytes_fixtures(void **state) {
     (void)state;
     fixture f[16];
@@ -71,17 +79,19 @@ static void nf4_codes_scales_and_values_match_bitsandbytes_fixtures(void **state
         float *W = fixture_file(&f[k], "W.f32", n * 4), *absmax = fixture_file(&f[k], "nf4_absmax.f32", nb * 4);
         float *deq = fixture_file(&f[k], "nf4_deq.f32", n * 4);
         uint8_t *codes = fixture_file(&f[k], "nf4_codes.u8", (n + 1) / 2);
-        pissa__qweight q;
-        assert_ok(pissa__qweight_quantize(&q, PISSA_QTYPE_NF4, W, f[k].rows, f[k].cols));
-        const uint8_t *got = q.data;
-        for (size_t i = 0; i < (n + 1) / 2; i++)
-            if (got[i] != codes[i])
-                fail_msg("%s: byte %zu (elements %zu, %zu) is 0x%02x, expected 0x%02x", f[k].name, i, 2 * i, 2 * i + 1,
-                         got[i], codes[i]);
-        assert_same_floats(q.scales, absmax, nb, "absmax", f[k].name);
-        assert_dequantizes_to(&q, deq, f[k].name);
-        assert_int_equal(pissa__qweight_bytes(&q), (n + 1) / 2 + 4 * nb);
-        pissa__qweight_release(&q);
+        for (int isa = PISSA__QUANT_GENERIC; isa <= PISSA__QUANT_AVX2; isa++) {
+            pissa__qweight q;
+            assert_ok(quantize_isa((pissa__quant_isa)isa, &q, PISSA_QTYPE_NF4, W, f[k].rows, f[k].cols));
+            const uint8_t *got = q.data;
+            for (size_t i = 0; i < (n + 1) / 2; i++)
+                if (got[i] != codes[i])
+                    fail_msg("%s (isa %d): byte %zu (elements %zu, %zu) is 0x%02x, expected 0x%02x", f[k].name, isa, i,
+                             2 * i, 2 * i + 1, got[i], codes[i]);
+            assert_same_floats(q.scales, absmax, nb, "absmax", f[k].name);
+            assert_dequantizes_to(&q, deq, f[k].name);
+            assert_int_equal(pissa__qweight_bytes(&q), (n + 1) / 2 + 4 * nb);
+            pissa__qweight_release(&q);
+        }
         free(W), free(absmax), free(deq), free(codes);
     }
 }
@@ -95,16 +105,19 @@ static void int8_codes_scales_and_values_match_bitsandbytes_fixtures(void **stat
         float *W = fixture_file(&f[k], "W.f32", n * 4), *absmax = fixture_file(&f[k], "int8_absmax.f32", rows * 4);
         float *deq = fixture_file(&f[k], "int8_deq.f32", n * 4);
         int8_t *codes = fixture_file(&f[k], "int8_codes.i8", n);
-        pissa__qweight q;
-        assert_ok(pissa__qweight_quantize(&q, PISSA_QTYPE_INT8, W, f[k].rows, f[k].cols));
-        const int8_t *got = q.data;
-        for (size_t i = 0; i < n; i++)
-            if (got[i] != codes[i])
-                fail_msg("%s: element %zu (W = %.9g) is %d, expected %d", f[k].name, i, (double)W[i], got[i], codes[i]);
-        assert_same_floats(q.scales, absmax, rows, "row absmax", f[k].name);
-        assert_dequantizes_to(&q, deq, f[k].name);
-        assert_int_equal(pissa__qweight_bytes(&q), n + 4 * rows);
-        pissa__qweight_release(&q);
+        for (int isa = PISSA__QUANT_GENERIC; isa <= PISSA__QUANT_AVX2; isa++) {
+            pissa__qweight q;
+            assert_ok(quantize_isa((pissa__quant_isa)isa, &q, PISSA_QTYPE_INT8, W, f[k].rows, f[k].cols));
+            const int8_t *got = q.data;
+            for (size_t i = 0; i < n; i++)
+                if (got[i] != codes[i])
+                    fail_msg("%s (isa %d): element %zu (W = %.9g) is %d, expected %d", f[k].name, isa, i, (double)W[i],
+                             got[i], codes[i]);
+            assert_same_floats(q.scales, absmax, rows, "row absmax", f[k].name);
+            assert_dequantizes_to(&q, deq, f[k].name);
+            assert_int_equal(pissa__qweight_bytes(&q), n + 4 * rows);
+            pissa__qweight_release(&q);
+        }
         free(W), free(absmax), free(deq), free(codes);
     }
 }
@@ -225,6 +238,43 @@ static void convert_from_16bit_equals_quantize_of_widened_values(void **state) {
         }
         pissa__qweight_release(&src);
     }
+}
+
+/* Large enough to be split over threads: the same bytes from either kernel set and any thread count, and the
+ * first element a format cannot store is the one named, wherever the split falls. */
+static void quantization_is_the_same_for_every_kernel_and_thread_count(void **state) {
+    (void)state;
+    enum { R = 301, C = 1003 };
+    float *W = malloc(sizeof(float) * R * C);
+    tu_gaussian(W, (size_t)R * C, 77);
+    for (int i = 0; i < R * C; i += 97) W[i] = 0; /* some exact zeros, and an all-zero row */
+    memset(W + 150 * C, 0, sizeof(float) * C);
+    int saved = pissa_get_num_threads();
+    for (int type = 0; type < PISSA_QTYPE_COUNT; type++) {
+        pissa__qweight ref, q;
+        pissa_set_num_threads(1);
+        assert_ok(quantize_isa(PISSA__QUANT_GENERIC, &ref, (pissa_qtype)type, W, R, C));
+        for (int threads = 1; threads <= 2; threads++)
+            for (int isa = PISSA__QUANT_GENERIC; isa <= PISSA__QUANT_AVX2; isa++) {
+                pissa_set_num_threads(threads);
+                assert_ok(quantize_isa((pissa__quant_isa)isa, &q, (pissa_qtype)type, W, R, C));
+                size_t scale_bytes = type == PISSA_QTYPE_NF4 ? 4 * ((R * C + 63) / 64) : type == PISSA_QTYPE_INT8 ? 4 * R : 0;
+                assert_memory_equal(q.data, ref.data, pissa__qweight_bytes(&q) - scale_bytes);
+                if (scale_bytes) assert_memory_equal(q.scales, ref.scales, scale_bytes);
+                pissa__qweight_release(&q);
+            }
+        pissa__qweight_release(&ref);
+    }
+    pissa_set_num_threads(2);
+    W[20 * C + 7] = INFINITY, W[280 * C + 1] = NAN; /* one in each thread's half: the first is named */
+    for (int type = PISSA_QTYPE_NF4; type <= PISSA_QTYPE_INT8; type++) {
+        pissa__qweight q;
+        assert_int_equal(pissa__qweight_quantize(&q, (pissa_qtype)type, W, R, C), PISSA_ERR_NUMERIC);
+        assert_non_null(strstr(pissa_last_error(), "(20, 7)"));
+        assert_null(q.data);
+    }
+    pissa_set_num_threads(saved);
+    free(W);
 }
 
 /* ---- errors ---------------------------------------------------------------------------------------------------- */
@@ -415,6 +465,7 @@ int main(void) {
         cmocka_unit_test(sixteen_bit_formats_round_to_nearest_even),
         cmocka_unit_test(tiles_equal_the_whole_dequantization),
         cmocka_unit_test(convert_from_16bit_equals_quantize_of_widened_values),
+        cmocka_unit_test(quantization_is_the_same_for_every_kernel_and_thread_count),
         cmocka_unit_test(quantize_refuses_what_the_format_cannot_store),
         cmocka_unit_test(qtype_names_parse_back),
         cmocka_unit_test(requantizing_a_written_residual_is_counted),
