@@ -35,7 +35,6 @@ typedef struct qmm_job {
     int overwrite;           /* backward: the first slab overwrites dinp */
 } qmm_job;
 
-
 static void forward_part(void *ctx, int part, int u0, int u1) {
     const qmm_job *j = ctx;
     const pissa__qweight *w = j->w;
