@@ -308,16 +308,10 @@ int main(int argc, char **argv) {
     cli_copy_companions(model_dir, dst);
 
     /* Phase 3: the initial adapter, as PEFT saves it after PiSSA initialisation. */
-    pissa_peft_config pc = pissa_peft_default_config();
-    pc.r = rank;
-    pc.lora_alpha = R.opts.alpha;
-    pc.use_rslora = rslora;
-    snprintf(pc.init_lora_weights, sizeof pc.init_lora_weights, "true");
-    pc.target_kind = PISSA_TARGET_LIST;
-    cli_check(pissa_proj_names(mask, pc.target_modules, sizeof pc.target_modules), "--target");
-    snprintf(pc.base_model_name_or_path, sizeof pc.base_model_name_or_path, "%s", out_dir);
+    pissa_peft_config *pc = cli_residual_adapter_config(rank, R.opts.alpha, rslora, 0.0, mask, out_dir);
     pissa_peft_adapter *ad;
-    cli_check(pissa_peft_adapter_create(&pc, &ad), "adapter");
+    cli_check(pissa_peft_adapter_create(pc, &ad), "adapter");
+    pissa_peft_config_free(pc);
     for (int64_t i = 0; i < n_targets; i++)
         cli_check(pissa_peft_adapter_add(ad, targets[i].module, rank, targets[i].in, targets[i].out, targets[i].A,
                                          targets[i].B),

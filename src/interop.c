@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "peft_internal.h"
 #include "interop_internal.h"
 #include "peft_target.h"
 #include "weights.h"

@@ -9,6 +9,7 @@
 #include "autograd.h"
 #include "interop_internal.h"
 #include "model_internal.h"
+#include "peft_internal.h"
 #include "pissa/model.h"
 #include "weights.h"
 
@@ -280,7 +281,7 @@ pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *
     if (st == PISSA_OK) st = register_adapters(m);
     if (st != PISSA_OK) return attach_failed(m, st);
     m->dropout = opts->dropout;
-    m->peft = pissa_peft_default_config();
+    m->peft = pissa__peft_config_default();
     m->peft.r = opts->init.rank;
     m->peft.lora_alpha = opts->init.alpha;
     m->peft.lora_dropout = opts->dropout;

@@ -343,15 +343,15 @@ void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, 
  * that the loop vectorises: adding 1.5·2²³ rounds t to an integer held in the low mantissa bits, read as bits.
  * Below −87 (e^x < 1.7e−38, negligible next to the row maximum's 1) the result is 0, as is e^−inf; NaN stays NaN. */
 static inline float exp_nonpos(float x) {
-    /* Below −87 the result is 0 (the mask at the end); clamping first keeps round(t) in int32 range for any
-     * finite x (t + 1.5·2²³ would otherwise overflow the integer subtraction below −1.5e7). NaN passes through. */
-    x = x < -100.0f ? -100.0f : x;
     float t = x * 1.44269504088896341f;
     float big = t + 12582912.0f, n = big - 12582912.0f;
-    int32_t ni;
-    memcpy(&ni, &big, sizeof ni);
-    ni -= 0x4B400000; /* round(t), in [−145, 0] after the clamp */
-    ni = ni < -127 ? -127 : ni > 128 ? 128 : ni; /* NaN input gives garbage bits: keep the shift defined */
+    uint32_t bi;
+    memcpy(&bi, &big, sizeof bi);
+    /* round(t) from the bits, in unsigned arithmetic: for x below about −1.5e7 (or NaN) the bits are far from
+     * 0x4B400000 and a signed subtraction would overflow (undefined); the wrapped value is garbage that the clamp
+     * keeps in range and the mask below replaces by 0 (a clamp of x itself would stop the loops vectorising) */
+    int32_t ni = (int32_t)(bi - 0x4B400000u);
+    ni = ni < -127 ? -127 : ni > 128 ? 128 : ni;
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;

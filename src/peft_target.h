@@ -8,6 +8,7 @@
 #include <pcre2.h>
 
 #include "internal.h"
+#include "peft_internal.h"
 
 typedef struct pissa__resolver {
     const pissa_peft_config *cfg;                /* borrowed */

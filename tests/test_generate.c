@@ -10,6 +10,7 @@
 
 #include "generate_internal.h"
 #include "model_internal.h"
+#include "peft_internal.h"
 #include "testutil.h"
 
 #define MODEL PISSA_SHARED_DATA_DIR "/stories260K/stories260K.bin"
@@ -183,7 +184,7 @@ static void merge(pissa__weights *w, const char *name, const float *A, const flo
  * merged into *MERGED. B_ZERO gives B = 0. */
 static void make_adapter(const char *dir, const int *targets, int n_targets, int64_t r, double alpha, int rslora,
                          int b_zero, pissa__weights *merged) {
-    pissa_peft_config pc = pissa_peft_default_config();
+    pissa_peft_config pc = pissa__peft_config_default();
     pc.r = r;
     pc.lora_alpha = alpha;
     pc.use_rslora = rslora;

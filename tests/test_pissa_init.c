@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peft_internal.h"
 #include "testutil.h"
 
 typedef struct fixture {

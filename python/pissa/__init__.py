@@ -17,7 +17,7 @@ IGNORE_INDEX = -100
 
 
 def library_version():
-    """The loaded library's version string ("0.1.0")."""
+    """The loaded library's version string ("0.2.0")."""
     return _clib.pissa_version_string().decode()
 
 

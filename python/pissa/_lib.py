@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_int64,
                     c_size_t, c_uint, c_uint64, c_void_p)
@@ -173,29 +173,11 @@ class Row(Structure):  # data.h
     _fields_ = [("input_ids", POINTER(c_int32)), ("labels", POINTER(c_int32)), ("len", c_int64)]
 
 
-PEFT_MAX_PATTERNS = 64
-
-
-class PeftPattern(Structure):  # peft.h
-    _fields_ = [("key", c_char * 128), ("value", c_double)]
-
-
-class PeftConfigStruct(Structure):  # peft.h pissa_peft_config
-    _fields_ = [("r", c_int64), ("lora_alpha", c_double), ("lora_dropout", c_double), ("use_rslora", c_int),
-                ("use_dora", c_int), ("fan_in_fan_out", c_int), ("bias", c_char * 16),
-                ("init_lora_weights", c_char * 32), ("target_kind", c_int), ("target_modules", c_char * 1024),
-                ("task_type", c_char * 32), ("base_model_name_or_path", c_char * 512),
-                ("n_rank_pattern", c_int64), ("n_alpha_pattern", c_int64),
-                ("rank_pattern", PeftPattern * PEFT_MAX_PATTERNS), ("alpha_pattern", PeftPattern * PEFT_MAX_PATTERNS),
-                ("has_layers_to_transform", c_int), ("n_layers_to_transform", c_int64),
-                ("layers_to_transform", c_int64 * 256), ("has_modules_to_save", c_int), ("has_lora_bias", c_int)]
-
-
 # C name of each mirror, and of fields renamed because they are Python keywords.
 STRUCTS = {"pissa_llama_config": LlamaConfig, "pissa_rsvd_opts": RsvdOpts, "pissa_init_opts": InitOpts,
            "pissa_adapter_opts": AdapterOpts, "pissa_adapter_view": AdapterView, "pissa_param_view": ParamView,
            "pissa_optim_opts": OptimOpts, "pissa_train_opts": TrainOpts, "pissa_step_info": StepInfo,
-           "pissa_row": Row, "pissa_peft_pattern": PeftPattern, "pissa_peft_config": PeftConfigStruct}
+           "pissa_row": Row}
 FIELD_C_NAMES = {"in_": "in"}
 
 # ---- prototypes: every C function the package calls ----
@@ -282,7 +264,7 @@ _PROTOTYPES = {
     "pissa_trainer_steps": (c_int64, [P]),
     "pissa_trainer_evaluate": (st, [P, P, POINTER(c_double), POINTER(c_int64)]),
     "pissa_trainer_save": (st, [P, c_char_p]),
-    "pissa_trainer_save_peft": (st, [P, POINTER(PeftConfigStruct), c_char_p]),
+    "pissa_trainer_save_peft": (st, [P, P, c_char_p]),
     "pissa_trainer_save_state": (st, [P, c_char_p]),
     "pissa_trainer_load_state": (st, [P, c_char_p]),
     # tokenizer.h
@@ -302,12 +284,16 @@ _PROTOTYPES = {
     "pissa_generate": (st, [P, P, c_char_p, c_int64, c_float, c_float, c_uint64, TOKEN_FN, c_void_p,
                             POINTER(c_int64)]),
     # peft.h
-    "pissa_peft_default_config": (PeftConfigStruct, []),
-    "pissa_peft_config_parse": (st, [c_char_p, c_size_t, c_char_p, POINTER(PeftConfigStruct)]),
-    "pissa_peft_config_to_json": (st, [POINTER(PeftConfigStruct), POINTER(c_void_p)]),
-    "pissa_peft_adapter_create": (st, [POINTER(PeftConfigStruct), POINTER(P)]),
+    "pissa_peft_config_create": (st, [POINTER(P)]),
+    "pissa_peft_config_parse": (st, [c_char_p, c_size_t, c_char_p, POINTER(P)]),
+    "pissa_peft_config_clone": (st, [P, POINTER(P)]),
+    "pissa_peft_config_free": (None, [P]),
+    "pissa_peft_config_to_json": (st, [P, POINTER(c_void_p)]),
+    "pissa_peft_config_get": (st, [P, c_char_p, POINTER(c_void_p)]),
+    "pissa_peft_config_set": (st, [P, c_char_p, c_char_p]),
+    "pissa_peft_adapter_create": (st, [P, POINTER(P)]),
     "pissa_peft_adapter_free": (None, [P]),
-    "pissa_peft_adapter_config": (POINTER(PeftConfigStruct), [P]),
+    "pissa_peft_adapter_config": (P, [P]),
     "pissa_peft_adapter_add": (st, [P, c_char_p, c_int64, c_int64, c_int64, Fp, Fp]),
     "pissa_peft_adapter_count": (c_size_t, [P]),
     "pissa_peft_adapter_module": (st, [P, c_size_t, POINTER(c_char_p), POINTER(P), POINTER(P)]),
@@ -317,6 +303,8 @@ _PROTOTYPES = {
     "pissa_peft_pissa_to_lora": (st, [P, P, c_char_p, POINTER(P)]),
     "pissa_peft_merge_checkpoint": (st, [P, P, c_int, c_int, c_char_p]),
     "pissa_llama2c_export_hf": (st, [c_char_p, P, c_int, c_int, c_char_p]),
+    # common.h
+    "pissa_free": (None, [c_void_p]),
 }
 
 for _name, (_res, _args) in _PROTOTYPES.items():
@@ -327,11 +315,6 @@ for _name, (_res, _args) in _PROTOTYPES.items():
     _f.restype = _res
     _f.argtypes = _args
 
-# free() from the C library, for the strings the library hands over (pissa_peft_config_to_json).
-_libc = ctypes.CDLL(None)
-libc_free = _libc.free
-libc_free.restype = None
-libc_free.argtypes = [c_void_p]
 
 
 # ---- logging: the library's log callback goes to logging.getLogger("pissa") ----
