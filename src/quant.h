@@ -56,8 +56,9 @@ typedef struct pissa__qweight {
 /* Quantizes W (rows, cols) float32 into the format TYPE (any of the five; F32 copies). q is OWNED: release it with
  * pissa__qweight_release. On failure q is left empty. */
 pissa_status pissa__qweight_quantize(pissa__qweight *q, pissa_qtype type, const float *W, int64_t rows, int64_t cols);
-/* The same from any pissa__qweight SRC (e.g. a borrowed BF16 one over a file mapping), a few rows at a time: no
- * float32 copy of the whole matrix is made. q is OWNED. */
+/* The same from any pissa__qweight SRC (e.g. a borrowed BF16 one over a file mapping), an NF4 block, an INT8 row or
+ * a chunk at a time, split over the kernel threads (the same bytes for any thread count): no float32 copy of the
+ * whole matrix is made. q is OWNED. */
 pissa_status pissa__qweight_convert(pissa__qweight *q, pissa_qtype type, const pissa__qweight *src);
 /* BORROWED: q describes DATA (and SCALES for NF4/INT8, else NULL) laid out as above, which must outlive q and stay
  * unchanged (e.g. 16-bit weights inside a file mapping). 16-bit and 8-bit data may have any alignment; float32 data
