@@ -81,43 +81,71 @@ static pissa_status stats_of(const float *W, const float *W_res, int64_t out, in
                                         &stats->scales_total);
 }
 
-pissa_status pissa_qpissa_init(const float *W, int64_t out, int64_t in, const pissa_init_opts *opts, pissa_qtype qtype,
-                               int qiter, pissa_dtype store, float *A, float *B, float *W_res,
-                               pissa_qpissa_stats *stats) {
-    static const char fn[] = "pissa_qpissa_init";
+static pissa_status check_args(const char *fn, const float *W, int64_t out, int64_t in, const pissa_init_opts *opts,
+                               pissa_qtype qtype, int qiter, const float *A, const float *B) {
     if (!W || !opts || !A || !B) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: NULL argument", fn);
     if (opts->kind != PISSA_INIT_PISSA && opts->kind != PISSA_INIT_PISSA_NITER)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: init kind %d is not pissa or pissa_niter_N", fn, (int)opts->kind);
     if ((unsigned)qtype >= PISSA_QTYPE_COUNT)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: unknown qtype %d", fn, (int)qtype);
-    if (W_res == W) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: W_res must not alias W (every round reads W)", fn);
     if (qiter < 1) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: qiter %d must be >= 1", fn, qiter);
-    if (store != PISSA_F32 && store != PISSA_BF16 && store != PISSA_F16)
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: the residual is stored as F32, BF16 or F16, not %s", fn,
-                           pissa_dtype_name(store));
     if (out < 1 || in < 1 || (uint64_t)out * (uint64_t)in > SIZE_MAX / sizeof(float))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: bad weight shape (%lld, %lld)", fn, (long long)out,
                            (long long)in);
+    return PISSA_OK;
+}
+
+/* The rounds: RES (out, in) ends as deq(Q), Q (owned) as q(W − s·B·A) of the last round. */
+static pissa_status rounds(const float *W, int64_t out, int64_t in, const pissa_init_opts *opts, pissa_qtype qtype,
+                           int qiter, float *A, float *B, float *res, pissa__qweight *Q) {
     const int64_t r = opts->rank;
     const double s = pissa_lora_scale(opts->alpha, r, opts->use_rslora);
     const size_t n = (size_t)(out * in);
-
-    float *res = W_res ? W_res : pissa__alloc(n, sizeof(float)); /* (out, in) */
-    if (!res) return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory for W (%lld, %lld)", fn, (long long)out, (long long)in);
-    pissa__qweight Q = {0};
     pissa_status st = PISSA_OK;
     memmove(res, W, n * sizeof(float));
     for (int t = 0; t < qiter && st == PISSA_OK; t++) {
         st = pissa_adapter_init(res, out, in, opts, A, B, NULL); /* SVD of res: s·B·A = U_r·S_r·V_rᵀ */
         if (st == PISSA_OK) st = pissa_adapter_residual(W, out, in, r, A, B, s, res); /* res = W − s·B·A */
-        pissa__qweight_release(&Q);
-        if (st == PISSA_OK) st = pissa__qweight_quantize(&Q, qtype, res, out, in); /* Q = q(W − s·B·A) */
+        pissa__qweight_release(Q);
+        if (st == PISSA_OK) st = pissa__qweight_quantize(Q, qtype, res, out, in); /* Q = q(W − s·B·A) */
         if (st != PISSA_OK) break;
-        pissa__qweight_dequantize(&Q, 0, out, res); /* res = deq(Q) */
+        pissa__qweight_dequantize(Q, 0, out, res); /* res = deq(Q) */
         if (t + 1 < qiter)
             for (size_t i = 0; i < n; i++) res[i] = W[i] - res[i]; /* what the next SVD sees */
     }
-    if (st == PISSA_OK && stats) st = stats_of(W, res, out, in, &Q, store, r, A, B, s, stats);
+    if (st != PISSA_OK) pissa__qweight_release(Q);
+    return st;
+}
+
+pissa_status pissa__qpissa(const float *W, int64_t out, int64_t in, const pissa_init_opts *opts, pissa_qtype qtype,
+                           int qiter, float *A, float *B, pissa__qweight *Q) {
+    static const char fn[] = "QPiSSA";
+    if (Q) memset(Q, 0, sizeof *Q);
+    PISSA_TRY(check_args(fn, W, out, in, opts, qtype, qiter, A, B));
+    if (!Q) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    float *res = pissa__alloc((size_t)(out * in), sizeof(float)); /* (out, in) */
+    if (!res) return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory for W (%lld, %lld)", fn, (long long)out, (long long)in);
+    pissa_status st = rounds(W, out, in, opts, qtype, qiter, A, B, res, Q);
+    free(res);
+    return st;
+}
+
+pissa_status pissa_qpissa_init(const float *W, int64_t out, int64_t in, const pissa_init_opts *opts, pissa_qtype qtype,
+                               int qiter, pissa_dtype store, float *A, float *B, float *W_res,
+                               pissa_qpissa_stats *stats) {
+    static const char fn[] = "pissa_qpissa_init";
+    PISSA_TRY(check_args(fn, W, out, in, opts, qtype, qiter, A, B));
+    if (W_res == W) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: W_res must not alias W (every round reads W)", fn);
+    if (store != PISSA_F32 && store != PISSA_BF16 && store != PISSA_F16)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: the residual is stored as F32, BF16 or F16, not %s", fn,
+                           pissa_dtype_name(store));
+    float *res = W_res ? W_res : pissa__alloc((size_t)(out * in), sizeof(float)); /* (out, in) */
+    if (!res) return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory for W (%lld, %lld)", fn, (long long)out, (long long)in);
+    pissa__qweight Q = {0};
+    pissa_status st = rounds(W, out, in, opts, qtype, qiter, A, B, res, &Q);
+    if (st == PISSA_OK && stats)
+        st = stats_of(W, res, out, in, &Q, store, opts->rank, A, B,
+                      pissa_lora_scale(opts->alpha, opts->rank, opts->use_rslora), stats);
     pissa__qweight_release(&Q);
     if (res != W_res) free(res);
     return st;

@@ -125,4 +125,9 @@ void pissa__qmatmul_backward(float *dinp,               /* (N, C) */
                              const pissa__qweight *w,   /* (OC, C) */
                              int N, unsigned fresh);
 
+/* QPiSSA (pissa_qpissa_init's rounds) with the last round's Q = q(W − s·B·A) kept in QTYPE's format (OWNED, empty
+ * on failure): the frozen residual of a model whose base is QTYPE. A (r, in), B (out, r) as pissa_qpissa_init. */
+pissa_status pissa__qpissa(const float *W, int64_t out, int64_t in, const pissa_init_opts *opts, pissa_qtype qtype,
+                           int qiter, float *A, float *B, pissa__qweight *Q);
+
 #endif
