@@ -9,6 +9,7 @@
 #define PISSA_GENERATE_H
 
 #include "common.h"
+#include "model.h"
 #include "tokenizer.h"
 
 #ifdef __cplusplus
@@ -25,6 +26,10 @@ typedef struct pissa_generator pissa_generator;
  * Caller frees with pissa_generator_free. */
 PISSA_API pissa_status pissa_generator_create(const char *model_path, const char *adapter_dir, int64_t max_seq_len,
                                               pissa_generator **out);
+/* The same with model load options (OPTS NULL: the defaults), e.g. a base in NF4 (pissa_model_opts.base_dtype). */
+PISSA_API pissa_status pissa_generator_create_with_opts(const char *model_path, const char *adapter_dir,
+                                                        int64_t max_seq_len, const pissa_model_opts *opts,
+                                                        pissa_generator **out);
 PISSA_API void pissa_generator_free(pissa_generator *g); /* NULL is a no-op */
 
 PISSA_API int64_t pissa_generator_vocab_size(const pissa_generator *g);
@@ -35,17 +40,23 @@ PISSA_API int64_t pissa_generator_max_seq_len(const pissa_generator *g);
  * overwrites the cache from POS on, so a new sequence simply starts again at 0). */
 PISSA_API pissa_status pissa_generator_forward(pissa_generator *g, int32_t token, int64_t pos, float *logits);
 
-/* Called once per emitted token with the bytes it prints as (run.c decode: pieces "<0xHH>" are raw bytes, a
- * leading space after BOS is dropped). Return 0 to continue, non-zero to stop generating (not an error). */
+/* Called once per emitted token with the bytes it prints as (llama2.c: run.c decode, pieces "<0xHH>" are raw bytes,
+ * a leading space after BOS is dropped; tokenizer.json: the text a pissa_token_stream releases for it, so a character
+ * split over several tokens comes whole with the last one and the others print as nothing). Return 0 to continue,
+ * non-zero to stop generating (not an error). */
 typedef int (*pissa_token_fn)(void *user, int32_t token, const char *piece, size_t len);
 
-/* run.c generate(): encodes PROMPT (may be NULL or "") with BOS, feeds the prompt tokens, then samples until
- * STEPS positions in total have been run or BOS (token 1) is sampled. STEPS <= 0 or beyond the KV cache means
- * the cache length. Sampling: TEMPERATURE 0 is greedy (argmax); otherwise softmax(logits / TEMPERATURE), then
- * nucleus sampling with TOPP in (0, 1) (run.c's sample_topp), or the whole distribution for TOPP <= 0 or >= 1,
- * with a random generator seeded by SEED (the same seed gives the same text). Every prompt token after BOS and
- * every sampled token is passed to CALLBACK (may be NULL). *N_POSITIONS, if not NULL, receives the number of
- * positions run through the model. */
+/* run.c generate(): encodes PROMPT (may be NULL or ""), feeds the prompt tokens, then samples until STEPS positions in
+ * total have been run or the tokenizer's end is sampled. llama2.c: the prompt is encoded with BOS, and generation
+ * stops at BOS (token 1), as run.c does; every prompt token after BOS and every sampled token is passed to CALLBACK.
+ * tokenizer.json: the prompt is encoded as transformers' tokenizer(prompt) does (with BOS only when the tokenizer
+ * adds it; an empty prompt starts from BOS, PISSA_ERR_INVALID_ARG without one), generation stops when a sampled token
+ * is one of pissa_tokenizer_stop_ids (eos, end-of-turn), which is not passed on; every prompt token (the first
+ * included, special ones printing as nothing) and every other sampled token is passed to CALLBACK.
+ * STEPS <= 0 or beyond the KV cache means the cache length. Sampling: TEMPERATURE 0 is greedy (argmax); otherwise
+ * softmax(logits / TEMPERATURE), then nucleus sampling with TOPP in (0, 1) (run.c's sample_topp), or the whole
+ * distribution for TOPP <= 0 or >= 1, with a random generator seeded by SEED (the same seed gives the same text).
+ * CALLBACK may be NULL. *N_POSITIONS, if not NULL, receives the number of positions run through the model. */
 PISSA_API pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer *tok, const char *prompt,
                                       int64_t steps, float temperature, float topp, uint64_t seed,
                                       pissa_token_fn callback, void *user, int64_t *n_positions);
