@@ -26,6 +26,7 @@ typedef struct adapter {
     pissa__qweight res; /* the PiSSA residual (out, in) in the base's format while being attached (OWNED; then moved
                          * into the weights in place of the base); empty for the LoRA kinds */
     int pA, pB, pW;    /* parameter ids (pW: the frozen base weight, or the residual that replaced it) */
+    int replaced;      /* the residual has replaced the base weight */
 } adapter;
 
 typedef struct layer_params {
@@ -239,6 +240,7 @@ static pissa_status register_adapters(pissa_model *m) {
         if (!a->res.owned) continue;
         size_t k = (size_t)pissa__weights_index(&m->w, m->params.p[a->pW].name);
         pissa__weights_replace(&m->w, k, &a->res);
+        a->replaced = 1;
         pissa__qweight q = pissa__weights_matrix(&m->w, k);
         pissa__params_rebind(&m->params, a->pW, &q);
     }
@@ -564,9 +566,34 @@ pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_param_view 
     return PISSA_OK;
 }
 
-pissa_status pissa_model_save(const pissa_model *m, const char *dir, pissa_dtype dtype) {
+pissa_status pissa_model_save(const pissa_model *m, const char *dir, int dtype) {
     if (!m || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_save: NULL argument");
-    return pissa__weights_save_hf(&m->w, dir, dtype); /* PiSSA residuals have replaced their base weights */
+    if (m->base < 0 || m->full) return pissa__weights_save_hf(&m->w, dir, dtype); /* residuals are in m->w already */
+    /* The load converted the base: what no residual replaced is written from the checkpoint as it stores it (a
+     * quantized copy is not the model), each residual from memory. */
+    pissa__weights src, w;
+    PISSA_TRY(pissa__weights_load(m->path, NULL, &src));
+    w = src;
+    w.tensors = pissa__alloc(src.n ? src.n : 1, sizeof *w.tensors);
+    w.q = pissa__alloc(src.n ? src.n : 1, sizeof *w.q);
+    pissa_status st = w.tensors && w.q ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    if (st == PISSA_OK) {
+        memcpy(w.tensors, src.tensors, src.n * sizeof *w.tensors);
+        memcpy(w.q, src.q, src.n * sizeof *w.q);
+    }
+    for (size_t i = 0; st == PISSA_OK && i < m->n_ad; i++) {
+        if (!m->ad[i].replaced) continue;
+        const char *name = m->params.p[m->ad[i].pW].name;
+        ptrdiff_t k = pissa__weights_index(&src, name), j = pissa__weights_index(&m->w, name);
+        if (k < 0 || j < 0) st = pissa__fail(PISSA_ERR_NOT_FOUND, "%s: '%s' is not in the checkpoint", m->path, name);
+        else w.tensors[k] = m->w.tensors[j], w.q[k] = pissa__weights_matrix(&m->w, (size_t)j);
+        if (st == PISSA_OK && w.tensors[k]) w.q[k] = (pissa__qweight){0};
+    }
+    if (st == PISSA_OK) st = pissa__weights_save_hf(&w, dir, dtype);
+    free(w.tensors);
+    free(w.q);
+    pissa__weights_free(&src);
+    return st;
 }
 
 void pissa_model_zero_grad(pissa_model *m) {

@@ -6,7 +6,7 @@ make_quant_reference.py in place of bitsandbytes).
 Input: stories260K in the Hugging Face layout, as `pissa-merge --model stories260K.bin --to-hf --dtype bf16` writes it
 (the q/k rows permuted from llama2.c's RoPE to rotate_half, which changes which elements share an NF4 block; the
 export itself is checked against llama2.c by tests/test_weights.c and tests/test_model.c). The safetensors file is
-read here with numpy, not with libpissa.
+read here (make_llama_reference.read_safetensors_f32), not with libpissa.
 
 Usage: /usr/bin/python3 make_qpissa_stories_reference.py HF_DIR [OUT]
 writes OUT (default qpissa_stories260K.txt next to this script), one line per case and projection:
@@ -16,13 +16,13 @@ case's last round (a value within float32 SVD noise of a boundary may round the 
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 
 import make_qpissa_reference as ref
+from make_llama_reference import read_safetensors_f32
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = [("nf4_r8_t1", "nf4", 1, 8), ("nf4_r8_t5", "nf4", 5, 8)]  # name, qtype, qiter, r (alpha = r: scale 1)
@@ -30,38 +30,17 @@ PROJ = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o
         "mlp.up_proj", "mlp.down_proj"]
 
 
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        raw = data[a:b]
-        if info["dtype"] == "BF16":
-            x = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        elif info["dtype"] == "F32":
-            x = np.frombuffer(raw, dtype="<f4")
-        else:
-            raise SystemExit("%s: dtype %s" % (name, info["dtype"]))
-        out[name] = x.reshape(info["shape"]).astype(np.float32)
-    return out
-
-
 def main():
     src = sys.argv[1]
     dst = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "qpissa_stories260K.txt")
     cfg = json.load(open(os.path.join(src, "config.json")))
-    w = read_safetensors(os.path.join(src, "model.safetensors"))
+    w = read_safetensors_f32(os.path.join(src, "model.safetensors"))
     lines = []
     for name, qtype, qiter, r in CASES:
         for l in range(cfg["num_hidden_layers"]):
             for p in PROJ:
                 module = "model.layers.%d.%s" % (l, p)
-                W = torch.from_numpy(w[module + ".weight"].copy())
+                W = w[module + ".weight"]
                 w_deq, A, B, (codes, scales), m = ref.pissa_quant(W, r, qiter, qtype, r)
                 stored = w_deq.to(torch.bfloat16).to(torch.float32)  # the residual as the bf16 checkpoint holds it
                 nuc_a, nuc_b, red = ref.error_reduction(W, stored, A, B, 1.0, qtype)
