@@ -254,7 +254,7 @@ static void bf16_checkpoint_is_used_from_the_mapping(void **state) {
 /* The generator (one token at a time, the same kernels) agrees with the model at every position, for each format. */
 static void generator_equals_model_for_every_format(void **state) {
     (void)state;
-    int32_t ids[T_], labels[T_];
+    int32_t ids[B_ * T_], labels[B_ * T_]; /* the first row is used */
     batch(ids, labels, 300);
     for (int base = -1; base < PISSA_QTYPE_COUNT; base++) {
         pissa_model_opts o = pissa_model_default_opts();
