@@ -102,6 +102,13 @@ static void job_exit(int code, const char *msg) {
     exit(code);
 }
 
+/* Every process calls this at the same points: it returns when none failed since the last one. */
+static void job_sync(void) {
+    if (job.size > 1 && pissa_comm_agree(job.comm, PISSA_OK, NULL) != PISSA_OK) job_exit(1, pissa_last_error());
+}
+
+#ifdef PISSA_HAVE_MPI
+/* cli_fail_hook: how a failure on this process ends the job, by the mode of the stretch it happened in. */
 static void job_fail(int code, const char *msg) {
     if (job.mode == FAIL_AT_SYNC) {
         pissa_comm_agree(job.comm, PISSA_ERR_INVALID_ARG, msg); /* the others are at (or heading for) job_sync */
@@ -109,24 +116,32 @@ static void job_fail(int code, const char *msg) {
     }
     if (job.mode == FAIL_TOGETHER) job_exit(code, msg);
     fprintf(stderr, "%s: rank %d of %d: %s\n", cli_prog, job.rank, job.size, msg);
-#ifdef PISSA_HAVE_MPI
     MPI_Abort(MPI_COMM_WORLD, code);
-#endif
     exit(code);
 }
-
-/* Every process calls this at the same points: it returns when none failed since the last one. */
-static void job_sync(void) {
-    if (job.size > 1 && pissa_comm_agree(job.comm, PISSA_OK, NULL) != PISSA_OK) job_exit(1, pissa_last_error());
-}
-
-static int default_threads(void);
 
 /* Started by an MPI launcher (Open MPI's mpirun, or a PMI one such as MPICH's or Slurm's)? Otherwise the program
  * runs alone without starting MPI at all. */
 static int launched_by_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
 }
+
+/* Threads when neither --threads nor OPENBLAS_NUM_THREADS says, under a launcher: the cores it bound this process
+ * to, or else this node's cores shared among its processes. Collective. */
+static int default_threads(void) {
+    MPI_Comm node;
+    int local = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    cpu_set_t set;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    int threads = mine > 0 && mine < online ? mine : (int)(online / local);
+    return threads < 1 ? 1 : threads;
+}
+#endif
 
 /* Under a launcher: MPI, the communicator, and the failure hook. The program owns MPI (the library never
  * initialises it unless asked); libpissa calls MPI only from this thread, so MPI_THREAD_FUNNELED suffices. */
@@ -143,26 +158,6 @@ static void job_start(void) {
     job.mode = FAIL_AT_SYNC;
     cli_fail_hook = job_fail;
 #endif
-}
-
-/* Threads when neither --threads nor OPENBLAS_NUM_THREADS says, under a launcher: the cores it bound this process
- * to, or else this node's cores shared among its processes. Collective. */
-static int default_threads(void) {
-    int threads = 1;
-#ifdef PISSA_HAVE_MPI
-    MPI_Comm node;
-    int local = 1;
-    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-        MPI_Comm_size(node, &local);
-        MPI_Comm_free(&node);
-    }
-    cpu_set_t set;
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
-    threads = mine > 0 && mine < online ? mine : (int)(online / local);
-    if (threads < 1) threads = 1;
-#endif
-    return threads;
 }
 
 typedef struct ctx {
