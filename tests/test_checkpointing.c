@@ -3,7 +3,8 @@
  * adapters and full fine-tuning, for families with their features on (qwen3: q/k norms, biases on q/k/v/o,
  * head_dim·H != D; mistral: a sliding window shorter than the rows, untied, a BF16 base read from the mapping). The
  * arena shrinks by exactly (L − 1) layers' inner activations, counted from the config below; switching the mode
- * between steps changes nothing but the memory. Checkpoints are written by pissa-synth. */
+ * between steps changes nothing but the memory; pissa-finetune --grad-checkpoint writes the same adapter bytes.
+ * Checkpoints are written by pissa-synth. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,12 +231,49 @@ static void switching_the_mode_between_steps_changes_only_the_memory(void **stat
     pissa_model_free(sw);
 }
 
+/* The program: a run with --grad-checkpoint writes the very adapter file and log of a run without. */
+static void finetune_grad_checkpoint_writes_the_same_adapter(void **state) {
+    (void)state;
+    char *rows = tu_path(dir, "rows.jsonl");
+    FILE *f = fopen(rows, "w");
+    assert_non_null(f);
+    for (int r = 0; r < 6; r++) {
+        fprintf(f, "{\"input_ids\": [");
+        for (int t = 0; t < 16; t++) fprintf(f, "%s%d", t ? ", " : "", (r * 7 + t * (r + 3)) % 96);
+        fprintf(f, "]}\n");
+    }
+    fclose(f);
+    char *file[2][2];
+    for (int on = 0; on < 2; on++) {
+        char out[1100], cmd[4096], *log = tu_path(dir, "finetune.log");
+        snprintf(out, sizeof out, "%s/ft%d", dir, on);
+        snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --method lora --target all-linear --rank 4 "
+                 "--dropout 0.1 --steps 3 --batch 2 --lr 1e-2 --seed 3 -q%s", PISSA_FINETUNE_EXE, model_dir[0], rows,
+                 out, on ? " --grad-checkpoint" : "");
+        int rc = tu_run(cmd, log);
+        if (rc != 0) fail_msg("%s exited %d:\n%s", cmd, rc, tu_slurp(log, NULL));
+        free(log);
+        file[on][0] = tu_path(out, "adapter_model.safetensors");
+        file[on][1] = tu_path(out, "log.csv");
+    }
+    for (int k = 0; k < 2; k++) {
+        size_t n0, n1;
+        char *a = tu_slurp(file[0][k], &n0), *b = tu_slurp(file[1][k], &n1);
+        assert_non_null(a);
+        assert_non_null(b);
+        if (n0 != n1 || memcmp(a, b, n0)) fail_msg("%s and %s differ", file[0][k], file[1][k]);
+        free(a), free(b), free(file[0][k]), free(file[1][k]);
+    }
+    free(rows);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(checkpointed_training_gives_bit_identical_losses_and_gradients),
         cmocka_unit_test(the_dropout_masks_matter),
         cmocka_unit_test(the_arena_shrinks_by_all_layers_but_one),
         cmocka_unit_test(switching_the_mode_between_steps_changes_only_the_memory),
+        cmocka_unit_test(finetune_grad_checkpoint_writes_the_same_adapter),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
