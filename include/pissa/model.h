@@ -155,9 +155,11 @@ PISSA_API pissa_status pissa_model_forward_backward(pissa_model *m, const int32_
 /* Activation checkpointing (ON nonzero; off by default): instead of every layer's activations, the working memory
  * keeps each layer's input (the residual stream entering it) and one layer's activations, shared by all layers; the
  * backward pass recomputes each layer's forward right before its backward, reusing the dropout masks the forward drew.
- * Gradients and losses are bit-identical to the default's. Costs about one more forward per step (roughly a third
- * more time: a backward costs about two forwards); saves about (L − 1)/L of the layers' activations, which dominate
- * the arena at long rows. Changing it replans at the next call (pissa_model_arena_bytes then reports the new plan). */
+ * Gradients and losses are bit-identical to the default's. Costs one more forward of L − 1 layers per step: about
+ * 45% more time with adapters (a frozen base's backward computes dX only, about one forward), about a third more in
+ * full fine-tuning; saves (L − 1) layers' inner activations, which dominate the arena at long rows (TinyLlama-1.1B at
+ * batch 4 × 256: 3.4 GiB → 0.6 GiB). Changing it replans at the next call (pissa_model_arena_bytes then reports the
+ * new plan). */
 PISSA_API void pissa_model_set_grad_checkpoint(pissa_model *m, int on);
 /* 1 when activation checkpointing is on, else 0. */
 PISSA_API int pissa_model_grad_checkpoint(const pissa_model *m);
