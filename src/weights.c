@@ -545,9 +545,15 @@ static pissa_status fill_matrix(void *user, const char *name, float *dst, int64_
     return PISSA_OK;
 }
 
-pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, pissa_dtype dtype) {
+pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, int dtype_or_stored) {
     if (!w || !dir || !w->config_json)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__weights_save_hf: NULL argument");
+    pissa_dtype dtype = (pissa_dtype)dtype_or_stored;
+    if (dtype_or_stored == -1 && (!w->cfg.torch_dtype[0] || pissa_dtype_parse(w->cfg.torch_dtype, &dtype) != PISSA_OK ||
+                                  !pissa_dtype_is_float(dtype))) {
+        pissa_clear_error();
+        dtype = PISSA_F32; /* no (or no float) torch_dtype: as llama2.c stores weights */
+    }
     if (!pissa_dtype_is_float(dtype))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: weights are saved as F32, F16 or BF16, not %s", dir,
                            pissa_dtype_name(dtype));

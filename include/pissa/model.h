@@ -60,6 +60,8 @@ PISSA_API pissa_adapter_opts pissa_adapter_default_opts(void);
  * The PiSSA kinds split W as the checkpoint stores it (re-read from the file when the load converted the base) and
  * replace the frozen weight by W_res = W − s·B·A in the base's format: for NF4 and INT8 that is QPiSSA
  * (pissa_qpissa_init with opts->qiter rounds), the residual's quantization q(W_res) kept. LORA and GAUSSIAN keep W.
+ * A converted projection is freed as soon as its residual exists (memory holds one copy, not two); on failure the
+ * model is left as it was (its base converted again from the checkpoint).
  * A model holds one set of adapters: PISSA_ERR_INVALID_ARG if it already has one. */
 PISSA_API pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts);
 
@@ -124,11 +126,14 @@ PISSA_API size_t pissa_model_param_count(const pissa_model *m);
 PISSA_API pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_param_view *out);
 
 /* Writes the model's current base weights as a Hugging Face folder in DIR (created): config.json (the source's,
- * with torch_dtype set to DTYPE; synthesised for a llama2.c source) and model.safetensors in DTYPE (F32, F16 or
- * BF16), each file replaced atomically. E.g. the result of full fine-tuning. With PiSSA adapters the residuals
- * W − s·B₀·A₀ take the place of their base weights (the residual model, as pissa-init writes it); adapters
- * themselves are not written (pissa_model_save_adapter). */
-PISSA_API pissa_status pissa_model_save(const pissa_model *m, const char *dir, pissa_dtype dtype);
+ * with torch_dtype set to DTYPE; synthesised for a llama2.c source) and model.safetensors in DTYPE (a pissa_dtype:
+ * F32, F16 or BF16; -1: the checkpoint's torch_dtype, F32 for llama2.c), the folder replaced atomically. E.g. the
+ * result of full fine-tuning. With PiSSA adapters the residuals take the place of their base weights (the residual
+ * model, as pissa-init writes it): W − s·B₀·A₀ in the base's format, for an NF4/INT8 base QPiSSA's dequantized
+ * deq(q(W − s·B·A)) as the official recipe writes it. Weights the load converted (pissa_model_opts.base_dtype) and no
+ * residual replaced are written from the checkpoint as stored, never from their converted copy. Adapters themselves
+ * are not written (pissa_model_save_adapter). */
+PISSA_API pissa_status pissa_model_save(const pissa_model *m, const char *dir, int dtype);
 
 /* Zeroes the gradients of every trainable parameter. */
 PISSA_API void pissa_model_zero_grad(pissa_model *m);
