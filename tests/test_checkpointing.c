@@ -1,7 +1,8 @@
 /* Activation checkpointing (pissa_model_set_grad_checkpoint): the loss and every gradient are bit-identical to the
  * plain plan's (the same kernels on the same inputs in the same order), with LoRA dropout drawn in training, PiSSA
  * adapters and full fine-tuning, for families with their features on (qwen3: q/k norms, biases on q/k/v/o,
- * head_dim·H != D; mistral: a sliding window shorter than the rows, untied, a BF16 base read from the mapping). The
+ * head_dim·H != D; mistral: a sliding window shorter than the rows, untied, a BF16 base read from the mapping; llama:
+ * llama3 RoPE, attention and MLP biases, an NF4 base, so QPiSSA's residuals). The
  * arena shrinks by exactly (L − 1) layers' inner activations, counted from the config below; switching the mode
  * between steps changes nothing but the memory; pissa-finetune --grad-checkpoint writes the same adapter bytes.
  * Checkpoints are written by pissa-synth. */
@@ -16,11 +17,13 @@ enum { L = 3, B = 2, T = 12, STEPS = 3 };
 
 typedef struct family {
     const char *name, *synth; /* pissa-synth options beyond the shared ones */
+    int base_dtype;           /* pissa_model_opts.base_dtype */
 } family;
 
 static const family families[] = {
-    {"qwen3", "--family qwen3 --head-dim 16 --attention-bias"},
-    {"mistral", "--family mistral --sliding-window 5 --untied --dtype bf16"},
+    {"qwen3", "--family qwen3 --head-dim 16 --attention-bias", -1},
+    {"mistral", "--family mistral --sliding-window 5 --untied --dtype bf16", -1},
+    {"llama", "--family llama --rope-scaling llama3:8,1,4,16 --attention-bias --mlp-bias", PISSA_QTYPE_NF4},
 };
 enum { N_FAMILIES = sizeof families / sizeof *families };
 
@@ -61,7 +64,9 @@ static int teardown(void **state) {
 
 static pissa_model *load(int f, mode md, int checkpoint) {
     pissa_model *m;
-    assert_ok(pissa_model_load(model_dir[f], &m));
+    pissa_model_opts mo = pissa_model_default_opts();
+    mo.base_dtype = families[f].base_dtype;
+    assert_ok(pissa_model_load_with_opts(model_dir[f], &mo, &m));
     if (md == PISSA_DROPOUT) {
         pissa_adapter_opts o = pissa_adapter_default_opts();
         o.targets = PISSA_PROJ_ALL;
