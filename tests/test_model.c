@@ -815,26 +815,34 @@ static void non_finite_weights_give_a_named_error_not_a_nan_loss(void **state) {
     free(dir), free(data), free(err), free(out);
 }
 
+/* pissa-eval end to end on a real model and text (tokenizer, windows, model, token-weighted loss) against the float64
+ * transliteration of run.c and its tokenizer (tests/reference/llama2c_eval_ref.py, stories260K_eval.json). */
 static void pissa_eval_on_stories260k_and_tinyshakespeare(void **state) {
     (void)state;
     const char *need[2] = {STORIES, SHAKESPEARE};
     tu_need_files(need, 2);
-    /* the first 20 KB of Shakespeare: far from TinyStories, so the loss is high but finite */
+    char *ref = tu_slurp(REF "/stories260K_eval.json", NULL);
+    assert_non_null(ref);
+    double want_loss = json_field(ref, "loss"), want_tokens = json_field(ref, "tokens");
+    int bytes = (int)json_field(ref, "bytes"), seq = (int)json_field(ref, "seq");
+    free(ref);
     char *dir = tu_tempdir("model_eval_stories");
     char *data = tu_path(dir, "shakespeare.txt"), *out = tu_path(dir, "out.json");
     size_t len;
     char *text = tu_slurp(SHAKESPEARE, &len);
-    tu_write_bytes(data, text, 20000);
+    assert_true(len >= (size_t)bytes);
+    tu_write_bytes(data, text, (size_t)bytes);
     free(text);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s --model %s --tokenizer %s --data %s --seq 128 --batch 4 --json "
-             ">%s 2>/dev/null", PISSA_EVAL_EXE, STORIES, TOK512, data, out);
+    snprintf(cmd, sizeof cmd, "%s --model %s --tokenizer %s --data %s --seq %d --batch 4 --json >%s 2>/dev/null",
+             PISSA_EVAL_EXE, STORIES, TOK512, data, seq, out);
     assert_int_equal(tu_run(cmd, NULL), 0);
     text = tu_slurp(out, NULL);
     double loss = json_field(text, "loss"), tokens = json_field(text, "tokens");
-    printf("  stories260K on tinyshakespeare[:20000]: loss %.4f, %g tokens\n", loss, tokens);
-    assert_true(loss > 1.0 && loss < log(512.0) + 3);
-    assert_true(tokens > 1000);
+    printf("  stories260K on tinyshakespeare[:%d]: loss %.7f vs reference %.7f (relative diff %.2g), %g tokens\n",
+           bytes, loss, want_loss, fabs(loss - want_loss) / want_loss, tokens);
+    assert_true(tokens == want_tokens);
+    assert_true(fabs(loss - want_loss) <= 1e-6 * want_loss);
     free(text);
     tu_rmtree(dir);
     free(dir);
