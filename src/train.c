@@ -109,6 +109,9 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
                            "(set seq to cut them)", (long long)T,
                            (long long)pissa_model_config(m)->max_position_embeddings);
     if (T < 2) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rows of one token have no targets");
+    if (!pissa_dataset_target_count(data, T))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the training set's %zu rows have no targets (every label "
+                           "after a row's first position is -100): nothing to learn", rows);
     pissa_trainer *t = pissa__calloc(1, sizeof *t);
     if (!t) return pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
     t->m = m;
@@ -269,7 +272,10 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
     free(ids);
     free(labels);
     if (st != PISSA_OK) return st;
-    *loss = total ? sum / (double)total : 0.0;
+    if (!total)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: the data set's %zu rows have no targets (every label "
+                           "after a row's first position is -100): no loss to report", rows);
+    *loss = sum / (double)total;
     if (count) *count = total;
     return PISSA_OK;
 }
