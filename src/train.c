@@ -169,8 +169,10 @@ int64_t pissa_trainer_steps(const pissa_trainer *t) { return t ? t->step : 0; }
  * (labels at positions 1..T-1 that are not ignored). */
 static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels) {
     int64_t len = r->len < T ? r->len : T, count = 0;
-    memcpy(ids, r->input_ids, sizeof *ids * (size_t)len);
-    memcpy(labels, r->labels, sizeof *labels * (size_t)len);
+    if (len > 0) { /* a padding row past the end has no arrays (memcpy from NULL is undefined even for 0 bytes) */
+        memcpy(ids, r->input_ids, sizeof *ids * (size_t)len);
+        memcpy(labels, r->labels, sizeof *labels * (size_t)len);
+    }
     for (int64_t i = len; i < T; i++) ids[i] = 0, labels[i] = PISSA_IGNORE_INDEX;
     for (int64_t i = 1; i < len; i++) count += labels[i] != PISSA_IGNORE_INDEX;
     return count;
