@@ -8,6 +8,20 @@
 #include "ops.h"
 #include "parallel.h"
 
+/* Loops compiled for AVX2 and for the baseline, picked at load time (an ifunc). ThreadSanitizer's runtime is not
+ * started when the dynamic loader runs ifunc resolvers, and an instrumented resolver crashes there: a TSan build
+ * (clang -fsanitize=thread, for the thread tests) keeps the baseline loops only. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PISSA_NO_CLONES
+#endif
+#endif
+#ifdef PISSA_NO_CLONES
+#define TC
+#else
+#define TC __attribute__((target_clones("avx2", "default")))
+#endif
+
 /* ---- products ---- */
 
 /* C (M, N) = alpha·op(A)·op(B) + beta·C (cblas row-major), split across the kernel threads (parallel.h) into
@@ -386,7 +400,7 @@ static inline __attribute__((always_inline)) float row_sum_exp(float *out, const
 }
 
 /* row[0..n) ← softmax(row[0..n)), row[n..T) ← 0 (the masked future positions); returns log Σ exp(row[0..n)). */
-__attribute__((target_clones("avx2", "default"))) static float causal_softmax_row(float *row, int n, int T) {
+TC static float causal_softmax_row(float *row, int n, int T) {
     float mx = row_max(row, n);
     float sum = row_sum_exp(row, row, n, mx), inv = 1.0f / sum;
     for (int j = 0; j < n; j++) row[j] *= inv;
@@ -396,14 +410,14 @@ __attribute__((target_clones("avx2", "default"))) static float causal_softmax_ro
 
 /* The same probabilities again from the scores and the saved lse: row[0..n) ← exp(row − lse), row[n..T) ← 0.
  * (lse >= every score of the row, so exp_nonpos applies.) */
-__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_replay(float *row, float lse, int n,
+TC static void causal_softmax_row_replay(float *row, float lse, int n,
                                                                                              int T) {
     for (int j = 0; j < n; j++) row[j] = exp_nonpos(row[j] - lse);
     for (int j = n; j < T; j++) row[j] = 0.0f;
 }
 
 /* d[0..n) ← p·(d − Σ p·d), d[n..T) ← 0: the softmax backward of one causal row. */
-__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_backward(float *d,
+TC static void causal_softmax_row_backward(float *d,
                                                                                                  const float *p, int n,
                                                                                                  int T) {
     float acc[ROW_LANES] = {0};
@@ -547,7 +561,6 @@ void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, 
 
 /* ---- elementwise ---- */
 
-#define TC __attribute__((target_clones("avx2", "default")))
 #define EW_CHUNK 4096 /* elements per task of the elementwise kernels */
 
 /* σ(x) from exp_nonpos(−|x|) (branch-free, so loops vectorise): 1/(1 + e) for x >= 0, e/(1 + e) below. */

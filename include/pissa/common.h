@@ -92,15 +92,18 @@ PISSA_API int pissa_get_num_threads(void);
  *   itself, on its own thread, instead of waiting: two models trained in two threads run at the same time (using up
  *   to n + 1 threads between them), and neither waits for the other's kernels.
  * - Bit for bit: the forward and backward passes, losses, evaluations and trainer updates (everything computed in
- *   kernel regions, with OpenBLAS single-threaded) give the same bits for any pissa_set_num_threads and whatever
- *   other threads are doing: each kernel splits rows or columns over the threads, never a sum (test_threads checks
- *   1 vs 2 threads, and two models trained at once against each alone). OpenBLAS/LAPACK work outside the kernel
- *   regions -- the SVDs of pissa_svd_* and of PiSSA initialisation (pissa_adapter_init, pissa_model_add_adapters,
- *   pissa_model_load_adapter of a PiSSA adapter), pissa_matmul, residual and merge products, the generator's
- *   products -- runs on OpenBLAS's own threads, whose count is process-wide: pissa_get_num_threads(), but 1 while
- *   any thread is inside a kernel region. OpenBLAS's and LAPACK's results can differ in the last bits with their
- *   thread count, so these are deterministic for a given thread count when no other thread is training meanwhile;
- *   for bit-identical PiSSA initialisations, create adapters before starting concurrent training. */
+ *   kernel regions, with OpenBLAS single-threaded) are deterministic for a given pissa_set_num_threads, whatever
+ *   other threads are doing (a region computed inline uses the same split as on the pool). Between thread counts
+ *   they agree to float rounding, not bit for bit: each kernel splits rows or columns over the threads, never a sum,
+ *   but OpenBLAS rounds a block whose width is not a multiple of its register tile differently (test_threads
+ *   measures 1 vs 2 threads, and checks two models trained at once against each alone bit for bit).
+ *   OpenBLAS/LAPACK work outside the kernel regions -- the SVDs of pissa_svd_* and of PiSSA initialisation
+ *   (pissa_adapter_init, pissa_model_add_adapters, pissa_model_load_adapter of a PiSSA adapter), pissa_matmul,
+ *   residual and merge products, the generator's products -- runs on OpenBLAS's own threads, whose count is
+ *   process-wide: pissa_get_num_threads(), but 1 while any thread is inside a kernel region. Their results can
+ *   differ in the last bits with that count, so they are deterministic for a given thread count when no other thread
+ *   is training meanwhile; for bit-identical PiSSA initialisations, create adapters before starting concurrent
+ *   training. */
 
 #ifdef __cplusplus
 }
