@@ -183,6 +183,43 @@ void cli_out_commit(void) {
     cli_check(pissa_dir_txn_commit(t), pending_out);
 }
 
+/* FIELD := the JSON text VALUE, or exit naming the field. */
+static void set_field(pissa_peft_config *c, const char *field, const char *value) {
+    cli_check(pissa_peft_config_set(c, field, value), field);
+}
+
+pissa_peft_config *cli_residual_adapter_config(int64_t r, double alpha, int rslora, double dropout, unsigned mask,
+                                               const char *base) {
+    pissa_peft_config *c;
+    cli_check(pissa_peft_config_create(&c), "adapter config");
+    char v[1024], names[256];
+    snprintf(v, sizeof v, "%lld", (long long)r);
+    set_field(c, "r", v);
+    snprintf(v, sizeof v, "%.17g", alpha);
+    set_field(c, "lora_alpha", v);
+    snprintf(v, sizeof v, "%.17g", dropout);
+    set_field(c, "lora_dropout", v);
+    set_field(c, "use_rslora", rslora ? "true" : "false");
+    set_field(c, "init_lora_weights", "true");
+    cli_check(pissa_proj_names(mask, names, sizeof names), "--target");
+    size_t n = (size_t)snprintf(v, sizeof v, "[");
+    for (char *tok = strtok(names, ","); tok; tok = strtok(NULL, ","))
+        n += (size_t)snprintf(v + n, sizeof v - n, "%s\"%s\"", n > 1 ? ", " : "", tok);
+    snprintf(v + n, sizeof v - n, "]");
+    set_field(c, "target_modules", v);
+    char *quoted = malloc(2 * strlen(base) + 3), *q = quoted; /* a JSON string of the path */
+    if (!quoted) cli_fail("out of memory");
+    *q++ = '"';
+    for (const char *p = base; *p; p++) {
+        if (*p == '"' || *p == '\\') *q++ = '\\';
+        *q++ = *p;
+    }
+    *q++ = '"', *q = '\0';
+    set_field(c, "base_model_name_or_path", quoted);
+    free(quoted);
+    return c;
+}
+
 uint64_t cli_mix(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

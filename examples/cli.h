@@ -48,6 +48,13 @@ const char *cli_out_begin(const char *out, const char *const *drop);
 #define CLI_ADAPTER_FILES "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
 void cli_out_commit(void);
 
+/* The adapter_config.json of a PiSSA initial or trained adapter written beside its residual model (as pissa-init and
+ * pissa-finetune write them): r, lora_alpha, use_rslora, lora_dropout, target_modules (the projections of MASK, as a
+ * list), init_lora_weights true (loading it must not redo the SVD: BASE is already the residual) and
+ * base_model_name_or_path BASE. Exits on a bad value. Caller frees with pissa_peft_config_free. */
+pissa_peft_config *cli_residual_adapter_config(int64_t r, double alpha, int rslora, double dropout, unsigned mask,
+                                               const char *base);
+
 /* Copies the files that travel with a Hugging Face checkpoint (generation_config.json and the tokenizer files)
  * from SRC_DIR to DST_DIR, each atomically, those that exist; exits on a write failure. */
 void cli_copy_companions(const char *src_dir, const char *dst_dir);

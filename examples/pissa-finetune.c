@@ -22,7 +22,8 @@ static const char *usage =
     "\n"
     "  --model PATH          Hugging Face folder or llama2.c checkpoint (.bin)\n"
     "  --data FILE           JSONL rows {\"input_ids\": [...], \"labels\": [...]}, or text with --tokenizer\n"
-    "  --tokenizer FILE      llama2.c tokenizer: --data and --eval-data are text cut into rows of --seq tokens\n"
+    "  --tokenizer T         llama2.c tokenizer.bin, tokenizer.json, or a folder holding tokenizer.json: --data\n"
+    "                        and --eval-data are text cut into rows of --seq tokens\n"
     "  --out DIR             output folder (created)\n"
     "  --adapter DIR         continue training this PEFT adapter (instead of --method/--rank/--alpha/--target)\n"
     "  --method M            pissa, pissa_niter_N, lora or gaussian (default pissa_niter_4), or full: every\n"
@@ -67,7 +68,7 @@ typedef struct ctx {
     int convert;             /* --convert-to-lora */
     int resumed;             /* --resume: OUT's earlier files belong to this run */
     int saved;               /* OUT has been written by this run */
-    pissa_peft_config peft;  /* the adapter config written to OUT for PiSSA methods */
+    pissa_peft_config *peft; /* the adapter config written to OUT for PiSSA methods */
     pissa_trainer *t;
     FILE *log;               /* log.csv's lines, in memory: written to OUT with each save */
     char *log_buf;
@@ -101,7 +102,7 @@ static void save_all(ctx *c, int final) {
     const char *dst = cli_out_begin(c->out, !c->saved && !c->resumed ? fresh : write_base ? fresh : later);
     if (write_base && is_dir(c->model_path)) cli_copy_companions(c->model_path, dst); /* OUT is a checkpoint */
     if (c->pissa && write_base) write_pissa_init(c, dst);
-    if (c->pissa) cli_check(pissa_trainer_save_peft(c->t, &c->peft, dst), c->out);
+    if (c->pissa) cli_check(pissa_trainer_save_peft(c->t, c->peft, dst), c->out);
     else cli_check(pissa_trainer_save(c->t, dst), c->out); /* the adapter, or in full mode the model */
     snprintf(path, sizeof path, "%s/state", dst);
     cli_check(pissa_trainer_save_state(c->t, path), "state");
@@ -113,7 +114,7 @@ static void save_all(ctx *c, int final) {
     c->saved = 1;
 }
 
-/* OUT/lora: W_res + s·B·A = W + s'·B'·A' with A' = [A; A0], B' = [B, −B0] (REFERENCE §2), for the original base. */
+/* OUT/lora: W_res + s·B·A = W + s'·B'·A' with A' = [A; A0], B' = [B, −B0] (docs/interop.md), for the original base. */
 static void write_converted(const char *out, const char *model_path) {
     char init[PATH_MAX], lora[PATH_MAX];
     snprintf(init, sizeof init, "%s/pissa_init", out);
@@ -304,16 +305,8 @@ int main(int argc, char **argv) {
     else if (adapter) cli_check(pissa_model_load_adapter(m, adapter), adapter);
     else cli_check(pissa_model_add_adapters(m, &ao), "adapters");
     if (c.pissa) {
-        c.peft = pissa_peft_default_config();
-        c.peft.r = rank;
-        c.peft.lora_alpha = ao.init.alpha;
-        c.peft.use_rslora = rslora;
-        c.peft.lora_dropout = dropout;
-        c.peft.target_kind = PISSA_TARGET_LIST;
-        snprintf(c.peft.init_lora_weights, sizeof c.peft.init_lora_weights, "true"); /* OUT is the residual base */
-        cli_check(pissa_proj_names(ao.targets, c.peft.target_modules, sizeof c.peft.target_modules), "--target");
-        snprintf(c.peft.base_model_name_or_path, sizeof c.peft.base_model_name_or_path, "%s", out);
-        c.init = initial_adapter(m, &c.peft);
+        c.peft = cli_residual_adapter_config(rank, ao.init.alpha, rslora, dropout, ao.targets, out);
+        c.init = initial_adapter(m, c.peft);
     }
 
     pissa_tokenizer *tok = NULL;
@@ -402,6 +395,7 @@ int main(int argc, char **argv) {
     }
     pissa_trainer_free(c.t);
     pissa_peft_adapter_free(c.init);
+    pissa_peft_config_free(c.peft);
     pissa_dataset_free(eval);
     pissa_dataset_free(data);
     pissa_tokenizer_free(tok);

@@ -83,8 +83,9 @@ int main(int argc, char **argv) {
     if (ad) {
         const pissa_peft_config *c = pissa_peft_adapter_config(ad);
         printf("pissa-merge: %s %zu adapted weights (r %lld, lora_alpha %g%s) %s %s",
-               unmerge ? "unmerged" : "merged", pissa_peft_adapter_count(ad), (long long)c->r, c->lora_alpha,
-               c->use_rslora ? ", rsLoRA" : "", unmerge ? "from" : "into", model);
+               unmerge ? "unmerged" : "merged", pissa_peft_adapter_count(ad), (long long)pissa_peft_config_r(c),
+               pissa_peft_config_lora_alpha(c), pissa_peft_config_use_rslora(c) ? ", rsLoRA" : "",
+               unmerge ? "from" : "into", model);
     } else {
         printf("pissa-merge: exported %s", model);
     }

@@ -12,6 +12,7 @@
 #include "pissa/peft.h"
 #include "pissa/interop.h"
 #include "pissa/tokenizer.h"
+#include "pissa/chat.h"
 #include "pissa/data.h"
 #include "pissa/generate.h"
 #include "pissa/model.h"

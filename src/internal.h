@@ -106,5 +106,14 @@ struct cJSON;
 pissa_status pissa__json_dump_sorted(const struct cJSON *item, char **out);
 /* A number that Python would print as a float (0.0, 0.05, 1e-05), for fields PEFT stores as floats. */
 struct cJSON *pissa__json_float(double v);
+/* Parses LEN bytes of TEXT (not NUL-terminated) as one JSON object; only whitespace may follow. SOURCE names the text
+ * in errors. Caller frees *OUT with cJSON_Delete. */
+pissa_status pissa__json_parse_object(const char *text, size_t len, const char *source, struct cJSON **out);
+
+/* ---- the model a config describes (config.c) ---- */
+
+/* RoPE's inverse frequencies (head_dim / 2) for CFG's rope type, computed in float32 operation for operation as
+ * transformers' rope init functions (default, linear, llama3) compute them. */
+void pissa__rope_inv_freq(const pissa_llama_config *cfg, float *inv_freq);
 
 #endif

@@ -178,3 +178,24 @@ pissa_status pissa__json_dump_sorted(const cJSON *item, char **out) {
     *out = d.b.p;
     return PISSA_OK;
 }
+
+pissa_status pissa__json_parse_object(const char *text, size_t len, const char *source, cJSON **out) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!*out)
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", source,
+                           end ? (size_t)(end - text) : (size_t)0);
+    size_t k = (size_t)(end - text);
+    while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
+    if (k < len) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (trailing characters at byte %zu)", source, k);
+    }
+    if (!cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: top level is not a JSON object", source);
+    }
+    return PISSA_OK;
+}

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "internal.h"
+#include "peft_internal.h"
 #include "pissa/safetensors.h"
 #include "pissa/train.h"
 

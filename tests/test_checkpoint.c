@@ -101,7 +101,16 @@ static void refuses_model_types_that_are_not_llama(void **state) {
     (void)state;
     pissa_llama_config c;
     assert_fails(parse("{\"model_type\":\"gpt2\",\"n_embd\":768}", &c), PISSA_ERR_UNSUPPORTED,
-                 "config.json: model_type 'gpt2' is not Llama-compatible", NULL);
+                 "config.json: model_type 'gpt2' is not supported", NULL);
+    static const char *const refused[] = {"gemma", "gemma2", "gemma3_text", "phi3", "mixtral", "qwen2_moe", "qwen3_moe"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        char json[128], want[96];
+        snprintf(json, sizeof json, "{\"model_type\":\"%s\"}", refused[i]);
+        snprintf(want, sizeof want, "model_type '%s' is not supported:", refused[i]);
+        assert_fails(parse(json, &c), PISSA_ERR_UNSUPPORTED, want, NULL);
+    }
+    assert_fails(parse("{\"model_type\":\"qwen2\",\"architectures\":[\"LlamaForCausalLM\"]}", &c),
+                 PISSA_ERR_UNSUPPORTED, "architectures lists 'LlamaForCausalLM'", "Qwen2ForCausalLM");
     assert_fails(parse("{\"hidden_size\":64}", &c), PISSA_ERR_FORMAT, "config.json", "model_type is missing");
     assert_fails(parse("{\"model_type\":7}", &c), PISSA_ERR_FORMAT, "model_type must be a string", NULL);
 }
@@ -136,9 +145,13 @@ static void check_supported_refuses_what_the_forward_pass_lacks(void **state) {
     struct {
         const char *json, *field;
     } cases[] = {
-        {"{\"model_type\":\"llama\",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}}", "rope_scaling"},
-        {"{\"model_type\":\"llama\",\"attention_bias\":true}", "attention_bias"},
-        {"{\"model_type\":\"llama\",\"mlp_bias\":true}", "mlp_bias"},
+        {"{\"model_type\":\"llama\",\"rope_scaling\":{\"type\":\"yarn\",\"factor\":2.0}}", "rope_type 'yarn'"},
+        {"{\"model_type\":\"llama\",\"rope_scaling\":{\"rope_type\":\"dynamic\",\"factor\":2.0}}",
+         "rope_type 'dynamic'"},
+        {"{\"model_type\":\"mistral\",\"rope_parameters\":{\"rope_type\":\"longrope\"}}", "rope_type 'longrope'"},
+        {"{\"model_type\":\"llama\",\"partial_rotary_factor\":0.5}", "partial_rotary_factor 0.5"},
+        {"{\"model_type\":\"qwen2\",\"use_sliding_window\":true}", "use_sliding_window"},
+        {"{\"model_type\":\"qwen3\",\"use_sliding_window\":true}", "use_sliding_window"},
         {"{\"model_type\":\"llama\",\"hidden_act\":\"gelu\"}", "hidden_act 'gelu'"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_attention_heads\":7}", "num_attention_heads 7"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_attention_heads\":8,\"num_key_value_heads\":3}",

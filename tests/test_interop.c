@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peft_internal.h"
 #include "testutil.h"
 
 static const char *proj[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -17,7 +18,7 @@ static const char *proj[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj
 
 static pissa_peft_config parse_config(const char *json) {
     pissa_peft_config c;
-    assert_ok(pissa_peft_config_parse(json, strlen(json), "test config", &c));
+    assert_ok(pissa__peft_config_parse_into(json, strlen(json), "test config", &c));
     return c;
 }
 

@@ -161,6 +161,38 @@ static void tied_model_with_wide_heads_and_rslora_matches_pytorch(void **state) 
     check_against_pytorch("llama_tied", 2 * 7);
 }
 
+/* ---- the families (tests/reference/make_llama_reference.py FIXTURES) ---- */
+
+static void check_full_gradients(const char *fixture, size_t n_weights, int n_1d);
+
+typedef struct family_fixture {
+    const char *name;
+    size_t adapters;       /* adapted modules */
+    size_t weights, n_1d;  /* tensors of the checkpoint, and how many of them are 1-D (norms, biases) */
+} family_fixture;
+
+static const family_fixture families[] = {
+    {"llama3_rope", 2 * 7, 3 + 2 * 9, 1 + 2 * 2},           /* rope llama3, positions past the original 32 */
+    {"llama_bias_linear", 2 * 7, 2 + 2 * 16, 1 + 2 * 9},    /* rope linear, attention + mlp biases, tied */
+    {"mistral_window", 2 * 4, 3 + 2 * 9, 1 + 2 * 2},        /* sliding window 5 over 12 positions */
+    {"qwen2_bias", 2 * 7, 2 + 2 * 12, 1 + 2 * 5},           /* q/k/v biases, tied */
+    {"qwen3_qknorm", 2 * 7, 2 + 2 * 15, 1 + 2 * 8},         /* q_norm/k_norm, head_dim 16 with H·hd != D */
+};
+
+/* Every family gives PyTorch's logits, loss and adapter gradients... */
+static void every_family_matches_pytorch_logits_loss_and_adapter_gradients(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof families / sizeof *families; i++) check_against_pytorch(families[i].name,
+                                                                                          families[i].adapters);
+}
+
+/* ... and, fully fine-tuned, the gradient of every weight, biases and q/k norms included. */
+static void every_family_gives_pytorch_gradients_of_every_weight(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof families / sizeof *families; i++)
+        check_full_gradients(families[i].name, families[i].weights, (int)families[i].n_1d);
+}
+
 /* ---- finite differences, gradient buffers, memory ---- */
 
 /* Every adapter's A and B, about 9 entries of each, against the sixth-order central difference
@@ -357,8 +389,12 @@ static void reference_comparisons_notice_a_tripled_rms_norm_eps(void **state) {
 static void unsupported_configs_are_refused_with_their_field(void **state) {
     (void)state;
     struct { const char *key, *value, *needle; } cases[] = {
-        {"rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling"},
-        {"attention_bias", "true", "attention_bias"},
+        {"rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}", "rope_type 'dynamic'"},
+        {"rope_scaling", "{\"rope_type\": \"longrope\", \"short_factor\": [1], \"long_factor\": [1]}",
+         "rope_type 'longrope'"},
+        {"partial_rotary_factor", "0.5", "partial_rotary_factor"},
+        {"model_type", "\"gemma\"", "model_type 'gemma'"},
+        {"architectures", "[\"LlamaForSequenceClassification\"]", "architectures"},
         {"hidden_act", "\"gelu\"", "hidden_act"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -469,7 +505,8 @@ static void initialised_adapters_preserve_the_model_and_round_trip(void **state)
 /* ---- full fine-tuning ---- */
 
 /* Every base weight's gradient (no adapter) against float64 PyTorch (tests/reference/make_full_reference.py). */
-static void check_full_gradients(const char *fixture, size_t n_weights) {
+/* N_1D: the 1-D tensors (RMSNorm weights, biases, q/k norms), which the trainer keeps out of weight decay. */
+static void check_full_gradients(const char *fixture, size_t n_weights, int n_1d) {
     pissa_model *m = load_fixture(fixture, 0);
     assert_int_equal(pissa_model_param_count(m), 0); /* frozen until full mode */
     assert_ok(pissa_model_set_full_finetune(m));
@@ -509,7 +546,7 @@ static void check_full_gradients(const char *fixture, size_t n_weights) {
         if (v.ndim == 1) assert_int_equal(v.rows, 1);
         free(want);
     }
-    assert_int_equal(norms, 2 * 2 + 1); /* two layers of two RMSNorms, and model.norm */
+    assert_int_equal(norms, n_1d);
     printf("  %s: loss %.7f vs %.7f; %zu weight gradients, max|diff|/max|grad| %.3g\n", fixture, loss, want_loss,
            n_weights, worst);
     pissa_st_close(f);
@@ -519,12 +556,13 @@ static void check_full_gradients(const char *fixture, size_t n_weights) {
 
 static void full_finetune_gradients_of_every_weight_match_pytorch_untied(void **state) {
     (void)state;
-    check_full_gradients("llama_untied", 3 + 2 * 9); /* embed, norm, lm_head; per layer 2 norms + 7 projections */
+    /* embed, norm, lm_head; per layer 2 norms + 7 projections; 1-D: two layers of two RMSNorms, and model.norm */
+    check_full_gradients("llama_untied", 3 + 2 * 9, 2 * 2 + 1);
 }
 
 static void full_finetune_gradients_match_pytorch_tied_embedding_gets_both_uses(void **state) {
     (void)state;
-    check_full_gradients("llama_tied", 2 + 2 * 9);
+    check_full_gradients("llama_tied", 2 + 2 * 9, 2 * 2 + 1);
 }
 
 static void full_finetune_and_adapters_exclude_each_other(void **state) {
@@ -855,6 +893,8 @@ int main(void) {
         cmocka_unit_test(untied_gqa_model_matches_pytorch),
         cmocka_unit_test(tied_model_with_wide_heads_and_rslora_matches_pytorch),
         cmocka_unit_test(reference_comparisons_notice_a_tripled_rms_norm_eps),
+        cmocka_unit_test(every_family_matches_pytorch_logits_loss_and_adapter_gradients),
+        cmocka_unit_test(every_family_gives_pytorch_gradients_of_every_weight),
         cmocka_unit_test(adapter_gradients_match_finite_differences),
         cmocka_unit_test(frozen_weights_get_no_gradient_buffers),
         cmocka_unit_test(steps_of_one_shape_allocate_nothing_and_accumulate),

@@ -37,7 +37,7 @@ struct op_case {
     void (*bwd)(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                 const float *saved);
     /* dimensions and non-differentiable data */
-    int B, T, H, KV, hd, N, C, OC, r, V;
+    int B, T, H, KV, hd, N, C, OC, r, V, window;
     float s, p, eps, theta;
     int start;
     const int32_t *ids;      /* embedding ids, cross-entropy targets, or rope positions */
@@ -138,7 +138,8 @@ static void ref_rope(const op_case *c, double *const *in, double *out, double *s
             }
 }
 
-/* q (B, T, H, hd), k v (B, T, KV, hd); saved = lse (B, H, T): log Σ_j exp(s_ij) over the causal row. */
+/* q (B, T, H, hd), k v (B, T, KV, hd); saved = lse (B, H, T): log Σ_j exp(s_ij) over the keys i − W < j <= i (every
+ * j <= i without a window). */
 static void ref_attention(const op_case *c, double *const *in, double *out, double *saved) {
     int B = c->B, T = c->T, H = c->H, KV = c->KV, hd = c->hd;
     const double *q = in[0], *k = in[1], *v = in[2];
@@ -148,8 +149,9 @@ static void ref_attention(const op_case *c, double *const *in, double *out, doub
             int g = h / (H / KV);
             for (int i = 0; i < T; i++) {
                 double mx = -INFINITY, sum = 0;
+                int lo = c->window && i - c->window + 1 > 0 ? i - c->window + 1 : 0;
                 for (int j = 0; j < T; j++) {
-                    if (j > i) {
+                    if (j > i || j < lo) {
                         p[j] = 0;
                         continue;
                     }
@@ -159,8 +161,8 @@ static void ref_attention(const op_case *c, double *const *in, double *out, doub
                     p[j] = dot / sqrt((double)hd);
                     if (p[j] > mx) mx = p[j];
                 }
-                for (int j = 0; j <= i; j++) sum += (p[j] = exp(p[j] - mx));
-                for (int j = 0; j <= i; j++) p[j] /= sum;
+                for (int j = lo; j <= i; j++) sum += (p[j] = exp(p[j] - mx));
+                for (int j = lo; j <= i; j++) p[j] /= sum;
                 saved[(b * H + h) * T + i] = mx + log(sum);
                 for (int d = 0; d < hd; d++) {
                     double acc = 0;
@@ -170,6 +172,12 @@ static void ref_attention(const op_case *c, double *const *in, double *out, doub
             }
         }
     free(p);
+}
+
+static void ref_bias(const op_case *c, double *const *in, double *out, double *saved) {
+    (void)saved;
+    for (int n = 0; n < c->N; n++)
+        for (int j = 0; j < c->C; j++) out[n * c->C + j] = in[0][n * c->C + j] + in[1][j];
 }
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -251,9 +259,26 @@ static void bwd_rmsnorm(const op_case *c, float *const *din, float *scratch, con
     pissa__rmsnorm_backward(din[0], din[1], dout, in[0], in[1], saved, c->N, c->C, c->fresh);
 }
 
+/* inv_freq = theta^(−2i/hd) in float32, as the default rope type (config.c) computes it. */
+static void inv_freq_of(float theta, int hd, float *inv) {
+    for (int i = 0; i < hd / 2; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+}
+
+static void fwd_bias(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
+    (void)saved, (void)scratch;
+    pissa__bias_forward(out, in[0], in[1], c->N, c->C);
+}
+static void bwd_bias(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
+                     const float *saved) {
+    (void)scratch, (void)saved, (void)in;
+    pissa__bias_backward(din[0], din[1], dout, c->N, c->C, c->fresh);
+}
+
 static void fwd_rope(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
     (void)saved, (void)scratch;
-    pissa__rope_tables(c->cos_tab, c->sin_tab, c->ids, c->start, c->T, c->hd, c->theta);
+    float inv[64];
+    inv_freq_of(c->theta, c->hd, inv);
+    pissa__rope_tables(c->cos_tab, c->sin_tab, c->ids, c->start, c->T, c->hd / 2, inv);
     pissa__rope_forward(out, in[0], c->cos_tab, c->sin_tab, c->B, c->T, c->H, c->hd);
 }
 static void bwd_rope(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
@@ -264,12 +289,12 @@ static void bwd_rope(const op_case *c, float *const *din, float *scratch, const 
 
 static void fwd_attention(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
     pissa__attention_forward(out, saved, scratch, ATT_THREADS, in[0], in[1], in[2], c->B, c->T, c->H, c->KV,
-                             c->hd);
+                             c->hd, c->window);
 }
 static void bwd_attention(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                           const float *saved) {
     pissa__attention_backward(din[0], din[1], din[2], scratch, ATT_THREADS, dout, in[0], in[1], in[2], saved, c->B,
-                              c->T, c->H, c->KV, c->hd, c->fresh);
+                              c->T, c->H, c->KV, c->hd, c->window, c->fresh);
 }
 
 static void fwd_silu(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -371,14 +396,27 @@ static op_case case_attention(int KV) {
                      .fwd = fwd_attention, .bwd = bwd_attention, .B = B_, .T = T_, .H = H_, .KV = KV, .hd = HD_,
                      .fresh_slots = 7};
 }
-/* T spans three query tiles of the kernel (64, 64 and a partial 2), so keys cross tile boundaries. */
-static op_case case_attention_tiles(void) {
+/* A sliding window of 3 keys (Mistral's): query i sees keys i-2 .. i. */
+static op_case case_attention_window(void) {
+    op_case c = case_attention(KV_);
+    c.name = "attention_window";
+    c.window = 3;
+    return c;
+}
+/* T spans three query tiles of the kernel (64, 64 and a partial 2), so keys cross tile boundaries; WINDOW 0 is full
+ * causal attention, 70 a window longer than a tile that starts inside an earlier tile. */
+static op_case case_attention_tiles(int window) {
     enum { B = 1, T = 130, H = 2, KV = 1, HD = 4 };
-    return (op_case){.name = "attention_tiles", .n_in = 3, .in_name = {"q", "k", "v"},
-                     .in_n = {B * T * H * HD, B * T * KV * HD, B * T * KV * HD}, .n_out = B * T * H * HD,
-                     .n_saved = B * H * T, .n_scratch = pissa__attention_scratch_floats(T, ATT_THREADS),
-                     .ref = ref_attention, .fwd = fwd_attention, .bwd = bwd_attention, .B = B, .T = T, .H = H,
-                     .KV = KV, .hd = HD, .fresh_slots = 7};
+    return (op_case){.name = window ? "attention_window_tiles" : "attention_tiles", .n_in = 3,
+                     .in_name = {"q", "k", "v"}, .in_n = {B * T * H * HD, B * T * KV * HD, B * T * KV * HD},
+                     .n_out = B * T * H * HD, .n_saved = B * H * T,
+                     .n_scratch = pissa__attention_scratch_floats(T, ATT_THREADS), .ref = ref_attention,
+                     .fwd = fwd_attention, .bwd = bwd_attention, .B = B, .T = T, .H = H, .KV = KV, .hd = HD,
+                     .window = window, .fresh_slots = 7};
+}
+static op_case case_bias(void) {
+    return (op_case){.name = "bias", .n_in = 2, .in_name = {"inp", "b"}, .in_n = {N_ * OC_, OC_}, .n_out = N_ * OC_,
+                     .ref = ref_bias, .fwd = fwd_bias, .bwd = bwd_bias, .N = N_, .C = OC_, .fresh_slots = 1};
 }
 static op_case case_elementwise(const char *name) {
     op_case c = {.name = name, .n_in = 2, .in_name = {"a", "b"}, .in_n = {E_, E_}, .n_out = E_};
@@ -645,7 +683,10 @@ OVERWRITING_OP_TESTS(rope_positions, case_rope(1))
 OVERWRITING_OP_TESTS(rope_start_offset, case_rope(0))
 OVERWRITING_OP_TESTS(attention_gqa, case_attention(KV_))
 OVERWRITING_OP_TESTS(attention_mha, case_attention(H_))
-OVERWRITING_OP_TESTS(attention_tiles, case_attention_tiles())
+OVERWRITING_OP_TESTS(attention_tiles, case_attention_tiles(0))
+OVERWRITING_OP_TESTS(attention_window, case_attention_window())
+OVERWRITING_OP_TESTS(attention_window_tiles, case_attention_tiles(70))
+OVERWRITING_OP_TESTS(bias, case_bias())
 OP_TESTS(silu, case_elementwise("silu"))
 OP_TESTS(mul, case_elementwise("mul"))
 OVERWRITING_OP_TESTS(add, case_elementwise("add"))
@@ -745,14 +786,14 @@ static void exponentials_of_very_negative_inputs_are_zero_without_overflow(void 
  * query sees only the first key, so its output is that key's value row and its log-sum-exp its one score. */
 static void attention_is_causal_and_saves_row_logsumexp(void **state) {
     (void)state;
-    op_case c = case_attention_tiles();
+    op_case c = case_attention_tiles(0);
     int T = c.T, H = c.H, hd = c.hd;
     run R;
     run_setup(&R, &c, 9);
     float *out2 = malloc(c.n_out * sizeof *out2), *saved2 = malloc(c.n_saved * sizeof *saved2);
     float *scratch = malloc(c.n_scratch * sizeof *scratch);
     for (int d = 0; d < hd; d++) R.in[1][(T - 1) * hd + d] += 1.0f, R.in[2][(T - 1) * hd + d] -= 2.0f;
-    pissa__attention_forward(out2, saved2, scratch, ATT_THREADS, R.in[0], R.in[1], R.in[2], 1, T, H, 1, hd);
+    pissa__attention_forward(out2, saved2, scratch, ATT_THREADS, R.in[0], R.in[1], R.in[2], 1, T, H, 1, hd, 0);
     assert_memory_equal(out2, R.out, (size_t)(T - 1) * H * hd * sizeof(float));
     assert_memory_equal(saved2, R.saved, (size_t)(T - 1) * sizeof(float)); /* head 0's rows before the last */
     assert_true(memcmp(out2 + (size_t)(T - 1) * H * hd, R.out + (size_t)(T - 1) * H * hd, H * hd * sizeof(float)));
@@ -775,8 +816,9 @@ static void attention_is_causal_and_saves_row_logsumexp(void **state) {
 static void rope_rotates_i_with_i_plus_half(void **state) {
     (void)state;
     int32_t pos[1] = {3};
-    float cs[HD_ / 2], sn[HD_ / 2], x[HD_] = {1.0f};
-    pissa__rope_tables(cs, sn, pos, 0, 1, HD_, 10000.0f);
+    float cs[HD_ / 2], sn[HD_ / 2], x[HD_] = {1.0f}, inv[HD_ / 2];
+    inv_freq_of(10000.0f, HD_, inv);
+    pissa__rope_tables(cs, sn, pos, 0, 1, HD_ / 2, inv);
     pissa__rope_forward(x, x, cs, sn, 1, 1, 1, HD_);
     assert_true(fabsf(x[0] - (float)cos(3.0)) < 1e-6f);
     assert_true(fabsf(x[HD_ / 2] - (float)sin(3.0)) < 1e-6f);
@@ -790,8 +832,10 @@ static void rope_tables_match_formula_and_start_offset(void **state) {
     float cs[T * HD / 2], sn[T * HD / 2], cs2[T * HD / 2], sn2[T * HD / 2];
     int32_t pos[T];
     for (int t = 0; t < T; t++) pos[t] = 5 + t;
-    pissa__rope_tables(cs, sn, pos, 0, T, HD, 500000.0f);
-    pissa__rope_tables(cs2, sn2, NULL, 5, T, HD, 500000.0f);
+    float inv[HD / 2];
+    inv_freq_of(500000.0f, HD, inv);
+    pissa__rope_tables(cs, sn, pos, 0, T, HD / 2, inv);
+    pissa__rope_tables(cs2, sn2, NULL, 5, T, HD / 2, inv);
     assert_memory_equal(cs, cs2, sizeof cs);
     assert_memory_equal(sn, sn2, sizeof sn);
     double md = 0;
@@ -810,7 +854,9 @@ static void rope_in_place_matches_out_of_place(void **state) {
     enum { n = B_ * T_ * H_ * HD_ };
     float x[n], y[n], cs[T_ * HD_ / 2], sn[T_ * HD_ / 2];
     tu_gaussian(x, n, 4);
-    pissa__rope_tables(cs, sn, ROPE_POS, 0, T_, HD_, 10000.0f);
+    float inv[HD_ / 2];
+    inv_freq_of(10000.0f, HD_, inv);
+    pissa__rope_tables(cs, sn, ROPE_POS, 0, T_, HD_ / 2, inv);
     pissa__rope_forward(y, x, cs, sn, B_, T_, H_, HD_);
     pissa__rope_forward(x, x, cs, sn, B_, T_, H_, HD_);
     assert_memory_equal(x, y, sizeof x);
@@ -870,6 +916,9 @@ int main(void) {
         OVERWRITING_OP_ENTRIES(attention_gqa),
         OVERWRITING_OP_ENTRIES(attention_mha),
         OVERWRITING_OP_ENTRIES(attention_tiles),
+        OVERWRITING_OP_ENTRIES(attention_window),
+        OVERWRITING_OP_ENTRIES(attention_window_tiles),
+        OVERWRITING_OP_ENTRIES(bias),
         cmocka_unit_test(attention_is_causal_and_saves_row_logsumexp),
         OP_ENTRIES(silu),
         OP_ENTRIES(mul),

@@ -356,9 +356,9 @@ static void hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling(v
     expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "model.layers.0.mlp.experts.0.weight", NULL);
 
     char *cfg = replace(w.config_json, "\"rope_scaling\": null",
-                        "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
+                        "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 2.0}");
     write_hf(hf, &w, cfg, NULL, NULL, NULL);
-    expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "rope_scaling", hf);
+    expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "rope_type 'yarn'", hf);
     free(cfg);
 
     /* rotary_emb.inv_freq (older transformers saved it) is recomputed, not refused */

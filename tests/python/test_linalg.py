@@ -103,3 +103,23 @@ def test_library_errors_raise_pissa_error_with_the_library_message():
     assert e.value.status == 1 and e.value.status_name == "PISSA_ERR_INVALID_ARG" and e.value.message
     with pytest.raises(pissa.Error, match="pissa_niter"):
         pissa.adapter_init(W, "pissa_niter_x", 2)
+
+
+def test_peft_config_fields_by_their_peft_names():
+    c = pissa.PeftConfig(r=16, lora_alpha=32, target_modules=["q_proj", "o_proj"], init_lora_weights="pissa_niter_4",
+                         rank_pattern={"down_proj": 8})
+    assert (c.r, c.lora_alpha, c.target_modules, c.init_lora_weights) == (16, 32, ["o_proj", "q_proj"],  # a set
+                                                                          "pissa_niter_4")
+    assert c.rank_pattern == {"down_proj": 8} and c.layers_to_transform is None
+    c.target_modules = "all-linear"
+    c.init_lora_weights = "true"
+    back = pissa.PeftConfig.from_json(c.to_json())
+    assert back.to_json() == c.to_json() and back.target_modules == "all-linear" and back.init_lora_weights == "true"
+    d = c.copy()
+    d.r = 4
+    assert (c.r, d.r) == (16, 4)  # a copy, not a view
+    with pytest.raises(pissa.Error, match="lora_dropout"):
+        c.lora_dropout = "a lot"
+    with pytest.raises(AttributeError):
+        _ = c.no_such_field
+    assert c.r == 16  # a refused set changes nothing
