@@ -5,7 +5,7 @@ A committed fixture that its script no longer reproduces fails the test, naming 
 
 Usage: /usr/bin/python3 tests/reference/check_fixtures.py --work DIR [--data DIR] [--python EXE] [--node EXE]
   --work    scratch directory (emptied first); the copy is DIR/reference
-  --data    ../shared/data (default: next to the repository)
+  --data    ../shared/data (default: next to the repository); the copy sees it at the same relative place
   --python  interpreter for python3/numpy/torch scripts (default /usr/bin/python3)
   --node    node executable for node scripts (default: node on PATH)
 Environment: PISSA_REQUIRE_ALL=1 makes a missing tool or data file a failure instead of a skip.
@@ -24,8 +24,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOOLS = ("python3", "numpy", "torch", "node")
+TOOLS = ("python3", "numpy", "torch", "jinja2", "node")
 SCRIPT_EXT = (".py", ".js", ".mjs", ".cjs")
+IGNORED = ("__pycache__", "node_modules")  # not committed (git-ignored), never compared
 
 
 class Mismatch(Exception):
@@ -35,7 +36,7 @@ class Mismatch(Exception):
 # ---- the manifest ----
 
 def read_manifest(path):
-    entries, helpers = [], set()
+    entries, helpers, inputs = [], set(), []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
@@ -43,10 +44,14 @@ def read_manifest(path):
                 continue
             fields = [x.strip() for x in line.split(" | ")]
             where = f"{path}:{lineno}"
-            if fields[0] == "helper":
+            if fields[0] in ("helper", "input"):
                 if len(fields) != 2:
-                    sys.exit(f"{where}: a helper line is 'helper | MODULE'")
-                helpers.add(fields[1])
+                    sys.exit(f"{where}: a {fields[0]} line is '{fields[0]} | FILE...'")
+                for f in fields[1].split():
+                    if fields[0] == "helper":
+                        helpers.add(f)
+                    else:
+                        inputs.append((f, where))
                 continue
             if len(fields) != 4:
                 sys.exit(f"{where}: expected 'TOOL | SCRIPT [ARGS] | OUTPUTS | COMPARE', got {len(fields)} fields")
@@ -62,46 +67,70 @@ def read_manifest(path):
                 outs.append((pattern, rule or compare))
             argv = command.split()
             entries.append({"where": where, "tool": tool, "script": argv[0], "args": argv[1:], "outputs": outs})
-    return entries, helpers
+    return entries, helpers, inputs
 
 
 def parse_rule(rule, where):
     if rule == "exact":
         return ("exact", 0.0)
     kind, _, tol = rule.partition(":")
+    if kind == "json-except" and tol:
+        return (kind, tuple(tol.split(",")))
     try:
         if kind in ("rel", "abs") and float(tol) >= 0:
             return (kind, float(tol))
     except ValueError:
         pass
-    sys.exit(f"{where}: bad comparison '{rule}' (exact, rel:TOL or abs:TOL)")
+    sys.exit(f"{where}: bad comparison '{rule}' (exact, rel:TOL, abs:TOL or json-except:KEY,...)")
+
+
+def braces(pattern):
+    """'{a,b}/x*' -> ['a/x*', 'b/x*'] (the shell's brace expansion, which glob lacks)."""
+    i = pattern.find("{")
+    if i < 0:
+        return [pattern]
+    j = pattern.index("}", i)
+    return [p for alt in pattern[i + 1:j].split(",") for p in braces(pattern[:i] + alt + pattern[j + 1:])]
+
+
+def committed(pattern):
+    """The committed files PATTERN (globs, braces) matches, relative to this folder."""
+    return sorted({os.path.relpath(p, HERE) for b in braces(pattern) for p in glob.glob(os.path.join(HERE, b))
+                   if os.path.isfile(p)})
 
 
 def expand_outputs(entry):
     """Committed files of ENTRY, each with its rule (a later pattern overrides an earlier one)."""
     files = {}
     for pattern, rule in entry["outputs"]:
-        matches = sorted(p for p in glob.glob(os.path.join(HERE, pattern)) if os.path.isfile(p))
+        matches = committed(pattern)
         if not matches:
             raise Mismatch(f"{entry['where']}: output '{pattern}' matches no committed file")
         for p in matches:
-            files[os.path.relpath(p, HERE)] = parse_rule(rule, entry["where"])
+            files[p] = parse_rule(rule, entry["where"])
     return files
 
 
 # ---- tools ----
 
-def tool_missing(tool, python, node):
-    """None if TOOL works here, else what is missing (named as a Debian package)."""
+def tool_missing(tool, script, python, node):
+    """None if TOOL works here for SCRIPT, else what is missing (named as a Debian package or a command)."""
     if tool == "node":
         exe = node or shutil.which("node")
-        ok = exe and subprocess.run([exe, "--version"], capture_output=True).returncode == 0
-        return None if ok else "node (Debian: nodejs), for the node reference scripts"
-    imports = {"python3": "", "numpy": "import numpy", "torch": "import numpy, torch"}[tool]
+        if not (exe and subprocess.run([exe, "--version"], capture_output=True).returncode == 0):
+            return "node (Debian: nodejs), for the node reference scripts"
+        folder = os.path.dirname(os.path.join(HERE, script))
+        if os.path.exists(os.path.join(folder, "package.json")) and not os.path.isdir(os.path.join(folder,
+                                                                                                  "node_modules")):
+            rel = os.path.relpath(folder, os.path.join(HERE, "..", ".."))
+            return f"{rel}/node_modules (cd {rel} && npm ci --ignore-scripts)"
+        return None
+    imports = {"python3": "", "numpy": "import numpy", "torch": "import numpy, torch", "jinja2": "import jinja2"}[tool]
     if not os.path.exists(python):
         return f"{python}, for the Python reference scripts"
     if subprocess.run([python, "-c", imports], capture_output=True).returncode != 0:
-        pkg = {"numpy": "python3-numpy", "torch": "python3-numpy python3-torch"}.get(tool, "python3")
+        pkg = {"numpy": "python3-numpy", "torch": "python3-numpy python3-torch", "jinja2": "python3-jinja2"}.get(
+            tool, "python3")
         return f"{python} with {tool} (Debian: {pkg}), for the reference scripts that use it"
     return None
 
@@ -221,6 +250,12 @@ def compare_file(rel, copy_dir, rule):
         want = f.read()
     if got == want:
         return "identical"
+    if kind == "json-except":  # the same JSON document but for the top-level keys TOL names
+        g, w = json.loads(got), json.loads(want)
+        for k in tol:
+            g.pop(k, None), w.pop(k, None)
+        compare_json(g, w, "abs", 0.0, rel)
+        return f"identical but for {', '.join(tol)}"
     if kind == "exact":
         at = next(i for i in range(min(len(got), len(want)) + 1) if i == min(len(got), len(want)) or got[i] != want[i])
         raise Mismatch(f"{rel}: differs from the committed file at byte {at} ({len(got)} vs {len(want)} bytes)")
@@ -247,30 +282,45 @@ def main():
     ap.add_argument("--node", default=None)
     a = ap.parse_args()
     require_all = os.environ.get("PISSA_REQUIRE_ALL", "0") not in ("", "0")
-    entries, helpers = read_manifest(os.path.join(HERE, "fixtures.txt"))
+    entries, helpers, inputs = read_manifest(os.path.join(HERE, "fixtures.txt"))
 
     failures, skipped = [], []
     named = {e["script"] for e in entries} | helpers
-    for f in sorted(os.listdir(HERE)):
-        if f.endswith(SCRIPT_EXT) and f != os.path.basename(__file__) and f not in named:
-            failures.append(f"{f}: a script that fixtures.txt does not name (add its line, or 'helper | {f}')")
-
-    listed = set()
+    listed = {"fixtures.txt"}
+    for pattern, where in inputs:
+        matches = committed(pattern)
+        if not matches:
+            failures.append(f"{where}: input '{pattern}' matches no committed file")
+        listed |= set(matches)
     for e in entries:
         try:
             listed |= set(expand_outputs(e))
         except Mismatch:
             pass  # reported below
     for root, dirs, names in os.walk(HERE):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        dirs[:] = [d for d in dirs if d not in IGNORED]
         for n in names:
             rel = os.path.relpath(os.path.join(root, n), HERE)
-            if rel not in listed and rel != "fixtures.txt" and not rel.endswith(SCRIPT_EXT):
-                failures.append(f"{rel}: a committed fixture that no script in fixtures.txt writes")
+            if rel.endswith(SCRIPT_EXT):
+                if rel != os.path.basename(__file__) and rel not in named:
+                    failures.append(f"{rel}: a script that fixtures.txt does not name (add its line, or "
+                                    f"'helper | {rel}')")
+            elif rel not in listed:
+                failures.append(f"{rel}: a committed file that no script in fixtures.txt writes (add the script's "
+                                f"line, or 'input | {rel}' if it is written by hand)")
 
+    # The copy keeps the repository's layout relative to ../shared/data (WORK/tree/repo/tests/reference and
+    # WORK/tree/shared/data), so the scripts' default paths work there; node_modules folders are linked, not copied.
     shutil.rmtree(a.work, ignore_errors=True)
-    copy = os.path.join(a.work, "reference")
-    shutil.copytree(HERE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy = os.path.join(a.work, "tree", "repo", "tests", "reference")
+    os.makedirs(os.path.join(a.work, "tree", "shared"))
+    os.symlink(os.path.abspath(a.data), os.path.join(a.work, "tree", "shared", "data"))
+    shutil.copytree(HERE, copy, ignore=shutil.ignore_patterns(*IGNORED))
+    for root, dirs, _ in os.walk(HERE):
+        if "node_modules" in dirs:
+            rel = os.path.relpath(os.path.join(root, "node_modules"), HERE)
+            os.symlink(os.path.join(HERE, rel), os.path.join(copy, rel))
+        dirs[:] = [d for d in dirs if d not in IGNORED]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     produced = set()
     for e in entries:
@@ -279,7 +329,7 @@ def main():
         except Mismatch as m:
             failures.append(str(m))
             continue
-        missing = tool_missing(e["tool"], a.python, a.node)
+        missing = tool_missing(e["tool"], e["script"], a.python, a.node)
         args = [x.replace("{data}", os.path.abspath(a.data)) for x in e["args"]]
         if not missing:
             absent = [x for x, raw in zip(args, e["args"]) if "{data}" in raw and not os.path.exists(x)]
@@ -295,8 +345,9 @@ def main():
         for rel in files:  # the script must write each output afresh
             os.remove(os.path.join(copy, rel))
         exe = [a.node or shutil.which("node")] if e["tool"] == "node" else [a.python]
-        run = subprocess.run(exe + [os.path.join(copy, e["script"])] + args, cwd=copy, env=env,
-                             capture_output=True, text=True)
+        script = os.path.join(copy, e["script"])
+        run = subprocess.run(exe + [script] + args, cwd=os.path.dirname(script), env=env, capture_output=True,
+                             text=True)
         if run.returncode != 0:
             failures.append(f"{e['script']} exited with {run.returncode}:\n{run.stdout[-2000:]}{run.stderr[-4000:]}")
             continue
@@ -308,7 +359,8 @@ def main():
             except Mismatch as m:
                 failures.append(f"{e['script']}: {m}")
     if not skipped:  # with every script run, nothing in the copy may be new (an output fixtures.txt forgot)
-        for root, _, names in os.walk(copy):
+        for root, dirs, names in os.walk(copy):
+            dirs[:] = [d for d in dirs if d not in IGNORED]
             for n in names:
                 rel = os.path.relpath(os.path.join(root, n), copy)
                 if not os.path.exists(os.path.join(HERE, rel)):
