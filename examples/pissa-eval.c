@@ -20,6 +20,7 @@ static const char *usage =
     "                     text, encoded once (with the tokenizer's special tokens) and cut into rows of --seq tokens\n"
     "  --seq T            tokens per text row (default 256)\n"
     "  --batch B          rows per forward pass (default 8)\n"
+    CLI_BASE_DTYPE_HELP
     "  --threads N        BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
     "  --json             print exactly one line {\"loss\": ..., \"ppl\": ..., \"tokens\": ...} on stdout\n"
     "  -q, --quiet        no progress on stderr\n"
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *adapter_dir = NULL, *data_path = NULL, *tok_path = NULL;
     int64_t seq = 256, batch = 8;
     int threads = 0, json = 0, quiet = 0;
+    pissa_model_opts mo = pissa_model_default_opts();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -42,6 +44,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) tok_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--seq")) seq = cli_int(a, cli_value(argc, argv, &i), 2, 1 << 20);
         else if (!strcmp(a, "--batch")) batch = cli_int(a, cli_value(argc, argv, &i), 1, 1 << 16);
+        else if (!strcmp(a, "--base-dtype")) mo.base_dtype = cli_qtype(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
@@ -53,7 +56,7 @@ int main(int argc, char **argv) {
 
     double t0 = cli_now();
     pissa_model *m;
-    cli_check(pissa_model_load(model_path, &m), model_path);
+    cli_check(pissa_model_load_with_opts(model_path, &mo, &m), model_path);
     if (adapter_dir) cli_check(pissa_model_load_adapter(m, adapter_dir), adapter_dir);
     const pissa_llama_config *cfg = pissa_model_config(m);
     pissa_dataset *ds;
