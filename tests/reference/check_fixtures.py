@@ -56,8 +56,8 @@ def read_manifest(path):
             if len(fields) != 4:
                 sys.exit(f"{where}: expected 'TOOL | SCRIPT [ARGS] | OUTPUTS | COMPARE', got {len(fields)} fields")
             tool, command, outputs, compare = fields
-            if tool not in TOOLS:
-                sys.exit(f"{where}: unknown tool '{tool}' (one of {', '.join(TOOLS)}, helper)")
+            if tool not in TOOLS and not (tool.startswith("test:") and len(tool) > 5):
+                sys.exit(f"{where}: unknown tool '{tool}' (one of {', '.join(TOOLS)}, test:NAME, helper, input)")
             parse_rule(compare, where)
             outs = []
             for o in outputs.split():
@@ -329,6 +329,9 @@ def main():
         except Mismatch as m:
             failures.append(str(m))
             continue
+        if e["tool"].startswith("test:"):  # rerun by that test, which also makes the script's input
+            print(f"  {e['script']}: rerun by ctest {e['tool'][5:]}")
+            continue
         missing = tool_missing(e["tool"], e["script"], a.python, a.node)
         args = [x.replace("{data}", os.path.abspath(a.data)) for x in e["args"]]
         if not missing:
@@ -365,7 +368,7 @@ def main():
                 rel = os.path.relpath(os.path.join(root, n), copy)
                 if not os.path.exists(os.path.join(HERE, rel)):
                     failures.append(f"{rel}: written by a script but not committed (or not listed in fixtures.txt)")
-    ran = len(entries) - len(skipped)
+    ran = len([e for e in entries if not e["tool"].startswith("test:")]) - len(skipped)
     print(f"{ran} of {len(entries)} reference scripts rerun, {len(produced)} fixtures compared, "
           f"{len(skipped)} skipped, {len(failures)} failures")
     for f in failures:
