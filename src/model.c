@@ -27,6 +27,7 @@ typedef struct adapter {
                          * into the weights in place of the base); empty for the LoRA kinds */
     int pA, pB, pW;    /* parameter ids (pW: the frozen base weight, or the residual that replaced it) */
     int replaced;      /* the residual has replaced the base weight */
+    int released;      /* the converted base weight was freed while attaching (restore_bases puts it back) */
 } adapter;
 
 typedef struct layer_params {
@@ -246,8 +247,11 @@ static pissa_status register_adapters(pissa_model *m) {
     return PISSA_OK;
 }
 
-/* Leaves the model without adapters after a failed attach. */
+static void restore_bases(pissa_model *m);
+
+/* Leaves the model without adapters after a failed attach, its base as it was. */
 static pissa_status attach_failed(pissa_model *m, pissa_status st) {
+    restore_bases(m);
     size_t L = (size_t)m->w.cfg.num_hidden_layers;
     for (size_t i = 0; i < L * N_PROJ; i++) m->ad_index[i] = -1;
     free_adapters(m);
@@ -312,7 +316,39 @@ static pissa_status split(pissa_model *m, adapter *a, const pissa_init_opts *io,
     int rounds = pissa_qtype_is_quantized(type) && qiter > 1 ? qiter : 1;
     pissa_status st = pissa__qpissa(W, a->out, a->in, io, type, rounds, a->A, a->B, &a->res);
     pissa__weights_drop(src->w, (size_t)k); /* read once */
+    if (st == PISSA_OK && m->base >= 0) {
+        /* The base was converted at load: the converted copy the residual will replace is not the source, so it can
+         * go now and memory holds one copy of each projection, not two (restore_bases rebuilds it on failure). */
+        pissa__qweight empty = {0};
+        pissa__weights_replace(&m->w, (size_t)pissa__weights_index(&m->w, P->name), &empty);
+        a->released = 1;
+    }
     return st;
+}
+
+/* After a failed attach: each released base weight converted again from the checkpoint, as the load did. */
+static void restore_bases(pissa_model *m) {
+    int any = 0;
+    for (size_t i = 0; i < m->n_ad; i++) any |= m->ad[i].released;
+    if (!any) return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", pissa_last_error()); /* the attach's own error is the one to report */
+    pissa__weights src;
+    pissa_status st = pissa__weights_load(m->path, NULL, &src);
+    for (size_t i = 0; st == PISSA_OK && i < m->n_ad; i++) {
+        adapter *a = &m->ad[i];
+        if (!a->released) continue;
+        pissa__param *P = &m->params.p[a->pW];
+        pissa__qweight from = pissa__weights_matrix(&src, (size_t)pissa__weights_index(&src, P->name)), q = {0};
+        if ((st = pissa__qweight_convert(&q, P->q.type, &from)) != PISSA_OK) break;
+        size_t k = (size_t)pissa__weights_index(&m->w, P->name);
+        pissa__weights_replace(&m->w, k, &q);
+        pissa__qweight view = pissa__weights_matrix(&m->w, k);
+        pissa__params_rebind(&m->params, a->pW, &view);
+        a->released = 0;
+    }
+    pissa__weights_free(&src);
+    (void)pissa__fail(st, "%s%s", msg, st == PISSA_OK ? "" : " (and the base could not be restored: free the model)");
 }
 
 pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts) {

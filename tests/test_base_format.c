@@ -213,6 +213,31 @@ static void pissa_on_a_quantized_base_is_qpissa(void **state) {
     }
 }
 
+/* A PiSSA attach on a converted base frees each converted projection as its residual is made; when a later module
+ * fails (rank 100 > 64 = min(out, in) of k_proj, after q_proj succeeded), the model is left exactly as loaded. */
+static void failed_attach_leaves_a_quantized_base_as_loaded(void **state) {
+    (void)state;
+    int32_t ids[B_ * T_], labels[B_ * T_];
+    batch(ids, labels, 300);
+    size_t nl = (size_t)B_ * T_ * 300;
+    float *want = malloc(sizeof(float) * nl), *got = malloc(sizeof(float) * nl);
+    pissa_model *m = load(ck_llama, PISSA_QTYPE_NF4);
+    assert_ok(pissa_model_logits(m, ids, B_, T_, want));
+    pissa_adapter_opts ao = pissa_adapter_default_opts();
+    ao.targets = PISSA_PROJ_Q | PISSA_PROJ_K;
+    ao.init.kind = PISSA_INIT_PISSA;
+    ao.init.rank = 100;
+    assert_int_equal(pissa_model_add_adapters(m, &ao), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "k_proj"));
+    assert_int_equal(pissa_model_adapter_count(m), 0);
+    assert_ok(pissa_model_logits(m, ids, B_, T_, got));
+    assert_memory_equal(got, want, sizeof(float) * nl);
+    ao.init.rank = 8; /* and a good attach still works */
+    assert_ok(pissa_model_add_adapters(m, &ao));
+    pissa_model_free(m);
+    free(want), free(got);
+}
+
 /* Without adapters, a model loaded in NF4 saves the checkpoint's own values, not its quantized copy. */
 static void save_writes_unadapted_weights_as_stored(void **state) {
     (void)state;
@@ -254,7 +279,7 @@ static void bf16_checkpoint_is_used_from_the_mapping(void **state) {
 /* The generator (one token at a time, the same kernels) agrees with the model at every position, for each format. */
 static void generator_equals_model_for_every_format(void **state) {
     (void)state;
-    int32_t ids[T_], labels[T_];
+    int32_t ids[B_ * T_], labels[B_ * T_]; /* the first row is used */
     batch(ids, labels, 300);
     for (int base = -1; base < PISSA_QTYPE_COUNT; base++) {
         pissa_model_opts o = pissa_model_default_opts();
@@ -315,6 +340,7 @@ int main(void) {
         cmocka_unit_test(every_format_equals_float32_on_the_same_values),
         cmocka_unit_test(quantized_bases_change_the_logits),
         cmocka_unit_test(pissa_on_a_quantized_base_is_qpissa),
+        cmocka_unit_test(failed_attach_leaves_a_quantized_base_as_loaded),
         cmocka_unit_test(save_writes_unadapted_weights_as_stored),
         cmocka_unit_test(bf16_checkpoint_is_used_from_the_mapping),
         cmocka_unit_test(generator_equals_model_for_every_format),

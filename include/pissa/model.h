@@ -60,6 +60,8 @@ PISSA_API pissa_adapter_opts pissa_adapter_default_opts(void);
  * The PiSSA kinds split W as the checkpoint stores it (re-read from the file when the load converted the base) and
  * replace the frozen weight by W_res = W − s·B·A in the base's format: for NF4 and INT8 that is QPiSSA
  * (pissa_qpissa_init with opts->qiter rounds), the residual's quantization q(W_res) kept. LORA and GAUSSIAN keep W.
+ * A converted projection is freed as soon as its residual exists (memory holds one copy, not two); on failure the
+ * model is left as it was (its base converted again from the checkpoint).
  * A model holds one set of adapters: PISSA_ERR_INVALID_ARG if it already has one. */
 PISSA_API pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts);
 
