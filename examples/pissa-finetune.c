@@ -68,11 +68,15 @@ static const char *usage =
     "  --resume DIR          continue from a training state (e.g. OUT/state) with the same options\n"
     "  --threads N           BLAS threads (default: OPENBLAS_NUM_THREADS or all cores; under mpirun the cores\n"
     "                        the process is bound to, or this node's cores shared among its processes)\n"
+    "  --grad-checkpoint     activation checkpointing: keep each layer's input only and recompute the layer in\n"
+    "                        the backward pass (the same gradients; about one more forward per step, far less\n"
+    "                        activation memory)\n"
     "  --convert-to-lora     PiSSA methods: also write OUT/lora, the trained adapter as an ordinary rank-2r\n"
     "                        LoRA adapter for the ORIGINAL base model (what people publish)\n"
     "  --json                one summary line on stdout\n"
     "  -q, --quiet           no progress line\n"
-    "  -h, --help            this text\n"
+    "  -h, --help            this text\n";
+static const char *usage_mpi = /* apart: one string this long would pass what ISO C compilers must accept */
     "\n"
     "mpirun -np N pissa-finetune ... trains the same adapter with N processes (same options; every process needs\n"
     "the inputs, process 0 writes OUT): see docs/distributed.md.\n";
@@ -259,6 +263,7 @@ static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, in
     if (tok) cli_check(pissa_dataset_load_text(path, tok, seq, &d), path);
     else cli_check(pissa_dataset_load_jsonl(path, vocab, &d), path);
     if (!pissa_dataset_count(d)) cli_fail("%s: no rows (a text shorter than --seq tokens gives none)", path);
+    if (!pissa_dataset_target_count(d, seq)) cli_fail("%s: no targets (every label after a row's first is -100)", path);
     return d;
 }
 
@@ -309,7 +314,7 @@ int main(int argc, char **argv) {
     const char *adapter_opt = NULL; /* the first option that shapes an adapter, refused with --method full */
     int64_t rank = 8, steps = 0, seq = 0, eval_every = 0, save_every = 0;
     double alpha = NAN, epochs = 0, dropout = 0, momentum = NAN;
-    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0, qiter = 1;
+    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0, qiter = 1, checkpoint = 0;
     pissa_model_opts mo = pissa_model_default_opts();
     pissa_train_opts o = pissa_train_default_opts();
     o.optim.lr = 2e-4;
@@ -318,7 +323,8 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         if (!adapter_opt && is_adapter_opt(a)) adapter_opt = a;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
+            if (job.rank == 0) fputs(usage, stdout), fputs(usage_mpi, stdout);
+            if (job.comm) job_exit(0, NULL);
             return 0;
         } else if (!strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--data")) data_path = cli_value(argc, argv, &i);
@@ -357,6 +363,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) o.seed = cli_u64(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--resume")) resume = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
+        else if (!strcmp(a, "--grad-checkpoint")) checkpoint = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--convert-to-lora")) convert = 1;
         else if (!strcmp(a, "--adapter")) adapter = cli_value(argc, argv, &i);
@@ -414,6 +421,7 @@ int main(int argc, char **argv) {
     if (full) cli_check(pissa_model_set_full_finetune(m), "--method full");
     else if (adapter) cli_check(pissa_model_load_adapter(m, adapter), adapter);
     else cli_check(pissa_model_add_adapters(m, &ao), "adapters");
+    pissa_model_set_grad_checkpoint(m, checkpoint);
     if (c.pissa) {
         c.peft = cli_residual_adapter_config(rank, ao.init.alpha, rslora, dropout, ao.targets, out);
         c.init = initial_adapter(m, c.peft);

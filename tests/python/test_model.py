@@ -222,6 +222,23 @@ def test_forward_backward_gradient_matches_a_finite_difference(tok):
         assert not v.dB.any()
 
 
+def test_grad_checkpoint_gives_the_same_gradients_in_a_smaller_arena(tok):
+    ids = np.array([tok.encode("Lily saw a big cat. The cat was soft and warm. She smiled.")] * 2, dtype=np.int32)
+    runs = []
+    for on in (False, True):
+        m = pissa.Model.load(STORIES).add_adapters("pissa", 2, targets="all-linear", dropout=0.2)
+        m.grad_checkpoint = on
+        assert m.grad_checkpoint is on
+        m.set_training(True, seed=5)
+        m.zero_grad()
+        loss = m.forward_backward(ids)
+        runs.append((loss, [g.copy() for _, _, g in m.parameters()], m.arena_bytes))
+        m.close()
+    (l0, g0, b0), (l1, g1, b1) = runs
+    assert l0 == l1 and all(np.array_equal(a, b) for a, b in zip(g0, g1))
+    assert b1 < b0
+
+
 def test_resume_from_saved_state_continues_exactly(tok, shakespeare_small, tmp_path):
     train, _ = shakespeare_small
 
@@ -250,6 +267,31 @@ def test_early_stop_from_the_train_callback(tok, shakespeare_small):
     del m  # the trainer holds the model
     gc.collect()
     assert t.step().step == 4
+
+
+def test_non_finite_weights_raise_a_numeric_error_not_a_nan(tok, tmp_path):
+    """A checkpoint with one NaN (or Inf) weight: evaluation, a training step and generation raise
+    pissa.NumericError with the library's message; Model.loss, a plain computation, returns the NaN it computes."""
+    ids = [tok.encode("Once upon a time there was a dog.")]
+    for bad in (float("nan"), float("inf")):
+        with pissa.Model.load(STORIES) as m:
+            m.set_full_finetune()
+            weights = {name: data for name, data, _ in m.parameters()}
+            weights["model.layers.2.mlp.down_proj.weight"][3, 5] = bad
+            m.save(tmp_path / "bad")
+        with pissa.Model.load(tmp_path / "bad") as m, pissa.Dataset.from_rows(ids, 512) as ds:
+            assert np.isnan(m.loss(ids))
+            m.add_adapters("lora", 2)
+            t = pissa.Trainer(m, ds, 2, lr=1e-3, batch=1)
+            with pytest.raises(pissa.NumericError, match="non-finite"):
+                t.evaluate(ds)
+            with pytest.raises(pissa.NumericError, match="loss of micro-batch 1 is (nan|inf)"):
+                t.step()
+            assert t.steps == 0
+        with pissa.Generator(tmp_path / "bad", tok) as g:
+            for temperature in (0.0, 0.8):
+                with pytest.raises(pissa.NumericError, match="not finite"):
+                    g.generate("Once", steps=8, temperature=temperature)
 
 
 def test_datasets_from_python_rows_and_jsonl(tmp_path):
