@@ -157,6 +157,7 @@ static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, in
     if (tok) cli_check(pissa_dataset_load_text(path, tok, seq, &d), path);
     else cli_check(pissa_dataset_load_jsonl(path, vocab, &d), path);
     if (!pissa_dataset_count(d)) cli_fail("%s: no rows (a text shorter than --seq tokens gives none)", path);
+    if (!pissa_dataset_target_count(d, seq)) cli_fail("%s: no targets (every label after a row's first is -100)", path);
     return d;
 }
 

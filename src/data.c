@@ -324,6 +324,16 @@ pissa_status pissa_dataset_load_text(const char *path, const pissa_tokenizer *to
     return st;
 }
 
+int64_t pissa_dataset_target_count(const pissa_dataset *d, int64_t seq) {
+    int64_t count = 0;
+    for (size_t i = 0; d && i < d->n; i++) {
+        int64_t len = seq > 0 && seq < d->len[i] ? seq : d->len[i];
+        const int32_t *labels = d->labels + d->start[i];
+        for (int64_t k = 1; k < len; k++) count += labels[k] != PISSA_IGNORE_INDEX;
+    }
+    return count;
+}
+
 /* ---- shuffling ---- */
 
 void pissa_shuffle_indices(size_t *perm, size_t n, uint64_t seed) {
