@@ -1,0 +1,37 @@
+/* PEFT LoRA adapter folder: the input is adapter_config.json FZ_SEP adapter_model.safetensors. The folder is read
+ * (pissa_peft_adapter_load: every module walked), then applied to the tiny model (2 layers, hidden 4; written once)
+ * with pissa_model_load_adapter, which resolves target_modules, layers_to_transform and the rank/alpha patterns
+ * against the base and checks every shape; a model that takes the adapter runs one forward pass. */
+#include "fuzz_util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static char base[FZ_PATH_MAX], dir[FZ_PATH_MAX], config[FZ_PATH_MAX], weights[FZ_PATH_MAX];
+    if (!base[0]) {
+        pissa_set_num_threads(1);
+        fz_write_tiny_model(fz_mkdir(base, "base"));
+        fz_mkdir(dir, "adapter");
+        fz_path(config, "adapter/adapter_config.json");
+        fz_path(weights, "adapter/adapter_model.safetensors");
+    }
+    fz_part part[2];
+    fz_split(data, size, part, 2);
+    fz_write(config, part[0].p, part[0].n);
+    fz_write(weights, part[1].p, part[1].n);
+
+    pissa_peft_adapter *a;
+    if (pissa_peft_adapter_load(dir, &a) != PISSA_OK) return 0;
+    for (size_t i = 0; i < pissa_peft_adapter_count(a); i++) {
+        const char *module;
+        const pissa_tensor *A, *B;
+        size_t found;
+        if (pissa_peft_adapter_module(a, i, &module, &A, &B) == PISSA_OK)
+            pissa_peft_adapter_find(a, module, &found);
+    }
+    pissa_peft_adapter_free(a);
+
+    pissa_model *m;
+    if (pissa_model_load(base, &m) != PISSA_OK) return 0;
+    if (pissa_model_load_adapter(m, dir) == PISSA_OK) fz_run_model(m);
+    pissa_model_free(m);
+    return 0;
+}
