@@ -322,13 +322,16 @@ void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, 
 /* e^x for x <= 0 (Cephes expf: n = round(x·log2 e), r = x − n·ln 2 in two parts, a degree-7 polynomial, ·2ⁿ by
  * the exponent bits; measured within 1 ulp on [−87, 0]). Written without a float-to-int conversion or a branch so
  * that the loop vectorises: adding 1.5·2²³ rounds t to an integer held in the low mantissa bits, read as bits.
- * Below −87 (e^x < 1.7e−38, negligible next to the row maximum's 1) the result is 0, as is e^−inf; NaN stays NaN. */
+ * Below −87 (e^x < 1.7e−38, negligible next to the row maximum's 1) the result is 0, as is e^−inf; NaN stays NaN.
+ * x is first clamped at −104 (still below −87, so still 0): below about −1.5e7 the exponent bits of t would make the
+ * int32 subtraction overflow. */
 static inline float exp_nonpos(float x) {
+    x = x < -104.0f ? -104.0f : x; /* NaN compares false and passes through */
     float t = x * 1.44269504088896341f;
     float big = t + 12582912.0f, n = big - 12582912.0f;
     int32_t ni;
     memcpy(&ni, &big, sizeof ni);
-    ni -= 0x4B400000; /* round(t); far below −127 for t < −2²² or −inf */
+    ni -= 0x4B400000; /* round(t) >= −151 */
     ni = ni < -127 ? -127 : ni > 128 ? 128 : ni; /* NaN input gives garbage bits: keep the shift defined */
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;

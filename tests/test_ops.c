@@ -716,6 +716,30 @@ static void cross_entropy_is_stable_for_large_logits(void **state) {
     free(x);
 }
 
+/* Arguments of e^x far below −87 (activations of a model with huge or corrupt weights: SiLU of −1e20, a logit 1e30
+ * below its row's maximum) give exactly 0, as e^x does in float. The branch-free exp once computed 2ⁿ from round(x·log2
+ * e) by an int32 subtraction that overflowed below x ≈ −1.5e7: undefined behaviour, which the UBSan build reports
+ * (found by tests/fuzz, fuzz_llama2c_model). */
+static void exp_of_huge_negative_arguments_is_zero_without_overflow(void **state) {
+    (void)state;
+    const float x[5] = {-1.6e7f, -1e20f, -3.4e38f, 1e20f, 0.0f};
+    float silu[5], swiglu[5], up[5] = {1, 1, 1, 1, 1};
+    pissa__silu_forward(silu, x, 5);
+    pissa__swiglu_forward(swiglu, x, up, 5);
+    for (int i = 0; i < 5; i++) {
+        double want = x[i] / (1.0 + exp(-(double)x[i])); /* −0 for the negative ones, exactly x for 1e20 */
+        assert_true(silu[i] == (float)want && swiglu[i] == (float)want);
+    }
+    /* softmax of {0, −1e30, −3e38}: probability 1 for the first logit, exactly 0 for the others */
+    const float logits[3] = {0.0f, -1e30f, -3e38f};
+    const int32_t target[1] = {1};
+    float loss, lse, g[3] = {0};
+    assert_int_equal(pissa__cross_entropy_forward(&loss, &lse, logits, target, 1, 3), 1);
+    assert_true(lse == 0.0f && loss == 1e30f);
+    pissa__cross_entropy_backward(g, 1.0f, logits, target, &lse, 1, 3, 0);
+    assert_true(g[0] == 1.0f && g[1] == -1.0f && g[2] == 0.0f);
+}
+
 /* Causality: changing the last position's key and value leaves every earlier output bit for bit; the first
  * query sees only the first key, so its output is that key's value row and its log-sum-exp its one score. */
 static void attention_is_causal_and_saves_row_logsumexp(void **state) {
@@ -853,6 +877,7 @@ int main(void) {
         cmocka_unit_test(cross_entropy_counts_only_non_ignored_targets),
         cmocka_unit_test(cross_entropy_all_ignored_gives_zero_loss_and_no_gradient),
         cmocka_unit_test(cross_entropy_is_stable_for_large_logits),
+        cmocka_unit_test(exp_of_huge_negative_arguments_is_zero_without_overflow),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }
