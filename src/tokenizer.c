@@ -16,7 +16,7 @@ struct sorted_piece { /* run.c's TokenIndex */
 
 struct pissa_tokenizer {
     int32_t vocab_size;          // V
-    int32_t max_token_length;    // from the file header; every piece is at most this long
+    int32_t longest;             // bytes of the longest piece (<= the header's max_token_length): sizes merge buffers
     char **pieces;               // (V) NUL-terminated, into blob
     int32_t *lens;               // (V) piece lengths in bytes
     float *scores;               // (V)
@@ -87,7 +87,7 @@ pissa_status pissa_tokenizer_load(const char *path, int32_t vocab_size, pissa_to
     }
 
     /* Pass 1: walk the records to validate them and find V (when inferred) and the blob size. */
-    int32_t V = 0;
+    int32_t V = 0, longest = 0;
     size_t off = 4, blob_bytes = 0;
     for (;;) {
         if (vocab_size > 0 && V == vocab_size) break;
@@ -123,6 +123,7 @@ pissa_status pissa_tokenizer_load(const char *path, int32_t vocab_size, pissa_to
         }
         off += 8 + (size_t)len;
         blob_bytes += (size_t)len + 1;
+        if (len > longest) longest = len;
         if (V == INT32_MAX) {
             st = pissa__fail(PISSA_ERR_FORMAT, "%s: too many tokens", path);
             goto done;
@@ -139,7 +140,7 @@ pissa_status pissa_tokenizer_load(const char *path, int32_t vocab_size, pissa_to
     tok = calloc(1, sizeof *tok);
     if (!tok) goto nomem;
     tok->vocab_size = V;
-    tok->max_token_length = max_len;
+    tok->longest = longest; /* not max_len: a header may declare 2^30 for pieces of a few bytes */
     tok->pieces = pissa__alloc((size_t)V, sizeof *tok->pieces);
     tok->lens = pissa__alloc((size_t)V, sizeof *tok->lens);
     tok->scores = pissa__alloc((size_t)V, sizeof *tok->scores);
@@ -289,7 +290,7 @@ static pissa_status bpe_merge(const pissa_tokenizer *tok, int32_t *tokens, size_
     pissa_status st = PISSA_OK;
     token_list tl = {0};
     cand_heap h = {0};
-    char *buf = malloc(2 * (size_t)tok->max_token_length + 1);
+    char *buf = malloc(2 * (size_t)tok->longest + 1);
     tl.id = tokens;
     tl.prev = pissa__alloc(len, sizeof *tl.prev);
     tl.next = pissa__alloc(len, sizeof *tl.next);

@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -234,6 +237,47 @@ static void expect_format_error(const char *path, int32_t V, const char *needle)
     if (!strstr(pissa_last_error(), path)) fail_msg("message does not name the file: %s", pissa_last_error());
     if (needle && !strstr(pissa_last_error(), needle))
         fail_msg("message lacks \"%s\": %s", needle, pissa_last_error());
+}
+
+/* The header's max_token_length is only a bound the pieces are checked against: a file declaring 0x40000007 with
+ * pieces of at most 6 bytes loads, and encoding sizes its merge buffer by the longest piece, not by the header
+ * (which made every encode allocate 2 GiB; found by tests/fuzz, fuzz_llama2c_tokenizer). Checked in a child process
+ * whose address space is capped at 512 MB above what it already maps: a 2 GiB allocation fails there. */
+static void encode_buffer_follows_the_longest_piece_not_the_header(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("tok-maxlen"), *path = tu_path(dir, "tok.bin");
+    static const extra_piece extra[] = {{"ab", -1.0f}, {"a", -2.0f}, {"b", -3.0f}};
+    bytes_buf w = make_tokenizer_bytes(extra, 3, 0x40000007);
+    tu_write_bytes(path, w.b, w.n);
+    pissa_tokenizer *tok;
+    assert_ok(pissa_tokenizer_load(path, 0, &tok));
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%ld", &pages) != 1) _exit(2);
+        fclose(f);
+        struct rlimit lim = {.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (512u << 20)};
+        lim.rlim_max = lim.rlim_cur;
+        if (setrlimit(RLIMIT_AS, &lim) != 0) _exit(2);
+        int32_t ids[16];
+        size_t n = 0;
+        pissa_status st = pissa_tokenizer_encode(tok, "abab", 4, 1, 0, ids, 16, &n);
+        _exit(st == PISSA_OK && n == 4 && ids[2] == 259 && ids[3] == 259 ? 0 : 1); /* BOS, " ", ab, ab */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("encoding in a process capped at 512 MB more failed (status 0x%x): the merge buffer follows the "
+                 "header's max_token_length",
+                 status);
+    pissa_tokenizer_free(tok);
+    free(w.b);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
 }
 
 static void load_rejects_truncated_and_inconsistent_files(void **state) {
@@ -511,6 +555,7 @@ int main(void) {
         cmocka_unit_test(encode_capacity_contract_and_size_query),
         cmocka_unit_test(decode_strips_space_after_bos_and_maps_byte_tokens),
         cmocka_unit_test(load_rejects_truncated_and_inconsistent_files),
+        cmocka_unit_test(encode_buffer_follows_the_longest_piece_not_the_header),
         cmocka_unit_test(heap_merges_equal_naive_run_c_loop_on_random_texts),
         cmocka_unit_test(tok512_encodings_match_python_reference),
         cmocka_unit_test(tinyshakespeare_encodes_fast_and_round_trips),
