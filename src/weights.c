@@ -152,23 +152,25 @@ static pissa_status check_shapes(const pissa__weights *w, const char *source) {
     return for_each_expected(&w->cfg, check_one, &c);
 }
 
-/* 1 if NAME is a tensor the forward uses (for this config), else 0. */
-typedef struct find_ctx {
-    const char *name;
-    int found;
-} find_ctx;
-
-static pissa_status find_one(void *user, const char *name, int ndim, const int64_t *shape) {
-    (void)ndim, (void)shape;
-    find_ctx *f = user;
-    if (!strcmp(f->name, name)) f->found = 1;
-    return PISSA_OK;
-}
-
+/* 1 if NAME is one of the names for_each_expected lists for this config, else 0. The name is parsed (layer index as
+ * %lld writes it, then a suffix of layer_tensor_names) rather than compared with every listed name: a config may claim
+ * 10⁹ layers, and only the shape check that follows compares the layer count with the tensors present. */
 static int is_expected(const pissa_llama_config *c, const char *name) {
-    find_ctx f = {name, 0};
-    for_each_expected(c, find_one, &f);
-    return f.found;
+    static const char layers[] = "model.layers.";
+    if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight")) return 1;
+    if (!strcmp(name, "lm_head.weight")) return !c->tie_word_embeddings;
+    if (strncmp(name, layers, sizeof layers - 1) != 0) return 0;
+    const char *p = name + sizeof layers - 1;
+    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] != '.')) return 0; /* digits without a leading zero */
+    int64_t l = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (l >= c->num_hidden_layers) return 0; /* also keeps l * 10 from overflowing */
+        l = l * 10 + (*p - '0');
+    }
+    if (*p != '.' || l >= c->num_hidden_layers) return 0;
+    for (int k = 0; k < N_LAYER_TENSORS; k++)
+        if (!strcmp(p + 1, layer_tensor_names[k])) return 1;
+    return 0;
 }
 
 static int ends_with(const char *s, const char *suffix) {
