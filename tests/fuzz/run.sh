@@ -51,7 +51,7 @@ for h in "$@"; do
     if "$bin" "$work" "$src/tests/fuzz/corpus/$h" "${dict[@]}" -max_total_time="$seconds" -timeout=10 \
         -rss_limit_mb=2048 -artifact_prefix="$art/" -print_final_stats=1 ${PISSA_FUZZ_ARGS:-} >"$log" 2>&1; then
         grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::average_exec_per_sec)' "$log" \
-            | sed 's/^/   /'
+            | sed 's/^/   /' || true
     else
         echo "!! $h FAILED; reproducer(s):" >&2
         find "$art" -type f -newermt "@$stamp" >&2
