@@ -2,7 +2,7 @@
 """Writes the seed corpora (tests/fuzz/corpus/<harness>/) and dictionaries (tests/fuzz/dict/<harness>.dict) of the
 libFuzzer harnesses: a few small valid files of each format and a few that break one rule each. Standard library
 only; deterministic, so rerunning it reproduces the committed seeds byte for byte. Files that are not written by
-this script (reproducers of fixed bugs, inputs a long run found: tests/fuzz/corpus/*/crash-*, found-*) are kept.
+this script (reproducers of fixed bugs, crash-* and timeout-*; inputs a long run found, found-*) are kept.
 
     python3 tests/fuzz/make_corpus.py            # rewrites the generated seeds in place
 
