@@ -117,6 +117,109 @@ void cli_copy_companions(const char *src_dir, const char *dst_dir) {
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) copy_if_present(src_dir, dst_dir, names[k]);
 }
 
+/* PATH made absolute with symlinks, ".", ".." and repeated slashes resolved; a path that does not exist yet is
+ * resolved through its nearest existing ancestor. Caller frees; NULL on failure. */
+static char *canonical(const char *path) {
+    char *real = realpath(path, NULL);
+    if (real) return real;
+    if (errno != ENOENT) return NULL;
+    char *copy = strdup(path), *rest = NULL;
+    if (!copy) return NULL;
+    size_t n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
+    char *slash = strrchr(copy, '/');
+    const char *leaf = slash ? slash + 1 : copy;
+    char *head = slash ? (slash == copy ? strdup("/") : strndup(copy, (size_t)(slash - copy))) : strdup(".");
+    char *parent = head ? canonical(head) : NULL;
+    if (parent && strcmp(leaf, ".") && strcmp(leaf, "..")) {
+        rest = malloc(strlen(parent) + strlen(leaf) + 2);
+        if (rest) sprintf(rest, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", leaf);
+    } else if (parent && !strcmp(leaf, "..")) { /* an absent folder's parent: lexically */
+        char *s = strrchr(parent, '/');
+        rest = s && s != parent ? strndup(parent, (size_t)(s - parent)) : strdup("/");
+    } else if (parent) rest = strdup(parent);
+    free(parent);
+    free(head);
+    free(copy);
+    return rest;
+}
+
+void cli_check_output(const char *out_opt, const char *out, const char *in_opt, const char *in) {
+    if (!out || !in) return;
+    char *o = canonical(out), *i = canonical(in);
+    if (!o || !i) cli_fail("cannot resolve '%s' or '%s': %s", out, in, strerror(errno));
+    size_t n = strlen(o);
+    int same = !strcmp(o, i), inside = !strncmp(o, i, n) && (i[n] == '/' || !strcmp(o, "/"));
+    struct stat so, si; /* hard links and bind mounts of one folder too */
+    if (!same && stat(o, &so) == 0 && stat(in, &si) == 0) same = so.st_dev == si.st_dev && so.st_ino == si.st_ino;
+    free(o);
+    free(i);
+    if (same) cli_usage_error("%s '%s' is the %s input: it would be overwritten; choose another %s", out_opt, out,
+                              in_opt, out_opt);
+    if (inside) cli_usage_error("%s '%s' contains the %s input '%s': it could be overwritten; choose another %s",
+                                out_opt, out, in_opt, in, out_opt);
+}
+
+static pissa_dir_txn *pending;   /* the output transaction of this run, dropped at exit unless committed */
+static const char *pending_out;
+
+static void drop_pending(void) {
+    pissa_dir_txn_abort(pending);
+    pending = NULL;
+}
+
+const char *cli_out_begin(const char *out, const char *const *drop) {
+    static int registered;
+    if (pending) cli_fail("%s: an output transaction is already open", out);
+    if (!registered && atexit(drop_pending) == 0) registered = 1;
+    cli_check(pissa_dir_txn_begin(out, drop, &pending), out);
+    pending_out = out;
+    return pissa_dir_txn_path(pending);
+}
+
+void cli_out_commit(void) {
+    pissa_dir_txn *t = pending;
+    pending = NULL;
+    cli_check(pissa_dir_txn_commit(t), pending_out);
+}
+
+/* FIELD := the JSON text VALUE, or exit naming the field. */
+static void set_field(pissa_peft_config *c, const char *field, const char *value) {
+    cli_check(pissa_peft_config_set(c, field, value), field);
+}
+
+pissa_peft_config *cli_residual_adapter_config(int64_t r, double alpha, int rslora, double dropout, unsigned mask,
+                                               const char *base) {
+    pissa_peft_config *c;
+    cli_check(pissa_peft_config_create(&c), "adapter config");
+    char v[1024], names[256];
+    snprintf(v, sizeof v, "%lld", (long long)r);
+    set_field(c, "r", v);
+    snprintf(v, sizeof v, "%.17g", alpha);
+    set_field(c, "lora_alpha", v);
+    snprintf(v, sizeof v, "%.17g", dropout);
+    set_field(c, "lora_dropout", v);
+    set_field(c, "use_rslora", rslora ? "true" : "false");
+    set_field(c, "init_lora_weights", "true");
+    cli_check(pissa_proj_names(mask, names, sizeof names), "--target");
+    size_t n = (size_t)snprintf(v, sizeof v, "[");
+    for (char *tok = strtok(names, ","); tok; tok = strtok(NULL, ","))
+        n += (size_t)snprintf(v + n, sizeof v - n, "%s\"%s\"", n > 1 ? ", " : "", tok);
+    snprintf(v + n, sizeof v - n, "]");
+    set_field(c, "target_modules", v);
+    char *quoted = malloc(2 * strlen(base) + 3), *q = quoted; /* a JSON string of the path */
+    if (!quoted) cli_fail("out of memory");
+    *q++ = '"';
+    for (const char *p = base; *p; p++) {
+        if (*p == '"' || *p == '\\') *q++ = '\\';
+        *q++ = *p;
+    }
+    *q++ = '"', *q = '\0';
+    set_field(c, "base_model_name_or_path", quoted);
+    free(quoted);
+    return c;
+}
+
 uint64_t cli_mix(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

@@ -27,6 +27,34 @@ const char *cli_value(int argc, char **argv, int *i);
 /* Creates DIR and its parents (mkdir -p), or exits with one line naming the directory. */
 void cli_mkdirs(const char *dir);
 
+/* Exits with a usage error naming both options if the output OUT (given as OUT_OPT) is the input IN (IN_OPT) or
+ * contains it: a mistyped --out must never overwrite a program's own input. Paths are compared after resolving
+ * symlinks, ".", ".." and trailing slashes (an OUT that does not exist yet by its nearest existing ancestor). IN
+ * may be NULL (option not given). */
+void cli_check_output(const char *out_opt, const char *out, const char *in_opt, const char *in);
+
+/* A program's output folder OUT, written as one transaction (pissa/fileio.h): cli_out_begin starts a new version
+ * of OUT that keeps OUT's current entries except those matching DROP (the names this program writes) and returns
+ * the folder to write into; cli_out_commit switches it in whole. A failed run (any exit before the commit) drops the
+ * new version and leaves OUT exactly as it was; so does kill -9 (the leftover is removed by the next run). One
+ * transaction at a time. */
+const char *cli_out_begin(const char *out, const char *const *drop);
+/* What a program writing a checkpoint into OUT owns there: the weights in any layout, config.json and the companion
+ * files cli_copy_companions copies (for DROP). */
+#define CLI_CHECKPOINT_FILES                                                                                        \
+    "config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors",                \
+        "generation_config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"
+/* ... and a PEFT adapter folder. */
+#define CLI_ADAPTER_FILES "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
+void cli_out_commit(void);
+
+/* The adapter_config.json of a PiSSA initial or trained adapter written beside its residual model (as pissa-init and
+ * pissa-finetune write them): r, lora_alpha, use_rslora, lora_dropout, target_modules (the projections of MASK, as a
+ * list), init_lora_weights true (loading it must not redo the SVD: BASE is already the residual) and
+ * base_model_name_or_path BASE. Exits on a bad value. Caller frees with pissa_peft_config_free. */
+pissa_peft_config *cli_residual_adapter_config(int64_t r, double alpha, int rslora, double dropout, unsigned mask,
+                                               const char *base);
+
 /* Copies the files that travel with a Hugging Face checkpoint (generation_config.json and the tokenizer files)
  * from SRC_DIR to DST_DIR, each atomically, those that exist; exits on a write failure. */
 void cli_copy_companions(const char *src_dir, const char *dst_dir);

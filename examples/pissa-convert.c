@@ -1,5 +1,5 @@
 /* pissa-convert: a trained PiSSA adapter → an ordinary LoRA adapter for the ORIGINAL base model, as PEFT's
- * save_pretrained(path_initial_model_for_weight_conversion=...) does it (REFERENCE §2): rank 2r,
+ * save_pretrained(path_initial_model_for_weight_conversion=...) does it (docs/interop.md): rank 2r,
  * A' = [A; A0], B' = [B, −B0], alpha doubled (√2× with rsLoRA), init_lora_weights true. */
 #include <limits.h>
 #include <math.h>
@@ -59,19 +59,23 @@ int main(int argc, char **argv) {
     if (!adapter_dir) cli_usage_error("--adapter DIR is required");
     if (!initial_dir) cli_usage_error("--initial DIR is required");
     if (!out_dir) cli_usage_error("--out DIR is required");
+    cli_check_output("--out", out_dir, "--adapter", adapter_dir);
+    cli_check_output("--out", out_dir, "--initial", initial_dir);
 
     pissa_peft_adapter *trained, *initial, *lora;
     cli_check(pissa_peft_adapter_load(adapter_dir, &trained), "--adapter");
     cli_check(pissa_peft_adapter_load(initial_dir, &initial), "--initial");
     if (!have_dtype) dtype = stored_dtype(adapter_dir);
     cli_check(pissa_peft_pissa_to_lora(trained, initial, base, &lora), "convert");
-    cli_mkdirs(out_dir);
-    cli_check(pissa_peft_adapter_save(lora, out_dir, dtype), out_dir);
+    cli_check(pissa_peft_adapter_save(lora, out_dir, dtype), out_dir); /* replaces the folder's adapter whole */
 
     const pissa_peft_config *c = pissa_peft_adapter_config(trained), *o = pissa_peft_adapter_config(lora);
+    int64_t r = pissa_peft_config_r(c), r2 = pissa_peft_config_r(o);
+    double alpha = pissa_peft_config_lora_alpha(c), alpha2 = pissa_peft_config_lora_alpha(o);
     printf("pissa-convert: %zu modules, rank %lld -> %lld, lora_alpha %g -> %g%s, scale %g kept; wrote %s (%s)\n",
-           pissa_peft_adapter_count(lora), (long long)c->r, (long long)o->r, c->lora_alpha, o->lora_alpha,
-           c->use_rslora ? " (rsLoRA)" : "", pissa_lora_scale(o->lora_alpha, o->r, o->use_rslora), out_dir,
+           pissa_peft_adapter_count(lora), (long long)r, (long long)r2, alpha, alpha2,
+           pissa_peft_config_use_rslora(c) ? " (rsLoRA)" : "", pissa_lora_scale(alpha2, r2, pissa_peft_config_use_rslora(o)),
+           out_dir,
            pissa_dtype_name(dtype));
     pissa_peft_adapter_free(trained);
     pissa_peft_adapter_free(initial);

@@ -16,7 +16,8 @@ static const char *usage =
     "  --adapter DIR      PEFT LoRA/PiSSA adapter folder (adapter_config.json + adapter_model.safetensors)\n"
     "  --data FILE        JSONL rows {\"input_ids\": [...], \"labels\": [...]} (labels optional, -100 ignored),\n"
     "                     or plain text when --tokenizer is given\n"
-    "  --tokenizer FILE   llama2.c tokenizer: FILE is text, encoded once and cut into rows of --seq tokens\n"
+    "  --tokenizer T      llama2.c tokenizer.bin, tokenizer.json, or a folder holding tokenizer.json: --data is\n"
+    "                     text, encoded once (with the tokenizer's special tokens) and cut into rows of --seq tokens\n"
     "  --seq T            tokens per text row (default 256)\n"
     "  --batch B          rows per forward pass (default 8)\n"
     "  --threads N        BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
@@ -97,6 +98,9 @@ int main(int argc, char **argv) {
         double loss;
         int64_t c;
         cli_check(pissa_model_loss(m, ids, labels, (int)batch, (int)T, &loss, &c), "forward");
+        if (!isfinite(loss)) /* a NaN is not a loss to report (nor valid JSON) */
+            cli_fail("%s: the loss of rows %zu..%zu is %s: the model computes non-finite values (NaN or Inf "
+                     "weights?)", data_path, r0 + 1, r0 + (size_t)batch, isnan(loss) ? "nan" : "inf");
         sum += loss * (double)c; /* the batch mean times its count: a token-weighted mean overall */
         count += c;
         double now = cli_now();
@@ -110,8 +114,11 @@ int main(int argc, char **argv) {
     double secs = cli_now() - t1;
     if (!count) cli_fail("%s: no targets (every label is -100)", data_path);
     double loss = sum / (double)count, ppl = exp(loss);
-    if (json) printf("{\"loss\": %.8g, \"ppl\": %.8g, \"tokens\": %lld}\n", loss, ppl, (long long)count);
-    else printf("loss %.6f  ppl %.4f  tokens %lld\n", loss, ppl, (long long)count);
+    char ppl_text[32]; /* exp overflows past a loss of 709: JSON has no Infinity */
+    if (isfinite(ppl)) snprintf(ppl_text, sizeof ppl_text, json ? "%.8g" : "%.4f", ppl);
+    else snprintf(ppl_text, sizeof ppl_text, "%s", json ? "null" : "inf");
+    if (json) printf("{\"loss\": %.8g, \"ppl\": %s, \"tokens\": %lld}\n", loss, ppl_text, (long long)count);
+    else printf("loss %.6f  ppl %s  tokens %lld\n", loss, ppl_text, (long long)count);
     if (!quiet)
         fprintf(stderr, "pissa-eval: %lld tokens in %.2f s (%.0f tokens/s)\n", (long long)fed, secs, fed / secs);
     free(ids);

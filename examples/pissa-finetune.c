@@ -22,7 +22,8 @@ static const char *usage =
     "\n"
     "  --model PATH          Hugging Face folder or llama2.c checkpoint (.bin)\n"
     "  --data FILE           JSONL rows {\"input_ids\": [...], \"labels\": [...]}, or text with --tokenizer\n"
-    "  --tokenizer FILE      llama2.c tokenizer: --data and --eval-data are text cut into rows of --seq tokens\n"
+    "  --tokenizer T         llama2.c tokenizer.bin, tokenizer.json, or a folder holding tokenizer.json: --data\n"
+    "                        and --eval-data are text cut into rows of --seq tokens\n"
     "  --out DIR             output folder (created)\n"
     "  --adapter DIR         continue training this PEFT adapter (instead of --method/--rank/--alpha/--target)\n"
     "  --method M            pissa, pissa_niter_N, lora or gaussian (default pissa_niter_4), or full: every\n"
@@ -59,11 +60,19 @@ static const char *usage =
     "  -h, --help            this text\n";
 
 typedef struct ctx {
-    const char *out;
+    const char *out, *model_path;
+    pissa_model *m;
+    pissa_peft_adapter *init; /* PiSSA: the initial adapter, for OUT/pissa_init and the residual model */
     int pissa;               /* a PiSSA method: OUT holds the residual model */
-    pissa_peft_config peft;  /* the adapter config written to OUT for PiSSA methods */
+    int full;                /* --method full: OUT is the trained checkpoint */
+    int convert;             /* --convert-to-lora */
+    int resumed;             /* --resume: OUT's earlier files belong to this run */
+    int saved;               /* OUT has been written by this run */
+    pissa_peft_config *peft; /* the adapter config written to OUT for PiSSA methods */
     pissa_trainer *t;
-    FILE *log;
+    FILE *log;               /* log.csv's lines, in memory: written to OUT with each save */
+    char *log_buf;
+    size_t log_len;
 } ctx;
 
 static int exists(const char *path) {
@@ -76,16 +85,36 @@ static int is_dir(const char *path) {
     return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
 }
 
-/* OUT: the adapter (atomic per file) and OUT/state. */
-static void save_all(const ctx *c) {
-    if (c->pissa) cli_check(pissa_trainer_save_peft(c->t, &c->peft, c->out), c->out);
-    else cli_check(pissa_trainer_save(c->t, c->out), c->out); /* the adapter, or in full mode the model */
-    char state[PATH_MAX];
-    snprintf(state, sizeof state, "%s/state", c->out);
-    cli_check(pissa_trainer_save_state(c->t, state), state);
+static void write_pissa_init(ctx *c, const char *dst);
+static void write_converted(const char *dst, const char *model_path);
+
+/* A new version of OUT, switched in whole: the adapter (or in full mode the model), the training state and the log
+ * of the same update, so OUT never mixes two saves or two runs. Its first save in a fresh run drops every file a run
+ * of this program writes (an earlier run's residual model must not stay beside a new adapter); later saves carry the
+ * unchanged residual model and pissa_init by hard link. FINAL: the end of the run (--convert-to-lora's OUT/lora). */
+static void save_all(ctx *c, int final) {
+    static const char *const fresh[] = {CLI_ADAPTER_FILES, CLI_CHECKPOINT_FILES, "pissa_init", "state", "lora",
+                                        "log.csv", NULL};
+    static const char *const later[] = {CLI_ADAPTER_FILES, "state", "lora", "log.csv", NULL};
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/model.safetensors", c->out);
+    int write_base = c->full || (c->pissa && !((c->saved || c->resumed) && exists(path)));
+    const char *dst = cli_out_begin(c->out, !c->saved && !c->resumed ? fresh : write_base ? fresh : later);
+    if (write_base && is_dir(c->model_path)) cli_copy_companions(c->model_path, dst); /* OUT is a checkpoint */
+    if (c->pissa && write_base) write_pissa_init(c, dst);
+    if (c->pissa) cli_check(pissa_trainer_save_peft(c->t, c->peft, dst), c->out);
+    else cli_check(pissa_trainer_save(c->t, dst), c->out); /* the adapter, or in full mode the model */
+    snprintf(path, sizeof path, "%s/state", dst);
+    cli_check(pissa_trainer_save_state(c->t, path), "state");
+    fflush(c->log);
+    snprintf(path, sizeof path, "%s/log.csv", dst);
+    cli_check(pissa_write_file_atomic(path, c->log_buf, c->log_len), "log.csv");
+    if (final && c->convert) write_converted(dst, c->model_path);
+    cli_out_commit();
+    c->saved = 1;
 }
 
-/* OUT/lora: W_res + s·B·A = W + s'·B'·A' with A' = [A; A0], B' = [B, −B0] (REFERENCE §2), for the original base. */
+/* OUT/lora: W_res + s·B·A = W + s'·B'·A' with A' = [A; A0], B' = [B, −B0] (docs/interop.md), for the original base. */
 static void write_converted(const char *out, const char *model_path) {
     char init[PATH_MAX], lora[PATH_MAX];
     snprintf(init, sizeof init, "%s/pissa_init", out);
@@ -100,31 +129,19 @@ static void write_converted(const char *out, const char *model_path) {
     pissa_peft_adapter_free(trained);
 }
 
-/* OUT/log.csv: fresh, or on resume the lines up to the resumed update (a run interrupted after its last save
- * logged updates that will be redone). */
-static FILE *open_log(const char *out, int64_t keep_until, int resume) {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/log.csv", out);
-    char *kept = NULL;
-    size_t kept_len = 0;
-    if (resume) {
-        FILE *f = fopen(path, "r");
-        if (f) {
-            FILE *mem = open_memstream(&kept, &kept_len);
-            char line[512];
-            while (mem && fgets(line, sizeof line, f))
-                if (!strncmp(line, "step,", 5) || strtoll(line, NULL, 10) <= keep_until) fputs(line, mem);
-            if (mem) fclose(mem);
-            fclose(f);
-        }
-    }
-    FILE *log = fopen(path, "w");
-    if (!log) cli_fail("%s: cannot write", path);
-    if (kept_len) fwrite(kept, 1, kept_len, log);
-    else fputs("step,split,loss,lr,grad_norm,tokens\n", log);
-    free(kept);
-    fflush(log);
-    return log;
+/* log.csv's lines, kept in memory (C->log) and written with each save: fresh, or on resume OUT's lines up to the
+ * resumed update (a run interrupted after its last save may have logged updates that will be redone). */
+static void open_log(ctx *c, int64_t keep_until) {
+    c->log = open_memstream(&c->log_buf, &c->log_len);
+    if (!c->log) cli_fail("out of memory");
+    char path[PATH_MAX], line[512];
+    snprintf(path, sizeof path, "%s/log.csv", c->out);
+    FILE *f = c->resumed ? fopen(path, "r") : NULL;
+    int header = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "step,", 5) ? (header = 1) : strtoll(line, NULL, 10) <= keep_until) fputs(line, c->log);
+    if (f) fclose(f);
+    if (!header) fputs("step,split,loss,lr,grad_norm,tokens\n", c->log);
 }
 
 static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, int64_t seq, int32_t vocab) {
@@ -135,28 +152,35 @@ static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, in
     return d;
 }
 
-/* The residual model W − s·B0·A0 in OUT and the initial adapter in OUT/pissa_init, as pissa-init writes them. */
-static void write_pissa_init(ctx *c, pissa_model *m, const char *model_path) {
+/* The residual model W − s·B0·A0 in DST (OUT's new version) and the initial adapter in DST/pissa_init, as pissa-init
+ * writes them. */
+static void write_pissa_init(ctx *c, const char *dst) {
+    const char *model_path = c->model_path;
+    pissa_peft_adapter *init = c->init;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/pissa_init", dst);
+    cli_check(pissa_peft_adapter_save(init, path, PISSA_F32), "pissa_init");
+    /* The same float32 sgemm (W − s·B0·A0) as the in-memory residual, so the files reproduce the trained model. */
+    if (is_dir(model_path)) {
+        pissa_checkpoint *ck;
+        cli_check(pissa_checkpoint_open(model_path, &ck), model_path);
+        cli_check(pissa_peft_merge_checkpoint(ck, init, 1, -1, dst), c->out);
+        pissa_checkpoint_free(ck);
+    } else {
+        cli_check(pissa_llama2c_export_hf(model_path, init, 1, -1, dst), c->out);
+    }
+}
+
+/* The initial adapter (A0, B0) of a PiSSA method, kept until OUT is first written. */
+static pissa_peft_adapter *initial_adapter(const pissa_model *m, const pissa_peft_config *peft) {
     pissa_peft_adapter *init;
-    cli_check(pissa_peft_adapter_create(&c->peft, &init), "adapter");
+    cli_check(pissa_peft_adapter_create(peft, &init), "adapter");
     for (size_t i = 0; i < pissa_model_adapter_count(m); i++) {
         pissa_adapter_view a;
         cli_check(pissa_model_adapter(m, i, &a), "adapter");
         cli_check(pissa_peft_adapter_add(init, a.module, a.r, a.in, a.out, a.A, a.B), a.module);
     }
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/pissa_init", c->out);
-    cli_check(pissa_peft_adapter_save(init, path, PISSA_F32), path);
-    /* The same float32 sgemm (W − s·B0·A0) as the in-memory residual, so the files reproduce the trained model. */
-    if (is_dir(model_path)) {
-        pissa_checkpoint *ck;
-        cli_check(pissa_checkpoint_open(model_path, &ck), model_path);
-        cli_check(pissa_peft_merge_checkpoint(ck, init, 1, -1, c->out), c->out);
-        pissa_checkpoint_free(ck);
-    } else {
-        cli_check(pissa_llama2c_export_hf(model_path, init, 1, -1, c->out), c->out);
-    }
-    pissa_peft_adapter_free(init);
+    return init;
 }
 
 /* Options that shape an adapter; --method full refuses them. */
@@ -242,6 +266,12 @@ int main(int argc, char **argv) {
         cli_usage_error("--convert-to-lora applies to the PiSSA methods only (a LoRA adapter already is one)");
     if (!data_path) cli_usage_error("--data FILE is required");
     if (!out) cli_usage_error("--out DIR is required");
+    /* No input may be overwritten; --resume OUT/state is how a run continues (its state is replaced whole). */
+    cli_check_output("--out", out, "--model", model_path);
+    cli_check_output("--out", out, "--data", data_path);
+    cli_check_output("--out", out, "--eval-data", eval_path);
+    cli_check_output("--out", out, "--tokenizer", tok_path);
+    cli_check_output("--out", out, "--adapter", adapter);
     if (!steps == !(epochs > 0)) cli_usage_error("give exactly one of --steps N and --epochs E (E > 0)");
     if (!isnan(alpha) && !(alpha > 0 && isfinite(alpha))) cli_usage_error("--alpha must be a positive number");
     if (!(dropout >= 0 && dropout < 1)) cli_usage_error("--dropout must lie in [0, 1)");
@@ -263,28 +293,19 @@ int main(int argc, char **argv) {
 
     double t0 = cli_now();
     int pissa_kind = ao.init.kind == PISSA_INIT_PISSA || ao.init.kind == PISSA_INIT_PISSA_NITER;
-    ctx c = {.out = out, .pissa = !full && !adapter && pissa_kind};
+    ctx c = {.out = out, .model_path = model_path, .pissa = !full && !adapter && pissa_kind, .full = full,
+             .convert = convert, .resumed = resume != NULL};
+    /* Every input is loaded and checked before OUT is touched; OUT is first written by the first save. */
     pissa_model *m;
     cli_check(pissa_model_load(model_path, &m), model_path);
+    c.m = m;
     const pissa_llama_config *cfg = pissa_model_config(m);
     if (full) cli_check(pissa_model_set_full_finetune(m), "--method full");
     else if (adapter) cli_check(pissa_model_load_adapter(m, adapter), adapter);
     else cli_check(pissa_model_add_adapters(m, &ao), "adapters");
-    cli_mkdirs(out);
-    if ((full || c.pissa) && is_dir(model_path)) cli_copy_companions(model_path, out); /* OUT is a checkpoint */
     if (c.pissa) {
-        c.peft = pissa_peft_default_config();
-        c.peft.r = rank;
-        c.peft.lora_alpha = ao.init.alpha;
-        c.peft.use_rslora = rslora;
-        c.peft.lora_dropout = dropout;
-        c.peft.target_kind = PISSA_TARGET_LIST;
-        snprintf(c.peft.init_lora_weights, sizeof c.peft.init_lora_weights, "true"); /* OUT is the residual base */
-        cli_check(pissa_proj_names(ao.targets, c.peft.target_modules, sizeof c.peft.target_modules), "--target");
-        snprintf(c.peft.base_model_name_or_path, sizeof c.peft.base_model_name_or_path, "%s", out);
-        char residual[PATH_MAX];
-        snprintf(residual, sizeof residual, "%s/model.safetensors", out);
-        if (!resume || !exists(residual)) write_pissa_init(&c, m, model_path);
+        c.peft = cli_residual_adapter_config(rank, ao.init.alpha, rslora, dropout, ao.targets, out);
+        c.init = initial_adapter(m, c.peft);
     }
 
     pissa_tokenizer *tok = NULL;
@@ -302,7 +323,7 @@ int main(int argc, char **argv) {
     cli_check(pissa_trainer_create(m, data, &o, &c.t), "trainer");
     if (resume) cli_check(pissa_trainer_load_state(c.t, resume), resume);
     int64_t start = pissa_trainer_steps(c.t);
-    c.log = open_log(out, start, resume != NULL);
+    open_log(&c, start);
     if (!quiet) {
         char what[512];
         if (full) {
@@ -340,8 +361,7 @@ int main(int argc, char **argv) {
             fprintf(c.log, "%lld,eval,%.8g,,,%lld\n", (long long)s.step, eval_loss, (long long)eval_tokens);
             if (!quiet) fprintf(stderr, "%supdate %lld: eval loss %.4f\n", tty ? "\n" : "", (long long)s.step, eval_loss);
         }
-        fflush(c.log);
-        if (save_every && s.step % save_every == 0 && s.step < o.total_steps) save_all(&c);
+        if (save_every && s.step % save_every == 0 && s.step < o.total_steps) save_all(&c, 0);
         double now = cli_now(), el = now - t1;
         if (!quiet && (now - last_print > (tty ? 0.2 : 2.0) || s.step == o.total_steps)) {
             char eta[32];
@@ -353,15 +373,15 @@ int main(int argc, char **argv) {
         }
     }
     if (!quiet && tty) fputc('\n', stderr);
-    save_all(&c);
     if (eval) {
         cli_check(pissa_trainer_evaluate(c.t, eval, &eval_loss, &eval_tokens), eval_path);
         fprintf(c.log, "%lld,eval,%.8g,,,%lld\n", (long long)pissa_trainer_steps(c.t), eval_loss,
                 (long long)eval_tokens);
         if (!quiet) fprintf(stderr, "pissa-finetune: eval loss %.6f on %lld targets\n", eval_loss, (long long)eval_tokens);
     }
+    save_all(&c, 1);
     fclose(c.log);
-    if (convert) write_converted(out, model_path);
+    free(c.log_buf);
     double secs = cli_now() - t1;
     if (json) {
         printf("{\"steps\": %lld, \"loss\": %.8g, \"tokens\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.1f",
@@ -373,6 +393,8 @@ int main(int argc, char **argv) {
                 (long long)pissa_trainer_steps(c.t) - start, (long long)tokens, secs, out);
     }
     pissa_trainer_free(c.t);
+    pissa_peft_adapter_free(c.init);
+    pissa_peft_config_free(c.peft);
     pissa_dataset_free(eval);
     pissa_dataset_free(data);
     pissa_tokenizer_free(tok);

@@ -1,6 +1,7 @@
 /* pissa-generate: text from a Llama model (Hugging Face folder or llama2.c checkpoint), optionally through a PEFT
  * LoRA/PiSSA adapter, as karpathy/llama2.c's run does it: the prompt is echoed, then tokens are sampled until
- * --steps positions or the end of the story (BOS). Only the text goes to stdout; progress and speed to stderr. */
+ * --steps positions or the end of the text (BOS for a llama2.c tokenizer; eos or an end-of-turn token for a
+ * tokenizer.json). Only the text goes to stdout; progress and speed to stderr. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,14 +11,15 @@
 #include "cli.h"
 
 static const char *usage =
-    "usage: pissa-generate --model PATH --tokenizer FILE [options]\n"
-    "Generates text with a Llama model, as llama2.c's run does: the prompt (encoded with BOS) is fed, then\n"
-    "tokens are sampled until STEPS positions in all or until the model ends the text (BOS). The prompt and\n"
-    "the generated text go to stdout; timing goes to stderr.\n"
+    "usage: pissa-generate --model PATH [--tokenizer T] [options]\n"
+    "Generates text with a Llama model, as llama2.c's run does: the prompt is fed, then tokens are sampled until\n"
+    "STEPS positions in all or until the model ends the text (llama2.c tokenizer: BOS; tokenizer.json: its eos\n"
+    "or end-of-turn tokens). The prompt and the generated text go to stdout; timing goes to stderr.\n"
     "\n"
     "  --model PATH       Hugging Face folder (config.json + safetensors) or llama2.c checkpoint (.bin)\n"
     "  --adapter DIR      PEFT LoRA/PiSSA adapter folder (adapter_config.json + adapter_model.safetensors)\n"
-    "  --tokenizer FILE   llama2.c tokenizer (tokenizer.bin, tok512.bin, ...)\n"
+    "  --tokenizer T      llama2.c tokenizer (tokenizer.bin, tok512.bin, ...), tokenizer.json, or a folder holding\n"
+    "                     tokenizer.json (default: the --model folder, when it holds tokenizer.json)\n"
     "  --prompt TEXT      text to continue (default: none, generate from BOS)\n"
     "  --steps N          positions in all, prompt included (default 256; 0 = the model's maximum)\n"
     "  --temperature X    0 = greedy (argmax); otherwise softmax(logits/X) sampling (default 1.0)\n"
@@ -72,7 +74,16 @@ int main(int argc, char **argv) {
         else cli_usage_error("unknown option '%s'", a);
     }
     if (!model) cli_usage_error("--model PATH is required");
-    if (!tok_path) cli_usage_error("--tokenizer FILE is required");
+    char *model_tok = NULL;
+    if (!tok_path) { /* a Hugging Face folder brings its own tokenizer */
+        model_tok = malloc(strlen(model) + sizeof "/tokenizer.json");
+        if (!model_tok) cli_fail("out of memory");
+        sprintf(model_tok, "%s/tokenizer.json", model);
+        FILE *f = fopen(model_tok, "rb");
+        if (!f) cli_usage_error("--tokenizer T is required (%s holds no tokenizer.json)", model);
+        fclose(f);
+        tok_path = model_tok;
+    }
     if (!have_seed) seed = (uint64_t)time(NULL);
     if (threads) pissa_set_num_threads(threads);
 
@@ -104,5 +115,6 @@ int main(int argc, char **argv) {
                 (double)(positions - 1) / (end - s.first));
     pissa_tokenizer_free(tok);
     pissa_generator_free(g);
+    free(model_tok);
     return 0;
 }

@@ -35,7 +35,6 @@ static const char *usage =
     "  -q, --quiet        no progress lines\n"
     "  -h, --help         this text\n";
 
-static const char *proj_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 typedef struct target {
     char module[128]; /* model.layers.3.self_attn.q_proj */
@@ -62,24 +61,10 @@ typedef struct fill_ctx {
     pissa_dtype out_dtype;
 } fill_ctx;
 
-/* Parses --target into a 7-bit mask. */
+/* Parses --target into a projection mask (pissa_proj_parse), or exits naming the option. */
 static unsigned parse_targets(const char *list) {
-    if (!strcmp(list, "all-linear")) return 0x7f;
-    unsigned mask = 0;
-    char *copy = strdup(list), *save = NULL;
-    if (!copy) cli_fail("out of memory");
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int found = -1;
-        for (int j = 0; j < 7; j++)
-            if (!strcmp(tok, proj_names[j])) found = j;
-        if (found < 0)
-            cli_usage_error("--target: unknown module '%s' (expected q_proj, k_proj, v_proj, o_proj, gate_proj, "
-                            "up_proj, down_proj or all-linear)",
-                            tok);
-        mask |= 1u << found;
-    }
-    free(copy);
-    if (!mask) cli_usage_error("--target: empty list");
+    unsigned mask;
+    if (pissa_proj_parse(list, &mask) != PISSA_OK) cli_usage_error("--target: %s", pissa_last_error());
     return mask;
 }
 
@@ -141,22 +126,12 @@ static pissa_status fill_convert(void *user, const char *name, float *dst, int64
     return pissa_checkpoint_read_f32(((fill_ctx *)user)->run->ckpt, name, dst, numel);
 }
 
-/* config.json for OUT: the base's text, with "torch_dtype" changed when --dtype changes it. */
+/* config.json for OUT: the base's text, with its dtype field set when --dtype changes it. */
 static char *output_config(const char *json, int have_dtype, pissa_dtype dtype) {
-    char *out = strdup(json);
-    if (!out || !have_dtype) return out;
-    const char *want = dtype == PISSA_F32 ? "float32" : dtype == PISSA_BF16 ? "bfloat16" : "float16";
-    char *key = strstr(out, "\"torch_dtype\"");
-    char *q1 = key ? strchr(key + 13, '"') : NULL, *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
-    if (!q2) return out;
-    char *res = malloc(strlen(out) + strlen(want) + 1);
-    if (!res) {
-        free(out);
-        return NULL;
-    }
-    sprintf(res, "%.*s%s%s", (int)(q1 + 1 - out), out, want, q2);
-    free(out);
-    return res;
+    if (!have_dtype) return strdup(json);
+    char *out;
+    cli_check(pissa_config_json_set_dtype(json, dtype, &out), "config.json");
+    return out;
 }
 
 int main(int argc, char **argv) {
@@ -207,9 +182,7 @@ int main(int argc, char **argv) {
     R.scale = pissa_lora_scale(R.opts.alpha, rank, rslora);
     if (threads) pissa_set_num_threads(threads);
 
-    char real_model[PATH_MAX], real_out[PATH_MAX];
-    if (realpath(model_dir, real_model) && realpath(out_dir, real_out) && !strcmp(real_model, real_out))
-        cli_usage_error("--out must differ from --model (the base checkpoint would be overwritten)");
+    cli_check_output("--out", out_dir, "--model", model_dir);
 
     double t0 = cli_now();
     cli_check(pissa_checkpoint_open(model_dir, &R.ckpt), "--model");
@@ -217,14 +190,13 @@ int main(int argc, char **argv) {
 
     /* Targets in layer order; every one must exist, be a 2-D float weight, and admit rank r. */
     int64_t L = cfg->num_hidden_layers, n_targets = 0, max_numel = 0;
-    target *targets = calloc((size_t)(L * 7), sizeof *targets);
+    target *targets = calloc((size_t)(L * PISSA_N_PROJ), sizeof *targets);
     if (!targets) cli_fail("out of memory");
     for (int64_t l = 0; l < L; l++)
-        for (int j = 0; j < 7; j++) {
+        for (int j = 0; j < PISSA_N_PROJ; j++) {
             if (!(mask & (1u << j))) continue;
             target *t = &targets[n_targets++];
-            snprintf(t->module, sizeof t->module, "model.layers.%lld.%s.%s", (long long)l, j < 4 ? "self_attn" : "mlp",
-                     proj_names[j]);
+            snprintf(t->module, sizeof t->module, "model.layers.%lld.%s", (long long)l, pissa_proj_path(j));
             snprintf(t->tensor, sizeof t->tensor, "%s.weight", t->module);
             t->layer = l;
             pissa_st_info info;
@@ -296,8 +268,10 @@ int main(int argc, char **argv) {
         if (!quiet) fprintf(stderr, "%s  (%.2f s)\n", line, cli_now() - tl);
     }
 
-    /* Phase 2: the residual model, every tensor of the base under its own name. */
-    cli_mkdirs(out_dir);
+    /* Phase 2: the residual model, every tensor of the base under its own name, into a new version of OUT that
+     * replaces the old one whole at the end. */
+    static const char *const mine[] = {CLI_CHECKPOINT_FILES, "pissa_init", NULL};
+    const char *dst = cli_out_begin(out_dir, mine);
     pissa_st_writer *w;
     cli_check(pissa_st_writer_create(&w), "safetensors writer");
     size_t n_tensors = pissa_checkpoint_count(R.ckpt);
@@ -322,40 +296,30 @@ int main(int argc, char **argv) {
         cli_check(st, name);
     }
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dst);
     cli_check(pissa_st_writer_write(w, path), path);
     pissa_st_writer_free(w);
     free(ctx);
     char *config = output_config(pissa_checkpoint_config_json(R.ckpt), R.have_dtype, R.dtype);
     if (!config) cli_fail("out of memory");
-    snprintf(path, sizeof path, "%s/config.json", out_dir);
+    snprintf(path, sizeof path, "%s/config.json", dst);
     cli_check(pissa_write_file_atomic(path, config, strlen(config)), path);
     free(config);
-    cli_copy_companions(model_dir, out_dir);
+    cli_copy_companions(model_dir, dst);
 
     /* Phase 3: the initial adapter, as PEFT saves it after PiSSA initialisation. */
-    pissa_peft_config pc = pissa_peft_default_config();
-    pc.r = rank;
-    pc.lora_alpha = R.opts.alpha;
-    pc.use_rslora = rslora;
-    snprintf(pc.init_lora_weights, sizeof pc.init_lora_weights, "true");
-    pc.target_kind = PISSA_TARGET_LIST;
-    pc.target_modules[0] = '\0';
-    for (int j = 0; j < 7; j++)
-        if (mask & (1u << j)) {
-            if (pc.target_modules[0]) strcat(pc.target_modules, ",");
-            strcat(pc.target_modules, proj_names[j]);
-        }
-    snprintf(pc.base_model_name_or_path, sizeof pc.base_model_name_or_path, "%s", out_dir);
+    pissa_peft_config *pc = cli_residual_adapter_config(rank, R.opts.alpha, rslora, 0.0, mask, out_dir);
     pissa_peft_adapter *ad;
-    cli_check(pissa_peft_adapter_create(&pc, &ad), "adapter");
+    cli_check(pissa_peft_adapter_create(pc, &ad), "adapter");
+    pissa_peft_config_free(pc);
     for (int64_t i = 0; i < n_targets; i++)
         cli_check(pissa_peft_adapter_add(ad, targets[i].module, rank, targets[i].in, targets[i].out, targets[i].A,
                                          targets[i].B),
                   targets[i].module);
-    snprintf(path, sizeof path, "%s/pissa_init", out_dir);
+    snprintf(path, sizeof path, "%s/pissa_init", dst);
     cli_check(pissa_peft_adapter_save(ad, path, adapter_dtype), path);
     pissa_peft_adapter_free(ad);
+    cli_out_commit();
 
     /* Summary. */
     double max_err = 0, sum_err = 0, sum_e = 0, sum_x = 0, worst = INFINITY;

@@ -60,30 +60,32 @@ int main(int argc, char **argv) {
     if (to_hf && is_dir) cli_usage_error("--to-hf: '%s' is a folder; it expects a llama2.c .bin file", model);
     if (!to_hf && !is_dir)
         cli_usage_error("--model: '%s' is a file; add --to-hf to export a llama2.c checkpoint", model);
-    char real_model[PATH_MAX], real_out[PATH_MAX];
-    if (is_dir && realpath(model, real_model) && realpath(out_dir, real_out) && !strcmp(real_model, real_out))
-        cli_usage_error("--out must differ from --model (the base checkpoint would be overwritten)");
+    cli_check_output("--out", out_dir, "--model", model);
+    cli_check_output("--out", out_dir, "--adapter", adapter_dir);
 
     double t0 = cli_now();
     pissa_peft_adapter *ad = NULL;
     if (adapter_dir) cli_check(pissa_peft_adapter_load(adapter_dir, &ad), "--adapter");
-    cli_mkdirs(out_dir);
+    static const char *const mine[] = {CLI_CHECKPOINT_FILES, NULL};
+    const char *dst = cli_out_begin(out_dir, mine);
     size_t n_tensors = 0;
     if (to_hf) {
-        cli_check(pissa_llama2c_export_hf(model, ad, unmerge, dtype, out_dir), model);
+        cli_check(pissa_llama2c_export_hf(model, ad, unmerge, dtype, dst), model);
     } else {
         pissa_checkpoint *ckpt;
         cli_check(pissa_checkpoint_open(model, &ckpt), "--model");
-        cli_check(pissa_peft_merge_checkpoint(ckpt, ad, unmerge, dtype, out_dir), out_dir);
+        cli_check(pissa_peft_merge_checkpoint(ckpt, ad, unmerge, dtype, dst), out_dir);
         n_tensors = pissa_checkpoint_count(ckpt);
         pissa_checkpoint_free(ckpt);
-        cli_copy_companions(model, out_dir);
+        cli_copy_companions(model, dst);
     }
+    cli_out_commit();
     if (ad) {
         const pissa_peft_config *c = pissa_peft_adapter_config(ad);
         printf("pissa-merge: %s %zu adapted weights (r %lld, lora_alpha %g%s) %s %s",
-               unmerge ? "unmerged" : "merged", pissa_peft_adapter_count(ad), (long long)c->r, c->lora_alpha,
-               c->use_rslora ? ", rsLoRA" : "", unmerge ? "from" : "into", model);
+               unmerge ? "unmerged" : "merged", pissa_peft_adapter_count(ad), (long long)pissa_peft_config_r(c),
+               pissa_peft_config_lora_alpha(c), pissa_peft_config_use_rslora(c) ? ", rsLoRA" : "",
+               unmerge ? "from" : "into", model);
     } else {
         printf("pissa-merge: exported %s", model);
     }

@@ -1,7 +1,8 @@
-/* pissa-synth: writes a small random Llama checkpoint in Hugging Face layout (config.json +
- * model.safetensors, or shards + model.safetensors.index.json), so that pissa-init, the tests and the
- * quick start need no download. Linear weights get a decaying singular spectrum, like trained weights,
- * so that PiSSA's principal components mean something. */
+/* pissa-synth: writes a small random checkpoint of any supported family (pissa/config.h) in Hugging Face layout
+ * (config.json + model.safetensors, or shards + model.safetensors.index.json), so that pissa-init, the tests, the
+ * benchmarks and the quick start need no download. The tensors are the config's list (pissa_config_tensor). Linear
+ * weights get a decaying singular spectrum, like trained weights, so that PiSSA's principal components mean
+ * something. */
 #include <errno.h>
 #include <math.h>
 #include <sys/stat.h>
@@ -13,20 +14,27 @@
 
 static const char *usage =
     "usage: pissa-synth --out DIR [options]\n"
-    "Writes a random Llama-architecture checkpoint (config.json + model.safetensors) to DIR.\n"
+    "Writes a random checkpoint (config.json + model.safetensors) to DIR.\n"
+    "  --family F       llama, mistral, qwen2 or qwen3 (default llama)\n"
     "  --dim D          hidden size (default 64)\n"
     "  --hidden F       intermediate size (default 172)\n"
     "  --layers L       number of layers (default 2)\n"
     "  --heads H        attention heads (default 8)\n"
     "  --kv-heads KV    key/value heads (default 4)\n"
+    "  --head-dim HD    head dimension (default D / H)\n"
     "  --vocab V        vocabulary size (default 512)\n"
     "  --seq T          max_position_embeddings (default 512)\n"
+    "  --rope-theta X   RoPE base (default 10000)\n"
+    "  --rope-scaling S linear:FACTOR or llama3:FACTOR,LOW,HIGH,ORIGINAL_MAX (default: none)\n"
+    "  --sliding-window W  mistral: attention window (default: none)\n"
+    "  --attention-bias llama, qwen3: biases on q/k/v/o_proj (qwen2 always has them on q/k/v)\n"
+    "  --mlp-bias       llama: biases on gate/up/down_proj\n"
     "  --untied         write a separate lm_head.weight (default: tied embeddings)\n"
     "  --dtype T        f32, bf16 or f16 (default f32)\n"
     "  --shards N       split the weights into N shards with an index (default 1: one file)\n"
     "  --seed S         random seed (default 1)\n";
 
-typedef enum { NORM, EMBED, LINEAR } kind;
+typedef enum { NORM, EMBED, LINEAR, BIAS } kind;
 
 typedef struct spec {
     char name[96];
@@ -36,8 +44,9 @@ typedef struct spec {
     uint64_t seed;
 } spec;
 
-/* NORM: 1 + N(0, 0.05²). EMBED: N(0, 1). LINEAR (out, in): W = G1·diag(σ)·G2/√in + 0.05·N/√in with
- * G1, G2 Gaussian and σ_j = 1/(1 + j): singular values decay like trained weights'. */
+/* NORM: 1 + N(0, 0.05²). EMBED: N(0, 1). BIAS: N(0, 0.1²) (transformers starts biases at 0; these are not, so that a
+ * bias that a path drops changes its results). LINEAR (out, in): W = G1·diag(σ)·G2/√in + 0.05·N/√in with G1, G2
+ * Gaussian and σ_j = 1/(1 + j): singular values decay like trained weights'. */
 static pissa_status fill(void *user, const char *name, float *dst, int64_t numel) {
     const spec *s = user;
     uint64_t x = s->seed;
@@ -46,8 +55,9 @@ static pissa_status fill(void *user, const char *name, float *dst, int64_t numel
         for (int64_t i = 0; i < numel; i++) dst[i] = (float)(1.0 + 0.05 * cli_normal(&x));
         return PISSA_OK;
     }
-    if (s->kind == EMBED) {
-        for (int64_t i = 0; i < numel; i++) dst[i] = (float)cli_normal(&x);
+    if (s->kind == EMBED || s->kind == BIAS) {
+        double std = s->kind == EMBED ? 1.0 : 0.1;
+        for (int64_t i = 0; i < numel; i++) dst[i] = (float)(std * cli_normal(&x));
         return PISSA_OK;
     }
     int64_t out = s->shape[0], in = s->shape[1], k = out < in ? out : in;
@@ -76,24 +86,27 @@ static pissa_status fill(void *user, const char *name, float *dst, int64_t numel
     return st;
 }
 
-static spec *add_spec(spec *v, int *n, const char *name, kind k, int ndim, int64_t d0, int64_t d1, uint64_t seed) {
-    spec *s = &v[(*n)++];
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->kind = k;
-    s->ndim = ndim;
-    s->shape[0] = d0;
-    s->shape[1] = d1;
-    s->seed = seed;
-    return s;
-}
-
 static int cmp_spec(const void *a, const void *b) { return strcmp(((const spec *)a)->name, ((const spec *)b)->name); }
+
+/* "linear:F" or "llama3:F,LOW,HIGH,ORIG" as the rope_scaling object of config.json, into BUF. */
+static void rope_scaling_json(const char *arg, char *buf, size_t cap) {
+    double f, lo, hi;
+    long long orig;
+    char tail;
+    if (sscanf(arg, "linear:%lf%c", &f, &tail) == 1 && f > 0)
+        snprintf(buf, cap, "{\"factor\": %.17g, \"rope_type\": \"linear\"}", f);
+    else if (sscanf(arg, "llama3:%lf,%lf,%lf,%lld%c", &f, &lo, &hi, &orig, &tail) == 4 && f > 0 && hi > lo && orig > 0)
+        snprintf(buf, cap, "{\"factor\": %.17g, \"high_freq_factor\": %.17g, \"low_freq_factor\": %.17g, "
+                 "\"original_max_position_embeddings\": %lld, \"rope_type\": \"llama3\"}", f, hi, lo, orig);
+    else cli_usage_error("--rope-scaling: '%s' is not linear:FACTOR or llama3:FACTOR,LOW,HIGH,ORIGINAL_MAX", arg);
+}
 
 int main(int argc, char **argv) {
     cli_prog = "pissa-synth";
-    const char *out = NULL;
-    int64_t D = 64, F = 172, L = 2, H = 8, KV = 4, V = 512, T = 512, shards = 1;
-    int tied = 1;
+    const char *out = NULL, *family = "llama", *rope_scaling = NULL;
+    int64_t D = 64, F = 172, L = 2, H = 8, KV = 4, V = 512, T = 512, shards = 1, hd = 0, window = 0;
+    int tied = 1, attention_bias = 0, mlp_bias = 0;
+    double theta = 10000.0;
     uint64_t seed = 1;
     pissa_dtype dtype = PISSA_F32;
     for (int i = 1; i < argc; i++) {
@@ -102,13 +115,20 @@ int main(int argc, char **argv) {
             fputs(usage, stdout);
             return 0;
         } else if (!strcmp(a, "--out")) out = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--family")) family = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--dim")) D = cli_int(a, cli_value(argc, argv, &i), 1, 1 << 16);
         else if (!strcmp(a, "--hidden")) F = cli_int(a, cli_value(argc, argv, &i), 1, 1 << 18);
         else if (!strcmp(a, "--layers")) L = cli_int(a, cli_value(argc, argv, &i), 1, 1024);
         else if (!strcmp(a, "--heads")) H = cli_int(a, cli_value(argc, argv, &i), 1, 1024);
         else if (!strcmp(a, "--kv-heads")) KV = cli_int(a, cli_value(argc, argv, &i), 1, 1024);
+        else if (!strcmp(a, "--head-dim")) hd = cli_int(a, cli_value(argc, argv, &i), 2, 1 << 12);
         else if (!strcmp(a, "--vocab")) V = cli_int(a, cli_value(argc, argv, &i), 1, 1 << 22);
         else if (!strcmp(a, "--seq")) T = cli_int(a, cli_value(argc, argv, &i), 1, 1 << 24);
+        else if (!strcmp(a, "--rope-theta")) theta = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--rope-scaling")) rope_scaling = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--sliding-window")) window = cli_int(a, cli_value(argc, argv, &i), 1, 1 << 24);
+        else if (!strcmp(a, "--attention-bias")) attention_bias = 1;
+        else if (!strcmp(a, "--mlp-bias")) mlp_bias = 1;
         else if (!strcmp(a, "--shards")) shards = cli_int(a, cli_value(argc, argv, &i), 1, 99999);
         else if (!strcmp(a, "--seed")) seed = cli_u64(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--untied")) tied = 0;
@@ -118,44 +138,63 @@ int main(int argc, char **argv) {
         } else cli_usage_error("unknown option '%s'", a);
     }
     if (!out) cli_usage_error("--out DIR is required");
-    if (D % H || H % KV) cli_usage_error("--heads must divide --dim, and --kv-heads must divide --heads");
-    int64_t hd = D / H;
+    if (!hd && D % H) cli_usage_error("--heads must divide --dim (or give --head-dim)");
+    if (!hd) hd = D / H;
+    if (H % KV) cli_usage_error("--kv-heads must divide --heads");
+    if (!(theta > 0)) cli_usage_error("--rope-theta must be positive");
+    if (window && strcmp(family, "mistral") != 0) cli_usage_error("--sliding-window applies to --family mistral");
+    if (mlp_bias && strcmp(family, "llama") != 0) cli_usage_error("--mlp-bias applies to --family llama");
+    if (attention_bias && strcmp(family, "llama") && strcmp(family, "qwen3"))
+        cli_usage_error("--attention-bias applies to --family llama and qwen3");
 
-    int n = 0, cap = (int)(L * 9 + 3);
-    spec *specs = calloc((size_t)cap, sizeof *specs);
+    /* config.json: what transformers writes for such a model; read back by the library, whose tensor list
+     * (pissa_config_tensor) is then written */
+    static const char *const arch[][2] = {{"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
+                                          {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+    const char *architecture = NULL;
+    for (size_t k = 0; k < sizeof arch / sizeof *arch; k++)
+        if (!strcmp(family, arch[k][0])) architecture = arch[k][1];
+    if (!architecture) cli_usage_error("--family: '%s' is not llama, mistral, qwen2 or qwen3", family);
+    char scaling[512] = "null", window_json[32] = "null";
+    if (rope_scaling) rope_scaling_json(rope_scaling, scaling, sizeof scaling);
+    if (window) snprintf(window_json, sizeof window_json, "%lld", (long long)window);
+    char config[4096];
+    int len = snprintf(config, sizeof config,
+                       "{\n  \"architectures\": [\n    \"%s\"\n  ],\n  \"attention_bias\": %s,\n"
+                       "  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n  \"head_dim\": %lld,\n"
+                       "  \"hidden_act\": \"silu\",\n  \"hidden_size\": %lld,\n  \"initializer_range\": 0.02,\n"
+                       "  \"intermediate_size\": %lld,\n  \"max_position_embeddings\": %lld,\n"
+                       "  \"mlp_bias\": %s,\n  \"model_type\": \"%s\",\n  \"num_attention_heads\": %lld,\n"
+                       "  \"num_hidden_layers\": %lld,\n  \"num_key_value_heads\": %lld,\n"
+                       "  \"rms_norm_eps\": 1e-05,\n  \"rope_scaling\": %s,\n  \"rope_theta\": %.17g,\n"
+                       "  \"sliding_window\": %s,\n  \"tie_word_embeddings\": %s,\n  \"torch_dtype\": \"%s\",\n"
+                       "  \"use_sliding_window\": false,\n  \"vocab_size\": %lld\n}\n",
+                       architecture, attention_bias ? "true" : "false", (long long)hd, (long long)D, (long long)F,
+                       (long long)T, mlp_bias ? "true" : "false", family, (long long)H, (long long)L, (long long)KV,
+                       scaling, theta, window_json, tied ? "true" : "false",
+                       dtype == PISSA_F32 ? "float32" : dtype == PISSA_BF16 ? "bfloat16" : "float16", (long long)V);
+    pissa_llama_config cfg;
+    cli_check(pissa_llama_config_parse(config, (size_t)len, "config.json", &cfg), "config.json");
+    cli_check(pissa_llama_config_check_supported(&cfg), "config.json");
+
+    int n = (int)pissa_config_tensor_count(&cfg);
+    spec *specs = calloc((size_t)n, sizeof *specs);
     if (!specs) cli_fail("out of memory");
-    char name[96];
-    add_spec(specs, &n, "model.embed_tokens.weight", EMBED, 2, V, D, seed);
-    add_spec(specs, &n, "model.norm.weight", NORM, 1, D, 0, seed);
-    if (!tied) add_spec(specs, &n, "lm_head.weight", LINEAR, 2, V, D, seed);
-    static const struct {
-        const char *suffix;
-        kind kind;
-        int which; /* shape: 0 norm (D), 1 q/o, 2 k/v, 3 gate/up, 4 down */
-    } layer[] = {{"input_layernorm.weight", NORM, 0},        {"post_attention_layernorm.weight", NORM, 0},
-                 {"self_attn.q_proj.weight", LINEAR, 1},      {"self_attn.k_proj.weight", LINEAR, 2},
-                 {"self_attn.v_proj.weight", LINEAR, 2},      {"self_attn.o_proj.weight", LINEAR, 5},
-                 {"mlp.gate_proj.weight", LINEAR, 3},         {"mlp.up_proj.weight", LINEAR, 3},
-                 {"mlp.down_proj.weight", LINEAR, 4}};
-    for (int64_t l = 0; l < L; l++)
-        for (size_t j = 0; j < sizeof layer / sizeof layer[0]; j++) {
-            snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, layer[j].suffix);
-            int64_t d0 = 0, d1 = 0;
-            switch (layer[j].which) {
-            case 0: d0 = D; break;
-            case 1: d0 = H * hd, d1 = D; break;
-            case 2: d0 = KV * hd, d1 = D; break;
-            case 3: d0 = F, d1 = D; break;
-            case 4: d0 = D, d1 = F; break;
-            case 5: d0 = D, d1 = H * hd; break;
-            }
-            add_spec(specs, &n, name, layer[j].kind, layer[j].which ? 2 : 1, d0, d1, seed);
-        }
+    for (int i = 0; i < n; i++) {
+        pissa_tensor_spec ts;
+        cli_check(pissa_config_tensor(&cfg, (size_t)i, &ts), "config");
+        kind k = ts.role == PISSA_ROLE_EMBED ? EMBED : ts.role == PISSA_ROLE_BIAS ? BIAS
+                 : ts.ndim == 2 ? LINEAR : NORM;
+        spec *sp = &specs[i];
+        *sp = (spec){.kind = k, .ndim = ts.ndim, .shape = {ts.shape[0], ts.ndim == 2 ? ts.shape[1] : 0}, .seed = seed};
+        snprintf(sp->name, sizeof sp->name, "%s", ts.name);
+    }
     qsort(specs, (size_t)n, sizeof *specs, cmp_spec);
     if (shards > n) shards = n;
 
     char path[4096];
-    cli_mkdirs(out);
+    static const char *const mine[] = {CLI_CHECKPOINT_FILES, NULL};
+    const char *dst = cli_out_begin(out, mine); /* OUT is replaced whole at the end */
 
     /* Shards hold contiguous runs of the sorted names, as Hugging Face's sharding does. */
     size_t idx_cap = 256 + (size_t)n * 200, idx_len = 0;
@@ -177,7 +216,7 @@ int main(int argc, char **argv) {
             idx_len += (size_t)snprintf(index + idx_len, idx_cap - idx_len, "%s\n    \"%s\": \"%s\"",
                                         i ? "," : "", specs[i].name, file);
         }
-        snprintf(path, sizeof path, "%s/%s", out, file);
+        snprintf(path, sizeof path, "%s/%s", dst, file);
         cli_check(pissa_st_writer_write(w, path), path);
         pissa_st_writer_free(w);
         first = last;
@@ -187,27 +226,15 @@ int main(int argc, char **argv) {
         if (!text) cli_fail("out of memory");
         int len = sprintf(text, "{\n  \"metadata\": {\n    \"total_size\": %lld\n  },\n  \"weight_map\": {%s\n  }\n}\n",
                           (long long)total_bytes, index);
-        snprintf(path, sizeof path, "%s/model.safetensors.index.json", out);
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dst);
         cli_check(pissa_write_file_atomic(path, text, (size_t)len), path);
         free(text);
     }
     free(index);
 
-    char config[2048];
-    int len = snprintf(config, sizeof config,
-                       "{\n  \"architectures\": [\n    \"LlamaForCausalLM\"\n  ],\n  \"attention_bias\": false,\n"
-                       "  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n  \"head_dim\": %lld,\n"
-                       "  \"hidden_act\": \"silu\",\n  \"hidden_size\": %lld,\n  \"initializer_range\": 0.02,\n"
-                       "  \"intermediate_size\": %lld,\n  \"max_position_embeddings\": %lld,\n"
-                       "  \"mlp_bias\": false,\n  \"model_type\": \"llama\",\n  \"num_attention_heads\": %lld,\n"
-                       "  \"num_hidden_layers\": %lld,\n  \"num_key_value_heads\": %lld,\n"
-                       "  \"rms_norm_eps\": 1e-05,\n  \"rope_scaling\": null,\n  \"rope_theta\": 10000.0,\n"
-                       "  \"tie_word_embeddings\": %s,\n  \"torch_dtype\": \"%s\",\n  \"vocab_size\": %lld\n}\n",
-                       (long long)hd, (long long)D, (long long)F, (long long)T, (long long)H, (long long)L,
-                       (long long)KV, tied ? "true" : "false",
-                       dtype == PISSA_F32 ? "float32" : dtype == PISSA_BF16 ? "bfloat16" : "float16", (long long)V);
-    snprintf(path, sizeof path, "%s/config.json", out);
+    snprintf(path, sizeof path, "%s/config.json", dst);
     cli_check(pissa_write_file_atomic(path, config, (size_t)len), path);
+    cli_out_commit();
     fprintf(stderr, "pissa-synth: wrote %s (%d tensors, %lld shard%s, %s)\n", out, n, (long long)shards,
             shards > 1 ? "s" : "", pissa_dtype_name(dtype));
     free(specs);

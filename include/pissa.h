@@ -3,6 +3,7 @@
 #define PISSA_H
 
 #include "pissa/common.h"
+#include "pissa/fileio.h"
 #include "pissa/tensor.h"
 #include "pissa/svd.h"
 #include "pissa/adapter.h"
@@ -11,6 +12,7 @@
 #include "pissa/peft.h"
 #include "pissa/interop.h"
 #include "pissa/tokenizer.h"
+#include "pissa/chat.h"
 #include "pissa/data.h"
 #include "pissa/generate.h"
 #include "pissa/model.h"

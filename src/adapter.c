@@ -1,4 +1,4 @@
-/* Initialisation of one LoRA/PiSSA adapter, as Hugging Face PEFT does it (REFERENCE §1):
+/* Initialisation of one LoRA/PiSSA adapter, as Hugging Face PEFT does it (docs/api.md):
  *   V, S, Uh = svd(W); Sr = S[:r] / s; A = diag(√Sr)·Uh[:r]; B = V[:, :r]·diag(√Sr); W_res = W − s·B·A. */
 #include <cblas.h>
 #include <errno.h>
@@ -78,18 +78,34 @@ double pissa_lora_scale(double alpha, int64_t rank, int use_rslora) {
 
 /* ---- initialisation ------------------------------------------------------------------------------------------- */
 
+/* W (out, in) += scale · B (out, r) · A (r, in) in float32, one sgemm: the residual, merge and unmerge. */
+static pissa_status add_product(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
+                                double scale, const char *who) {
+    if (!W || !A || !B) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: NULL argument", who);
+    if (out < 1 || in < 1 || r < 1 || out > INT_MAX || in > INT_MAX || r > INT_MAX)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: bad shape W (%lld, %lld), r=%lld", who, (long long)out,
+                           (long long)in, (long long)r);
+    if (!isfinite(scale)) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: scale is not finite", who);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)in, (int)r, (float)scale, B, (int)r, A,
+                (int)in, 1.0f, W, (int)in);
+    return PISSA_OK;
+}
+
 pissa_status pissa_adapter_residual(const float *W, int64_t out, int64_t in, int64_t r, const float *A,
                                     const float *B, double scale, float *W_res) {
-    if (!W || !A || !B || !W_res) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_adapter_residual: NULL argument");
-    if (out < 1 || in < 1 || r < 1 || out > INT_MAX || in > INT_MAX || r > INT_MAX)
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_adapter_residual: bad shape W (%lld, %lld), r=%lld",
-                           (long long)out, (long long)in, (long long)r);
-    if (!isfinite(scale)) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_adapter_residual: scale is not finite");
-    if (W_res != W) memmove(W_res, W, sizeof(float) * (size_t)out * (size_t)in);
-    /* W_res (out, in) −= s · B (out, r) · A (r, in) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)in, (int)r, (float)-scale, B, (int)r, A,
-                (int)in, 1.0f, W_res, (int)in);
-    return PISSA_OK;
+    if (!W || !W_res) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_adapter_residual: NULL argument");
+    if (W_res != W && out > 0 && in > 0) memmove(W_res, W, sizeof(float) * (size_t)out * (size_t)in);
+    return add_product(W_res, out, in, r, A, B, -scale, "pissa_adapter_residual"); /* W_res = W − s·B·A */
+}
+
+pissa_status pissa_lora_merge(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
+                              double scale) {
+    return add_product(W, out, in, r, A, B, scale, "pissa_lora_merge");
+}
+
+pissa_status pissa_lora_unmerge(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
+                                double scale) {
+    return add_product(W, out, in, r, A, B, -scale, "pissa_lora_unmerge");
 }
 
 static const char *kind_name(pissa_init_kind k) {

@@ -201,19 +201,35 @@ pissa_status pissa__g_rmsnorm(pissa__graph *g, int x, int w, float eps, int *out
     PISSA_TRY(check_value(g, x, "rmsnorm"));
     PISSA_TRY(check_param(g, w, "rmsnorm"));
     const pissa__param *W = param(g, w);
-    if (W->rows * W->cols != g->values[x].cols)
-        return pissa__fail(PISSA_ERR_SHAPE, "rmsnorm: '%s' has %lld elements but its input has %lld columns",
-                           W->name, (long long)(W->rows * W->cols), (long long)g->values[x].cols);
+    int64_t width = W->rows * W->cols, cols = g->values[x].cols;
+    if (cols % width != 0)
+        return pissa__fail(PISSA_ERR_SHAPE, "rmsnorm: '%s' has %lld elements, which do not divide its input's %lld "
+                           "columns", W->name, (long long)width, (long long)cols);
     pissa__node nd = node(PISSA_OP_RMSNORM);
     nd.in[0] = x;
     nd.par[0] = w;
-    nd.dim[0] = (int)g->values[x].cols;
+    nd.dim[0] = (int)width;         /* C' */
+    nd.dim[1] = (int)(cols / width); /* groups per row */
     nd.f[0] = eps;
-    nd.saved_floats = (size_t)g->N; /* rstd */
+    nd.saved_floats = (size_t)g->N * (size_t)nd.dim[1]; /* rstd of every group */
+    return push(g, nd, cols, out);
+}
+
+pissa_status pissa__g_bias(pissa__graph *g, int x, int b, int *out) {
+    PISSA_TRY(check_value(g, x, "bias"));
+    PISSA_TRY(check_param(g, b, "bias"));
+    const pissa__param *P = param(g, b);
+    if (P->rows * P->cols != g->values[x].cols)
+        return pissa__fail(PISSA_ERR_SHAPE, "bias: '%s' has %lld elements but its input has %lld columns", P->name,
+                           (long long)(P->rows * P->cols), (long long)g->values[x].cols);
+    pissa__node nd = node(PISSA_OP_BIAS);
+    nd.in[0] = x;
+    nd.par[0] = b;
+    nd.dim[0] = (int)g->values[x].cols;
     return push(g, nd, g->values[x].cols, out);
 }
 
-pissa_status pissa__g_rope(pissa__graph *g, int x, int n_heads, int head_dim, float theta, int *out) {
+pissa_status pissa__g_rope(pissa__graph *g, int x, int n_heads, int head_dim, const float *inv_freq, int *out) {
     PISSA_TRY(check_value(g, x, "rope"));
     if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || (int64_t)n_heads * head_dim != g->values[x].cols)
         return pissa__fail(PISSA_ERR_SHAPE, "rope: %d heads of %d (even) do not make the %lld input columns",
@@ -222,12 +238,13 @@ pissa_status pissa__g_rope(pissa__graph *g, int x, int n_heads, int head_dim, fl
     nd.in[0] = x;
     nd.dim[0] = n_heads;
     nd.dim[1] = head_dim;
-    nd.f[0] = theta;
+    nd.aux = inv_freq;
     nd.saved_floats = (size_t)g->T * (size_t)head_dim; /* cos (T, hd/2) then sin (T, hd/2) */
     return push(g, nd, g->values[x].cols, out);
 }
 
-pissa_status pissa__g_attention(pissa__graph *g, int q, int k, int v, int H, int KV, int head_dim, int *out) {
+pissa_status pissa__g_attention(pissa__graph *g, int q, int k, int v, int H, int KV, int head_dim, int window,
+                                int *out) {
     PISSA_TRY(check_value(g, q, "attention"));
     PISSA_TRY(check_value(g, k, "attention"));
     PISSA_TRY(check_value(g, v, "attention"));
@@ -243,6 +260,7 @@ pissa_status pissa__g_attention(pissa__graph *g, int q, int k, int v, int H, int
     nd.dim[0] = H;
     nd.dim[1] = KV;
     nd.dim[2] = head_dim;
+    nd.dim[3] = window < 0 ? 0 : window;
     nd.saved_floats = (size_t)g->B * H * (size_t)g->T; /* each query row's log-sum-exp */
     return push(g, nd, g->values[q].cols, out);
 }
@@ -312,6 +330,7 @@ static unsigned fresh_slots(pissa__op op) {
     case PISSA_OP_MATMUL:
     case PISSA_OP_LORA:
     case PISSA_OP_RMSNORM:
+    case PISSA_OP_BIAS:
     case PISSA_OP_ROPE:
     case PISSA_OP_CROSS_ENTROPY: return 1u;
     default: return 0u; /* embedding (no value input), silu, mul */
@@ -438,8 +457,8 @@ pissa_status pissa__graph_plan(pissa__graph *g) {
         nd->saved = nd->saved_floats ? g->act + nd->saved_off : NULL;
         nd->mask = (nd->op == PISSA_OP_LORA && nd->f[1] > 0.0f) ? g->masks + nd->mask_off : NULL;
         if (nd->op == PISSA_OP_ROPE) /* positions 0..T-1 are the same for every step: tables once */
-            pissa__rope_tables(nd->saved, nd->saved + (size_t)g->T * (nd->dim[1] / 2), NULL, 0, g->T, nd->dim[1],
-                               nd->f[0]);
+            pissa__rope_tables(nd->saved, nd->saved + (size_t)g->T * (nd->dim[1] / 2), NULL, 0, g->T,
+                               nd->dim[1] / 2, nd->aux);
     }
     g->planned = 1;
     return PISSA_OK;
@@ -478,8 +497,10 @@ static void forward_node(pissa__graph *g, pissa__node *nd) {
         break;
     }
     case PISSA_OP_RMSNORM:
-        pissa__rmsnorm_forward(out, nd->saved, vdata(g, nd->in[0]), pdata(g, nd->par[0]), nd->f[0], N, nd->dim[0]);
+        pissa__rmsnorm_forward(out, nd->saved, vdata(g, nd->in[0]), pdata(g, nd->par[0]), nd->f[0], N * nd->dim[1],
+                               nd->dim[0]);
         break;
+    case PISSA_OP_BIAS: pissa__bias_forward(out, vdata(g, nd->in[0]), pdata(g, nd->par[0]), N, nd->dim[0]); break;
     case PISSA_OP_ROPE: {
         const float *cos_tab = nd->saved, *sin_tab = nd->saved + (size_t)g->T * (nd->dim[1] / 2);
         pissa__rope_forward(out, vdata(g, nd->in[0]), cos_tab, sin_tab, g->B, g->T, nd->dim[0], nd->dim[1]);
@@ -487,7 +508,7 @@ static void forward_node(pissa__graph *g, pissa__node *nd) {
     }
     case PISSA_OP_ATTENTION:
         pissa__attention_forward(out, nd->saved, g->scratch, g->threads, vdata(g, nd->in[0]), vdata(g, nd->in[1]),
-                                 vdata(g, nd->in[2]), g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2]);
+                                 vdata(g, nd->in[2]), g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2], nd->dim[3]);
         break;
     case PISSA_OP_SILU: pissa__silu_forward(out, vdata(g, nd->in[0]), n); break;
     case PISSA_OP_MUL: pissa__mul_forward(out, vdata(g, nd->in[0]), vdata(g, nd->in[1]), n); break;
@@ -519,7 +540,10 @@ static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
         break;
     case PISSA_OP_RMSNORM:
         pissa__rmsnorm_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[0]), dout, vdata(g, nd->in[0]),
-                                pdata(g, nd->par[0]), nd->saved, N, nd->dim[0], nd->fresh);
+                                pdata(g, nd->par[0]), nd->saved, N * nd->dim[1], nd->dim[0], nd->fresh);
+        break;
+    case PISSA_OP_BIAS:
+        pissa__bias_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[0]), dout, N, nd->dim[0], nd->fresh);
         break;
     case PISSA_OP_ROPE: {
         const float *cos_tab = nd->saved, *sin_tab = nd->saved + (size_t)g->T * (nd->dim[1] / 2);
@@ -530,7 +554,7 @@ static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
     case PISSA_OP_ATTENTION:
         pissa__attention_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), vgrad(g, nd->in[2]), g->scratch,
                                   g->threads, dout, vdata(g, nd->in[0]), vdata(g, nd->in[1]), vdata(g, nd->in[2]),
-                                  nd->saved, g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2], nd->fresh);
+                                  nd->saved, g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2], nd->dim[3], nd->fresh);
         break;
     case PISSA_OP_SILU: pissa__silu_backward(vgrad(g, nd->in[0]), dout, vdata(g, nd->in[0]), n); break;
     case PISSA_OP_MUL:

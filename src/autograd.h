@@ -28,6 +28,7 @@ typedef enum pissa__op {
     PISSA_OP_ADD = 8,
     PISSA_OP_SWIGLU = 9,
     PISSA_OP_CROSS_ENTROPY = 10,
+    PISSA_OP_BIAS = 11,
 } pissa__op;
 
 /* ---- parameters ---- */
@@ -72,7 +73,8 @@ typedef struct pissa__node {
     int in[3];        /* value ids, -1 when unused */
     int par[3];       /* parameter ids, -1 when unused */
     int dim[5];       /* op-specific: see the constructors */
-    float f[2];       /* eps; lora scale and dropout p; rope theta */
+    float f[2];       /* eps; lora scale and dropout p */
+    const float *aux; /* rope: the inverse frequencies (hd/2), borrowed from the caller */
     size_t saved_floats, saved_off;
     float *saved;     /* xa, rstd, rope cos|sin tables, att, lse */
     size_t mask_off;
@@ -112,9 +114,15 @@ pissa_status pissa__g_embedding(pissa__graph *g, int wte, int *out);            
 pissa_status pissa__g_matmul(pissa__graph *g, int x, int w, int *out);               /* w (OC, C) param */
 /* lora: w_res (OC, C) must be frozen; A (r, C), B (OC, r); dropout p in [0, 1) on the adapter branch. */
 pissa_status pissa__g_lora(pissa__graph *g, int x, int w_res, int A, int B, float scale, float p, int *out);
-pissa_status pissa__g_rmsnorm(pissa__graph *g, int x, int w, float eps, int *out);  /* w (1, C) param */
-pissa_status pissa__g_rope(pissa__graph *g, int x, int n_heads, int head_dim, float theta, int *out);
-pissa_status pissa__g_attention(pissa__graph *g, int q, int k, int v, int H, int KV, int head_dim, int *out);
+/* w (1, C') param with C' dividing C: each row's C columns are normalised in groups of C' (C' = C: the usual norm;
+ * C' = head_dim: Qwen3's per-head norm of q and k). */
+pissa_status pissa__g_rmsnorm(pissa__graph *g, int x, int w, float eps, int *out);
+pissa_status pissa__g_bias(pissa__graph *g, int x, int b, int *out);                  /* b (1, C) param */
+/* INV_FREQ (head_dim/2) is borrowed: it must outlive the graph. */
+pissa_status pissa__g_rope(pissa__graph *g, int x, int n_heads, int head_dim, const float *inv_freq, int *out);
+/* WINDOW: sliding window (keys i − W < j <= i), 0 for full causal attention. */
+pissa_status pissa__g_attention(pissa__graph *g, int q, int k, int v, int H, int KV, int head_dim, int window,
+                                int *out);
 pissa_status pissa__g_silu(pissa__graph *g, int x, int *out);
 pissa_status pissa__g_mul(pissa__graph *g, int a, int b, int *out);
 pissa_status pissa__g_add(pissa__graph *g, int a, int b, int *out);

@@ -1,5 +1,5 @@
-/* Hugging Face checkpoints (REFERENCE §5): config.json with transformers' LlamaConfig defaults, and the
- * weights of a folder, either one model.safetensors or shards listed by model.safetensors.index.json. */
+/* Hugging Face checkpoint folders: config.json (parsed by config.c) and the weights, either one model.safetensors or
+ * shards listed by model.safetensors.index.json. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -9,169 +9,11 @@
 
 #include "internal.h"
 
+const char *const pissa__checkpoint_files[] = {"config.json", "model.safetensors", "model.safetensors.index.json",
+                                               "model-*-of-*.safetensors", "pytorch_model*.bin", NULL};
+
 #define INDEX_FILE "model.safetensors.index.json"
 #define SINGLE_FILE "model.safetensors"
-
-/* ---------------------------------------------------------------------------------------------- */
-/* config.json                                                                                    */
-
-/* Parses LEN bytes of JSON text (not NUL-terminated) as one value; only whitespace may follow it. */
-static pissa_status parse_json(const char *text, size_t len, const char *source, cJSON **out) {
-    const char *end = NULL;
-    *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!*out)
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", source,
-                           end ? (size_t)(end - text) : (size_t)0);
-    size_t k = (size_t)(end - text);
-    while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
-    if (k < len) {
-        cJSON_Delete(*out);
-        *out = NULL;
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (trailing characters at byte %zu)", source, k);
-    }
-    if (!cJSON_IsObject(*out)) {
-        cJSON_Delete(*out);
-        *out = NULL;
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: top level is not a JSON object", source);
-    }
-    return PISSA_OK;
-}
-
-/* A field that may be absent; null counts as absent only where transformers treats None as "default". */
-static const cJSON *field(const cJSON *root, const char *name, int null_is_absent) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
-    return v && null_is_absent && cJSON_IsNull(v) ? NULL : v;
-}
-
-static pissa_status get_size(const cJSON *root, const char *name, int null_is_absent, const char *source,
-                             int64_t *out) {
-    const cJSON *v = field(root, name, null_is_absent);
-    if (!v) return PISSA_OK;
-    double d = cJSON_IsNumber(v) ? v->valuedouble : 0;
-    if (!cJSON_IsNumber(v) || d != floor(d) || !(d >= 1 && d < 9007199254740992.0))
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: %s must be a positive integer", source, name);
-    *out = (int64_t)d;
-    return PISSA_OK;
-}
-
-static pissa_status get_positive(const cJSON *root, const char *name, const char *source, double *out) {
-    const cJSON *v = field(root, name, 0);
-    if (!v) return PISSA_OK;
-    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || !isfinite(v->valuedouble))
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: %s must be a positive number", source, name);
-    *out = v->valuedouble;
-    return PISSA_OK;
-}
-
-static pissa_status get_bool(const cJSON *root, const char *name, const char *source, int *out) {
-    const cJSON *v = field(root, name, 0);
-    if (!v) return PISSA_OK;
-    if (!cJSON_IsBool(v)) return pissa__fail(PISSA_ERR_FORMAT, "%s: %s must be true or false", source, name);
-    *out = cJSON_IsTrue(v);
-    return PISSA_OK;
-}
-
-static pissa_status get_string(const cJSON *root, const char *name, int null_is_absent, const char *source,
-                               char *out, size_t cap) {
-    const cJSON *v = field(root, name, null_is_absent);
-    if (!v) return PISSA_OK;
-    if (!cJSON_IsString(v)) return pissa__fail(PISSA_ERR_FORMAT, "%s: %s must be a string", source, name);
-    if (strlen(v->valuestring) >= cap)
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: %s '%.40s...' is too long", source, name, v->valuestring);
-    strcpy(out, v->valuestring);
-    return PISSA_OK;
-}
-
-static pissa_status config_from_json(const cJSON *root, const char *source, pissa_llama_config *c) {
-    memset(c, 0, sizeof *c);
-    const cJSON *mt = field(root, "model_type", 0);
-    if (!mt) return pissa__fail(PISSA_ERR_FORMAT, "%s: model_type is missing (expected \"llama\")", source);
-    PISSA_TRY(get_string(root, "model_type", 0, source, c->model_type, sizeof c->model_type));
-    if (strcmp(c->model_type, "llama") != 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: model_type '%s' is not Llama-compatible", source, c->model_type);
-
-    /* transformers' LlamaConfig defaults */
-    c->hidden_size = 4096;
-    c->intermediate_size = 11008;
-    c->num_hidden_layers = 32;
-    c->num_attention_heads = 32;
-    c->vocab_size = 32000;
-    c->max_position_embeddings = 2048;
-    c->rms_norm_eps = 1e-6;
-    c->rope_theta = 10000.0;
-    strcpy(c->hidden_act, "silu");
-    PISSA_TRY(get_size(root, "hidden_size", 0, source, &c->hidden_size));
-    PISSA_TRY(get_size(root, "intermediate_size", 0, source, &c->intermediate_size));
-    PISSA_TRY(get_size(root, "num_hidden_layers", 0, source, &c->num_hidden_layers));
-    PISSA_TRY(get_size(root, "num_attention_heads", 0, source, &c->num_attention_heads));
-    PISSA_TRY(get_size(root, "vocab_size", 0, source, &c->vocab_size));
-    PISSA_TRY(get_size(root, "max_position_embeddings", 0, source, &c->max_position_embeddings));
-    c->num_key_value_heads = c->num_attention_heads; /* None means "same as heads" in transformers */
-    PISSA_TRY(get_size(root, "num_key_value_heads", 1, source, &c->num_key_value_heads));
-    /* head_dim defaults to D / H; when H does not divide D it is left 0 for check_supported to refuse. */
-    c->head_dim = c->hidden_size % c->num_attention_heads == 0 ? c->hidden_size / c->num_attention_heads : 0;
-    PISSA_TRY(get_size(root, "head_dim", 1, source, &c->head_dim));
-    PISSA_TRY(get_positive(root, "rms_norm_eps", source, &c->rms_norm_eps));
-    PISSA_TRY(get_positive(root, "rope_theta", source, &c->rope_theta));
-    PISSA_TRY(get_bool(root, "tie_word_embeddings", source, &c->tie_word_embeddings));
-    PISSA_TRY(get_bool(root, "attention_bias", source, &c->attention_bias));
-    PISSA_TRY(get_bool(root, "mlp_bias", source, &c->mlp_bias));
-    PISSA_TRY(get_string(root, "hidden_act", 0, source, c->hidden_act, sizeof c->hidden_act));
-    const cJSON *rs = field(root, "rope_scaling", 0);
-    c->has_rope_scaling = rs && !cJSON_IsNull(rs);
-    /* newer transformers write "dtype" where older ones wrote "torch_dtype" */
-    const char *dtype_key = field(root, "torch_dtype", 1) ? "torch_dtype" : "dtype";
-    PISSA_TRY(get_string(root, dtype_key, 1, source, c->torch_dtype, sizeof c->torch_dtype));
-    return PISSA_OK;
-}
-
-pissa_status pissa_llama_config_parse(const char *json, size_t len, const char *source, pissa_llama_config *out) {
-    if (!json || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_llama_config_parse: NULL argument");
-    if (!source) source = "config.json";
-    cJSON *root;
-    PISSA_TRY(parse_json(json, len, source, &root));
-    pissa_llama_config c;
-    pissa_status st = config_from_json(root, source, &c);
-    cJSON_Delete(root);
-    if (st == PISSA_OK) *out = c;
-    return st;
-}
-
-pissa_status pissa_llama_config_load(const char *path, pissa_llama_config *out) {
-    if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_llama_config_load: NULL argument");
-    char *text;
-    size_t len;
-    PISSA_TRY(pissa__read_file(path, &text, &len));
-    pissa_status st = pissa_llama_config_parse(text, len, path, out);
-    free(text);
-    return st;
-}
-
-pissa_status pissa_llama_config_check_supported(const pissa_llama_config *c) {
-    if (!c) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_llama_config_check_supported: NULL config");
-    if (c->has_rope_scaling)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: rope_scaling is set; only plain RoPE is implemented");
-    if (c->attention_bias)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: attention_bias is true; projections without bias only");
-    if (c->mlp_bias) return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: mlp_bias is true; MLP without bias only");
-    if (strcmp(c->hidden_act, "silu") != 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: hidden_act '%s' is not supported (only silu)",
-                           c->hidden_act);
-    if (c->hidden_size <= 0 || c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim < 0)
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "config: sizes must be positive");
-    if (c->head_dim == 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED,
-                           "config: num_attention_heads %lld does not divide hidden_size %lld and head_dim is absent",
-                           (long long)c->num_attention_heads, (long long)c->hidden_size);
-    if (c->num_attention_heads % c->num_key_value_heads != 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED,
-                           "config: num_key_value_heads %lld does not divide num_attention_heads %lld",
-                           (long long)c->num_key_value_heads, (long long)c->num_attention_heads);
-    if (c->head_dim % 2 != 0)
-        return pissa__fail(PISSA_ERR_UNSUPPORTED, "config: head_dim %lld is odd; RoPE rotates pairs of halves",
-                           (long long)c->head_dim);
-    return PISSA_OK;
-}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* checkpoint folders                                                                             */
@@ -241,7 +83,7 @@ static pissa_status open_sharded(pissa_checkpoint *c, const char *dir, const cha
     size_t len;
     PISSA_TRY(pissa__read_file(index, &text, &len));
     cJSON *root = NULL;
-    pissa_status st = parse_json(text, len, index, &root);
+    pissa_status st = pissa__json_parse_object(text, len, index, &root);
     free(text);
     if (st != PISSA_OK) return st;
 
@@ -308,6 +150,31 @@ static pissa_status open_sharded(pissa_checkpoint *c, const char *dir, const cha
     return st;
 }
 
+/* The config's sizes against the tensors present, before anything is sized from them: a config.json claiming
+ * 10^9 layers (or a vocabulary the embedding does not have) is refused here, not met by a 2.5 TB calloc or hours of
+ * name lookups. Layers are counted from the names "model.layers.<l>.": they must be exactly 0 .. L-1. */
+static pissa_status check_sizes(const pissa_checkpoint *c, const char *dir) {
+    long long max_layer = -1;
+    for (size_t i = 0; i < c->count; i++) {
+        long long l;
+        if (sscanf(c->e[i].name, "model.layers.%lld.", &l) == 1 && l > max_layer) max_layer = l;
+    }
+    if (max_layer + 1 != c->cfg.num_hidden_layers)
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: config.json: num_hidden_layers is %lld but the weights hold %s%lld "
+                           "layers", dir, (long long)c->cfg.num_hidden_layers,
+                           max_layer + 1 > c->cfg.num_hidden_layers ? "a layer " : "", max_layer + 1);
+    ck_entry key = {"model.embed_tokens.weight", NULL};
+    const ck_entry *e = bsearch(&key, c->e, c->count, sizeof *c->e, cmp_entries);
+    pissa_st_info info;
+    if (e && pissa_st_find(e->shard, e->name, &info) == PISSA_OK &&
+        (info.ndim != 2 || info.shape[0] != c->cfg.vocab_size || info.shape[1] != c->cfg.hidden_size))
+        return pissa__fail(PISSA_ERR_SHAPE, "%s: config.json says vocab_size %lld and hidden_size %lld but "
+                           "model.embed_tokens.weight has shape (%lld, %lld)", dir, (long long)c->cfg.vocab_size,
+                           (long long)c->cfg.hidden_size, (long long)info.shape[0],
+                           (long long)(info.ndim > 1 ? info.shape[1] : 0));
+    return PISSA_OK;
+}
+
 pissa_status pissa_checkpoint_open(const char *dir, pissa_checkpoint **out) {
     if (!dir || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_checkpoint_open: NULL argument");
     *out = NULL;
@@ -332,6 +199,7 @@ pissa_status pissa_checkpoint_open(const char *dir, pissa_checkpoint **out) {
             st = collect_entries(c, dir);
         }
     }
+    if (st == PISSA_OK) st = check_sizes(c, dir);
     free(config);
     free(index);
     free(single);

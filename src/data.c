@@ -7,7 +7,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "hf_internal.h"
 
 struct pissa_dataset {
     int32_t *ids;     // (total) token ids of all rows; text rows share it (windows overlap)
@@ -275,14 +275,14 @@ pissa_status pissa_dataset_from_text(const pissa_tokenizer *tok, const char *tex
     *out = NULL;
     pissa_dataset *d = calloc(1, sizeof *d);
     if (!d) return pissa__fail(PISSA_ERR_NOMEM, "pissa_dataset_from_text: out of memory");
-    size_t cap = PISSA_TOKENIZER_MAX_TOKENS(len), N;
-    d->ids = pissa__alloc(cap, sizeof *d->ids);
+    size_t cap = pissa_tokenizer_max_tokens(tok, len), N;
+    d->ids = cap == SIZE_MAX ? NULL : pissa__alloc(cap, sizeof *d->ids);
     if (!d->ids) {
         pissa_dataset_free(d);
         return pissa__fail(PISSA_ERR_NOMEM, "pissa_dataset_from_text: out of memory (%zu bytes of text)", len);
     }
-    /* the whole text at once: one BOS, one dummy prefix, the same tokens as run.c */
-    pissa_status st = pissa_tokenizer_encode(tok, text, len, 1, 0, d->ids, cap, &N);
+    /* the whole text at once, with the special tokens (llama2.c: one BOS, one dummy prefix, run.c's tokens) */
+    pissa_status st = pissa_tokenizer_encode_text(tok, text, len, 1, d->ids, cap, &N);
     if (st != PISSA_OK) {
         pissa_dataset_free(d);
         return st;
@@ -314,6 +314,11 @@ pissa_status pissa_dataset_load_text(const char *path, const pissa_tokenizer *to
     char *text;
     size_t size;
     PISSA_TRY(pissa__read_file(path, &text, &size));
+    size_t valid = pissa__utf8_valid_prefix(text, size);
+    if (tok && pissa_tokenizer_get_kind(tok) == PISSA_TOKENIZER_HF && valid != size) {
+        free(text);
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid UTF-8 (at byte %zu)", path, valid);
+    }
     pissa_status st = pissa_dataset_from_text(tok, text, size, seq_len, out);
     free(text);
     return st;

@@ -69,3 +69,5 @@ char *pissa__strdup(const char *s) {
     if (d) memcpy(d, s, n);
     return d;
 }
+
+void pissa_free(void *p) { free(p); }

@@ -77,6 +77,10 @@ pissa_status pissa__atomic_write(pissa_atomic_file *af, const void *data, size_t
 pissa_status pissa__atomic_commit(pissa_atomic_file *af);
 void pissa__atomic_abort(pissa_atomic_file *af); /* removes the temporary file; safe after commit */
 
+/* The files a checkpoint writer replaces in its folder (fnmatch patterns for pissa_dir_txn_begin): the weights in
+ * any layout, so no old shard index outlives new single-file weights, and config.json. */
+extern const char *const pissa__checkpoint_files[];
+
 /* Creates DIR and its parents (like mkdir -p). */
 pissa_status pissa__mkdir_p(const char *dir);
 /* Reads a whole file into a NUL-terminated malloc'd buffer. Caller frees. */
@@ -102,5 +106,14 @@ struct cJSON;
 pissa_status pissa__json_dump_sorted(const struct cJSON *item, char **out);
 /* A number that Python would print as a float (0.0, 0.05, 1e-05), for fields PEFT stores as floats. */
 struct cJSON *pissa__json_float(double v);
+/* Parses LEN bytes of TEXT (not NUL-terminated) as one JSON object; only whitespace may follow. SOURCE names the text
+ * in errors. Caller frees *OUT with cJSON_Delete. */
+pissa_status pissa__json_parse_object(const char *text, size_t len, const char *source, struct cJSON **out);
+
+/* ---- the model a config describes (config.c) ---- */
+
+/* RoPE's inverse frequencies (head_dim / 2) for CFG's rope type, computed in float32 operation for operation as
+ * transformers' rope init functions (default, linear, llama3) compute them. */
+void pissa__rope_inv_freq(const pissa_llama_config *cfg, float *inv_freq);
 
 #endif

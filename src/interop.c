@@ -1,220 +1,22 @@
-/* Interoperability with Hugging Face PEFT: target matching as PEFT does it, adapter validation against a
- * base, PiSSA → LoRA conversion (REFERENCE §2), merge and unmerge.
- *
- * Regular expressions: PEFT evaluates target_modules strings and rank_pattern / alpha_pattern keys with
- * Python's `re`. PCRE2 is used because its syntax is the one closest to Python's (\d, (?:...), (?P<name>...),
- * lazy quantifiers, lookarounds) and it is maintained and packaged everywhere; POSIX <regex.h> lacks most
- * of that syntax and would silently mismatch. */
-#define PCRE2_CODE_UNIT_WIDTH 8
+/* Interoperability with Hugging Face PEFT: adapter validation against a base, PiSSA → LoRA conversion
+ * (docs/interop.md), merged checkpoints and the llama2.c export. Which modules a config targets, and with which
+ * rank and alpha, is peft_target.c's. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "internal.h"
+#include "peft_internal.h"
 #include "interop_internal.h"
+#include "peft_target.h"
 #include "weights.h"
 
 #define KEY_PREFIX "base_model.model."
-
-/* Llama's nn.Linear modules other than the output layer: what "all-linear" expands to (PEFT excludes
- * model.get_output_embeddings(), i.e. lm_head). */
-static const char *const llama_linear[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                           "down_proj"};
-
-/* ---------------------------------------------------------------------------------------------- */
-/* regular expressions                                                                            */
-
-/* Compiles PATTERN with Python-like Unicode semantics for \d \w \s; FIELD names it in errors. */
-static pissa_status re_compile(const char *pattern, uint32_t options, const char *field, pcre2_code **out) {
-    int err = 0;
-    PCRE2_SIZE at = 0;
-    *out = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options | PCRE2_UTF | PCRE2_UCP, &err, &at,
-                         NULL);
-    if (*out) return PISSA_OK;
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(err, msg, sizeof msg);
-    return pissa__fail(PISSA_ERR_FORMAT, "adapter_config.json: %s: invalid regular expression '%s' at offset %zu: %s",
-                       field, pattern, (size_t)at, (const char *)msg);
-}
-
-/* 1 on a match, 0 on none, -1 on an engine error (match limit, ...). */
-static int re_match(const pcre2_code *re, const char *s, pcre2_match_data *md) {
-    int rc = pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
-    return rc >= 0 ? 1 : rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* target matching                                                                                */
-
-/* A config with its regular expressions compiled once, for resolving many modules. */
-typedef struct resolver {
-    const pissa_peft_config *cfg;
-    pissa_target_kind kind;
-    pcre2_code *target;                          /* REGEX: fullmatch */
-    pcre2_code *layer;                           /* re.match(r".*\.[^.]*\.(\d+)\.") */
-    pcre2_code *rank[PISSA_PEFT_MAX_PATTERNS];   /* re.match(rf"(.*\.)?({key})$") */
-    pcre2_code *alpha[PISSA_PEFT_MAX_PATTERNS];
-    pcre2_match_data *md;
-} resolver;
-
-static void resolver_free(resolver *R) {
-    pcre2_code_free(R->target);
-    pcre2_code_free(R->layer);
-    for (int i = 0; i < PISSA_PEFT_MAX_PATTERNS; i++) {
-        pcre2_code_free(R->rank[i]);
-        pcre2_code_free(R->alpha[i]);
-    }
-    pcre2_match_data_free(R->md);
-    memset(R, 0, sizeof *R);
-}
-
-static pissa_status compile_pattern_key(const char *key, const char *field, pcre2_code **out) {
-    size_t n = strlen(key) + 16;
-    char *p = malloc(n);
-    if (!p) return pissa__fail(PISSA_ERR_NOMEM, "adapter_config.json: out of memory");
-    snprintf(p, n, "(.*\\.)?(%s)$", key);
-    char what[160];
-    snprintf(what, sizeof what, "%s key '%.120s'", field, key);
-    pissa_status st = re_compile(p, PCRE2_ANCHORED, what, out);
-    free(p);
-    return st;
-}
-
-static pissa_status resolver_init(resolver *R, const pissa_peft_config *cfg) {
-    memset(R, 0, sizeof *R);
-    R->cfg = cfg;
-    R->kind = cfg->target_kind;
-    /* PEFT lower-cases a string target before comparing it with "all-linear". */
-    if (R->kind == PISSA_TARGET_REGEX && strcasecmp(cfg->target_modules, "all-linear") == 0)
-        R->kind = PISSA_TARGET_ALL_LINEAR;
-    pissa_status st = PISSA_OK;
-    if (R->kind == PISSA_TARGET_REGEX)
-        st = re_compile(cfg->target_modules, PCRE2_ANCHORED | PCRE2_ENDANCHORED, "target_modules", &R->target);
-    /* Python's \d is ASCII here: int() of the group must parse, and module paths are ASCII. */
-    if (st == PISSA_OK) {
-        int err;
-        PCRE2_SIZE at;
-        R->layer = pcre2_compile((PCRE2_SPTR) ".*\\.[^.]*\\.([0-9]+)\\.", PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, &err,
-                                 &at, NULL);
-        if (!R->layer) st = pissa__fail(PISSA_ERR_NOMEM, "adapter_config.json: out of memory");
-    }
-    for (int64_t i = 0; st == PISSA_OK && i < cfg->n_rank_pattern; i++)
-        st = compile_pattern_key(cfg->rank_pattern[i].key, "rank_pattern", &R->rank[i]);
-    for (int64_t i = 0; st == PISSA_OK && i < cfg->n_alpha_pattern; i++)
-        st = compile_pattern_key(cfg->alpha_pattern[i].key, "alpha_pattern", &R->alpha[i]);
-    if (st == PISSA_OK && !(R->md = pcre2_match_data_create(16, NULL)))
-        st = pissa__fail(PISSA_ERR_NOMEM, "adapter_config.json: out of memory");
-    if (st != PISSA_OK) resolver_free(R);
-    return st;
-}
-
-static pissa_status engine_error(const char *field, const char *module) {
-    return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: %s: the regular expression engine gave up on '%s'",
-                       field, module);
-}
-
-/* PEFT's layer filter: the index N of the last ".NAME.N." in MODULE must be in layers_to_transform. */
-static pissa_status layer_selected(resolver *R, const char *module, int *ok) {
-    const pissa_peft_config *c = R->cfg;
-    *ok = 1;
-    if (!c->has_layers_to_transform || c->n_layers_to_transform == 0) return PISSA_OK;
-    int m = re_match(R->layer, module, R->md);
-    if (m < 0) return engine_error("layers_to_transform", module);
-    *ok = 0;
-    if (!m) return PISSA_OK;
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(R->md);
-    size_t len = ov[3] - ov[2];
-    if (len > 18) return PISSA_OK; /* beyond int64: in no list */
-    int64_t n = 0;
-    for (size_t k = 0; k < len; k++) n = n * 10 + (module[ov[2] + k] - '0');
-    for (int64_t i = 0; i < c->n_layers_to_transform; i++)
-        if (c->layers_to_transform[i] == n) *ok = 1;
-    return PISSA_OK;
-}
-
-static int ends_with_component(const char *module, const char *name, size_t k) {
-    size_t m = strlen(module);
-    return m > k && module[m - k - 1] == '.' && memcmp(module + m - k, name, k) == 0;
-}
-
-static pissa_status is_targeted(resolver *R, const char *module, int *targeted) {
-    const pissa_peft_config *c = R->cfg;
-    *targeted = 0;
-    if (R->kind == PISSA_TARGET_REGEX) {
-        int m = re_match(R->target, module, R->md);
-        if (m < 0) return engine_error("target_modules", module);
-        *targeted = m;
-        return PISSA_OK;
-    }
-    int suffix = 0;
-    if (R->kind == PISSA_TARGET_ALL_LINEAR) {
-        for (size_t j = 0; j < sizeof llama_linear / sizeof llama_linear[0]; j++)
-            if (ends_with_component(module, llama_linear[j], strlen(llama_linear[j]))) suffix = 1;
-    } else {
-        /* An empty list stands for null: PEFT then uses its default for the model type (Llama: q_proj, v_proj). */
-        const char *list = c->target_modules[0] ? c->target_modules : "q_proj,v_proj";
-        for (const char *p = list; *p;) {
-            const char *e = strchr(p, ',');
-            size_t k = e ? (size_t)(e - p) : strlen(p);
-            if (strlen(module) == k && memcmp(module, p, k) == 0) {
-                *targeted = 1; /* named exactly: PEFT skips the layer filter */
-                return PISSA_OK;
-            }
-            if (ends_with_component(module, p, k)) suffix = 1;
-            p += k + (e != NULL);
-        }
-    }
-    if (!suffix) return PISSA_OK;
-    return layer_selected(R, module, targeted);
-}
-
-/* First pattern (in file order) whose key matches, else -1. */
-static pissa_status pattern_index(resolver *R, pcre2_code *const *res, int64_t n, const char *field,
-                                  const char *module, int64_t *index) {
-    *index = -1;
-    for (int64_t i = 0; i < n; i++) {
-        int m = re_match(res[i], module, R->md);
-        if (m < 0) return engine_error(field, module);
-        if (m) {
-            *index = i;
-            break;
-        }
-    }
-    return PISSA_OK;
-}
-
-static pissa_status resolve(resolver *R, const char *module, int *targeted, int64_t *r, double *alpha,
-                            double *scale) {
-    const pissa_peft_config *c = R->cfg;
-    int t;
-    int64_t ri, ai;
-    PISSA_TRY(is_targeted(R, module, &t));
-    PISSA_TRY(pattern_index(R, R->rank, c->n_rank_pattern, "rank_pattern", module, &ri));
-    PISSA_TRY(pattern_index(R, R->alpha, c->n_alpha_pattern, "alpha_pattern", module, &ai));
-    int64_t rank = ri >= 0 ? (int64_t)c->rank_pattern[ri].value : c->r;
-    double a = ai >= 0 ? c->alpha_pattern[ai].value : c->lora_alpha;
-    if (targeted) *targeted = t;
-    if (r) *r = rank;
-    if (alpha) *alpha = a;
-    if (scale) *scale = pissa_lora_scale(a, rank, c->use_rslora);
-    return PISSA_OK;
-}
-
-pissa_status pissa_peft_resolve(const pissa_peft_config *cfg, const char *module, int *targeted, int64_t *r,
-                                double *alpha, double *scale) {
-    if (!cfg || !module) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_resolve: NULL argument");
-    resolver R;
-    PISSA_TRY(resolver_init(&R, cfg));
-    pissa_status st = resolve(&R, module, targeted, r, alpha, scale);
-    resolver_free(&R);
-    return st;
-}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* an adapter against a base                                                                      */
@@ -313,7 +115,7 @@ static const pissa_linear_shape *find_shape(const pissa_linear_shape *base, size
     return NULL;
 }
 
-static pissa_status check_module(resolver *R, const char *module, const pissa_tensor *A, const pissa_tensor *B,
+static pissa_status check_module(pissa__resolver *R, const char *module, const pissa_tensor *A, const pissa_tensor *B,
                                  const pissa_linear_shape *base, size_t n_base) {
     const pissa_linear_shape *s = find_shape(base, n_base, module);
     int64_t r = pissa_tensor_dim(A, 0), in = pissa_tensor_dim(A, 1), out = pissa_tensor_dim(B, 0), want;
@@ -321,7 +123,7 @@ static pissa_status check_module(resolver *R, const char *module, const pissa_te
         return pissa__fail(PISSA_ERR_NOT_FOUND, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight': module '%s' is not "
                            "a linear weight of the base model", module, module);
     int targeted;
-    PISSA_TRY(resolve(R, module, &targeted, &want, NULL, NULL));
+    PISSA_TRY(pissa__resolve(R, module, &targeted, &want, NULL, NULL));
     if (!targeted)
         return pissa__fail(PISSA_ERR_FORMAT, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight': module '%s' is not "
                            "targeted by adapter_config.json (target_modules '%s'%s)", module, module,
@@ -345,8 +147,8 @@ static pissa_status check_adapter(const pissa_peft_adapter *a, const pissa_linea
                                   int allow_pissa_init) {
     const pissa_peft_config *c = pissa_peft_adapter_config(a);
     PISSA_TRY(check_config(c, allow_pissa_init));
-    resolver R;
-    PISSA_TRY(resolver_init(&R, c));
+    pissa__resolver R;
+    PISSA_TRY(pissa__resolver_init(&R, c));
     pissa_status st = PISSA_OK;
     for (size_t i = 0; st == PISSA_OK && i < pissa_peft_adapter_count(a); i++) {
         const char *module;
@@ -359,7 +161,7 @@ static pissa_status check_adapter(const pissa_peft_adapter *a, const pissa_linea
     for (size_t i = 0; st == PISSA_OK && i < n_base; i++) {
         int targeted;
         size_t at;
-        st = resolve(&R, base[i].module, &targeted, NULL, NULL, NULL);
+        st = pissa__resolve(&R, base[i].module, &targeted, NULL, NULL, NULL);
         if (st == PISSA_OK && targeted && pissa_peft_adapter_find(a, base[i].module, &at) != PISSA_OK) {
             if (!missing++) first = base[i].module;
         }
@@ -368,7 +170,7 @@ static pissa_status check_adapter(const pissa_peft_adapter *a, const pissa_linea
     if (st == PISSA_OK && missing)
         pissa__log(PISSA_LOG_WARN, "adapter: %zu module(s) targeted by adapter_config.json have no tensors (first: "
                    "'%s'); they are left unchanged", missing, first);
-    resolver_free(&R);
+    pissa__resolver_free(&R);
     return st;
 }
 
@@ -379,11 +181,6 @@ pissa_status pissa_peft_adapter_check(const pissa_peft_adapter *a, const pissa_l
 
 /* ---------------------------------------------------------------------------------------------- */
 /* an adapter on the projections of a Llama model (interop_internal.h)                            */
-
-const char *const pissa__llama_proj_paths[PISSA__N_PROJ] = {"self_attn.q_proj", "self_attn.k_proj",
-                                                            "self_attn.v_proj", "self_attn.o_proj",
-                                                            "mlp.gate_proj",    "mlp.up_proj",
-                                                            "mlp.down_proj"};
 
 /* The weights of a loaded model (float32 in memory) as a tensor list for linear_shapes. */
 static pissa_status weights_tensor_at(const void *src, size_t i, const char **name, int *matrix, int64_t *rows,
@@ -402,8 +199,8 @@ static void llama_slot(const char *module, int64_t n_layers, int64_t *layer, int
     int used = 0;
     *proj = -1;
     if (sscanf(module, "model.layers.%lld.%n", &l, &used) != 1 || used == 0 || l < 0 || l >= n_layers) return;
-    for (int j = 0; j < PISSA__N_PROJ; j++)
-        if (!strcmp(module + used, pissa__llama_proj_paths[j])) *proj = j;
+    for (int j = 0; j < PISSA_N_PROJ; j++)
+        if (!strcmp(module + used, pissa_proj_path(j))) *proj = j;
     *layer = l;
 }
 
@@ -411,7 +208,7 @@ pissa_status pissa__peft_map_llama(const pissa_peft_adapter *a, const pissa__wei
                                    pissa__peft_slot *slots) {
     const pissa_peft_config *c = pissa_peft_adapter_config(a);
     int64_t L = w->cfg.num_hidden_layers;
-    if (strcmp(c->bias, "none") != 0) /* Llama's projections have no bias for PEFT to train */
+    if (strcmp(c->bias, "none") != 0) /* PEFT would train the biases too; the base's biases stay frozen here */
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter_config.json: field 'bias' is '%s': only \"none\" is "
                            "supported", c->bias);
     pissa_linear_shape *base;
@@ -420,17 +217,17 @@ pissa_status pissa__peft_map_llama(const pissa_peft_adapter *a, const pissa__wei
     pissa_status st = check_adapter(a, base, n_base, allow_pissa_init);
     free(base);
     PISSA_TRY(st);
-    resolver R;
-    PISSA_TRY(resolver_init(&R, c));
+    pissa__resolver R;
+    PISSA_TRY(pissa__resolver_init(&R, c));
     char module[160];
     for (int64_t l = 0; st == PISSA_OK && l < L; l++)
-        for (int j = 0; st == PISSA_OK && j < PISSA__N_PROJ; j++) {
-            pissa__peft_slot *s = &slots[l * PISSA__N_PROJ + j];
-            snprintf(module, sizeof module, "model.layers.%lld.%s", (long long)l, pissa__llama_proj_paths[j]);
+        for (int j = 0; st == PISSA_OK && j < PISSA_N_PROJ; j++) {
+            pissa__peft_slot *s = &slots[l * PISSA_N_PROJ + j];
+            snprintf(module, sizeof module, "model.layers.%lld.%s", (long long)l, pissa_proj_path(j));
             s->module = -1;
-            st = resolve(&R, module, NULL, &s->r, &s->alpha, &s->scale);
+            st = pissa__resolve(&R, module, NULL, &s->r, &s->alpha, &s->scale);
         }
-    resolver_free(&R);
+    pissa__resolver_free(&R);
     for (size_t i = 0; st == PISSA_OK && i < pissa_peft_adapter_count(a); i++) {
         const char *module_i;
         const pissa_tensor *A, *B;
@@ -442,7 +239,7 @@ pissa_status pissa__peft_map_llama(const pissa_peft_adapter *a, const pissa__wei
             st = pissa__fail(PISSA_ERR_UNSUPPORTED, "adapter tensor '" KEY_PREFIX "%s.lora_A.weight': module '%s' is "
                              "not one of the projections libpissa adapts (q_proj, k_proj, v_proj, o_proj, gate_proj, "
                              "up_proj, down_proj of a layer)", module_i, module_i);
-        if (st == PISSA_OK) slots[l * PISSA__N_PROJ + j].module = (int64_t)i;
+        if (st == PISSA_OK) slots[l * PISSA_N_PROJ + j].module = (int64_t)i;
     }
     return st;
 }
@@ -557,31 +354,8 @@ pissa_status pissa_peft_pissa_to_lora(const pissa_peft_adapter *trained, const p
 /* ---------------------------------------------------------------------------------------------- */
 /* merge and unmerge                                                                              */
 
-static pissa_status add_product(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
-                                double scale, const char *who) {
-    if (!W || !A || !B) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: NULL argument", who);
-    if (out < 1 || in < 1 || r < 1 || out > INT_MAX || in > INT_MAX || r > INT_MAX)
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: bad shape W (%lld, %lld), r=%lld", who, (long long)out,
-                           (long long)in, (long long)r);
-    if (!isfinite(scale)) return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: scale is not finite", who);
-    /* W (out, in) += scale · B (out, r) · A (r, in) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)in, (int)r, (float)scale, B, (int)r, A,
-                (int)in, 1.0f, W, (int)in);
-    return PISSA_OK;
-}
-
-pissa_status pissa_lora_merge(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
-                              double scale) {
-    return add_product(W, out, in, r, A, B, scale, "pissa_lora_merge");
-}
-
-pissa_status pissa_lora_unmerge(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
-                                double scale) {
-    return add_product(W, out, in, r, A, B, -scale, "pissa_lora_unmerge");
-}
-
 /* W ± s·B·A for MODULE with R's scale. */
-static pissa_status merge_module(resolver *R, const pissa_peft_adapter *a, const char *module, float *W, int64_t out,
+static pissa_status merge_module(pissa__resolver *R, const pissa_peft_adapter *a, const char *module, float *W, int64_t out,
                                  int64_t in, int sign, int *merged) {
     size_t i;
     if (merged) *merged = 0;
@@ -597,8 +371,8 @@ static pissa_status merge_module(resolver *R, const pissa_peft_adapter *a, const
                            "(%lld, %lld)", module, (long long)r, (long long)pissa_tensor_dim(A, 1),
                            (long long)pissa_tensor_dim(B, 0), (long long)r, (long long)out, (long long)in);
     double scale;
-    PISSA_TRY(resolve(R, module, NULL, NULL, NULL, &scale));
-    PISSA_TRY(add_product(W, out, in, r, pissa_tensor_data(A), pissa_tensor_data(B), sign * scale, module));
+    PISSA_TRY(pissa__resolve(R, module, NULL, NULL, NULL, &scale));
+    PISSA_TRY(pissa_lora_merge(W, out, in, r, pissa_tensor_data(A), pissa_tensor_data(B), sign * scale));
     if (merged) *merged = 1;
     return PISSA_OK;
 }
@@ -606,10 +380,10 @@ static pissa_status merge_module(resolver *R, const pissa_peft_adapter *a, const
 static pissa_status merge_one(const pissa_peft_adapter *a, const char *module, float *W, int64_t out, int64_t in,
                               int sign, int *merged) {
     if (!a || !module || !W) return pissa__fail(PISSA_ERR_INVALID_ARG, "merge: NULL argument");
-    resolver R;
-    PISSA_TRY(resolver_init(&R, pissa_peft_adapter_config(a)));
+    pissa__resolver R;
+    PISSA_TRY(pissa__resolver_init(&R, pissa_peft_adapter_config(a)));
     pissa_status st = merge_module(&R, a, module, W, out, in, sign, merged);
-    resolver_free(&R);
+    pissa__resolver_free(&R);
     return st;
 }
 
@@ -629,7 +403,7 @@ pissa_status pissa_peft_unmerge_module(const pissa_peft_adapter *a, const char *
 typedef struct merge_ctx {
     const pissa_checkpoint *base;
     const pissa_peft_adapter *adapter;
-    resolver *R;
+    pissa__resolver *R;
     int sign;
 } merge_ctx;
 
@@ -650,25 +424,6 @@ static pissa_status fill_merged(void *user, const char *name, float *dst, int64_
     return st;
 }
 
-static const char *torch_dtype_name(pissa_dtype dt) {
-    return dt == PISSA_F32 ? "float32" : dt == PISSA_BF16 ? "bfloat16" : "float16";
-}
-
-/* config.json text with "torch_dtype" set to DTYPE's name (added when absent). Caller frees. */
-static pissa_status config_with_dtype(const char *json, pissa_dtype dtype, char **out) {
-    cJSON *root = cJSON_Parse(json);
-    if (!root) return pissa__fail(PISSA_ERR_FORMAT, "config.json: not valid JSON");
-    cJSON *v = cJSON_CreateString(torch_dtype_name(dtype));
-    pissa_status st = PISSA_OK;
-    if (!v) st = pissa__fail(PISSA_ERR_NOMEM, "config.json: out of memory");
-    else if (cJSON_GetObjectItemCaseSensitive(root, "torch_dtype"))
-        cJSON_ReplaceItemInObjectCaseSensitive(root, "torch_dtype", v);
-    else cJSON_AddItemToObject(root, "torch_dtype", v);
-    if (st == PISSA_OK) st = pissa__json_dump_sorted(root, out);
-    cJSON_Delete(root);
-    return st;
-}
-
 pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pissa_peft_adapter *a, int unmerge,
                                          int dtype, const char *dir) {
     if (!base || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_merge_checkpoint: NULL argument");
@@ -683,14 +438,12 @@ pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pis
         free(shapes);
         PISSA_TRY(st);
     }
-    resolver R;
+    pissa__resolver R;
     memset(&R, 0, sizeof R);
-    if (a) PISSA_TRY(resolver_init(&R, pissa_peft_adapter_config(a)));
+    if (a) PISSA_TRY(pissa__resolver_init(&R, pissa_peft_adapter_config(a)));
     merge_ctx ctx = {base, a, &R, unmerge ? -1 : +1};
     pissa_st_writer *w = NULL;
-    char *config = NULL, *weights = pissa__path_join(dir, "model.safetensors"),
-         *config_path = pissa__path_join(dir, "config.json");
-    if (!weights || !config_path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    char *config = NULL, *weights = NULL, *config_path = NULL;
     if (st == PISSA_OK) st = pissa_st_writer_create(&w);
     for (size_t i = 0; st == PISSA_OK && i < pissa_checkpoint_count(base); i++) {
         const char *name = pissa_checkpoint_name(base, i);
@@ -718,17 +471,25 @@ pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pis
             st = pissa_st_writer_add_raw(w, name, info.dtype, info.ndim, info.shape, info.data);
     }
     if (st == PISSA_OK) pissa_clear_error(); /* misses of pissa_peft_adapter_find */
-    if (st == PISSA_OK) st = pissa__mkdir_p(dir);
-    if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
     const char *json = pissa_checkpoint_config_json(base);
-    if (st == PISSA_OK && dtype != -1) st = config_with_dtype(json, (pissa_dtype)dtype, &config);
+    if (st == PISSA_OK && dtype != -1) st = pissa_config_json_set_dtype(json, dtype, &config);
     const char *text = config ? config : json;
+    pissa_dir_txn *txn = NULL; /* the folder is replaced whole: never new weights beside an old config */
+    if (st == PISSA_OK) st = pissa_dir_txn_begin(dir, pissa__checkpoint_files, &txn);
+    if (st == PISSA_OK) {
+        weights = pissa__path_join(pissa_dir_txn_path(txn), "model.safetensors");
+        config_path = pissa__path_join(pissa_dir_txn_path(txn), "config.json");
+        if (!weights || !config_path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    }
+    if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
     if (st == PISSA_OK) st = pissa_write_file_atomic(config_path, text, strlen(text));
+    if (st == PISSA_OK) st = pissa_dir_txn_commit(txn);
+    else pissa_dir_txn_abort(txn);
     pissa_st_writer_free(w);
     free(config);
     free(weights);
     free(config_path);
-    if (a) resolver_free(&R);
+    if (a) pissa__resolver_free(&R);
     return st;
 }
 
@@ -758,12 +519,12 @@ static pissa_status merge_weights(pissa__weights *w, const pissa_peft_adapter *a
     pissa_linear_shape *shapes = pissa__calloc(w->n ? w->n : 1, sizeof *shapes);
     char **mods = pissa__calloc(w->n ? w->n : 1, sizeof *mods);
     size_t n = 0;
-    resolver R;
+    pissa__resolver R;
     int have_resolver = 0;
     pissa_status st = shapes && mods ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "llama2.c export: out of memory");
     if (st == PISSA_OK) st = weights_shapes(w, shapes, mods, &n);
     if (st == PISSA_OK) st = pissa_peft_adapter_check(a, shapes, n);
-    if (st == PISSA_OK && (st = resolver_init(&R, pissa_peft_adapter_config(a))) == PISSA_OK) have_resolver = 1;
+    if (st == PISSA_OK && (st = pissa__resolver_init(&R, pissa_peft_adapter_config(a))) == PISSA_OK) have_resolver = 1;
     for (size_t i = 0; st == PISSA_OK && i < n; i++) {
         size_t at;
         if (pissa_peft_adapter_find(a, shapes[i].module, &at) != PISSA_OK) continue;
@@ -781,7 +542,7 @@ static pissa_status merge_weights(pissa__weights *w, const pissa_peft_adapter *a
         }
     }
     if (st == PISSA_OK) pissa_clear_error(); /* misses of pissa_peft_adapter_find */
-    if (have_resolver) resolver_free(&R);
+    if (have_resolver) pissa__resolver_free(&R);
     for (size_t i = 0; mods && i < n; i++) free(mods[i]);
     free(mods);
     free(shapes);

@@ -6,10 +6,6 @@
 #include "pissa/interop.h"
 #include "weights.h"
 
-/* The 7 projections of a Llama layer, in this order, as module path suffixes ("self_attn.q_proj", ...). */
-#define PISSA__N_PROJ 7
-extern const char *const pissa__llama_proj_paths[PISSA__N_PROJ];
-
 /* One projection of one layer: which module of the adapter (if any) applies to it, and with what. */
 typedef struct pissa__peft_slot {
     int64_t module; /* index in the adapter (pissa_peft_adapter_module), or -1: no tensors for it */

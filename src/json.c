@@ -33,13 +33,51 @@ static void indent(pissa__strbuf *b, int depth) {
     for (int i = 0; i < depth; i++) pissa__sb_put(b, "  ", 2);
 }
 
-/* ensure_ascii: non-ASCII code points become \uXXXX (surrogate pairs above U+FFFF). */
-static void put_string(pissa__strbuf *b, const char *s) {
+/* Length of the valid UTF-8 sequence at U (1..4), or 0 if it is not one: overlong forms, surrogates and code points
+ * above U+10FFFF are invalid. *CP receives the code point. */
+static int utf8_seq(const unsigned char *u, unsigned *cp) {
+    unsigned c = u[0];
+    if (c < 0x80) return *cp = c, 1;
+    int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+    if (!len || c > 0xF4) return 0;
+    unsigned v = c & (len == 4 ? 0x07 : len == 3 ? 0x0F : 0x1F);
+    for (int i = 1; i < len; i++) {
+        if ((u[i] & 0xC0) != 0x80) return 0;
+        v = (v << 6) | (u[i] & 0x3F);
+    }
+    static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < min[len] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    return *cp = v, len;
+}
+
+/* What dump() writes into, and the first string it could not write. */
+typedef struct dump_ctx {
+    pissa__strbuf b;
+    const char *key;     /* the object key being written (for the message) */
+    const char *bad_key; /* set at the first invalid string */
+    size_t bad_off;
+    unsigned bad_byte;
+} dump_ctx;
+
+/* As Python's json.dumps with ensure_ascii: the short escapes \" \\ \n \r \t \b \f, other controls as \u00XX,
+ * non-ASCII as \uXXXX (surrogate pairs above U+FFFF). A string that is not valid UTF-8 has no JSON form that reads
+ * back as the same bytes: it is refused (the first one is recorded in D), never mangled into lone surrogates. */
+static void put_string(dump_ctx *d, const char *s) {
+    pissa__strbuf *b = &d->b;
     pissa__sb_put(b, "\"", 1);
     const unsigned char *u = (const unsigned char *)s;
     char tmp[16];
     while (*u) {
-        unsigned c = *u;
+        unsigned c = *u, cp;
+        int len = utf8_seq(u, &cp);
+        if (!len) {
+            if (!d->bad_key) {
+                d->bad_key = d->key ? d->key : "(value)";
+                d->bad_off = (size_t)(u - (const unsigned char *)s);
+                d->bad_byte = c;
+            }
+            return;
+        }
         if (c == '"') pissa__sb_puts(b, "\\\"");
         else if (c == '\\') pissa__sb_puts(b, "\\\\");
         else if (c == '\n') pissa__sb_puts(b, "\\n");
@@ -47,25 +85,16 @@ static void put_string(pissa__strbuf *b, const char *s) {
         else if (c == '\t') pissa__sb_puts(b, "\\t");
         else if (c == '\b') pissa__sb_puts(b, "\\b");
         else if (c == '\f') pissa__sb_puts(b, "\\f");
-        else if (c < 0x20) {
-            snprintf(tmp, sizeof tmp, "\\u%04x", c);
+        else if (cp < 0x20 || cp >= 0x7f) { /* Python escapes everything outside " ".."~" */
+            if (cp >= 0x10000)
+                snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
+                         0xDC00 + ((cp - 0x10000) & 0x3FF));
+            else snprintf(tmp, sizeof tmp, "\\u%04x", cp);
             pissa__sb_puts(b, tmp);
-        } else if (c < 0x80) {
-            pissa__sb_put(b, (const char *)u, 1);
         } else {
-            int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-            unsigned cp = c & (len == 4 ? 0x07 : len == 3 ? 0x0F : 0x1F);
-            for (int i = 1; i < len && (u[i] & 0xC0) == 0x80; i++) cp = (cp << 6) | (u[i] & 0x3F);
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
-            } else {
-                snprintf(tmp, sizeof tmp, "\\u%04x", cp);
-            }
-            pissa__sb_puts(b, tmp);
-            for (int i = 1; i < len && u[1]; i++) u++;
+            pissa__sb_put(b, (const char *)u, 1);
         }
-        u++;
+        u += len;
     }
     pissa__sb_put(b, "\"", 1);
 }
@@ -87,7 +116,8 @@ static int cmp_keys(const void *a, const void *b) {
     return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
 }
 
-static void dump(pissa__strbuf *b, const cJSON *it, int depth) {
+static void dump(dump_ctx *d, const cJSON *it, int depth) {
+    pissa__strbuf *b = &d->b;
     if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
         int obj = cJSON_IsObject(it), n = cJSON_GetArraySize(it);
         if (n == 0) {
@@ -106,16 +136,17 @@ static void dump(pissa__strbuf *b, const cJSON *it, int depth) {
         for (int i = 0; i < n; i++) {
             indent(b, depth + 1);
             if (obj) {
-                put_string(b, items[i]->string);
+                d->key = items[i]->string;
+                put_string(d, items[i]->string);
                 pissa__sb_puts(b, ": ");
             }
-            dump(b, items[i], depth + 1);
+            dump(d, items[i], depth + 1);
             if (i + 1 < n) pissa__sb_put(b, ",", 1);
         }
         indent(b, depth);
         pissa__sb_put(b, obj ? "}" : "]", 1);
         free(items);
-    } else if (cJSON_IsString(it)) put_string(b, it->valuestring);
+    } else if (cJSON_IsString(it)) put_string(d, it->valuestring);
     else if (cJSON_IsNumber(it)) put_number(b, it->valuedouble);
     else if (cJSON_IsRaw(it)) pissa__sb_puts(b, it->valuestring); /* pre-formatted number text */
     else if (cJSON_IsTrue(it)) pissa__sb_puts(b, "true");
@@ -133,12 +164,38 @@ cJSON *pissa__json_float(double v) {
 }
 
 pissa_status pissa__json_dump_sorted(const cJSON *item, char **out) {
-    pissa__strbuf b = {0};
-    dump(&b, item, 0);
-    if (b.oom || !b.p) {
-        free(b.p);
-        return pissa__fail(PISSA_ERR_NOMEM, "JSON output: out of memory");
+    dump_ctx d = {{0}, NULL, NULL, 0, 0};
+    dump(&d, item, 0);
+    pissa_status st = PISSA_OK;
+    if (d.bad_key)
+        st = pissa__fail(PISSA_ERR_INVALID_ARG, "JSON output: field '%s' is not valid UTF-8 (byte 0x%02x at offset %zu)",
+                         d.bad_key, d.bad_byte, d.bad_off);
+    else if (d.b.oom || !d.b.p) st = pissa__fail(PISSA_ERR_NOMEM, "JSON output: out of memory");
+    if (st != PISSA_OK) {
+        free(d.b.p);
+        return st;
     }
-    *out = b.p;
+    *out = d.b.p;
+    return PISSA_OK;
+}
+
+pissa_status pissa__json_parse_object(const char *text, size_t len, const char *source, cJSON **out) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!*out)
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", source,
+                           end ? (size_t)(end - text) : (size_t)0);
+    size_t k = (size_t)(end - text);
+    while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
+    if (k < len) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (trailing characters at byte %zu)", source, k);
+    }
+    if (!cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: top level is not a JSON object", source);
+    }
     return PISSA_OK;
 }

@@ -28,6 +28,9 @@ static void gemm_part(void *ctx, int part, int b, int e) {
         const float *A = j->ta == CblasNoTrans ? j->A + (size_t)b * j->lda : j->A + b;
         cblas_sgemm(CblasRowMajor, j->ta, j->tb, e - b, j->N, j->K, j->alpha, A, j->lda, j->B, j->ldb, j->beta,
                     j->C + (size_t)b * j->ldc, j->ldc);
+    } else if (j->M == 1 && j->ta == CblasNoTrans && j->tb == CblasTrans) { /* one row: y = B·a, a matrix-vector */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, e - b, j->K, j->alpha, j->B + (size_t)b * j->ldb, j->ldb, j->A, 1,
+                    j->beta, j->C + b, 1);
     } else { /* columns b..e of C: columns of B, or rows of Bᵀ */
         const float *B = j->tb == CblasNoTrans ? j->B + b : j->B + (size_t)b * j->ldb;
         cblas_sgemm(CblasRowMajor, j->ta, j->tb, j->M, e - b, j->K, j->alpha, j->A, j->lda, B, j->ldb, j->beta,
@@ -244,20 +247,36 @@ void pissa__rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
     pissa__par_for(N, pissa__par_threads(), rmsnorm_backward_rows, &j);
 }
 
+/* ---- bias ---- */
+
+void pissa__bias_forward(float *out, const float *inp, const float *b, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) y[c] = x[c] + b[c];
+    }
+}
+
+void pissa__bias_backward(float *dinp, float *db, const float *dout, int N, int C, unsigned fresh) {
+    if (dinp && fresh & 1) memcpy(dinp, dout, (size_t)N * C * sizeof(float));
+    else if (dinp)
+        for (size_t i = 0; i < (size_t)N * C; i++) dinp[i] += dout[i];
+    if (db)
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) db[c] += dout[(size_t)n * C + c];
+}
+
 /* ---- RoPE ---- */
 
-void pissa__rope_tables(float *cos_tab, float *sin_tab, const int32_t *pos, int start, int T, int hd, float theta) {
-    int half = hd / 2;
-    for (int i = 0; i < half; i++) {
-        /* HF: inv_freq = 1 / theta^(arange(0, hd, 2) / hd), all in float32 */
-        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+void pissa__rope_tables(float *cos_tab, float *sin_tab, const int32_t *pos, int start, int T, int half,
+                        const float *inv_freq) {
+    for (int i = 0; i < half; i++)
         for (int t = 0; t < T; t++) {
             float p = (float)(pos ? pos[t] : start + t);
-            float angle = p * inv_freq;
+            float angle = p * inv_freq[i]; /* HF: inv_freq @ position_ids, in float32 */
             cos_tab[(size_t)t * half + i] = (float)cos((double)angle);
             sin_tab[(size_t)t * half + i] = (float)sin((double)angle);
         }
-    }
 }
 
 typedef struct rope_job {
@@ -322,17 +341,17 @@ void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, 
 /* e^x for x <= 0 (Cephes expf: n = round(x·log2 e), r = x − n·ln 2 in two parts, a degree-7 polynomial, ·2ⁿ by
  * the exponent bits; measured within 1 ulp on [−87, 0]). Written without a float-to-int conversion or a branch so
  * that the loop vectorises: adding 1.5·2²³ rounds t to an integer held in the low mantissa bits, read as bits.
- * Below −87 (e^x < 1.7e−38, negligible next to the row maximum's 1) the result is 0, as is e^−inf; NaN stays NaN.
- * x is first clamped at −104 (still below −87, so still 0): below about −1.5e7 the exponent bits of t would make the
- * int32 subtraction overflow. */
+ * Below −87 (e^x < 1.7e−38, negligible next to the row maximum's 1) the result is 0, as is e^−inf; NaN stays NaN. */
 static inline float exp_nonpos(float x) {
-    x = x < -104.0f ? -104.0f : x; /* NaN compares false and passes through */
     float t = x * 1.44269504088896341f;
     float big = t + 12582912.0f, n = big - 12582912.0f;
-    int32_t ni;
-    memcpy(&ni, &big, sizeof ni);
-    ni -= 0x4B400000; /* round(t) >= −151 */
-    ni = ni < -127 ? -127 : ni > 128 ? 128 : ni; /* NaN input gives garbage bits: keep the shift defined */
+    uint32_t bi;
+    memcpy(&bi, &big, sizeof bi);
+    /* round(t) from the bits, in unsigned arithmetic: for x below about −1.5e7 (or NaN) the bits are far from
+     * 0x4B400000 and a signed subtraction would overflow (undefined); the wrapped value is garbage that the clamp
+     * keeps in range and the mask below replaces by 0 (a clamp of x itself would stop the loops vectorising) */
+    int32_t ni = (int32_t)(bi - 0x4B400000u);
+    ni = ni < -127 ? -127 : ni > 128 ? 128 : ni;
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -385,35 +404,39 @@ static inline __attribute__((always_inline)) float row_sum_exp(float *out, const
     return sum;
 }
 
-/* row[0..n) ← softmax(row[0..n)), row[n..T) ← 0 (the masked future positions); returns log Σ exp(row[0..n)). */
-__attribute__((target_clones("avx2", "default"))) static float causal_softmax_row(float *row, int n, int T) {
-    float mx = row_max(row, n);
-    float sum = row_sum_exp(row, row, n, mx), inv = 1.0f / sum;
-    for (int j = 0; j < n; j++) row[j] *= inv;
+/* One row of scores row[0..T) of which the keys lo..n-1 are visible (before lo: outside a sliding window; from n:
+ * the future). Visible entries ← softmax of them, the others ← 0; returns log Σ exp over the visible ones. */
+__attribute__((target_clones("avx2", "default"))) static float causal_softmax_row(float *row, int lo, int n, int T) {
+    float mx = row_max(row + lo, n - lo);
+    float sum = row_sum_exp(row + lo, row + lo, n - lo, mx), inv = 1.0f / sum;
+    for (int j = 0; j < lo; j++) row[j] = 0.0f;
+    for (int j = lo; j < n; j++) row[j] *= inv;
     for (int j = n; j < T; j++) row[j] = 0.0f;
     return mx + logf(sum);
 }
 
-/* The same probabilities again from the scores and the saved lse: row[0..n) ← exp(row − lse), row[n..T) ← 0.
- * (lse >= every score of the row, so exp_nonpos applies.) */
-__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_replay(float *row, float lse, int n,
-                                                                                             int T) {
-    for (int j = 0; j < n; j++) row[j] = exp_nonpos(row[j] - lse);
+/* The same probabilities again from the scores and the saved lse: row[lo..n) ← exp(row − lse), the rest ← 0.
+ * (lse >= every visible score of the row, so exp_nonpos applies.) */
+__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_replay(float *row, float lse, int lo,
+                                                                                             int n, int T) {
+    for (int j = 0; j < lo; j++) row[j] = 0.0f;
+    for (int j = lo; j < n; j++) row[j] = exp_nonpos(row[j] - lse);
     for (int j = n; j < T; j++) row[j] = 0.0f;
 }
 
-/* d[0..n) ← p·(d − Σ p·d), d[n..T) ← 0: the softmax backward of one causal row. */
+/* d[lo..n) ← p·(d − Σ p·d), the rest ← 0: the softmax backward of one row (p is 0 outside lo..n-1). */
 __attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_backward(float *d,
-                                                                                                 const float *p, int n,
-                                                                                                 int T) {
+                                                                                                 const float *p, int lo,
+                                                                                                 int n, int T) {
     float acc[ROW_LANES] = {0};
-    int j = 0;
+    int j = lo;
     for (; j + ROW_LANES <= n; j += ROW_LANES)
         for (int u = 0; u < ROW_LANES; u++) acc[u] += p[j + u] * d[j + u];
     for (; j < n; j++) acc[0] += p[j] * d[j];
     float dot = 0.0f;
     for (int u = 0; u < ROW_LANES; u++) dot += acc[u];
-    for (j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot);
+    for (j = 0; j < lo; j++) d[j] = 0.0f;
+    for (j = lo; j < n; j++) d[j] = p[j] * (d[j] - dot);
     for (j = n; j < T; j++) d[j] = 0.0f;
 }
 
@@ -432,9 +455,12 @@ size_t pissa__attention_scratch_floats(int T, int nthreads) {
 typedef struct att_job {
     float *out, *lse, *dq, *dk, *dv, *scratch;
     const float *q, *k, *v, *dout, *plse;
-    int T, H, KV, hd;
+    int T, H, KV, hd, window;
     unsigned fresh;
 } att_job;
+
+/* The first key a query row (or a tile starting at that row) can see: 0, or i − W + 1 with a sliding window W. */
+static int first_key(int i, int window) { return window && i - window + 1 > 0 ? i - window + 1 : 0; }
 
 /* The kernel threads attention runs on: at most those its scratch was planned for. */
 static int att_threads(int nthreads) {
@@ -479,20 +505,22 @@ static void att_forward_part(void *ctx, int part, int begin, int end) {
             const float *qb = j->q + (size_t)b * T * ldq + (size_t)h * hd; /* (T, hd), row stride H·hd */
             float *ob = j->out + (size_t)b * T * ldq + (size_t)h * hd;
             float *lse = j->lse + ((size_t)b * j->H + h) * T; /* (T) */
-            for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
-                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0;
-                att_abt(small, rows, i1, hd, scale, qb + (size_t)i0 * ldq, ldq, kb, ldkv, P, i1);
-                for (int i = i0; i < i1; i++) lse[i] = causal_softmax_row(P + (size_t)(i - i0) * i1, i + 1, i1);
-                att_ab(small, 0, rows, hd, i1, 1.0f, P, i1, vb, ldkv, 0, ob + (size_t)i0 * ldq, ldq);
+            for (int i0 = 0; i0 < T; i0 += ATT_TILE) { /* the tile's rows see keys k0 .. i1-1 at most */
+                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0, k0 = first_key(i0, j->window);
+                int w = i1 - k0;
+                att_abt(small, rows, w, hd, scale, qb + (size_t)i0 * ldq, ldq, kb + (size_t)k0 * ldkv, ldkv, P, w);
+                for (int i = i0; i < i1; i++)
+                    lse[i] = causal_softmax_row(P + (size_t)(i - i0) * w, first_key(i, j->window) - k0, i + 1 - k0, w);
+                att_ab(small, 0, rows, hd, w, 1.0f, P, w, vb + (size_t)k0 * ldkv, ldkv, 0, ob + (size_t)i0 * ldq, ldq);
             }
         }
     }
 }
 
 void pissa__attention_forward(float *out, float *lse, float *scratch, int nthreads, const float *q, const float *k,
-                              const float *v, int B, int T, int H, int KV, int hd) {
+                              const float *v, int B, int T, int H, int KV, int hd, int window) {
     att_job j = {.out = out, .lse = lse, .scratch = scratch, .q = q, .k = k, .v = v, .T = T, .H = H, .KV = KV,
-                 .hd = hd};
+                 .hd = hd, .window = window};
     pissa__par_for(B * KV, att_threads(nthreads), att_forward_part, &j);
 }
 
@@ -517,20 +545,25 @@ static void att_backward_part(void *ctx, int part, int begin, int end) {
         for (int h = g * group; h < (g + 1) * group; h++) {
             size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
             const float *lse = j->plse + ((size_t)b * j->H + h) * T;
-            for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
-                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0;
+            for (int i0 = 0; i0 < T; i0 += ATT_TILE) { /* keys k0 .. i1-1, as forward */
+                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0, k0 = first_key(i0, j->window);
+                int w = i1 - k0;
+                size_t kv0 = kvoff + (size_t)k0 * ldkv;
                 const float *qt = j->q + qoff + (size_t)i0 * ldq, *dot = j->dout + qoff + (size_t)i0 * ldq;
-                att_abt(small, rows, i1, hd, scale, qt, ldq, j->k + kvoff, ldkv, P, i1);
-                for (int i = i0; i < i1; i++) causal_softmax_row_replay(P + (size_t)(i - i0) * i1, lse[i], i + 1, i1);
-                if (j->dv) att_ab(small, 1, i1, hd, rows, 1.0f, P, i1, dot, ldq, 1, j->dv + kvoff, ldkv);
-                if (!j->dq && !j->dk) continue;
-                att_abt(small, rows, i1, hd, 1.0f, dot, ldq, j->v + kvoff, ldkv, dS, i1);
+                att_abt(small, rows, w, hd, scale, qt, ldq, j->k + kv0, ldkv, P, w);
                 for (int i = i0; i < i1; i++)
-                    causal_softmax_row_backward(dS + (size_t)(i - i0) * i1, P + (size_t)(i - i0) * i1, i + 1, i1);
+                    causal_softmax_row_replay(P + (size_t)(i - i0) * w, lse[i], first_key(i, j->window) - k0,
+                                              i + 1 - k0, w);
+                if (j->dv) att_ab(small, 1, w, hd, rows, 1.0f, P, w, dot, ldq, 1, j->dv + kv0, ldkv);
+                if (!j->dq && !j->dk) continue;
+                att_abt(small, rows, w, hd, 1.0f, dot, ldq, j->v + kv0, ldkv, dS, w);
+                for (int i = i0; i < i1; i++)
+                    causal_softmax_row_backward(dS + (size_t)(i - i0) * w, P + (size_t)(i - i0) * w,
+                                                first_key(i, j->window) - k0, i + 1 - k0, w);
                 if (j->dq) /* each row of dq is written by its own tile only */
-                    att_ab(small, 0, rows, hd, i1, scale, dS, i1, j->k + kvoff, ldkv, !(j->fresh & 1),
+                    att_ab(small, 0, rows, hd, w, scale, dS, w, j->k + kv0, ldkv, !(j->fresh & 1),
                            j->dq + qoff + (size_t)i0 * ldq, ldq);
-                if (j->dk) att_ab(small, 1, i1, hd, rows, scale, dS, i1, qt, ldq, 1, j->dk + kvoff, ldkv);
+                if (j->dk) att_ab(small, 1, w, hd, rows, scale, dS, w, qt, ldq, 1, j->dk + kv0, ldkv);
             }
         }
     }
@@ -538,10 +571,10 @@ static void att_backward_part(void *ctx, int part, int begin, int end) {
 
 void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, int nthreads, const float *dout,
                                const float *q, const float *k, const float *v, const float *lse, int B, int T, int H,
-                               int KV, int hd, unsigned fresh) {
+                               int KV, int hd, int window, unsigned fresh) {
     if (!dq && !dk && !dv) return;
     att_job j = {.dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .dout = dout, .q = q, .k = k, .v = v,
-                 .plse = lse, .T = T, .H = H, .KV = KV, .hd = hd, .fresh = fresh};
+                 .plse = lse, .T = T, .H = H, .KV = KV, .hd = hd, .window = window, .fresh = fresh};
     pissa__par_for(B * KV, att_threads(nthreads), att_backward_part, &j);
 }
 

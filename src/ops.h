@@ -99,16 +99,28 @@ void pissa__rmsnorm_backward(float *dinp,        /* (N, C) or NULL */
                              const float *rstd,  /* (N) saved */
                              int N, int C, unsigned fresh);
 
-/* ---- RoPE, Hugging Face rotate_half convention (REFERENCE.md §5) ----
+/* ---- bias: out = inp + b on every row ---- */
+void pissa__bias_forward(float *out,        /* (N, C) */
+                         const float *inp,  /* (N, C) */
+                         const float *b,    /* (C) */
+                         int N, int C);
+/* dinp += dout; db += Σ_rows dout. */
+void pissa__bias_backward(float *dinp,        /* (N, C) or NULL */
+                          float *db,          /* (C) or NULL */
+                          const float *dout,  /* (N, C) */
+                          int N, int C, unsigned fresh);
+
+/* ---- RoPE, Hugging Face rotate_half convention (docs/model.md) ----
  * Within each head, element i pairs with element i + hd/2 (NOT llama2.c's adjacent pairs):
- * x1' = x1·cos − x2·sin, x2' = x2·cos + x1·sin with angle[t][i] = pos[t]·theta^(−2i/hd), i < hd/2.
- * Tables: positions pos[t] if pos != NULL, else start + t. Angles are formed in float32 the way HF does
- * (inv_freq in float32, then position·inv_freq in float32) so the tables agree with HF's to an ulp even at
- * large positions; cos and sin of that float angle are then rounded from double. hd must be even. */
-void pissa__rope_tables(float *cos_tab,      /* (T, hd/2) */
-                        float *sin_tab,      /* (T, hd/2) */
-                        const int32_t *pos,  /* (T) or NULL */
-                        int start, int T, int hd, float theta);
+ * x1' = x1·cos − x2·sin, x2' = x2·cos + x1·sin with angle[t][i] = pos[t]·inv_freq[i], i < hd/2, and inv_freq from
+ * the config's rope type (pissa__rope_inv_freq). Tables: positions pos[t] if pos != NULL, else start + t. Angles
+ * are formed in float32 the way HF does (position·inv_freq in float32) so the tables agree with HF's to an ulp even
+ * at large positions; cos and sin of that float angle are then rounded from double. */
+void pissa__rope_tables(float *cos_tab,          /* (T, hd/2) */
+                        float *sin_tab,          /* (T, hd/2) */
+                        const int32_t *pos,      /* (T) or NULL */
+                        int start, int T, int half,
+                        const float *inv_freq);  /* (hd/2) */
 /* out may equal inp (in place). The same tables serve every sequence of the batch. */
 void pissa__rope_forward(float *out,            /* (B, T, nh, hd) */
                          const float *inp,      /* (B, T, nh, hd) */
@@ -122,10 +134,11 @@ void pissa__rope_backward(float *dinp,           /* (B, T, nh, hd) or NULL */
                           const float *sin_tab,  /* (T, hd/2) */
                           int B, int T, int nh, int hd, unsigned fresh);
 
-/* ---- causal attention with grouped-query heads ----
+/* ---- causal attention with grouped-query heads and an optional sliding window ----
  * Query head h reads kv head h / (H/KV) (H % KV == 0; KV == H is plain multi-head attention).
- * P[b,h] = softmax(q_bh·k_bgᵀ/√hd) over keys j <= query i; out_bh = P·v_bg. P is never stored whole: forward saves
- * each row's log-sum-exp and backward recomputes P a tile of query rows at a time (FlashAttention's scheme). */
+ * P[b,h] = softmax(q_bh·k_bgᵀ/√hd) over keys i − W < j <= i for query i (WINDOW W; 0: every j <= i); out_bh = P·v_bg.
+ * P is never stored whole: forward saves each row's log-sum-exp and backward recomputes P a tile of query rows at
+ * a time (FlashAttention's scheme). */
 size_t pissa__attention_scratch_floats(int T, int nthreads); /* per thread: two tiles of query rows by T keys */
 void pissa__attention_forward(float *out,      /* (B, T, H, hd) */
                               float *lse,      /* (B, H, T) saved: log Σ_j exp(s_ij) of every query row */
@@ -134,7 +147,7 @@ void pissa__attention_forward(float *out,      /* (B, T, H, hd) */
                               const float *q,  /* (B, T, H, hd) */
                               const float *k,  /* (B, T, KV, hd) */
                               const float *v,  /* (B, T, KV, hd) */
-                              int B, int T, int H, int KV, int hd);
+                              int B, int T, int H, int KV, int hd, int window);
 /* dk and dv accumulate over the H/KV query heads that share each kv head. */
 void pissa__attention_backward(float *dq,          /* (B, T, H, hd) or NULL */
                                float *dk,          /* (B, T, KV, hd) or NULL */
@@ -146,7 +159,7 @@ void pissa__attention_backward(float *dq,          /* (B, T, H, hd) or NULL */
                                const float *k,     /* (B, T, KV, hd) */
                                const float *v,     /* (B, T, KV, hd) */
                                const float *lse,   /* (B, H, T) saved */
-                               int B, int T, int H, int KV, int hd, unsigned fresh);
+                               int B, int T, int H, int KV, int hd, int window, unsigned fresh);
 
 /* ---- elementwise: n = number of elements. Forward outputs may alias an input. ---- */
 void pissa__silu_forward(float *out, const float *inp, size_t n);              /* out = x·σ(x) */

@@ -1,4 +1,4 @@
-/* Hugging Face PEFT LoRA adapter folders (REFERENCE §3): adapter_config.json in and out, and the pairing of
+/* Hugging Face PEFT LoRA adapter folders (docs/formats.md): adapter_config.json in and out, and the pairing of
  * lora_A / lora_B tensors of adapter_model.safetensors by module path. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "peft_internal.h"
 #include "pissa/interop.h"
 
 #define KEY_PREFIX "base_model.model."
@@ -33,7 +34,7 @@ static pissa_peft_config peft_defaults(void) {
     return c;
 }
 
-pissa_peft_config pissa_peft_default_config(void) {
+pissa_peft_config pissa__peft_config_default(void) {
     pissa_peft_config c = peft_defaults();
     strcpy(c.target_modules, "q_proj,v_proj");
     strcpy(c.task_type, "CAUSAL_LM");
@@ -217,7 +218,7 @@ static pissa_status parse_fields(const cJSON *root, const char *src, pissa_peft_
     return PISSA_OK;
 }
 
-pissa_status pissa_peft_config_parse(const char *json, size_t len, const char *source, pissa_peft_config *out) {
+pissa_status pissa__peft_config_parse_into(const char *json, size_t len, const char *source, pissa_peft_config *out) {
     const char *src = source ? source : "adapter_config.json";
     if (!json || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_config_parse: NULL argument");
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -341,6 +342,90 @@ pissa_status pissa_peft_config_to_json(const pissa_peft_config *c, char **out) {
 
     pissa_status st = oom ? pissa__fail(PISSA_ERR_NOMEM, "adapter config: out of memory")
                           : pissa__json_dump_sorted(root, out);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the opaque config of the public API                                                            */
+
+static pissa_status new_config(const pissa_peft_config *from, pissa_peft_config **out) {
+    if (!out) return pissa__fail(PISSA_ERR_INVALID_ARG, "peft config: NULL argument");
+    *out = pissa__alloc(1, sizeof **out);
+    if (!*out) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for a PEFT config");
+    **out = *from;
+    return PISSA_OK;
+}
+
+pissa_status pissa_peft_config_create(pissa_peft_config **out) {
+    pissa_peft_config c = pissa__peft_config_default();
+    return new_config(&c, out);
+}
+
+pissa_status pissa_peft_config_parse(const char *json, size_t len, const char *source, pissa_peft_config **out) {
+    if (out) *out = NULL;
+    pissa_peft_config c;
+    PISSA_TRY(pissa__peft_config_parse_into(json, len, source, &c));
+    return new_config(&c, out);
+}
+
+pissa_status pissa_peft_config_clone(const pissa_peft_config *cfg, pissa_peft_config **out) {
+    if (!cfg) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_config_clone: NULL argument");
+    return new_config(cfg, out);
+}
+
+void pissa_peft_config_free(pissa_peft_config *cfg) { free(cfg); }
+
+int64_t pissa_peft_config_r(const pissa_peft_config *cfg) { return cfg ? cfg->r : 0; }
+double pissa_peft_config_lora_alpha(const pissa_peft_config *cfg) { return cfg ? cfg->lora_alpha : 0; }
+int pissa_peft_config_use_rslora(const pissa_peft_config *cfg) { return cfg ? cfg->use_rslora : 0; }
+
+/* CFG as the JSON object PEFT would write. Caller deletes. */
+static pissa_status config_object(const pissa_peft_config *cfg, cJSON **out) {
+    char *text;
+    PISSA_TRY(pissa_peft_config_to_json(cfg, &text));
+    *out = cJSON_Parse(text);
+    free(text);
+    return *out ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "peft config: out of memory");
+}
+
+pissa_status pissa_peft_config_get(const pissa_peft_config *cfg, const char *field, char **out) {
+    if (!cfg || !field || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_config_get: NULL argument");
+    *out = NULL;
+    cJSON *root;
+    PISSA_TRY(config_object(cfg, &root));
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, field);
+    pissa_status st = v ? pissa__json_dump_sorted(v, out)
+                        : pissa__fail(PISSA_ERR_NOT_FOUND, "adapter_config.json: no field '%s'", field);
+    cJSON_Delete(root);
+    return st;
+}
+
+pissa_status pissa_peft_config_set(pissa_peft_config *cfg, const char *field, const char *json_value) {
+    if (!cfg || !field || !json_value)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_config_set: NULL argument");
+    cJSON *root, *v = cJSON_Parse(json_value);
+    if (!v) return pissa__fail(PISSA_ERR_FORMAT, "adapter_config.json: field '%s': '%.60s' is not JSON", field,
+                               json_value);
+    pissa_status st = config_object(cfg, &root);
+    if (st != PISSA_OK) {
+        cJSON_Delete(v);
+        return st;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(root, field)) cJSON_ReplaceItemInObjectCaseSensitive(root, field, v);
+    else cJSON_AddItemToObject(root, field, v); /* a field PEFT 0.13 does not write: kept only if the parser knows it */
+    char *text = NULL;
+    pissa_peft_config c;
+    st = pissa__json_dump_sorted(root, &text);
+    if (st == PISSA_OK) st = pissa__peft_config_parse_into(text, strlen(text), "adapter_config.json", &c);
+    if (st == PISSA_OK) {
+        char *check = NULL; /* a field the config does not keep would vanish: refuse it instead */
+        if (pissa_peft_config_get(&c, field, &check) != PISSA_OK)
+            st = pissa__fail(PISSA_ERR_NOT_FOUND, "adapter_config.json: libpissa does not keep a field '%s'", field);
+        free(check);
+    }
+    if (st == PISSA_OK) *cfg = c;
+    free(text);
     cJSON_Delete(root);
     return st;
 }
@@ -538,17 +623,22 @@ pissa_status pissa_peft_adapter_save(const pissa_peft_adapter *a, const char *di
     }
     char *json = NULL;
     PISSA_TRY(pissa_peft_config_to_json(&a->cfg, &json));
-    pissa_status st = pissa__mkdir_p(dir);
+    pissa_dir_txn *txn = NULL; /* the folder is replaced whole: config and tensors always of one adapter */
+    static const char *const mine[] = {WEIGHTS_NAME, CONFIG_NAME, "adapter_model.bin", NULL};
+    pissa_status st = pissa_dir_txn_begin(dir, mine, &txn);
     pissa_st_writer *w = NULL;
     if (st == PISSA_OK) st = pissa_st_writer_create(&w);
     for (size_t i = 0; st == PISSA_OK && i < a->n; i++) {
         st = add_tensor(w, a->mods[i].name, SUFFIX_A, dtype, a->mods[i].A);
         if (st == PISSA_OK) st = add_tensor(w, a->mods[i].name, SUFFIX_B, dtype, a->mods[i].B);
     }
-    char *weights = pissa__path_join(dir, WEIGHTS_NAME), *config = pissa__path_join(dir, CONFIG_NAME);
+    char *weights = txn ? pissa__path_join(pissa_dir_txn_path(txn), WEIGHTS_NAME) : NULL;
+    char *config = txn ? pissa__path_join(pissa_dir_txn_path(txn), CONFIG_NAME) : NULL;
     if (st == PISSA_OK && (!weights || !config)) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa_st_writer_write(w, weights);
     if (st == PISSA_OK) st = pissa_write_file_atomic(config, json, strlen(json));
+    if (st == PISSA_OK) st = pissa_dir_txn_commit(txn);
+    else pissa_dir_txn_abort(txn);
     pissa_st_writer_free(w);
     free(weights);
     free(config);
@@ -674,7 +764,7 @@ pissa_status pissa_peft_adapter_load(const char *dir, pissa_peft_adapter **out) 
     pissa_st_file *f = NULL;
     pissa_status st = config && weights ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa__read_file(config, &json, &len);
-    if (st == PISSA_OK) st = pissa_peft_config_parse(json, len, config, &cfg);
+    if (st == PISSA_OK) st = pissa__peft_config_parse_into(json, len, config, &cfg);
     if (st == PISSA_OK) st = pissa_peft_adapter_create(&cfg, &a);
     if (st == PISSA_OK) st = pissa_st_open(weights, &f);
     if (st == PISSA_OK) st = load_tensors(a, f);

@@ -1,4 +1,4 @@
-/* safetensors files (REFERENCE §4). The reader enforces every rule of the reference Rust reader
+/* safetensors files (docs/formats.md). The reader enforces every rule of the reference Rust reader
  * (huggingface/safetensors, tensor.rs), so a file libpissa accepts is one the Hugging Face tools accept;
  * the writer lays files out byte for byte as the reference writer does. Host byte order is assumed to be
  * little-endian, like the format. */

@@ -1,10 +1,12 @@
-/* The llama2.c BPE tokenizer: run.c's build_tokenizer / encode / decode, with a heap-based merge loop that makes
- * the same merges as run.c's rescanning loop in O(n log n). */
+/* The tokenizer handle: the llama2.c BPE tokenizer (run.c's build_tokenizer / encode / decode, with a heap-based
+ * merge loop that makes the same merges as run.c's rescanning loop in O(n log n)), and the entry points shared with
+ * tokenizer.json (hf_*.c), which dispatch on the kind loaded. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "internal.h"
+#include "hf_internal.h"
 
 #define N_RESERVED 259 /* <unk>, BOS, EOS, 256 byte tokens */
 
@@ -16,13 +18,16 @@ struct sorted_piece { /* run.c's TokenIndex */
 
 struct pissa_tokenizer {
     int32_t vocab_size;          // V
-    int32_t longest;             // bytes of the longest piece (<= the header's max_token_length): sizes merge buffers
+    int32_t max_token_length;    // the longest piece (the header's value is only a bound, and may be huge)
     char **pieces;               // (V) NUL-terminated, into blob
     int32_t *lens;               // (V) piece lengths in bytes
     float *scores;               // (V)
     struct sorted_piece *sorted; // (V) pieces sorted by (bytes, length), ties by id: for binary search
     char *blob;                  // all pieces back to back, each followed by a NUL
     unsigned char byte_pieces[512]; // byte i as a 1-byte string at 2*i (run.c's byte_pieces)
+    pissa__hf *hf;                  // a tokenizer.json (then the fields above are unused)
+    char *hf_bytes;                 // tokenizer.json: each id's pissa_tokenizer_decode_piece bytes, back to back
+    size_t *hf_bytes_off;           // (V + 1) offsets into hf_bytes
 };
 
 /* ---- loading ---- */
@@ -57,6 +62,9 @@ static int sorted_cmp(const void *pa, const void *pb) {
 
 void pissa_tokenizer_free(pissa_tokenizer *tok) {
     if (!tok) return;
+    pissa__hf_free(tok->hf);
+    free(tok->hf_bytes);
+    free(tok->hf_bytes_off);
     free(tok->pieces);
     free(tok->lens);
     free(tok->scores);
@@ -65,13 +73,9 @@ void pissa_tokenizer_free(pissa_tokenizer *tok) {
     free(tok);
 }
 
-pissa_status pissa_tokenizer_load(const char *path, int32_t vocab_size, pissa_tokenizer **out) {
-    if (!path || !out || vocab_size < 0)
-        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_load: NULL argument or negative vocab_size");
-    *out = NULL;
-    char *raw;
-    size_t size;
-    PISSA_TRY(pissa__read_file(path, &raw, &size));
+/* A llama2.c file whose contents (RAW, SIZE bytes) are already read. */
+static pissa_status load_llama2c(const char *path, const char *raw, size_t size, int32_t vocab_size,
+                                 pissa_tokenizer **out) {
     const unsigned char *p = (const unsigned char *)raw;
     pissa_status st = PISSA_OK;
     pissa_tokenizer *tok = NULL;
@@ -140,7 +144,7 @@ pissa_status pissa_tokenizer_load(const char *path, int32_t vocab_size, pissa_to
     tok = calloc(1, sizeof *tok);
     if (!tok) goto nomem;
     tok->vocab_size = V;
-    tok->longest = longest; /* not max_len: a header may declare 2^30 for pieces of a few bytes */
+    tok->max_token_length = longest; /* sizes the merge buffer: never the header's claim */
     tok->pieces = pissa__alloc((size_t)V, sizeof *tok->pieces);
     tok->lens = pissa__alloc((size_t)V, sizeof *tok->lens);
     tok->scores = pissa__alloc((size_t)V, sizeof *tok->scores);
@@ -171,20 +175,95 @@ nomem:
     st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory loading the tokenizer", path);
 done:
     pissa_tokenizer_free(tok);
-    free(raw);
     return st;
+}
+
+/* A JSON object starts with "{" then a key or "}" (a llama2.c file starting with byte '{' = max_token_length 123
+ * has NUL bytes next). */
+static int looks_like_json(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) i++;
+    if (i == n || s[i++] != '{') return 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) i++;
+    return i < n && (s[i] == '"' || s[i] == '}');
+}
+
+static pissa_status load_hf(const char *path, const char *raw, size_t size, int32_t vocab_size,
+                            pissa_tokenizer **out) {
+    pissa_tokenizer *tok = calloc(1, sizeof *tok);
+    if (!tok) return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", path);
+    pissa_status st = pissa__hf_load(path, raw, size, vocab_size, &tok->hf);
+    if (st == PISSA_OK) {
+        tok->vocab_size = tok->hf->n_ids;
+        tok->hf_bytes_off = pissa__alloc((size_t)tok->vocab_size + 1, sizeof *tok->hf_bytes_off);
+        pissa__strbuf b = {0}, x = {0}, y = {0};
+        for (int32_t id = 0; tok->hf_bytes_off && id < tok->vocab_size; id++) {
+            tok->hf_bytes_off[id] = b.n;
+            pissa__hf_token_bytes(tok->hf, id, &b, &x, &y);
+            pissa__sb_put(&b, "\0", 1); /* each is a C string too */
+        }
+        if (tok->hf_bytes_off) tok->hf_bytes_off[tok->vocab_size] = b.n;
+        tok->hf_bytes = b.p;
+        free(x.p);
+        free(y.p);
+        if (!tok->hf_bytes_off || b.oom) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (st != PISSA_OK) {
+        pissa_tokenizer_free(tok);
+        return st;
+    }
+    *out = tok;
+    return PISSA_OK;
+}
+
+pissa_status pissa_tokenizer_load(const char *path, int32_t vocab_size, pissa_tokenizer **out) {
+    if (!path || !out || vocab_size < 0)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_load: NULL argument or negative vocab_size");
+    *out = NULL;
+    struct stat sb;
+    char *json_path = NULL;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (!(json_path = pissa__path_join(path, "tokenizer.json")))
+            return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", path);
+        if (stat(json_path, &sb) != 0) {
+            free(json_path);
+            return pissa__fail(PISSA_ERR_NOT_FOUND, "%s: a folder without tokenizer.json", path);
+        }
+        path = json_path;
+    }
+    char *raw;
+    size_t size;
+    pissa_status st = pissa__read_file(path, &raw, &size);
+    if (st == PISSA_OK) {
+        st = looks_like_json(raw, size) ? load_hf(path, raw, size, vocab_size, out)
+                                        : load_llama2c(path, raw, size, vocab_size, out);
+        free(raw);
+    }
+    free(json_path);
+    return st;
+}
+
+pissa__hf *pissa__tokenizer_hf(const pissa_tokenizer *tok) { return tok ? tok->hf : NULL; }
+
+pissa_tokenizer_kind pissa_tokenizer_get_kind(const pissa_tokenizer *tok) {
+    return tok && tok->hf ? PISSA_TOKENIZER_HF : PISSA_TOKENIZER_LLAMA2C;
 }
 
 int32_t pissa_tokenizer_vocab_size(const pissa_tokenizer *tok) { return tok ? tok->vocab_size : 0; }
 
 const char *pissa_tokenizer_piece(const pissa_tokenizer *tok, int32_t id, size_t *len) {
     if (!tok || id < 0 || id >= tok->vocab_size) return NULL;
+    if (tok->hf) {
+        if (!tok->hf->token[id]) return NULL;
+        if (len) *len = tok->hf->token_len[id];
+        return tok->hf->token[id];
+    }
     if (len) *len = (size_t)tok->lens[id];
     return tok->pieces[id];
 }
 
 float pissa_tokenizer_score(const pissa_tokenizer *tok, int32_t id) {
-    if (!tok || id < 0 || id >= tok->vocab_size) return NAN;
+    if (!tok || tok->hf || id < 0 || id >= tok->vocab_size) return NAN;
     return tok->scores[id];
 }
 
@@ -290,7 +369,7 @@ static pissa_status bpe_merge(const pissa_tokenizer *tok, int32_t *tokens, size_
     pissa_status st = PISSA_OK;
     token_list tl = {0};
     cand_heap h = {0};
-    char *buf = malloc(2 * (size_t)tok->longest + 1);
+    char *buf = malloc(2 * (size_t)tok->max_token_length + 1);
     tl.id = tokens;
     tl.prev = pissa__alloc(len, sizeof *tl.prev);
     tl.next = pissa__alloc(len, sizeof *tl.next);
@@ -371,10 +450,14 @@ static pissa_status encode_into(const pissa_tokenizer *tok, const char *text, si
     return PISSA_OK;
 }
 
+static pissa_status encode_hf(const pissa_tokenizer *tok, const char *text, size_t len, int add_special, int bos,
+                              int eos, int32_t *ids, size_t cap, size_t *n);
+
 pissa_status pissa_tokenizer_encode(const pissa_tokenizer *tok, const char *text, size_t len, int bos, int eos,
                                     int32_t *ids, size_t cap, size_t *n) {
     if (!tok || (!text && len) || !n || (!ids && cap))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_encode: NULL argument");
+    if (tok->hf) return encode_hf(tok, text, len, 0, bos, eos, ids, cap, n);
     if (len > (size_t)INT32_MAX - 3)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_encode: text of %zu bytes is too long", len);
     int32_t *tmp = pissa__alloc(PISSA_TOKENIZER_MAX_TOKENS(len), sizeof *tmp);
@@ -404,6 +487,11 @@ static int hex_digit(char c) {
 
 const char *pissa_tokenizer_decode_piece(const pissa_tokenizer *tok, int32_t prev, int32_t id, size_t *len) {
     if (!tok || id < 0 || id >= tok->vocab_size) return NULL;
+    if (tok->hf) {
+        if (!tok->hf->token[id]) return NULL;
+        if (len) *len = tok->hf_bytes_off[id + 1] - tok->hf_bytes_off[id] - 1;
+        return tok->hf_bytes + tok->hf_bytes_off[id];
+    }
     const char *piece = tok->pieces[id];
     size_t n = (size_t)tok->lens[id];
     /* following BOS, sentencepiece's decoder strips the leading whitespace */
@@ -427,6 +515,7 @@ pissa_status pissa_tokenizer_decode(const pissa_tokenizer *tok, const int32_t *i
                                     size_t *len) {
     if (!tok || (!ids && n) || !len || (!buf && cap))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_decode: NULL argument");
+    if (tok->hf) return pissa_tokenizer_decode_text(tok, ids, n, 1, buf, cap, len);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= tok->vocab_size)
@@ -450,5 +539,196 @@ pissa_status pissa_tokenizer_decode(const pissa_tokenizer *tok, const int32_t *i
         w += k;
     }
     *w = '\0';
+    return PISSA_OK;
+}
+
+/* ---- the API shared by both kinds ---- */
+
+static pissa_status check_utf8(const char *text, size_t len) {
+    size_t valid = pissa__utf8_valid_prefix(text, len);
+    if (valid != len)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "encode: the text is not valid UTF-8 (byte %zu of %zu)", valid, len);
+    return PISSA_OK;
+}
+
+static pissa_status encode_hf(const pissa_tokenizer *tok, const char *text, size_t len, int add_special, int bos,
+                              int eos, int32_t *ids, size_t cap, size_t *n) {
+    const pissa__hf *t = tok->hf;
+    PISSA_TRY(check_utf8(text, len));
+    int32_t b = t->special_id[PISSA_SPECIAL_BOS], e = t->special_id[PISSA_SPECIAL_EOS];
+    if ((bos && b < 0) || (eos && e < 0))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "encode: the tokenizer has no %s token", bos && b < 0 ? "bos" : "eos");
+    pissa__ids out = {0};
+    if (bos) pissa__ids_push(&out, b);
+    pissa_status st = pissa__hf_encode(t, text ? text : "", len, add_special, &out);
+    if (eos) pissa__ids_push(&out, e);
+    if (st == PISSA_OK && out.oom) st = pissa__fail(PISSA_ERR_NOMEM, "encode: out of memory");
+    if (st == PISSA_OK) {
+        *n = out.n;
+        if (out.n > cap)
+            st = pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_encode: %zu tokens do not fit in capacity %zu",
+                             out.n, cap);
+        else if (out.n)
+            memcpy(ids, out.v, out.n * sizeof *ids);
+    }
+    free(out.v);
+    return st;
+}
+
+pissa_status pissa_tokenizer_encode_text(const pissa_tokenizer *tok, const char *text, size_t len,
+                                         int add_special_tokens, int32_t *ids, size_t cap, size_t *n) {
+    if (!tok || (!text && len) || !n || (!ids && cap))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_encode_text: NULL argument");
+    if (tok->hf) return encode_hf(tok, text, len, add_special_tokens, 0, 0, ids, cap, n);
+    return pissa_tokenizer_encode(tok, text, len, add_special_tokens != 0, 0, ids, cap, n);
+}
+
+size_t pissa_tokenizer_max_tokens(const pissa_tokenizer *tok, size_t len) {
+    if (!tok || !tok->hf) return len > SIZE_MAX - 3 ? SIZE_MAX : PISSA_TOKENIZER_MAX_TOKENS(len);
+    double bound = ceil(tok->hf->bound_a * (double)len + tok->hf->bound_b) + 2; /* + explicit BOS and EOS */
+    return bound >= (double)SIZE_MAX ? SIZE_MAX : (size_t)bound;
+}
+
+pissa_status pissa_tokenizer_decode_text(const pissa_tokenizer *tok, const int32_t *ids, size_t n,
+                                         int skip_special_tokens, char *buf, size_t cap, size_t *len) {
+    if (!tok || (!ids && n) || !len || (!buf && cap))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_decode_text: NULL argument");
+    if (!tok->hf) return pissa_tokenizer_decode(tok, ids, n, buf, cap, len);
+    pissa__strbuf b = {0};
+    pissa_status st = pissa__hf_decode(tok->hf, ids, n, skip_special_tokens, &b);
+    if (st == PISSA_OK) {
+        *len = b.n;
+        if (cap < b.n + 1)
+            st = pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_decode: %zu bytes (+ NUL) do not fit in capacity "
+                             "%zu", b.n, cap);
+        else {
+            if (b.n) memcpy(buf, b.p, b.n);
+            buf[b.n] = '\0';
+        }
+    }
+    free(b.p);
+    return st;
+}
+
+int32_t pissa_tokenizer_token_to_id(const pissa_tokenizer *tok, const char *token, size_t len) {
+    if (!tok || (!token && len)) return -1;
+    if (!tok->hf) return lookup(tok, token, len);
+    return pissa__hf_token_id(tok->hf, token ? token : "", len);
+}
+
+int32_t pissa_tokenizer_special_id(const pissa_tokenizer *tok, pissa_special_token which) {
+    if (!tok || (unsigned)which > PISSA_SPECIAL_PAD) return -1;
+    if (tok->hf) return tok->hf->special_id[which];
+    static const int32_t llama2c[4] = {PISSA_TOKEN_BOS, PISSA_TOKEN_EOS, PISSA_TOKEN_UNK, -1};
+    return llama2c[which];
+}
+
+const char *pissa_tokenizer_special_token(const pissa_tokenizer *tok, pissa_special_token which) {
+    if (!tok || !tok->hf || (unsigned)which > PISSA_SPECIAL_PAD) return NULL;
+    return tok->hf->special_str[which];
+}
+
+int pissa_tokenizer_is_special(const pissa_tokenizer *tok, int32_t id) {
+    if (!tok || id < 0 || id >= tok->vocab_size) return 0;
+    if (tok->hf) return (tok->hf->flags[id] & HF_TOK_SPECIAL) != 0;
+    return id == PISSA_TOKEN_UNK || id == PISSA_TOKEN_BOS || id == PISSA_TOKEN_EOS;
+}
+
+const char *pissa_tokenizer_chat_template(const pissa_tokenizer *tok) {
+    return tok && tok->hf ? tok->hf->chat_template : NULL;
+}
+
+void pissa_tokenizer_stop_ids(const pissa_tokenizer *tok, const int32_t **ids, size_t *n) {
+    static const int32_t llama2c_stop = PISSA_TOKEN_BOS;
+    if (ids) *ids = tok && tok->hf ? tok->hf->stop_ids : tok ? &llama2c_stop : NULL;
+    if (n) *n = tok && tok->hf ? tok->hf->n_stop : tok ? 1 : 0;
+}
+
+/* ---- streaming decode ---- */
+
+struct pissa_token_stream {
+    const pissa_tokenizer *tok;
+    int skip_special;
+    pissa__ids ids;      // tokenizer.json: the window (tokens before prefix_index give context)
+    size_t prefix_index;
+    pissa__strbuf prefix; // decode of the window up to what was released
+    pissa__strbuf text;   // the window's decode, and what is handed out
+    int32_t prev;         // llama2.c: the previous token
+};
+
+pissa_status pissa_token_stream_create(const pissa_tokenizer *tok, int skip_special_tokens, pissa_token_stream **out) {
+    if (!tok || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_token_stream_create: NULL argument");
+    *out = calloc(1, sizeof **out);
+    if (!*out) return pissa__fail(PISSA_ERR_NOMEM, "pissa_token_stream_create: out of memory");
+    (*out)->tok = tok;
+    (*out)->skip_special = skip_special_tokens != 0;
+    (*out)->prev = -1;
+    return PISSA_OK;
+}
+
+void pissa_token_stream_free(pissa_token_stream *s) {
+    if (!s) return;
+    free(s->ids.v);
+    free(s->prefix.p);
+    free(s->text.p);
+    free(s);
+}
+
+static int ends_incomplete(const pissa__strbuf *b) { return b->n >= 3 && !memcmp(b->p + b->n - 3, "\xEF\xBF\xBD", 3); }
+
+/* tokenizers' step_decode_stream. */
+pissa_status pissa_token_stream_put(pissa_token_stream *s, int32_t id, const char **text, size_t *len) {
+    if (!s || !text || !len) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_token_stream_put: NULL argument");
+    *text = "";
+    *len = 0;
+    if (id < 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_token_stream_put: negative id %d", (int)id);
+    const pissa_tokenizer *tok = s->tok;
+    if (!tok->hf) {
+        size_t k = 0;
+        const char *p = pissa_tokenizer_decode_piece(tok, s->prev, id, &k);
+        if (!p)
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_token_stream_put: id %d is outside [0, %d)", (int)id,
+                               (int)tok->vocab_size);
+        s->prev = id;
+        if (id != PISSA_TOKEN_BOS && id != PISSA_TOKEN_EOS) *text = p, *len = k;
+        return PISSA_OK;
+    }
+    pissa__ids_push(&s->ids, id);
+    s->text.n = 0;
+    s->text.oom = 0;
+    PISSA_TRY(pissa__hf_decode(tok->hf, s->ids.v, s->ids.n, s->skip_special, &s->text));
+    if (s->ids.oom || s->text.oom) return pissa__fail(PISSA_ERR_NOMEM, "pissa_token_stream_put: out of memory");
+    if (s->text.n <= s->prefix.n || ends_incomplete(&s->text)) return PISSA_OK;
+    /* the window's text should extend the released prefix; if a decoder rewrote it, release what differs */
+    size_t common = 0;
+    while (common < s->prefix.n && s->text.p[common] == s->prefix.p[common]) common++;
+    size_t start = common, new_prefix_index = s->ids.n - s->prefix_index;
+    memmove(s->ids.v, s->ids.v + s->prefix_index, (s->ids.n - s->prefix_index) * sizeof *s->ids.v);
+    s->ids.n -= s->prefix_index;
+    s->prefix_index = new_prefix_index;
+    s->prefix.n = 0;
+    PISSA_TRY(pissa__hf_decode(tok->hf, s->ids.v, s->ids.n, s->skip_special, &s->prefix));
+    if (s->prefix.oom) return pissa__fail(PISSA_ERR_NOMEM, "pissa_token_stream_put: out of memory");
+    *text = s->text.p + start;
+    *len = s->text.n - start;
+    return PISSA_OK;
+}
+
+pissa_status pissa_token_stream_finish(pissa_token_stream *s, const char **text, size_t *len) {
+    if (!s || !text || !len) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_token_stream_finish: NULL argument");
+    *text = "";
+    *len = 0;
+    if (s->tok->hf && s->ids.n) {
+        s->text.n = 0;
+        PISSA_TRY(pissa__hf_decode(s->tok->hf, s->ids.v, s->ids.n, s->skip_special, &s->text));
+        if (s->text.n > s->prefix.n) {
+            *text = s->text.p + s->prefix.n;
+            *len = s->text.n - s->prefix.n;
+        }
+    }
+    s->ids.n = 0;
+    s->prefix_index = 0;
+    s->prefix.n = 0;
+    s->prev = -1;
     return PISSA_OK;
 }

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "internal.h"
+#include "peft_internal.h"
 #include "pissa/safetensors.h"
 #include "pissa/train.h"
 
@@ -261,6 +262,9 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
         double l;
         int64_t c;
         if (st == PISSA_OK) st = pissa_model_loss(t->m, ids, labels, (int)B, (int)T, &l, &c);
+        if (st == PISSA_OK && !isfinite(l))
+            st = pissa__fail(PISSA_ERR_NUMERIC, "evaluate: the loss of rows %zu..%zu is %s: the model computes "
+                             "non-finite values (NaN or Inf weights?)", r0, r0 + (size_t)B - 1, isnan(l) ? "nan" : "inf");
         if (st == PISSA_OK) sum += l * (double)c, total += c; /* token-weighted over the whole set */
     }
     free(ids);
@@ -338,25 +342,31 @@ static cJSON *state_json(const pissa_trainer *t) {
 
 pissa_status pissa_trainer_save_state(const pissa_trainer *t, const char *dir) {
     if (!t || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_trainer_save_state: NULL argument");
-    PISSA_TRY(pissa__mkdir_p(dir));
-    pissa_st_writer *w;
-    PISSA_TRY(pissa_st_writer_create(&w));
+    /* A new state folder is built aside and switched in whole: a state is complete or absent, and the previous
+     * one stays until the new one is complete. */
+    static const char *const everything[] = {"*", NULL};
+    pissa_dir_txn *txn;
+    PISSA_TRY(pissa_dir_txn_begin(dir, everything, &txn));
+    pissa_st_writer *w = NULL;
     char name[256], step[32];
     snprintf(step, sizeof step, "%lld", (long long)t->step);
-    pissa_status st = pissa_st_writer_set_metadata(w, "step", step);
+    pissa_status st = pissa_st_writer_create(&w);
+    if (st == PISSA_OK) st = pissa_st_writer_set_metadata(w, "step", step);
     for (size_t i = 0; st == PISSA_OK && i < t->n; i++)
         for (int j = -1; st == PISSA_OK && j < 2; j++) {
             float *data = state_tensor(t, i, j, name, sizeof name);
             int64_t shape[1] = {(int64_t)t->sizes[i]};
             if (data) st = pissa_st_writer_add_f32(w, name, PISSA_F32, 1, shape, data);
         }
-    char *tpath = pissa__path_join(dir, STATE_TENSORS), *jpath = pissa__path_join(dir, STATE_JSON), *text = NULL;
+    const char *out = pissa_dir_txn_path(txn);
+    char *tpath = pissa__path_join(out, STATE_TENSORS), *jpath = pissa__path_join(out, STATE_JSON), *text = NULL;
     cJSON *j = state_json(t);
     if (st == PISSA_OK && (!tpath || !jpath || !j)) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa__json_dump_sorted(j, &text);
-    /* tensors first: a crash between the two writes leaves a JSON whose step disagrees with the tensors' */
     if (st == PISSA_OK) st = pissa_st_writer_write(w, tpath);
     if (st == PISSA_OK) st = pissa_write_file_atomic(jpath, text, strlen(text));
+    if (st == PISSA_OK) st = pissa_dir_txn_commit(txn);
+    else pissa_dir_txn_abort(txn);
     pissa_st_writer_free(w);
     cJSON_Delete(j);
     free(text);

@@ -75,27 +75,7 @@ pissa_tensor *pissa__weights_get(const pissa__weights *w, const char *name) {
     return NULL;
 }
 
-/* ---- the tensors the Llama forward needs (REFERENCE §5) ---- */
-
-#define N_LAYER_TENSORS 9
-static const char *layer_tensor_names[N_LAYER_TENSORS] = {
-    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-    "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
-    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
-
-/* Expected shape of layer tensor K; returns ndim. */
-static int layer_tensor_shape(const pissa_llama_config *c, int k, int64_t *shape) {
-    int64_t D = c->hidden_size, F = c->intermediate_size, q = c->num_attention_heads * c->head_dim,
-            kv = c->num_key_value_heads * c->head_dim;
-    switch (k) {
-    case 0: case 5: shape[0] = D; return 1;
-    case 1: shape[0] = q; shape[1] = D; return 2;
-    case 2: case 3: shape[0] = kv; shape[1] = D; return 2;
-    case 4: shape[0] = D; shape[1] = q; return 2;
-    case 6: case 7: shape[0] = F; shape[1] = D; return 2;
-    default: shape[0] = D; shape[1] = F; return 2;
-    }
-}
+/* ---- the tensors the forward needs (the config's list, pissa/config.h) ---- */
 
 static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t len = (size_t)snprintf(buf, cap, "(");
@@ -104,73 +84,31 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     if (len < cap) snprintf(buf + len, cap - len, ")");
 }
 
-/* Calls FN for every tensor the forward needs, with its expected shape. */
-typedef pissa_status (*expect_fn)(void *user, const char *name, int ndim, const int64_t *shape);
-
-static pissa_status for_each_expected(const pissa_llama_config *c, expect_fn fn, void *user) {
-    char name[128];
-    int64_t shape[2] = {c->vocab_size, c->hidden_size};
-    PISSA_TRY(fn(user, "model.embed_tokens.weight", 2, shape));
-    for (int64_t l = 0; l < c->num_hidden_layers; l++)
-        for (int k = 0; k < N_LAYER_TENSORS; k++) {
-            snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, layer_tensor_names[k]);
-            int nd = layer_tensor_shape(c, k, shape);
-            PISSA_TRY(fn(user, name, nd, shape));
-        }
-    shape[0] = c->hidden_size;
-    PISSA_TRY(fn(user, "model.norm.weight", 1, shape));
-    if (!c->tie_word_embeddings) {
-        shape[0] = c->vocab_size;
-        shape[1] = c->hidden_size;
-        PISSA_TRY(fn(user, "lm_head.weight", 2, shape));
-    }
-    return PISSA_OK;
-}
-
-typedef struct check_ctx {
-    const pissa__weights *w;
-    const char *source;
-} check_ctx;
-
-static pissa_status check_one(void *user, const char *name, int ndim, const int64_t *shape) {
-    check_ctx *c = user;
-    char want[96], got[96];
-    pissa_tensor *t = pissa__weights_get(c->w, name);
-    shape_str(want, sizeof want, ndim, shape);
-    if (!t) return pissa__fail(PISSA_ERR_NOT_FOUND, "%s: tensor '%s' %s is missing", c->source, name, want);
-    int same = t->ndim == ndim;
-    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
-    if (!same) {
-        shape_str(got, sizeof got, t->ndim, t->shape);
-        return pissa__fail(PISSA_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", c->source, name, got, want);
-    }
-    return PISSA_OK;
-}
-
+/* Every tensor of the config's list is present with its shape (the message names the tensor, the expected and the
+ * found shape). */
 static pissa_status check_shapes(const pissa__weights *w, const char *source) {
-    check_ctx c = {w, source};
-    return for_each_expected(&w->cfg, check_one, &c);
+    size_t n = pissa_config_tensor_count(&w->cfg);
+    for (size_t i = 0; i < n; i++) {
+        pissa_tensor_spec s;
+        PISSA_TRY(pissa_config_tensor(&w->cfg, i, &s));
+        char want[96], got[96];
+        pissa_tensor *t = pissa__weights_get(w, s.name);
+        shape_str(want, sizeof want, s.ndim, s.shape);
+        if (!t) return pissa__fail(PISSA_ERR_NOT_FOUND, "%s: tensor '%s' %s is missing", source, s.name, want);
+        int same = t->ndim == s.ndim;
+        for (int k = 0; same && k < s.ndim; k++) same = t->shape[k] == s.shape[k];
+        if (!same) {
+            shape_str(got, sizeof got, t->ndim, t->shape);
+            return pissa__fail(PISSA_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", source, s.name, got,
+                               want);
+        }
+    }
+    return PISSA_OK;
 }
 
-/* 1 if NAME is one of the names for_each_expected lists for this config, else 0. The name is parsed (layer index as
- * %lld writes it, then a suffix of layer_tensor_names) rather than compared with every listed name: a config may claim
- * 10⁹ layers, and only the shape check that follows compares the layer count with the tensors present. */
 static int is_expected(const pissa_llama_config *c, const char *name) {
-    static const char layers[] = "model.layers.";
-    if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight")) return 1;
-    if (!strcmp(name, "lm_head.weight")) return !c->tie_word_embeddings;
-    if (strncmp(name, layers, sizeof layers - 1) != 0) return 0;
-    const char *p = name + sizeof layers - 1;
-    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] != '.')) return 0; /* digits without a leading zero */
-    int64_t l = 0;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (l >= c->num_hidden_layers) return 0; /* also keeps l * 10 from overflowing */
-        l = l * 10 + (*p - '0');
-    }
-    if (*p != '.' || l >= c->num_hidden_layers) return 0;
-    for (int k = 0; k < N_LAYER_TENSORS; k++)
-        if (!strcmp(p + 1, layer_tensor_names[k])) return 1;
-    return 0;
+    pissa_tensor_spec s;
+    return pissa_config_tensor_find(c, name, &s) == PISSA_OK;
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -205,12 +143,9 @@ pissa_status pissa__weights_load_hf(const char *dir, pissa__weights *out) {
         if (!is_expected(&w.cfg, name)) {
             /* tied: transformers ties lm_head to the embedding whatever the file holds */
             if (w.cfg.tie_word_embeddings && !strcmp(name, "lm_head.weight")) continue;
-            if (ends_with(name, ".bias"))
-                st = pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: tensor '%s': biases are not supported (the Llama forward "
-                                 "has projections and norms without bias)", dir, name);
-            else
-                st = pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: tensor '%s' is not part of a Llama model with this "
-                                 "config.json; refusing rather than ignoring it", dir, name);
+            st = pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: tensor '%s' is not part of a %s model with this config.json%s; "
+                             "refusing rather than ignoring it", dir, name, w.cfg.model_type,
+                             ends_with(name, ".bias") ? " (which has no bias there)" : "");
             break;
         }
         pissa_tensor *t;
@@ -228,7 +163,7 @@ pissa_status pissa__weights_load_hf(const char *dir, pissa__weights *out) {
     return PISSA_OK;
 }
 
-/* ---- llama2.c checkpoint (REFERENCE §6) ---- */
+/* ---- llama2.c checkpoint (docs/formats.md) ---- */
 
 #define LLAMA2C_MAGIC 0x616b3432u /* "ak42" */
 
@@ -461,49 +396,32 @@ pissa_status pissa__weights_load(const char *path, pissa__weights *out) {
     return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: neither a directory (Hugging Face) nor a file (llama2.c)", path);
 }
 
-/* config.json text with torch_dtype set to DTYPE (the key the source used: "torch_dtype" or "dtype"). */
-static pissa_status config_with_dtype(const char *json, pissa_dtype dtype, char **out) {
-    cJSON *root = cJSON_Parse(json);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return pissa__fail(PISSA_ERR_FORMAT, "weights: config.json text is not a JSON object");
-    }
-    const char *value = dtype == PISSA_F32 ? "float32" : dtype == PISSA_BF16 ? "bfloat16" : "float16";
-    const char *key = cJSON_GetObjectItemCaseSensitive(root, "dtype") &&
-                              !cJSON_GetObjectItemCaseSensitive(root, "torch_dtype") ? "dtype" : "torch_dtype";
-    cJSON *item = cJSON_CreateString(value);
-    pissa_status st = PISSA_OK;
-    if (!item) st = pissa__fail(PISSA_ERR_NOMEM, "weights: out of memory");
-    else if (cJSON_GetObjectItemCaseSensitive(root, key)) cJSON_ReplaceItemInObjectCaseSensitive(root, key, item);
-    else cJSON_AddItemToObject(root, key, item);
-    if (st == PISSA_OK) st = pissa__json_dump_sorted(root, out);
-    cJSON_Delete(root);
-    return st;
-}
-
 pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, pissa_dtype dtype) {
     if (!w || !dir || !w->config_json)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__weights_save_hf: NULL argument");
     if (!pissa_dtype_is_float(dtype))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: weights are saved as F32, F16 or BF16, not %s", dir,
                            pissa_dtype_name(dtype));
-    PISSA_TRY(pissa__mkdir_p(dir));
-    pissa_st_writer *wr;
-    PISSA_TRY(pissa_st_writer_create(&wr));
-    pissa_status st = PISSA_OK;
+    pissa_dir_txn *txn; /* the folder is replaced whole: never new weights beside an old config */
+    PISSA_TRY(pissa_dir_txn_begin(dir, pissa__checkpoint_files, &txn));
+    const char *out = pissa_dir_txn_path(txn);
+    pissa_st_writer *wr = NULL;
+    pissa_status st = pissa_st_writer_create(&wr);
     for (size_t i = 0; i < w->n && st == PISSA_OK; i++)
         st = pissa_st_writer_add_f32(wr, w->names[i], dtype, w->tensors[i]->ndim, w->tensors[i]->shape,
                                      w->tensors[i]->data);
-    char *path = pissa__path_join(dir, "model.safetensors"), *config = NULL;
+    char *path = pissa__path_join(out, "model.safetensors"), *config = NULL;
     if (st == PISSA_OK && !path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa_st_writer_write(wr, path);
     pissa_st_writer_free(wr);
     free(path);
-    if (st == PISSA_OK) st = config_with_dtype(w->config_json, dtype, &config);
-    path = st == PISSA_OK ? pissa__path_join(dir, "config.json") : NULL;
+    if (st == PISSA_OK) st = pissa_config_json_set_dtype(w->config_json, dtype, &config);
+    path = st == PISSA_OK ? pissa__path_join(out, "config.json") : NULL;
     if (st == PISSA_OK && !path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa_write_file_atomic(path, config, strlen(config));
     free(path);
     free(config);
+    if (st == PISSA_OK) return pissa_dir_txn_commit(txn);
+    pissa_dir_txn_abort(txn);
     return st;
 }

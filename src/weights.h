@@ -1,7 +1,7 @@
 /* Internal: the weights of a Llama model by Hugging Face tensor name, loaded from a Hugging Face folder
  * (config.json + safetensors, possibly sharded) or from a llama2.c checkpoint (.bin, version 0 or 1),
  * which is expressed in Hugging Face form: names mapped (w1 → mlp.gate_proj, …) and the rows of wq/wk
- * permuted from llama2.c's adjacent-pair RoPE to Hugging Face's rotate_half (REFERENCE §6).
+ * permuted from llama2.c's adjacent-pair RoPE to Hugging Face's rotate_half (docs/formats.md).
  * Every tensor is float32: MAPPED (zero copy) where the file allows, else OWNED. */
 #ifndef PISSA_WEIGHTS_H
 #define PISSA_WEIGHTS_H

@@ -101,7 +101,16 @@ static void refuses_model_types_that_are_not_llama(void **state) {
     (void)state;
     pissa_llama_config c;
     assert_fails(parse("{\"model_type\":\"gpt2\",\"n_embd\":768}", &c), PISSA_ERR_UNSUPPORTED,
-                 "config.json: model_type 'gpt2' is not Llama-compatible", NULL);
+                 "config.json: model_type 'gpt2' is not supported", NULL);
+    static const char *const refused[] = {"gemma", "gemma2", "gemma3_text", "phi3", "mixtral", "qwen2_moe", "qwen3_moe"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        char json[128], want[96];
+        snprintf(json, sizeof json, "{\"model_type\":\"%s\"}", refused[i]);
+        snprintf(want, sizeof want, "model_type '%s' is not supported:", refused[i]);
+        assert_fails(parse(json, &c), PISSA_ERR_UNSUPPORTED, want, NULL);
+    }
+    assert_fails(parse("{\"model_type\":\"qwen2\",\"architectures\":[\"LlamaForCausalLM\"]}", &c),
+                 PISSA_ERR_UNSUPPORTED, "architectures lists 'LlamaForCausalLM'", "Qwen2ForCausalLM");
     assert_fails(parse("{\"hidden_size\":64}", &c), PISSA_ERR_FORMAT, "config.json", "model_type is missing");
     assert_fails(parse("{\"model_type\":7}", &c), PISSA_ERR_FORMAT, "model_type must be a string", NULL);
 }
@@ -136,9 +145,13 @@ static void check_supported_refuses_what_the_forward_pass_lacks(void **state) {
     struct {
         const char *json, *field;
     } cases[] = {
-        {"{\"model_type\":\"llama\",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}}", "rope_scaling"},
-        {"{\"model_type\":\"llama\",\"attention_bias\":true}", "attention_bias"},
-        {"{\"model_type\":\"llama\",\"mlp_bias\":true}", "mlp_bias"},
+        {"{\"model_type\":\"llama\",\"rope_scaling\":{\"type\":\"yarn\",\"factor\":2.0}}", "rope_type 'yarn'"},
+        {"{\"model_type\":\"llama\",\"rope_scaling\":{\"rope_type\":\"dynamic\",\"factor\":2.0}}",
+         "rope_type 'dynamic'"},
+        {"{\"model_type\":\"mistral\",\"rope_parameters\":{\"rope_type\":\"longrope\"}}", "rope_type 'longrope'"},
+        {"{\"model_type\":\"llama\",\"partial_rotary_factor\":0.5}", "partial_rotary_factor 0.5"},
+        {"{\"model_type\":\"qwen2\",\"use_sliding_window\":true}", "use_sliding_window"},
+        {"{\"model_type\":\"qwen3\",\"use_sliding_window\":true}", "use_sliding_window"},
         {"{\"model_type\":\"llama\",\"hidden_act\":\"gelu\"}", "hidden_act 'gelu'"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_attention_heads\":7}", "num_attention_heads 7"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_attention_heads\":8,\"num_key_value_heads\":3}",
@@ -185,7 +198,7 @@ static void write_shard(const char *dir, const char *file, const char *const *na
     pissa_st_writer_free(w);
 }
 
-static const char *shard1_names[] = {"model.norm.weight", "model.embed_tokens.weight"};
+static const char *shard1_names[] = {"model.norm.weight", "model.layers.0.input_layernorm.weight"};
 static const char *shard2_names[] = {"lm_head.weight", "model.layers.0.mlp.up_proj.weight"};
 #define SHARD1 "model-00001-of-00002.safetensors"
 #define SHARD2 "model-00002-of-00002.safetensors"
@@ -201,7 +214,7 @@ static char *sharded_dir(const char *weight_map_json) {
     return dir;
 }
 
-static const char *good_map = "{\"lm_head.weight\":\"" SHARD2 "\",\"model.embed_tokens.weight\":\"" SHARD1
+static const char *good_map = "{\"lm_head.weight\":\"" SHARD2 "\",\"model.layers.0.input_layernorm.weight\":\"" SHARD1
                               "\",\"model.layers.0.mlp.up_proj.weight\":\"" SHARD2 "\",\"model.norm.weight\":\"" SHARD1
                               "\"}";
 
@@ -213,7 +226,7 @@ static void sharded_checkpoint_opens_with_names_sorted_across_shards(void **stat
     assert_int_equal(pissa_checkpoint_config(c)->hidden_size, 8);
     assert_string_equal(pissa_checkpoint_config_json(c), small_config);
     assert_int_equal(pissa_checkpoint_count(c), 4);
-    const char *sorted[4] = {"lm_head.weight", "model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight",
+    const char *sorted[4] = {"lm_head.weight", "model.layers.0.input_layernorm.weight", "model.layers.0.mlp.up_proj.weight",
                              "model.norm.weight"};
     const int value_base[4] = {20, 10, 30, 0}; /* from the shard writer: (first + i) * 10 */
     for (int i = 0; i < 4; i++) {
@@ -245,9 +258,9 @@ static void single_file_checkpoint_opens(void **state) {
     pissa_checkpoint *c;
     assert_ok(pissa_checkpoint_open(dir, &c));
     assert_int_equal(pissa_checkpoint_count(c), 2);
-    assert_string_equal(pissa_checkpoint_name(c, 0), "model.embed_tokens.weight");
+    assert_string_equal(pissa_checkpoint_name(c, 0), "model.layers.0.input_layernorm.weight");
     float got[3];
-    assert_ok(pissa_checkpoint_read_f32(c, "model.embed_tokens.weight", got, 3));
+    assert_ok(pissa_checkpoint_read_f32(c, "model.layers.0.input_layernorm.weight", got, 3));
     assert_true(got[0] == 10.0f);
     pissa_tensor *t = (pissa_tensor *)(uintptr_t)1;
     assert_fails(pissa_checkpoint_load(c, "lm_head.weight", &t), PISSA_ERR_NOT_FOUND, "'lm_head.weight'", dir);
@@ -357,6 +370,52 @@ static void corrupt_shard_error_names_the_shard_file(void **state) {
     free(dir);
 }
 
+/* Config sizes are checked against the tensors present before anything is sized from them: 10^9 layers (which
+ * once meant hours of name checks and a 2.5 TB calloc in pissa-init), a missing layer, a layer past the count, or
+ * an embedding of another shape are refused at once, naming the field. */
+static void config_sizes_are_checked_against_the_tensors_present(void **state) {
+    (void)state;
+    static const char *configs[4] = {
+        "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":16,\"num_hidden_layers\":1000000000,"
+        "\"num_attention_heads\":2,\"vocab_size\":4}",
+        "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":16,\"num_hidden_layers\":2,"
+        "\"num_attention_heads\":2,\"vocab_size\":4}",
+        "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":16,\"num_hidden_layers\":1,"
+        "\"num_attention_heads\":2,\"vocab_size\":4}",
+        "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":16,\"num_hidden_layers\":1,"
+        "\"num_attention_heads\":2,\"vocab_size\":5}"};
+    static const char *const layer3[] = {"model.layers.0.mlp.up_proj.weight", "model.layers.3.mlp.up_proj.weight"};
+    for (int k = 0; k < 4; k++) {
+        char *dir = tu_tempdir("ckpt_sizes");
+        write_text(dir, "config.json", configs[k]);
+        if (k == 2) write_shard(dir, "model.safetensors", layer3, 2, 0);
+        else if (k == 3) { /* embedding (4, 8) against vocab_size 5 */
+            pissa_st_writer *w;
+            float emb[32] = {0};
+            int64_t shape[2] = {4, 8};
+            assert_ok(pissa_st_writer_create(&w));
+            assert_ok(pissa_st_writer_add_f32(w, "model.embed_tokens.weight", PISSA_F32, 2, shape, emb));
+            assert_ok(pissa_st_writer_add_f32(w, "model.layers.0.input_layernorm.weight", PISSA_F32, 1, shape + 1, emb));
+            char *p = tu_path(dir, "model.safetensors");
+            assert_ok(pissa_st_writer_write(w, p));
+            free(p);
+            pissa_st_writer_free(w);
+        } else write_shard(dir, "model.safetensors", shard2_names, 2, 0);
+        pissa_checkpoint *c = NULL;
+        pissa_model *m = NULL;
+        if (k < 3) {
+            assert_fails(pissa_checkpoint_open(dir, &c), PISSA_ERR_FORMAT, "num_hidden_layers", NULL);
+            assert_fails(pissa_model_load(dir, &m), PISSA_ERR_FORMAT, "num_hidden_layers", NULL);
+        } else {
+            assert_fails(pissa_checkpoint_open(dir, &c), PISSA_ERR_SHAPE, "vocab_size 5", "embed_tokens");
+        }
+        assert_null(c);
+        assert_null(m);
+        tu_rmtree(dir);
+        free(dir);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parses_a_published_llama_config),
@@ -373,6 +432,7 @@ int main(void) {
         cmocka_unit_test(inconsistent_indexes_are_refused),
         cmocka_unit_test(tensor_in_two_shards_is_refused),
         cmocka_unit_test(corrupt_shard_error_names_the_shard_file),
+        cmocka_unit_test(config_sizes_are_checked_against_the_tensors_present),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -236,18 +236,11 @@ static void text_windows_overlap_by_one_and_drop_the_partial_tail(void **state) 
  * all rows (positions 1..T-1 of each) are the stream's tokens 1..n(T-1), each exactly once, in order. */
 static void tinyshakespeare_rows_predict_every_token_once(void **state) {
     (void)state;
-    FILE *f = fopen(TOK512, "rb");
-    if (!f) {
-        print_message("skipping: %s is absent\n", TOK512);
-        skip();
-    }
-    fclose(f);
+    const char *need[2] = {TOK512, SHAKESPEARE};
+    tu_need_files(need, 2);
     size_t len;
     char *text = tu_slurp(SHAKESPEARE, &len);
-    if (!text) {
-        print_message("skipping: %s is absent\n", SHAKESPEARE);
-        skip();
-    }
+    assert_non_null(text);
     pissa_tokenizer *tok;
     assert_ok(pissa_tokenizer_load(TOK512, 512, &tok));
     size_t cap = PISSA_TOKENIZER_MAX_TOKENS(len), N;

@@ -9,23 +9,18 @@
 #include <string.h>
 
 #include "generate_internal.h"
+#include "model_internal.h"
+#include "peft_internal.h"
 #include "testutil.h"
 
 #define MODEL PISSA_SHARED_DATA_DIR "/stories260K/stories260K.bin"
 #define TOKENIZER PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"
 #define REFERENCE PISSA_TEST_REFERENCE_DIR "/stories260K_greedy.json"
 
-static int data_present(void) {
+/* Skips (or fails under PISSA_REQUIRE_ALL=1) unless stories260K and its tokenizer are present. */
+static void need_data(void) {
     const char *files[] = {MODEL, TOKENIZER};
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(files[i], "rb");
-        if (!f) {
-            print_message("skipping: %s is absent\n", files[i]);
-            return 0;
-        }
-        fclose(f);
-    }
-    return 1;
+    tu_need_files(files, 2);
 }
 
 static cJSON *load_reference(void) {
@@ -85,7 +80,7 @@ static void check_greedy(pissa_generator *g, const pissa_tokenizer *tok, const c
 
 static void forward_logits_match_llama2c_reference(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     cJSON *ref = load_reference();
     const cJSON *lg = cJSON_GetObjectItem(ref, "logits");
     const cJSON *tokens = cJSON_GetObjectItem(lg, "tokens"), *first = cJSON_GetObjectItem(lg, "first");
@@ -120,7 +115,7 @@ static void forward_logits_match_llama2c_reference(void **state) {
 
 static void greedy_generation_matches_llama2c_reference(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     cJSON *ref = load_reference();
     pissa_generator *g;
     pissa_tokenizer *tok;
@@ -141,7 +136,7 @@ static void greedy_generation_matches_llama2c_reference(void **state) {
 /* The same model as a Hugging Face folder (written by save_hf, tied head) generates the same text. */
 static void hf_folder_of_the_model_generates_the_same_text(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     cJSON *ref = load_reference();
     char *dir = tu_tempdir("generate");
     pissa__weights w;
@@ -189,7 +184,7 @@ static void merge(pissa__weights *w, const char *name, const float *A, const flo
  * merged into *MERGED. B_ZERO gives B = 0. */
 static void make_adapter(const char *dir, const int *targets, int n_targets, int64_t r, double alpha, int rslora,
                          int b_zero, pissa__weights *merged) {
-    pissa_peft_config pc = pissa_peft_default_config();
+    pissa_peft_config pc = pissa__peft_config_default();
     pc.r = r;
     pc.lora_alpha = alpha;
     pc.use_rslora = rslora;
@@ -231,8 +226,10 @@ static void check_adapter_equals_merged(const int *targets, int n_targets, int r
     make_adapter(dir, targets, n_targets, 4, 8.0, rslora, 0, &merged);
     pissa_generator *ga, *gm, *gb;
     assert_ok(pissa_generator_create(MODEL, dir, 16, &ga));
-    assert_ok(pissa__generator_create_from_weights(&merged, NULL, 16, &gm));
+    pissa_model *mm;
+    assert_ok(pissa__model_from_weights(&merged, MODEL, &mm));
     assert_int_equal(merged.n, 0); /* taken over */
+    assert_ok(pissa__generator_create_from_model(mm, 16, &gm));
     assert_ok(pissa_generator_create(MODEL, NULL, 16, &gb));
     float la[512], lm[512], lb[512];
     const int32_t seq[] = {1, 403, 407, 261, 89, 500};
@@ -257,7 +254,7 @@ static void check_adapter_equals_merged(const int *targets, int n_targets, int r
 
 static void adapter_applied_unmerged_equals_merged_weights(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     const int all[7] = {0, 1, 2, 3, 4, 5, 6}, qv[2] = {0, 2};
     check_adapter_equals_merged(all, 7, 0);
     check_adapter_equals_merged(qv, 2, 1);
@@ -281,7 +278,7 @@ static void set_config_field(const char *dir, const char *field, const char *jso
 
 static void adapter_features_not_implemented_are_refused_by_name(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     char *dir = tu_tempdir("generate");
     pissa__weights w;
     const int qv[2] = {0, 2};
@@ -302,7 +299,7 @@ static void adapter_features_not_implemented_are_refused_by_name(void **state) {
     set_config_field(dir, "fan_in_fan_out", "true");
     expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "fan_in_fan_out");
     set_config_field(dir, "fan_in_fan_out", "false");
-    set_config_field(dir, "init_lora_weights", "\"pissa\""); /* PEFT would redo the SVD on the base */
+    set_config_field(dir, "init_lora_weights", "\"olora\""); /* PEFT would transform the base in a way libpissa lacks */
     expect_adapter_refused(dir, PISSA_ERR_UNSUPPORTED, "init_lora_weights");
     set_config_field(dir, "init_lora_weights", "true");
     pissa_generator *g;
@@ -312,6 +309,54 @@ static void adapter_features_not_implemented_are_refused_by_name(void **state) {
     free(dir);
 }
 
+/* ---- the generator is the model ---- */
+
+/* The generator's one-token logits equal the trainable model's logits of the whole sequence at every position up to
+ * the model's maximum, within 1e-5 of the logits' scale: one definition of the maths (and RoPE tables that agree at
+ * far positions). With ADAPTER (may be NULL) on both. */
+static void check_generator_equals_model(const char *path, const char *adapter) {
+    pissa_model *m;
+    assert_ok(pissa_model_load(path, &m));
+    if (adapter) assert_ok(pissa_model_load_adapter(m, adapter));
+    int V = (int)pissa_model_config(m)->vocab_size, T = (int)pissa_model_config(m)->max_position_embeddings;
+    assert_true(T >= 512);
+    T = 512;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
+    uint64_t x = 12345;
+    for (int t = 0; t < T; t++) x = x * 6364136223846793005ULL + 1442695040888963407ULL, ids[t] = (int32_t)(x >> 33) % V;
+    float *want = malloc(sizeof(float) * (size_t)T * V), *got = malloc(sizeof(float) * (size_t)V);
+    assert_ok(pissa_model_logits(m, ids, 1, T, want));
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < (size_t)T * V; i++) scale = fmax(scale, fabs(want[i]));
+    pissa_generator *g;
+    assert_ok(pissa_generator_create(path, adapter, T, &g));
+    int worst_at = 0;
+    for (int t = 0; t < T; t++) {
+        assert_ok(pissa_generator_forward(g, ids[t], t, got));
+        double d = tu_max_abs_diff(got, want + (size_t)t * V, (size_t)V);
+        if (d > worst) worst = d, worst_at = t;
+    }
+    print_message("  %s%s: generator vs model over %d positions: max|diff| %.3g at position %d (logit scale %.3g)\n",
+                  path, adapter ? " + adapter" : "", T, worst, worst_at, scale);
+    assert_true(worst <= 1e-5 * scale);
+    pissa_generator_free(g);
+    pissa_model_free(m);
+    free(ids), free(want), free(got);
+}
+
+static void generator_equals_model_at_every_position_for_every_family(void **state) {
+    (void)state;
+    static const char *const fixtures[] = {"llama3_rope", "llama_bias_linear", "mistral_window", "qwen2_bias",
+                                           "qwen3_qknorm"};
+    for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
+        char *dir = tu_path(PISSA_TEST_REFERENCE_DIR, fixtures[i]), *ad = tu_path(dir, "adapter");
+        check_generator_equals_model(dir, ad);
+        free(dir), free(ad);
+    }
+    need_data();
+    check_generator_equals_model(MODEL, NULL);
+}
+
 /* ---- sampling ---- */
 
 /* Sampled tokens are reproducible for a seed, and each lies in the nucleus: the smallest set of most likely tokens
@@ -319,7 +364,7 @@ static void adapter_features_not_implemented_are_refused_by_name(void **state) {
  * A vanishing top-p keeps only the argmax, so it must reproduce the greedy text. */
 static void top_p_sampling_stays_in_the_nucleus_and_is_seeded(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     pissa_generator *g, *replay;
     pissa_tokenizer *tok;
     assert_ok(pissa_generator_create(MODEL, NULL, 0, &g));
@@ -364,6 +409,54 @@ static void top_p_sampling_stays_in_the_nucleus_and_is_seeded(void **state) {
     pissa_generator_free(replay);
 }
 
+/* stories260K's weights with every element of NAME set to VALUE (owned copies in place of the mapped ones). */
+static void weights_with(pissa__weights *w, const char *name, float value) {
+    assert_ok(pissa__weights_load(MODEL, w));
+    for (size_t i = 0; i < w->n; i++)
+        if (!strcmp(w->names[i], name)) {
+            pissa_tensor *c;
+            assert_ok(pissa_tensor_clone(w->tensors[i], &c));
+            for (int64_t k = 0; k < pissa_tensor_numel(c); k++) pissa_tensor_data(c)[k] = value;
+            pissa_tensor_free(w->tensors[i]);
+            w->tensors[i] = c;
+            return;
+        }
+    fail_msg("no tensor %s", name);
+}
+
+/* NaN weights give NaN logits: sampling them is a named error (it once read before the top-p buffer), at any
+ * temperature and top-p. A flat distribution with a top-p below 1/V has an empty nucleus: the mode is taken. */
+static void non_finite_logits_are_an_error_and_an_empty_nucleus_takes_the_mode(void **state) {
+    (void)state;
+    need_data();
+    pissa_tokenizer *tok;
+    assert_ok(pissa_tokenizer_load(TOKENIZER, 512, &tok));
+    pissa__weights w;
+    pissa_generator *g;
+    pissa_model *m;
+    weights_with(&w, "model.norm.weight", NAN);
+    assert_ok(pissa__model_from_weights(&w, MODEL, &m));
+    assert_ok(pissa__generator_create_from_model(m, 64, &g));
+    const float temps[3] = {0.0f, 1.0f, 0.8f}, topps[3] = {0.9f, 0.0f, 0.9f};
+    for (int i = 0; i < 3; i++) {
+        collected c = {0};
+        assert_int_equal(pissa_generate(g, tok, "", 20, temps[i], topps[i], 1, collect, &c, NULL),
+                         PISSA_ERR_NUMERIC);
+        assert_non_null(strstr(pissa_last_error(), "not finite"));
+        assert_int_equal(c.n, 0);
+    }
+    pissa_generator_free(g);
+    weights_with(&w, "model.norm.weight", 0.0f); /* every logit 0: uniform */
+    assert_ok(pissa__model_from_weights(&w, MODEL, &m));
+    assert_ok(pissa__generator_create_from_model(m, 64, &g));
+    collected c = {0};
+    assert_ok(pissa_generate(g, tok, "", 4, 1.0f, 1e-6f, 1, collect, &c, NULL));
+    assert_int_equal(c.n, 4);
+    for (size_t i = 0; i < c.n; i++) assert_int_equal(c.tokens[i], 0); /* argmax of a tie: the first id */
+    pissa_generator_free(g);
+    pissa_tokenizer_free(tok);
+}
+
 /* ---- pissa-generate ---- */
 
 static int run_generate(const char *args, const char *dir, char **out, char **err) {
@@ -399,7 +492,7 @@ static void expect_one_line_error(const char *args, const char *dir, const char 
 
 static void pissa_generate_program_prints_the_reference_text(void **state) {
     (void)state;
-    if (!data_present()) skip();
+    need_data();
     cJSON *ref = load_reference();
     const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "generations"), 0);
     char *want = malloc(strlen(cJSON_GetObjectItem(e, "text")->valuestring) + 2);
@@ -467,8 +560,10 @@ int main(void) {
         cmocka_unit_test(greedy_generation_matches_llama2c_reference),
         cmocka_unit_test(hf_folder_of_the_model_generates_the_same_text),
         cmocka_unit_test(adapter_applied_unmerged_equals_merged_weights),
+        cmocka_unit_test(generator_equals_model_at_every_position_for_every_family),
         cmocka_unit_test(adapter_features_not_implemented_are_refused_by_name),
         cmocka_unit_test(top_p_sampling_stays_in_the_nucleus_and_is_seeded),
+        cmocka_unit_test(non_finite_logits_are_an_error_and_an_empty_nucleus_takes_the_mode),
         cmocka_unit_test(pissa_generate_program_prints_the_reference_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

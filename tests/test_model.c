@@ -17,11 +17,6 @@
 #define TOK512 PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"
 #define SHAKESPEARE PISSA_SHARED_DATA_DIR "/tinyshakespeare/input.txt"
 
-static int file_exists(const char *p) {
-    struct stat s;
-    return stat(p, &s) == 0;
-}
-
 /* ---- fixture: batch.json and expected.{json,safetensors} ---- */
 
 typedef struct batch {
@@ -149,6 +144,38 @@ static void untied_gqa_model_matches_pytorch(void **state) {
 static void tied_model_with_wide_heads_and_rslora_matches_pytorch(void **state) {
     (void)state;
     check_against_pytorch("llama_tied", 2 * 7);
+}
+
+/* ---- the families (tests/reference/make_llama_reference.py FIXTURES) ---- */
+
+static void check_full_gradients(const char *fixture, size_t n_weights, int n_1d);
+
+typedef struct family_fixture {
+    const char *name;
+    size_t adapters;       /* adapted modules */
+    size_t weights, n_1d;  /* tensors of the checkpoint, and how many of them are 1-D (norms, biases) */
+} family_fixture;
+
+static const family_fixture families[] = {
+    {"llama3_rope", 2 * 7, 3 + 2 * 9, 1 + 2 * 2},           /* rope llama3, positions past the original 32 */
+    {"llama_bias_linear", 2 * 7, 2 + 2 * 16, 1 + 2 * 9},    /* rope linear, attention + mlp biases, tied */
+    {"mistral_window", 2 * 4, 3 + 2 * 9, 1 + 2 * 2},        /* sliding window 5 over 12 positions */
+    {"qwen2_bias", 2 * 7, 2 + 2 * 12, 1 + 2 * 5},           /* q/k/v biases, tied */
+    {"qwen3_qknorm", 2 * 7, 2 + 2 * 15, 1 + 2 * 8},         /* q_norm/k_norm, head_dim 16 with H·hd != D */
+};
+
+/* Every family gives PyTorch's logits, loss and adapter gradients... */
+static void every_family_matches_pytorch_logits_loss_and_adapter_gradients(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof families / sizeof *families; i++) check_against_pytorch(families[i].name,
+                                                                                          families[i].adapters);
+}
+
+/* ... and, fully fine-tuned, the gradient of every weight, biases and q/k norms included. */
+static void every_family_gives_pytorch_gradients_of_every_weight(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof families / sizeof *families; i++)
+        check_full_gradients(families[i].name, families[i].weights, (int)families[i].n_1d);
 }
 
 /* ---- finite differences, gradient buffers, memory ---- */
@@ -293,8 +320,12 @@ static char *fixture_copy(const char *key, const char *raw_value) {
 static void unsupported_configs_are_refused_with_their_field(void **state) {
     (void)state;
     struct { const char *key, *value, *needle; } cases[] = {
-        {"rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling"},
-        {"attention_bias", "true", "attention_bias"},
+        {"rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}", "rope_type 'dynamic'"},
+        {"rope_scaling", "{\"rope_type\": \"longrope\", \"short_factor\": [1], \"long_factor\": [1]}",
+         "rope_type 'longrope'"},
+        {"partial_rotary_factor", "0.5", "partial_rotary_factor"},
+        {"model_type", "\"gemma\"", "model_type 'gemma'"},
+        {"architectures", "[\"LlamaForSequenceClassification\"]", "architectures"},
         {"hidden_act", "\"gelu\"", "hidden_act"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -404,7 +435,8 @@ static void initialised_adapters_preserve_the_model_and_round_trip(void **state)
 /* ---- full fine-tuning ---- */
 
 /* Every base weight's gradient (no adapter) against float64 PyTorch (tests/reference/make_full_reference.py). */
-static void check_full_gradients(const char *fixture, size_t n_weights) {
+/* N_1D: the 1-D tensors (RMSNorm weights, biases, q/k norms), which the trainer keeps out of weight decay. */
+static void check_full_gradients(const char *fixture, size_t n_weights, int n_1d) {
     pissa_model *m = load_fixture(fixture, 0);
     assert_int_equal(pissa_model_param_count(m), 0); /* frozen until full mode */
     assert_ok(pissa_model_set_full_finetune(m));
@@ -444,7 +476,7 @@ static void check_full_gradients(const char *fixture, size_t n_weights) {
         if (v.ndim == 1) assert_int_equal(v.rows, 1);
         free(want);
     }
-    assert_int_equal(norms, 2 * 2 + 1); /* two layers of two RMSNorms, and model.norm */
+    assert_int_equal(norms, n_1d);
     printf("  %s: loss %.7f vs %.7f; %zu weight gradients, max|diff|/max|grad| %.3g\n", fixture, loss, want_loss,
            n_weights, worst);
     pissa_st_close(f);
@@ -454,12 +486,13 @@ static void check_full_gradients(const char *fixture, size_t n_weights) {
 
 static void full_finetune_gradients_of_every_weight_match_pytorch_untied(void **state) {
     (void)state;
-    check_full_gradients("llama_untied", 3 + 2 * 9); /* embed, norm, lm_head; per layer 2 norms + 7 projections */
+    /* embed, norm, lm_head; per layer 2 norms + 7 projections; 1-D: two layers of two RMSNorms, and model.norm */
+    check_full_gradients("llama_untied", 3 + 2 * 9, 2 * 2 + 1);
 }
 
 static void full_finetune_gradients_match_pytorch_tied_embedding_gets_both_uses(void **state) {
     (void)state;
-    check_full_gradients("llama_tied", 2 + 2 * 9);
+    check_full_gradients("llama_tied", 2 + 2 * 9, 2 * 2 + 1);
 }
 
 static void full_finetune_and_adapters_exclude_each_other(void **state) {
@@ -627,10 +660,7 @@ static void llama2c_file_and_hf_folder_give_the_same_logits(void **state) {
 
 static void stories260k_bin_and_its_hf_form_give_the_same_logits(void **state) {
     (void)state;
-    if (!file_exists(STORIES)) {
-        printf("  skipped: %s is absent\n", STORIES);
-        skip();
-    }
+    if (!tu_file_exists(STORIES)) tu_skip_missing(STORIES);
     pissa__weights w;
     assert_ok(pissa__weights_load(STORIES, &w));
     char *dir = tu_tempdir("model_stories");
@@ -709,12 +739,54 @@ static void pissa_eval_reports_the_token_weighted_loss(void **state) {
     free(out);
 }
 
+/* A checkpoint with a NaN (or Inf) weight: the model's logits are not finite, so pissa-eval and the trainer's
+ * evaluation end with a named error instead of reporting "nan" (which is not JSON either). */
+static void non_finite_weights_give_a_named_error_not_a_nan_loss(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("model_nan"), *data = tu_path(dir, "rows.jsonl"), *err = tu_path(dir, "err.txt");
+    char *out = tu_path(dir, "out.txt");
+    const char *rows = "{\"input_ids\": [1, 5, 9, 13, 2, 7, 30]}\n{\"input_ids\": [4, 8, 15]}\n";
+    tu_write_bytes(data, rows, strlen(rows));
+    const float bad[2] = {NAN, INFINITY};
+    for (int k = 0; k < 2; k++) {
+        pissa_model *m = load_fixture("llama_untied", 0);
+        assert_ok(pissa_model_set_full_finetune(m));
+        pissa_param_view v;
+        for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+            assert_ok(pissa_model_param(m, i, &v));
+            if (!strcmp(v.name, "model.layers.1.mlp.down_proj.weight")) v.data[3] = bad[k];
+        }
+        char *ck = tu_path(dir, k ? "inf" : "nan");
+        assert_ok(pissa_model_save(m, ck, PISSA_F32));
+        pissa_dataset *d;
+        pissa_trainer *t;
+        assert_ok(pissa_dataset_load_jsonl(data, 64, &d));
+        pissa_train_opts o = pissa_train_default_opts();
+        o.total_steps = 1;
+        assert_ok(pissa_trainer_create(m, d, &o, &t));
+        double loss;
+        assert_int_equal(pissa_trainer_evaluate(t, d, &loss, NULL), PISSA_ERR_NUMERIC);
+        assert_non_null(strstr(pissa_last_error(), "non-finite"));
+        pissa_trainer_free(t);
+        pissa_dataset_free(d);
+        pissa_model_free(m);
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s --model %s --data %s --json -q >%s 2>%s", PISSA_EVAL_EXE, ck, data, out, err);
+        assert_int_equal(tu_run(cmd, NULL), 1);
+        char *o_text = tu_slurp(out, NULL), *e_text = tu_slurp(err, NULL);
+        assert_string_equal(o_text, ""); /* nothing that a script would parse as a result */
+        if (!strstr(e_text, "rows.jsonl") || !strstr(e_text, "non-finite"))
+            fail_msg("pissa-eval on %s weights: %s", k ? "Inf" : "NaN", e_text);
+        free(o_text), free(e_text), free(ck);
+    }
+    tu_rmtree(dir);
+    free(dir), free(data), free(err), free(out);
+}
+
 static void pissa_eval_on_stories260k_and_tinyshakespeare(void **state) {
     (void)state;
-    if (!file_exists(STORIES) || !file_exists(SHAKESPEARE)) {
-        printf("  skipped: %s or %s is absent\n", STORIES, SHAKESPEARE);
-        skip();
-    }
+    const char *need[2] = {STORIES, SHAKESPEARE};
+    tu_need_files(need, 2);
     /* the first 20 KB of Shakespeare: far from TinyStories, so the loss is high but finite */
     char *dir = tu_tempdir("model_eval_stories");
     char *data = tu_path(dir, "shakespeare.txt"), *out = tu_path(dir, "out.json");
@@ -742,6 +814,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(untied_gqa_model_matches_pytorch),
         cmocka_unit_test(tied_model_with_wide_heads_and_rslora_matches_pytorch),
+        cmocka_unit_test(every_family_matches_pytorch_logits_loss_and_adapter_gradients),
+        cmocka_unit_test(every_family_gives_pytorch_gradients_of_every_weight),
         cmocka_unit_test(adapter_gradients_match_finite_differences),
         cmocka_unit_test(frozen_weights_get_no_gradient_buffers),
         cmocka_unit_test(steps_of_one_shape_allocate_nothing_and_accumulate),
@@ -756,6 +830,7 @@ int main(void) {
         cmocka_unit_test(llama2c_file_and_hf_folder_give_the_same_logits),
         cmocka_unit_test(stories260k_bin_and_its_hf_form_give_the_same_logits),
         cmocka_unit_test(pissa_eval_reports_the_token_weighted_loss),
+        cmocka_unit_test(non_finite_weights_give_a_named_error_not_a_nan_loss),
         cmocka_unit_test(pissa_eval_on_stories260k_and_tinyshakespeare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

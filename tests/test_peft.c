@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "peft_internal.h"
 #include "testutil.h"
 
 #define Q0 "model.layers.0.self_attn.q_proj"
@@ -20,7 +21,7 @@ static char *config_text(const pissa_peft_config *c) {
 }
 
 static pissa_status parse(const char *json, pissa_peft_config *c) {
-    return pissa_peft_config_parse(json, strlen(json), "test.json", c);
+    return pissa__peft_config_parse_into(json, strlen(json), "test.json", c);
 }
 
 /* Expects STATUS and an error message naming the source and FIELD. */
@@ -65,7 +66,7 @@ static void add_random(pissa_peft_adapter *a, const char *mod, int64_t r, int64_
 
 /* Three layers of q/v with r 4, and down_proj of layer 1 at rank 2 through rank_pattern. */
 static pissa_peft_adapter *sample_adapter(void) {
-    pissa_peft_config c = pissa_peft_default_config();
+    pissa_peft_config c = pissa__peft_config_default();
     c.r = 4;
     c.lora_alpha = 8;
     strcpy(c.rank_pattern[0].key, "layers.1.mlp.down_proj");
@@ -116,7 +117,7 @@ static void assert_loaded_equal(const pissa_peft_adapter *saved, const pissa_pef
 
 static void config_json_matches_python_json_dumps_byte_for_byte(void **state) {
     (void)state;
-    pissa_peft_config c = pissa_peft_default_config();
+    pissa_peft_config c = pissa__peft_config_default();
     c.r = 16;
     c.lora_alpha = 16;
     c.lora_dropout = 0.0; /* a float field: written "0.0" as Python does */
@@ -134,7 +135,7 @@ static void config_json_matches_python_json_dumps_byte_for_byte(void **state) {
 
 static void config_json_writes_booleans_integers_and_target_kinds(void **state) {
     (void)state;
-    pissa_peft_config c = pissa_peft_default_config();
+    pissa_peft_config c = pissa__peft_config_default();
     strcpy(c.init_lora_weights, "false");
     c.lora_alpha = 32;
     c.target_kind = PISSA_TARGET_ALL_LINEAR;
@@ -178,7 +179,7 @@ static void config_json_writes_booleans_integers_and_target_kinds(void **state) 
 
 static void config_json_parses_back_to_the_same_config(void **state) {
     (void)state;
-    pissa_peft_config c = pissa_peft_default_config(), d;
+    pissa_peft_config c = pissa__peft_config_default(), d;
     c.r = 12;
     c.lora_alpha = 24.5;
     c.lora_dropout = 0.1;
@@ -323,7 +324,7 @@ static void parse_refuses_bad_configs_naming_the_field(void **state) {
 
 static void modules_are_sorted_with_numeric_layer_indices(void **state) {
     (void)state;
-    pissa_peft_config c = pissa_peft_default_config();
+    pissa_peft_config c = pissa__peft_config_default();
     c.r = 1;
     pissa_peft_adapter *a;
     assert_ok(pissa_peft_adapter_create(&c, &a));
@@ -599,9 +600,107 @@ static void load_rejects_unpaired_mismatched_and_extra_tensors(void **state) {
     free(dir);
 }
 
+/* Strings are written as Python's json.dumps writes them (tests/reference/make_json_strings_reference.py), read back
+ * as the same bytes, and a second round trip gives the same text. Invalid UTF-8 has no JSON form: refused, naming the
+ * field, instead of lone surrogate escapes that no reader accepts. */
+static void json_strings_match_python_and_invalid_utf8_is_refused_by_field(void **state) {
+    (void)state;
+    size_t len;
+    char *text = tu_slurp(PISSA_TEST_REFERENCE_DIR "/json_strings.json", &len);
+    assert_non_null(text);
+    cJSON *cases = cJSON_ParseWithLength(text, len);
+    assert_non_null(cases);
+    int n = 0;
+    for (const cJSON *c = cases->child; c; c = c->next, n++) {
+        const char *hex = cJSON_GetObjectItem(c, "utf8_hex")->valuestring;
+        char s[1024];
+        size_t k = 0;
+        for (; hex[2 * k]; k++) {
+            unsigned b;
+            sscanf(hex + 2 * k, "%2x", &b);
+            s[k] = (char)b;
+        }
+        s[k] = '\0';
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "base_model_name_or_path", s);
+        char *out, *again;
+        assert_ok(pissa__json_dump_sorted(o, &out));
+        assert_string_equal(out, cJSON_GetObjectItem(c, "dumped")->valuestring);
+        cJSON *back = cJSON_Parse(out);
+        assert_non_null(back);
+        assert_string_equal(cJSON_GetObjectItem(back, "base_model_name_or_path")->valuestring, s);
+        assert_ok(pissa__json_dump_sorted(back, &again));
+        assert_string_equal(again, out);
+        free(out), free(again);
+        cJSON_Delete(back);
+        cJSON_Delete(o);
+    }
+    assert_true(n >= 7);
+    static const char *invalid[] = {"ab\xff", "\xc0\xaf", "x\xed\xa0\x80", "\xe2\x82", "\xf5\x80\x80\x80",
+                                    "\xf4\x90\x80\x80", "\x80"};
+    for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "peft_type", "LORA");
+        cJSON_AddStringToObject(o, "target_modules", invalid[i]);
+        char *out = NULL;
+        assert_int_equal(pissa__json_dump_sorted(o, &out), PISSA_ERR_INVALID_ARG);
+        assert_null(out);
+        if (!strstr(pissa_last_error(), "'target_modules' is not valid UTF-8"))
+            fail_msg("case %zu: %s", i, pissa_last_error());
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(cases);
+    free(text);
+}
+
+/* The public config is opaque: fields by their PEFT names as JSON text, checked as the parser checks the file. */
+static void opaque_config_reads_and_writes_fields_by_name(void **state) {
+    (void)state;
+    pissa_peft_config *c, *d;
+    assert_ok(pissa_peft_config_create(&c));
+    assert_int_equal(pissa_peft_config_r(c), 8);
+    assert_ok(pissa_peft_config_set(c, "r", "16"));
+    assert_ok(pissa_peft_config_set(c, "lora_alpha", "32"));
+    assert_ok(pissa_peft_config_set(c, "use_rslora", "true"));
+    assert_ok(pissa_peft_config_set(c, "target_modules", "[\"v_proj\", \"q_proj\"]"));
+    assert_ok(pissa_peft_config_set(c, "rank_pattern", "{\"down_proj\": 4}"));
+    assert_int_equal(pissa_peft_config_r(c), 16);
+    assert_true(pissa_peft_config_lora_alpha(c) == 32.0 && pissa_peft_config_use_rslora(c));
+    char *v;
+    assert_ok(pissa_peft_config_get(c, "target_modules", &v));
+    assert_string_equal(v, "[\n  \"q_proj\",\n  \"v_proj\"\n]"); /* PEFT writes the set sorted */
+    pissa_free(v);
+    assert_ok(pissa_peft_config_get(c, "rank_pattern", &v));
+    assert_string_equal(v, "{\n  \"down_proj\": 4\n}");
+    pissa_free(v);
+    /* refused values and fields leave the config unchanged */
+    assert_int_equal(pissa_peft_config_set(c, "r", "\"many\""), PISSA_ERR_FORMAT);
+    assert_non_null(strstr(pissa_last_error(), "'r'"));
+    assert_int_equal(pissa_peft_config_set(c, "lora_dropout", "not json"), PISSA_ERR_FORMAT);
+    assert_int_equal(pissa_peft_config_set(c, "no_such_field", "1"), PISSA_ERR_NOT_FOUND);
+    assert_int_equal(pissa_peft_config_get(c, "no_such_field", &v), PISSA_ERR_NOT_FOUND);
+    assert_int_equal(pissa_peft_config_r(c), 16);
+    /* clone and parse round trips */
+    char *j1, *j2;
+    assert_ok(pissa_peft_config_clone(c, &d));
+    assert_ok(pissa_peft_config_set(d, "r", "2"));
+    assert_int_equal(pissa_peft_config_r(c), 16);
+    assert_ok(pissa_peft_config_to_json(c, &j1));
+    pissa_peft_config_free(d);
+    assert_ok(pissa_peft_config_parse(j1, strlen(j1), "x.json", &d));
+    assert_ok(pissa_peft_config_to_json(d, &j2));
+    assert_string_equal(j1, j2);
+    pissa_free(j1), pissa_free(j2);
+    pissa_peft_config_free(d);
+    pissa_peft_config_free(c);
+    pissa_peft_config_free(NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(config_json_matches_python_json_dumps_byte_for_byte),
+        cmocka_unit_test(opaque_config_reads_and_writes_fields_by_name),
+        cmocka_unit_test(json_strings_match_python_and_invalid_utf8_is_refused_by_field),
         cmocka_unit_test(config_json_writes_booleans_integers_and_target_kinds),
         cmocka_unit_test(config_json_parses_back_to_the_same_config),
         cmocka_unit_test(parse_reads_peft_written_configs),

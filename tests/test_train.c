@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -726,6 +728,92 @@ static void finetune_resumed_from_state_continues_the_run_exactly(void **state) 
     free(b);
 }
 
+/* Every file under DIR with its bytes, as one string ("name\n<bytes>\n" in sorted order), to compare two states of
+ * a folder. Caller frees. */
+static char *folder_bytes(const fixture *f, const char *dir) {
+    char cmd[2048], *out;
+    snprintf(cmd, sizeof cmd, "cd '%s' && find . -type f | LC_ALL=C sort | while read -r p; do echo \"$p\"; "
+             "cat \"$p\"; echo; done", dir);
+    assert_int_equal(run_prog(f, cmd, &out), 0);
+    return out;
+}
+
+/* --out must never be, or contain, an input: the base model (however the path is spelled), the data, the adapter
+ * being continued. Refused before anything is read or written. */
+static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state) {
+    const fixture *f = *state;
+    char *link = tu_path(f->dir, "base_link"), *output, cmd[4096];
+    assert_int_equal(symlink(f->model, link), 0);
+    char *before = folder_bytes(f, f->model);
+    char spelled[3][1024];
+    snprintf(spelled[0], sizeof spelled[0], "%s/", f->model);
+    snprintf(spelled[1], sizeof spelled[1], "%s/./", f->model);
+    snprintf(spelled[2], sizeof spelled[2], "%s", link);
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model,
+                 f->data, spelled[i]);
+        assert_int_equal(run_prog(f, cmd, &output), 2);
+        if (!strstr(output, "--out") || !strstr(output, "--model"))
+            fail_msg("--out %s: expected a refusal naming --out and --model, got: %s", spelled[i], output);
+        free(output);
+    }
+    /* the data inside OUT, and OUT = the adapter to continue */
+    char *dd = tu_path(f->dir, "dd"), *data = tu_path(f->dir, "dd/train.jsonl");
+    mkdir(dd, 0755);
+    write_jsonl(data, 4, 0);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model,
+             data, dd);
+    assert_int_equal(run_prog(f, cmd, &output), 2);
+    assert_non_null(strstr(output, "contains the --data input"));
+    free(output);
+    tu_rmtree(dd);
+    free(dd), free(data);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --adapter %s --out %s/ --steps 1 -q 2>&1", PISSA_FINETUNE_EXE,
+             f->model, f->data, f->dir, f->dir);
+    assert_int_equal(run_prog(f, cmd, &output), 2);
+    free(output);
+    char *after = folder_bytes(f, f->model);
+    assert_string_equal(before, after);
+    unlink(link);
+    free(before);
+    free(after);
+    free(link);
+}
+
+/* A rerun that fails (bad data, a bad --resume) leaves a good OUT exactly as it was, byte for byte; a first run that
+ * fails leaves no OUT at all. */
+static void finetune_failed_rerun_leaves_previous_out_untouched(void **state) {
+    const fixture *f = *state;
+    char *out = tu_path(f->dir, "ft_keep"), *bad = tu_path(f->dir, "bad.jsonl"), *output, cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --method pissa --rank 2 --steps 2 --batch 2 "
+             "--save-every 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model, f->data, out);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    free(output);
+    char *before = folder_bytes(f, out);
+    tu_write_bytes(bad, "{\"input_ids\": [1, 2, 3]}\n{\"input_ids\": [1, 999]}\n", 46);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --method pissa --rank 4 --steps 2 --batch 2 -q 2>&1",
+             PISSA_FINETUNE_EXE, f->model, bad, out);
+    assert_int_equal(run_prog(f, cmd, &output), 1);
+    assert_non_null(strstr(output, "bad.jsonl:2"));
+    free(output);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --method pissa --rank 4 --steps 2 --batch 2 "
+             "--resume %s -q 2>&1", PISSA_FINETUNE_EXE, f->model, f->data, out, f->model);
+    assert_int_equal(run_prog(f, cmd, &output), 1);
+    free(output);
+    char *after = folder_bytes(f, out);
+    assert_string_equal(before, after);
+    char *fresh = tu_path(f->dir, "never/made");
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 2 -q 2>&1", PISSA_FINETUNE_EXE, f->model, bad,
+             fresh);
+    assert_int_equal(run_prog(f, cmd, &output), 1);
+    free(output);
+    char *never = tu_path(f->dir, "never");
+    struct stat sb;
+    assert_int_not_equal(stat(never, &sb), 0);
+    tu_rmtree(out);
+    free(never), free(fresh), free(before), free(after), free(out), free(bad);
+}
+
 static void finetune_full_writes_a_checkpoint_pissa_eval_reads_and_resumes(void **state) {
     const fixture *f = *state;
     char *a = tu_path(f->dir, "ft_full"), *b = tu_path(f->dir, "ft_full_part"), *output, cmd[4096];
@@ -818,6 +906,8 @@ int main(void) {
         cmocka_unit_test(full_adamw_update_matches_torch_without_decay_on_norms),
         cmocka_unit_test(full_resumed_run_repeats_uninterrupted_run_bit_for_bit),
         cmocka_unit_test(finetune_full_writes_a_checkpoint_pissa_eval_reads_and_resumes),
+        cmocka_unit_test(finetune_refuses_an_output_that_is_or_contains_an_input),
+        cmocka_unit_test(finetune_failed_rerun_leaves_previous_out_untouched),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

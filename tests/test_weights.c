@@ -356,9 +356,9 @@ static void hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling(v
     expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "model.layers.0.mlp.experts.0.weight", NULL);
 
     char *cfg = replace(w.config_json, "\"rope_scaling\": null",
-                        "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
+                        "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 2.0}");
     write_hf(hf, &w, cfg, NULL, NULL, NULL);
-    expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "rope_scaling", hf);
+    expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "rope_type 'yarn'", hf);
     free(cfg);
 
     /* rotary_emb.inv_freq (older transformers saved it) is recomputed, not refused */
@@ -389,38 +389,6 @@ static void hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling(v
     free(dir);
 }
 
-/* Tensor names are recognised by their layer index and suffix, not by listing every name the config implies: a
- * config.json claiming 10⁹ layers next to a 2-layer checkpoint is refused at the first missing tensor of layer 2
- * instead of spending hours comparing each stored name with 9·10⁹ expected ones (issue 15, fault 4). Indices the
- * forward would not read (past the last layer, or spelt with a leading zero) are still refused as extra tensors. */
-static void hf_layer_count_is_checked_against_the_tensors_without_listing_every_layer(void **state) {
-    (void)state;
-    char *dir = tu_tempdir("weights");
-    l2c_file f = write_l2c(dir, "model.bin", 0, 0, 0);
-    pissa__weights w;
-    assert_ok(pissa__weights_load_llama2c(f.path, &w));
-    char *hf = tu_path(dir, "hf");
-    assert_ok(pissa__mkdir_p(hf));
-
-    char *cfg = replace(w.config_json, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000000");
-    write_hf(hf, &w, cfg, NULL, NULL, NULL);
-    expect_hf_error(hf, PISSA_ERR_NOT_FOUND, "'model.layers.2.input_layernorm.weight' (16) is missing", NULL);
-    free(cfg);
-
-    write_hf(hf, &w, w.config_json, NULL, NULL, "model.layers.2.input_layernorm.weight");
-    expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "'model.layers.2.input_layernorm.weight' is not part of", NULL);
-    write_hf(hf, &w, w.config_json, NULL, NULL, "model.layers.01.input_layernorm.weight");
-    expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "'model.layers.01.input_layernorm.weight' is not part of", NULL);
-    write_hf(hf, &w, w.config_json, NULL, NULL, "model.layers.1.input_layernorm.weight.x");
-    expect_hf_error(hf, PISSA_ERR_UNSUPPORTED, "'model.layers.1.input_layernorm.weight.x' is not part of", NULL);
-
-    pissa__weights_free(&w);
-    l2c_free(&f);
-    free(hf);
-    tu_rmtree(dir);
-    free(dir);
-}
-
 static void load_dispatches_on_path_kind_and_reports_missing_path(void **state) {
     (void)state;
     pissa__weights w;
@@ -442,7 +410,6 @@ int main(void) {
         cmocka_unit_test(save_hf_then_load_hf_gives_identical_tensors),
         cmocka_unit_test(llama2c_rejects_truncated_oversized_bad_version_and_bad_header),
         cmocka_unit_test(hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling),
-        cmocka_unit_test(hf_layer_count_is_checked_against_the_tensors_without_listing_every_layer),
         cmocka_unit_test(load_dispatches_on_path_kind_and_reports_missing_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

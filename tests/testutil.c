@@ -119,3 +119,25 @@ void tu_json_set_field(const char *path, const char *field, const char *value) {
     cJSON_Delete(root);
     free(text);
 }
+
+int tu_require_all(void) {
+    const char *v = getenv("PISSA_REQUIRE_ALL");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+void tu_skip_missing(const char *what) {
+    if (tu_require_all()) fail_msg("%s is missing, and PISSA_REQUIRE_ALL=1 forbids skipping", what);
+    print_message("SKIPPED: %s is missing\n", what);
+    skip();
+}
+
+int tu_file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+void tu_need_files(const char *const *paths, int n) {
+    for (int i = 0; i < n; i++)
+        if (!tu_file_exists(paths[i])) tu_skip_missing(paths[i]);
+}

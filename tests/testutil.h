@@ -44,4 +44,12 @@ char *tu_slurp(const char *path, size_t *len);
  * JSON null, not a removal). */
 void tu_json_set_field(const char *path, const char *field, const char *value);
 
+/* Optional pieces (../shared/data, node, torch, strace, ...): a test that needs one calls tu_skip_missing, which
+ * prints "SKIPPED: WHAT is missing" and skips it, or, when the environment has PISSA_REQUIRE_ALL=1 (CI), fails it:
+ * nothing skips silently there. Neither returns. tu_need_files does it for the first absent path of PATHS. */
+int tu_require_all(void);
+void tu_skip_missing(const char *what);
+int tu_file_exists(const char *path);
+void tu_need_files(const char *const *paths, int n);
+
 #endif

@@ -1,5 +1,5 @@
 /* libpissa — initialisation of one LoRA/PiSSA adapter for one linear weight, exactly as Hugging Face PEFT
- * does it (see docs/api.md and REFERENCE §1).
+ * does it (see docs/api.md and docs/api.md).
  *
  * Weight W (out, in) row-major, y = x·Wᵀ. Rank r, alpha α, scale s = α/r (or α/√r with rsLoRA).
  * The adapted layer computes y = x·W_resᵀ + s·(x·Aᵀ)·Bᵀ with A (r, in), B (out, r).
@@ -56,6 +56,14 @@ PISSA_API pissa_status pissa_adapter_init(const float *W, int64_t out, int64_t i
 /* W_res = W − s·B·A in float32 (one sgemm). W_res may alias W. */
 PISSA_API pissa_status pissa_adapter_residual(const float *W, int64_t out, int64_t in, int64_t r, const float *A,
                                               const float *B, double scale, float *W_res);
+
+/* ---- merge and unmerge ---- */
+
+/* W (out, in) += scale·B·A (merge) or −= scale·B·A (unmerge), in float32 (one sgemm); A (r, in), B (out, r). */
+PISSA_API pissa_status pissa_lora_merge(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
+                                        double scale);
+PISSA_API pissa_status pissa_lora_unmerge(float *W, int64_t out, int64_t in, int64_t r, const float *A,
+                                          const float *B, double scale);
 
 #ifdef __cplusplus
 }

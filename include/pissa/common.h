@@ -26,10 +26,10 @@ extern "C" {
 #endif
 
 #define PISSA_VERSION_MAJOR 0
-#define PISSA_VERSION_MINOR 1
+#define PISSA_VERSION_MINOR 2
 #define PISSA_VERSION_PATCH 0
 #define PISSA_VERSION_NUMBER (PISSA_VERSION_MAJOR * 10000 + PISSA_VERSION_MINOR * 100 + PISSA_VERSION_PATCH)
-#define PISSA_VERSION_STRING "0.1.0"
+#define PISSA_VERSION_STRING "0.2.0"
 
 /* Runtime version of the library actually loaded (compare with PISSA_VERSION_NUMBER to detect a
  * header/library mismatch). */
@@ -56,6 +56,11 @@ PISSA_API const char *pissa_status_name(pissa_status s);
  * libpissa call on this thread. */
 PISSA_API const char *pissa_last_error(void);
 PISSA_API void pissa_clear_error(void);
+
+/* Frees memory the library hands over ("caller frees *OUT with pissa_free"): strings such as a config's JSON text.
+ * The library allocates with malloc, so free() works as well from C; pissa_free is for callers (e.g. a Python or a
+ * Windows program) that cannot rely on sharing the C library's allocator. NULL is a no-op. */
+PISSA_API void pissa_free(void *p);
 
 /* Logging. level: 0 error, 1 warning, 2 info, 3 debug. The callback may be called from any thread
  * that calls into libpissa. With no callback (the default) the library is silent. */

@@ -1,36 +1,17 @@
-/* libpissa — interoperability with Hugging Face PEFT: which modules an adapter_config.json targets and with
- * which rank and alpha (exactly as PEFT decides), validation of an adapter against a base model, PiSSA → LoRA
- * conversion (REFERENCE §2), and merging an adapter into a base (W' = W + s·B·A) or unmerging it.
- * See docs/interop.md. */
+/* libpissa — interoperability with Hugging Face PEFT: validation of an adapter against a base model, PiSSA → LoRA
+ * conversion, and merging an adapter into a base (W' = W + s·B·A) or unmerging it. Which modules a config targets
+ * is pissa_peft_resolve (peft.h). See docs/interop.md. */
 #ifndef PISSA_INTEROP_H
 #define PISSA_INTEROP_H
 
 #include "checkpoint.h"
 #include "common.h"
+#include "adapter.h" /* pissa_lora_merge, pissa_lora_unmerge, declared here before 0.2 */
 #include "peft.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- target matching ---- */
-
-/* Does CFG put a LoRA layer on MODULE (a module path of the base, e.g. "model.layers.3.self_attn.q_proj"),
- * and with which rank, alpha and scale? As PEFT's check_target_module_exists and LoraModel._create_and_replace:
- *   target_modules a list   MODULE equals an entry, or ends with "." + entry; in the second case only,
- *                           layers_to_transform (if set and non-empty) must contain the layer index N read
- *                           from the last ".NAME.N." of MODULE (no index: not targeted);
- *                           an empty list stands for null: PEFT's default for Llama, q_proj and v_proj;
- *   a string                Python re.fullmatch on MODULE (layers_to_transform does not apply);
- *   "all-linear"            (case-insensitive) every nn.Linear of a Llama except the output layer lm_head:
- *                           the q/k/v/o and gate/up/down projections, with layers_to_transform applied.
- *   r      rank_pattern[key] for the first key (in file order) with re.match("(.*\.)?(KEY)$", MODULE), else r;
- *   alpha  alpha_pattern likewise, else lora_alpha;  scale = alpha / r, or alpha / √r with use_rslora.
- * Regular expressions have Python `re` syntax (compiled with PCRE2). An invalid one is PISSA_ERR_FORMAT
- * naming the field. Any out-parameter may be NULL; when not targeted, r/alpha/scale are still the values
- * the config would assign. */
-PISSA_API pissa_status pissa_peft_resolve(const pissa_peft_config *cfg, const char *module, int *targeted, int64_t *r,
-                                          double *alpha, double *scale);
 
 /* ---- an adapter against a base model ---- */
 
@@ -59,7 +40,7 @@ PISSA_API pissa_status pissa_checkpoint_linear_shapes(const pissa_checkpoint *c,
 PISSA_API pissa_status pissa_peft_adapter_check(const pissa_peft_adapter *a, const pissa_linear_shape *base,
                                                 size_t n_base);
 
-/* ---- PiSSA → LoRA conversion (REFERENCE §2) ---- */
+/* ---- PiSSA → LoRA conversion (docs/interop.md) ---- */
 
 /* From a PiSSA adapter TRAINED (A, B), trained on the residual W_res, and the INITIAL adapter (A0, B0) it
  * started from, builds the LoRA adapter for the ORIGINAL base W with W + s'·B'·A' = W_res + s·B·A:
@@ -76,12 +57,6 @@ PISSA_API pissa_status pissa_peft_pissa_to_lora(const pissa_peft_adapter *traine
                                                 const char *base_model, pissa_peft_adapter **out);
 
 /* ---- merge and unmerge ---- */
-
-/* W (out, in) += scale·B·A (merge) or −= scale·B·A (unmerge), in float32 (one sgemm); A (r, in), B (out, r). */
-PISSA_API pissa_status pissa_lora_merge(float *W, int64_t out, int64_t in, int64_t r, const float *A, const float *B,
-                                        double scale);
-PISSA_API pissa_status pissa_lora_unmerge(float *W, int64_t out, int64_t in, int64_t r, const float *A,
-                                          const float *B, double scale);
 
 /* The same for module MODULE of adapter A with the scale its config assigns (pissa_peft_resolve).
  * A module the adapter does not hold leaves W untouched (*merged = 0, may be NULL); a shape that disagrees
@@ -101,7 +76,7 @@ PISSA_API pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base,
 
 /* Exports the llama2.c checkpoint PATH (.bin, version 0 or 1) as a Hugging Face Llama folder DIR
  * (config.json + model.safetensors): names mapped (w1 → mlp.gate_proj, ...) and the rows of wq/wk permuted
- * from llama2.c's adjacent-pair RoPE to Hugging Face's rotate_half (REFERENCE §6). If A is not NULL, it is
+ * from llama2.c's adjacent-pair RoPE to Hugging Face's rotate_half (docs/formats.md). If A is not NULL, it is
  * checked against the exported weights and merged (or unmerged) as by pissa_peft_merge_checkpoint; its module
  * paths are Hugging Face ones. DTYPE: PISSA_F32, PISSA_F16, PISSA_BF16, or -1 for float32. */
 PISSA_API pissa_status pissa_llama2c_export_hf(const char *path, const pissa_peft_adapter *a, int unmerge, int dtype,

@@ -1,7 +1,8 @@
-/* libpissa — a trainable Llama model (Hugging Face LlamaForCausalLM maths, REFERENCE §5) with LoRA/PiSSA adapters.
+/* libpissa — a trainable causal language model of any family of pissa/config.h (Llama, Mistral, Qwen2, Qwen3; the
+ * maths of transformers' *ForCausalLM, docs/model.md) with LoRA/PiSSA adapters.
  *
  * The model is loaded from a Hugging Face folder (config.json + model.safetensors or a sharded index) or a llama2.c
- * checkpoint (.bin, version 0 or 1). Base weights are frozen and used in place (F32 straight from the file mapping;
+ * checkpoint (.bin, version 0 or 1). Biases and norm weights stay frozen with adapters (PEFT's bias="none"). Base weights are frozen and used in place (F32 straight from the file mapping;
  * F16/BF16 are converted once at load). Adapters on chosen projections compute y = x·W_resᵀ + s·(x·Aᵀ)·Bᵀ without
  * ever forming W_res + s·B·A. Gradients exist only for the adapter matrices — or, after
  * pissa_model_set_full_finetune, for every base weight instead (full fine-tuning).
@@ -30,23 +31,6 @@ PISSA_API void pissa_model_free(pissa_model *m); /* NULL is a no-op */
 PISSA_API const pissa_llama_config *pissa_model_config(const pissa_model *m); /* borrowed */
 
 /* ---- adapters ---- */
-
-/* Target projections, as a bit mask. Pinned values. */
-typedef enum pissa_proj {
-    PISSA_PROJ_Q = 1 << 0,
-    PISSA_PROJ_K = 1 << 1,
-    PISSA_PROJ_V = 1 << 2,
-    PISSA_PROJ_O = 1 << 3,
-    PISSA_PROJ_GATE = 1 << 4,
-    PISSA_PROJ_UP = 1 << 5,
-    PISSA_PROJ_DOWN = 1 << 6,
-    PISSA_PROJ_ALL = 0x7f,
-} pissa_proj;
-
-/* Parses "q_proj,v_proj,..." (any of q_proj k_proj v_proj o_proj gate_proj up_proj down_proj) or "all-linear". */
-PISSA_API pissa_status pissa_proj_parse(const char *list, unsigned *mask);
-/* Writes the comma-separated names of MASK in the order above into BUF. */
-PISSA_API pissa_status pissa_proj_names(unsigned mask, char *buf, size_t size);
 
 typedef struct pissa_adapter_opts {
     unsigned targets;      /* pissa_proj mask (default q_proj | v_proj, PEFT's default for Llama) */
@@ -96,7 +80,8 @@ PISSA_API pissa_status pissa_model_adapter(const pissa_model *m, size_t i, pissa
 
 /* ---- full fine-tuning and the trainable parameters ---- */
 
-/* Makes every base weight (embeddings, RMSNorm weights, the 7 projections of each layer, lm_head; tied embeddings
+/* Makes every base weight (embeddings, RMSNorm weights, the 7 projections of each layer and their biases, q/k norms,
+ * lm_head; tied embeddings
  * stay one tensor, whose gradient gets both uses) an owned float32 copy with a gradient: full fine-tuning.
  * Costs one float32 copy of each weight used in place from the file mapping, plus a gradient of the same size.
  * Refused (PISSA_ERR_INVALID_ARG) if the model has adapters; pissa_model_add_adapters and
@@ -115,7 +100,8 @@ typedef struct pissa_param_view {
     float *grad;      /* (rows, cols) */
 } pissa_param_view;
 /* Trainable tensors: A and B of each adapter (adapter i gives 2i and 2i + 1), or every base weight in full mode
- * (embed_tokens, model.norm, lm_head if untied, then each layer's two norms and seven projections), or 0. */
+ * (embed_tokens, model.norm, lm_head if untied, then each layer's tensors in pissa_config_tensor's order: norms,
+ * projections, biases, q/k norms), or 0. */
 PISSA_API size_t pissa_model_param_count(const pissa_model *m);
 PISSA_API pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_param_view *out);
 

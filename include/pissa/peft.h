@@ -1,4 +1,4 @@
-/* libpissa — Hugging Face PEFT LoRA adapters on disk (REFERENCE §3).
+/* libpissa — Hugging Face PEFT LoRA adapters on disk (docs/formats.md).
  *
  * A directory holding adapter_model.safetensors and adapter_config.json. For a module path MOD of the
  * base model (e.g. "model.layers.0.self_attn.q_proj") the tensors are
@@ -15,51 +15,55 @@
 extern "C" {
 #endif
 
-typedef enum pissa_target_kind {
-    PISSA_TARGET_LIST = 0,       /* target_modules is a JSON list of module-name suffixes */
-    PISSA_TARGET_REGEX = 1,      /* a string other than "all-linear": a full-match regex */
-    PISSA_TARGET_ALL_LINEAR = 2, /* "all-linear" */
-} pissa_target_kind;
+/* adapter_config.json, opaque: its fields are read and written by their PEFT names (pissa_peft_config_get/set), so
+ * a new PEFT field or a larger limit never changes the ABI. Fields kept: r, lora_alpha, lora_dropout, use_rslora,
+ * use_dora, fan_in_fan_out, bias, init_lora_weights, target_modules (a list, a regex string, or "all-linear"),
+ * task_type, base_model_name_or_path, rank_pattern, alpha_pattern, layers_to_transform, modules_to_save, lora_bias.
+ * Others are accepted when read (as PEFT ignores what it does not know) and written as PEFT 0.13 writes them. */
+typedef struct pissa_peft_config pissa_peft_config;
 
-#define PISSA_PEFT_MAX_PATTERNS 64
-
-typedef struct pissa_peft_pattern {
-    char key[128];
-    double value;
-} pissa_peft_pattern;
-
-typedef struct pissa_peft_config {
-    int64_t r;
-    double lora_alpha;
-    double lora_dropout;
-    int use_rslora;
-    int use_dora;
-    int fan_in_fan_out;
-    char bias[16];                 /* "none" */
-    char init_lora_weights[32];    /* "true", "false", "pissa", "pissa_niter_4", "gaussian", ... */
-    pissa_target_kind target_kind;
-    char target_modules[1024];     /* LIST: comma-separated names; REGEX: the pattern; ALL_LINEAR: "all-linear" */
-    char task_type[32];            /* "CAUSAL_LM" */
-    char base_model_name_or_path[512];
-    int64_t n_rank_pattern, n_alpha_pattern;
-    pissa_peft_pattern rank_pattern[PISSA_PEFT_MAX_PATTERNS];
-    pissa_peft_pattern alpha_pattern[PISSA_PEFT_MAX_PATTERNS];
-    int has_layers_to_transform;
-    int64_t n_layers_to_transform;
-    int64_t layers_to_transform[256];
-    int has_modules_to_save;       /* modules_to_save present and not null */
-    int has_lora_bias;             /* lora_bias true */
-} pissa_peft_config;
-
-/* r 8, lora_alpha 8, dropout 0, bias "none", init "true", target LIST "q_proj,v_proj", task "CAUSAL_LM". */
-PISSA_API pissa_peft_config pissa_peft_default_config(void);
-
-/* Parses adapter_config.json text. SOURCE names it in errors. Fields libpissa does not know are ignored
- * (as PEFT ignores them); peft_type must be "LORA". Unsupported features are reported by the loader that
- * applies the adapter, not here. */
-PISSA_API pissa_status pissa_peft_config_parse(const char *json, size_t len, const char *source, pissa_peft_config *out);
-/* Serialises CFG as PEFT does (sorted keys, indent 2). Caller frees *out with free(). */
+/* PEFT's LoraConfig for a causal LM: r 8, lora_alpha 8, dropout 0, bias "none", init_lora_weights true, target_modules
+ * ["q_proj", "v_proj"], task_type "CAUSAL_LM". Caller frees with pissa_peft_config_free. */
+PISSA_API pissa_status pissa_peft_config_create(pissa_peft_config **out);
+/* Parses adapter_config.json text (LEN bytes). SOURCE names it in errors. peft_type must be "LORA"; fields libpissa
+ * does not know are ignored; unsupported features are reported by the loader that applies the adapter, not here.
+ * Caller frees with pissa_peft_config_free. */
+PISSA_API pissa_status pissa_peft_config_parse(const char *json, size_t len, const char *source,
+                                               pissa_peft_config **out);
+PISSA_API pissa_status pissa_peft_config_clone(const pissa_peft_config *cfg, pissa_peft_config **out);
+PISSA_API void pissa_peft_config_free(pissa_peft_config *cfg); /* NULL is a no-op */
+/* Serialises CFG as PEFT does (sorted keys, indent 2). Caller frees *out with pissa_free. */
 PISSA_API pissa_status pissa_peft_config_to_json(const pissa_peft_config *cfg, char **out);
+/* Field FIELD as adapter_config.json holds it, as JSON text: "16", "8.0", "true", "\"pissa\"", "[\"q_proj\",
+ * \"v_proj\"]", "{}", "null". Caller frees *out with pissa_free. PISSA_ERR_NOT_FOUND for a field the config does
+ * not hold. */
+PISSA_API pissa_status pissa_peft_config_get(const pissa_peft_config *cfg, const char *field, char **out);
+/* Sets FIELD to JSON_VALUE (JSON text, as above), checked as pissa_peft_config_parse checks the file: a bad value is
+ * PISSA_ERR_FORMAT naming the field, and CFG is then unchanged. */
+PISSA_API pissa_status pissa_peft_config_set(pissa_peft_config *cfg, const char *field, const char *json_value);
+/* The fields every caller needs, typed. */
+PISSA_API int64_t pissa_peft_config_r(const pissa_peft_config *cfg);
+PISSA_API double pissa_peft_config_lora_alpha(const pissa_peft_config *cfg);
+PISSA_API int pissa_peft_config_use_rslora(const pissa_peft_config *cfg);
+
+/* ---- target matching (peft_target.c) ---- */
+
+/* Does CFG put a LoRA layer on MODULE (a module path of the base, e.g. "model.layers.3.self_attn.q_proj"),
+ * and with which rank, alpha and scale? As PEFT's check_target_module_exists and LoraModel._create_and_replace:
+ *   target_modules a list   MODULE equals an entry, or ends with "." + entry; in the second case only,
+ *                           layers_to_transform (if set and non-empty) must contain the layer index N read
+ *                           from the last ".NAME.N." of MODULE (no index: not targeted);
+ *                           an empty list stands for null: PEFT's default for Llama, q_proj and v_proj;
+ *   a string                Python re.fullmatch on MODULE (layers_to_transform does not apply);
+ *   "all-linear"            (case-insensitive) every nn.Linear of a Llama except the output layer lm_head:
+ *                           the q/k/v/o and gate/up/down projections, with layers_to_transform applied.
+ *   r      rank_pattern[key] for the first key (in file order) with re.match("(.*\.)?(KEY)$", MODULE), else r;
+ *   alpha  alpha_pattern likewise, else lora_alpha;  scale = alpha / r, or alpha / √r with use_rslora.
+ * Regular expressions have Python `re` syntax (compiled with PCRE2). An invalid one is PISSA_ERR_FORMAT
+ * naming the field. Any out-parameter may be NULL; when not targeted, r/alpha/scale are still the values
+ * the config would assign. */
+PISSA_API pissa_status pissa_peft_resolve(const pissa_peft_config *cfg, const char *module, int *targeted, int64_t *r,
+                                          double *alpha, double *scale);
 
 typedef struct pissa_peft_adapter pissa_peft_adapter;
 

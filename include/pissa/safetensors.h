@@ -1,4 +1,4 @@
-/* libpissa — safetensors files (REFERENCE §4): a validating, memory-mapped reader and an atomic writer.
+/* libpissa — safetensors files (docs/formats.md): a validating, memory-mapped reader and an atomic writer.
  *
  * Reader: the file is mmap'd; the JSON header is parsed from the mapped bytes and checked against every
  * rule of the reference reader (size limits, UTF-8, JSON shape, dtypes, contiguous offsets, sizes,

@@ -11,13 +11,13 @@ from ._core import Array, numpy_available
 from .linalg import adapter_init, lora_scale, singular_values, svd_exact, svd_randomized
 from .model import AdapterView, Config, Dataset, Model, StepInfo, Trainer
 from .peft import PeftAdapter, PeftConfig, export_hf, merge_checkpoint, pissa_to_lora
-from .text import Generator, Tokenizer
+from .text import Generator, Tokenizer, TokenStream
 
 IGNORE_INDEX = -100
 
 
 def library_version():
-    """The loaded library's version string ("0.1.0")."""
+    """The loaded library's version string ("0.2.0")."""
     return _clib.pissa_version_string().decode()
 
 
@@ -34,5 +34,5 @@ __all__ = ["Error", "FileError", "FormatError", "InvalidArgumentError", "NotFoun
            "OutOfMemoryError", "ShapeError", "UnsupportedError", "__version__", "library_path", "library_version",
            "Array", "numpy_available", "adapter_init", "lora_scale", "singular_values", "svd_exact",
            "svd_randomized", "AdapterView", "Config", "Dataset", "Model", "StepInfo", "Trainer", "PeftAdapter",
-           "PeftConfig", "export_hf", "merge_checkpoint", "pissa_to_lora", "Generator", "Tokenizer",
+           "PeftConfig", "export_hf", "merge_checkpoint", "pissa_to_lora", "Generator", "Tokenizer", "TokenStream",
            "IGNORE_INDEX", "set_num_threads", "get_num_threads"]

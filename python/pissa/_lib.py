@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_int64,
                     c_size_t, c_uint, c_uint64, c_void_p)
@@ -115,13 +115,17 @@ def check(status):
 # ---- struct mirrors (include/pissa/*.h; enums are C ints) ----
 
 
-class LlamaConfig(Structure):  # checkpoint.h
+class LlamaConfig(Structure):  # config.h
     _fields_ = [("model_type", c_char * 32), ("hidden_size", c_int64), ("intermediate_size", c_int64),
                 ("num_hidden_layers", c_int64), ("num_attention_heads", c_int64), ("num_key_value_heads", c_int64),
                 ("head_dim", c_int64), ("vocab_size", c_int64), ("max_position_embeddings", c_int64),
                 ("rms_norm_eps", c_double), ("rope_theta", c_double), ("tie_word_embeddings", c_int),
                 ("hidden_act", c_char * 32), ("has_rope_scaling", c_int), ("attention_bias", c_int),
-                ("mlp_bias", c_int), ("torch_dtype", c_char * 16)]
+                ("mlp_bias", c_int), ("torch_dtype", c_char * 16), ("rope_type", c_char * 16),
+                ("rope_factor", c_double), ("rope_low_freq_factor", c_double), ("rope_high_freq_factor", c_double),
+                ("rope_original_max_position_embeddings", c_int64), ("partial_rotary_factor", c_double),
+                ("sliding_window", c_int64), ("use_sliding_window", c_int), ("bias_mask", c_uint),
+                ("qk_norm", c_int)]
 
 
 class RsvdOpts(Structure):  # svd.h
@@ -169,29 +173,11 @@ class Row(Structure):  # data.h
     _fields_ = [("input_ids", POINTER(c_int32)), ("labels", POINTER(c_int32)), ("len", c_int64)]
 
 
-PEFT_MAX_PATTERNS = 64
-
-
-class PeftPattern(Structure):  # peft.h
-    _fields_ = [("key", c_char * 128), ("value", c_double)]
-
-
-class PeftConfigStruct(Structure):  # peft.h pissa_peft_config
-    _fields_ = [("r", c_int64), ("lora_alpha", c_double), ("lora_dropout", c_double), ("use_rslora", c_int),
-                ("use_dora", c_int), ("fan_in_fan_out", c_int), ("bias", c_char * 16),
-                ("init_lora_weights", c_char * 32), ("target_kind", c_int), ("target_modules", c_char * 1024),
-                ("task_type", c_char * 32), ("base_model_name_or_path", c_char * 512),
-                ("n_rank_pattern", c_int64), ("n_alpha_pattern", c_int64),
-                ("rank_pattern", PeftPattern * PEFT_MAX_PATTERNS), ("alpha_pattern", PeftPattern * PEFT_MAX_PATTERNS),
-                ("has_layers_to_transform", c_int), ("n_layers_to_transform", c_int64),
-                ("layers_to_transform", c_int64 * 256), ("has_modules_to_save", c_int), ("has_lora_bias", c_int)]
-
-
 # C name of each mirror, and of fields renamed because they are Python keywords.
 STRUCTS = {"pissa_llama_config": LlamaConfig, "pissa_rsvd_opts": RsvdOpts, "pissa_init_opts": InitOpts,
            "pissa_adapter_opts": AdapterOpts, "pissa_adapter_view": AdapterView, "pissa_param_view": ParamView,
            "pissa_optim_opts": OptimOpts, "pissa_train_opts": TrainOpts, "pissa_step_info": StepInfo,
-           "pissa_row": Row, "pissa_peft_pattern": PeftPattern, "pissa_peft_config": PeftConfigStruct}
+           "pissa_row": Row}
 FIELD_C_NAMES = {"in_": "in"}
 
 # ---- prototypes: every C function the package calls ----
@@ -278,7 +264,7 @@ _PROTOTYPES = {
     "pissa_trainer_steps": (c_int64, [P]),
     "pissa_trainer_evaluate": (st, [P, P, POINTER(c_double), POINTER(c_int64)]),
     "pissa_trainer_save": (st, [P, c_char_p]),
-    "pissa_trainer_save_peft": (st, [P, POINTER(PeftConfigStruct), c_char_p]),
+    "pissa_trainer_save_peft": (st, [P, P, c_char_p]),
     "pissa_trainer_save_state": (st, [P, c_char_p]),
     "pissa_trainer_load_state": (st, [P, c_char_p]),
     # tokenizer.h
@@ -289,6 +275,20 @@ _PROTOTYPES = {
     "pissa_tokenizer_score": (c_float, [P, c_int32]),
     "pissa_tokenizer_encode": (st, [P, c_char_p, c_size_t, c_int, c_int, Ip, c_size_t, POINTER(c_size_t)]),
     "pissa_tokenizer_decode": (st, [P, Ip, c_size_t, c_char_p, c_size_t, POINTER(c_size_t)]),
+    "pissa_tokenizer_get_kind": (c_int, [P]),
+    "pissa_tokenizer_token_to_id": (c_int32, [P, c_char_p, c_size_t]),
+    "pissa_tokenizer_max_tokens": (c_size_t, [P, c_size_t]),
+    "pissa_tokenizer_encode_text": (st, [P, c_char_p, c_size_t, c_int, Ip, c_size_t, POINTER(c_size_t)]),
+    "pissa_tokenizer_decode_text": (st, [P, Ip, c_size_t, c_int, c_char_p, c_size_t, POINTER(c_size_t)]),
+    "pissa_tokenizer_special_id": (c_int32, [P, c_int]),
+    "pissa_tokenizer_special_token": (c_char_p, [P, c_int]),
+    "pissa_tokenizer_is_special": (c_int, [P, c_int32]),
+    "pissa_tokenizer_chat_template": (c_char_p, [P]),
+    "pissa_tokenizer_stop_ids": (None, [P, POINTER(Ip), POINTER(c_size_t)]),
+    "pissa_token_stream_create": (st, [P, c_int, POINTER(P)]),
+    "pissa_token_stream_free": (None, [P]),
+    "pissa_token_stream_put": (st, [P, c_int32, POINTER(POINTER(c_char)), POINTER(c_size_t)]),
+    "pissa_token_stream_finish": (st, [P, POINTER(POINTER(c_char)), POINTER(c_size_t)]),
     # generate.h
     "pissa_generator_create": (st, [c_char_p, c_char_p, c_int64, POINTER(P)]),
     "pissa_generator_free": (None, [P]),
@@ -298,12 +298,16 @@ _PROTOTYPES = {
     "pissa_generate": (st, [P, P, c_char_p, c_int64, c_float, c_float, c_uint64, TOKEN_FN, c_void_p,
                             POINTER(c_int64)]),
     # peft.h
-    "pissa_peft_default_config": (PeftConfigStruct, []),
-    "pissa_peft_config_parse": (st, [c_char_p, c_size_t, c_char_p, POINTER(PeftConfigStruct)]),
-    "pissa_peft_config_to_json": (st, [POINTER(PeftConfigStruct), POINTER(c_void_p)]),
-    "pissa_peft_adapter_create": (st, [POINTER(PeftConfigStruct), POINTER(P)]),
+    "pissa_peft_config_create": (st, [POINTER(P)]),
+    "pissa_peft_config_parse": (st, [c_char_p, c_size_t, c_char_p, POINTER(P)]),
+    "pissa_peft_config_clone": (st, [P, POINTER(P)]),
+    "pissa_peft_config_free": (None, [P]),
+    "pissa_peft_config_to_json": (st, [P, POINTER(c_void_p)]),
+    "pissa_peft_config_get": (st, [P, c_char_p, POINTER(c_void_p)]),
+    "pissa_peft_config_set": (st, [P, c_char_p, c_char_p]),
+    "pissa_peft_adapter_create": (st, [P, POINTER(P)]),
     "pissa_peft_adapter_free": (None, [P]),
-    "pissa_peft_adapter_config": (POINTER(PeftConfigStruct), [P]),
+    "pissa_peft_adapter_config": (P, [P]),
     "pissa_peft_adapter_add": (st, [P, c_char_p, c_int64, c_int64, c_int64, Fp, Fp]),
     "pissa_peft_adapter_count": (c_size_t, [P]),
     "pissa_peft_adapter_module": (st, [P, c_size_t, POINTER(c_char_p), POINTER(P), POINTER(P)]),
@@ -313,6 +317,8 @@ _PROTOTYPES = {
     "pissa_peft_pissa_to_lora": (st, [P, P, c_char_p, POINTER(P)]),
     "pissa_peft_merge_checkpoint": (st, [P, P, c_int, c_int, c_char_p]),
     "pissa_llama2c_export_hf": (st, [c_char_p, P, c_int, c_int, c_char_p]),
+    # common.h
+    "pissa_free": (None, [c_void_p]),
 }
 
 for _name, (_res, _args) in _PROTOTYPES.items():
@@ -323,11 +329,6 @@ for _name, (_res, _args) in _PROTOTYPES.items():
     _f.restype = _res
     _f.argtypes = _args
 
-# free() from the C library, for the strings the library hands over (pissa_peft_config_to_json).
-_libc = ctypes.CDLL(None)
-libc_free = _libc.free
-libc_free.restype = None
-libc_free.argtypes = [c_void_p]
 
 
 # ---- logging: the library's log callback goes to logging.getLogger("pissa") ----

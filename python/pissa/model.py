@@ -404,7 +404,7 @@ class Trainer(_core.Handle):
     def save_peft(self, path, config=None):
         """The adapters with an explicit PeftConfig (default: the model's peft_config())."""
         cfg = config if config is not None else self.model.peft_config()
-        check(lib.pissa_trainer_save_peft(self._h, byref(cfg._c), cstr(path, "path")))
+        check(lib.pissa_trainer_save_peft(self._h, cfg._h, cstr(path, "path")))
 
     def save_state(self, path):
         check(lib.pissa_trainer_save_state(self._h, cstr(path, "path")))

@@ -1,38 +1,47 @@
 """Hugging Face PEFT adapters: config, folders, PiSSA -> LoRA conversion, merging into a checkpoint."""
 import ctypes
+import json
 import os
 from ctypes import byref, c_char_p, c_void_p
 
 from . import _core
-from ._lib import PEFT_MAX_PATTERNS, PeftConfigStruct, check, cstr, dtype_code, lib, libc_free
+from ._lib import check, cstr, dtype_code, lib
 
-_STR_FIELDS = ("bias", "init_lora_weights", "task_type", "base_model_name_or_path")
-_BOOL_FIELDS = ("use_rslora", "use_dora", "fan_in_fan_out")
+class PeftConfig(_core.Handle):
+    """adapter_config.json as libpissa keeps it (pissa_peft_config, opaque): fields are read and set by their PEFT
+    names, with Python values as json gives them: r, lora_alpha, lora_dropout, use_rslora, use_dora,
+    fan_in_fan_out, bias, init_lora_weights (True, False, "pissa", "pissa_niter_4", ...), task_type,
+    base_model_name_or_path, target_modules (a list of names, a regex str, or "all-linear"), rank_pattern and
+    alpha_pattern (dicts), layers_to_transform (a list or None), modules_to_save. PeftConfig(**fields) starts from
+    PEFT's LoraConfig for a causal LM (pissa_peft_config_create)."""
 
-
-class PeftConfig:
-    """adapter_config.json as libpissa understands it (pissa_peft_config). Attributes: r, lora_alpha, lora_dropout,
-    use_rslora, use_dora, fan_in_fan_out, bias, init_lora_weights, task_type, base_model_name_or_path,
-    target_modules (a list of names, a regex str, or "all-linear"), rank_pattern and alpha_pattern (dicts),
-    layers_to_transform (a list or None). PeftConfig(**fields) starts from pissa_peft_default_config()."""
+    _kind = "PeftConfig"
 
     def __init__(self, **fields):
-        object.__setattr__(self, "_c", lib.pissa_peft_default_config())
+        h = c_void_p()
+        check(lib.pissa_peft_config_create(byref(h)))
+        self._init_handle(h.value, lib.pissa_peft_config_free)
         for k, v in fields.items():
             setattr(self, k, v)
 
     @classmethod
-    def _from_struct(cls, s):
-        c = cls()
-        ctypes.memmove(byref(c._c), byref(s), ctypes.sizeof(PeftConfigStruct))
-        return c
+    def _wrap(cls, h):
+        self = cls.__new__(cls)
+        self._init_handle(h, lib.pissa_peft_config_free)
+        return self
+
+    @classmethod
+    def _copy_of(cls, h):
+        out = c_void_p()
+        check(lib.pissa_peft_config_clone(h, byref(out)))
+        return cls._wrap(out.value)
 
     @classmethod
     def from_json(cls, text, source="adapter_config.json"):
         data = text.encode() if isinstance(text, str) else bytes(text)
-        c = cls()
-        check(lib.pissa_peft_config_parse(data, len(data), cstr(source), byref(c._c)))
-        return c
+        h = c_void_p()
+        check(lib.pissa_peft_config_parse(data, len(data), cstr(source), byref(h)))
+        return cls._wrap(h.value)
 
     @classmethod
     def load(cls, path):
@@ -45,74 +54,38 @@ class PeftConfig:
 
     def to_json(self):
         out = c_void_p()
-        check(lib.pissa_peft_config_to_json(byref(self._c), byref(out)))
+        check(lib.pissa_peft_config_to_json(self._h, byref(out)))
         try:
             return ctypes.string_at(out).decode()
         finally:
-            libc_free(out)
+            lib.pissa_free(out)
 
     def __getattr__(self, name):
-        c = object.__getattribute__(self, "_c")
-        if name in _STR_FIELDS:
-            return getattr(c, name).decode()
-        if name in _BOOL_FIELDS:
-            return bool(getattr(c, name))
-        if name in ("r", "lora_alpha", "lora_dropout"):
-            return getattr(c, name)
-        if name == "target_modules":
-            t = c.target_modules.decode()
-            if c.target_kind:  # a regex, or "all-linear"
-                return t
-            return t.split(",") if t else []
-        if name in ("rank_pattern", "alpha_pattern"):
-            n = c.n_rank_pattern if name == "rank_pattern" else c.n_alpha_pattern
-            pats = getattr(c, name)
-            return {pats[i].key.decode(): (int(pats[i].value) if name == "rank_pattern" else pats[i].value)
-                    for i in range(n)}
-        if name == "layers_to_transform":
-            return list(c.layers_to_transform[:c.n_layers_to_transform]) if c.has_layers_to_transform else None
-        raise AttributeError(name)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        out = c_void_p()
+        if lib.pissa_peft_config_get(self._h, cstr(name), byref(out)) != 0:
+            raise AttributeError(f"PeftConfig has no field {name!r}")
+        try:
+            v = json.loads(ctypes.string_at(out).decode())
+        finally:
+            lib.pissa_free(out)
+        if name == "init_lora_weights" and isinstance(v, bool):
+            return "true" if v else "false"  # the spelling pissa_init_parse and the CLI use
+        return v
 
     def __setattr__(self, name, v):
-        c = self._c
-        if name in _STR_FIELDS:
-            b = v.encode()
-            if len(b) >= type(c).__dict__[name].size:
-                raise ValueError(f"{name}: {v!r} is too long")
-            setattr(c, name, b)
-        elif name in _BOOL_FIELDS:
-            setattr(c, name, 1 if v else 0)
-        elif name in ("r", "lora_alpha", "lora_dropout"):
-            setattr(c, name, v)
-        elif name == "target_modules":
-            if isinstance(v, str):
-                c.target_kind = 2 if v.lower() == "all-linear" else 1
-                s = v
-            else:
-                c.target_kind, s = 0, ",".join(v)
-            if len(s.encode()) >= type(c).target_modules.size:
-                raise ValueError("target_modules: too long")
-            c.target_modules = s.encode()
-        elif name in ("rank_pattern", "alpha_pattern"):
-            if len(v) > PEFT_MAX_PATTERNS:
-                raise ValueError(f"{name}: at most {PEFT_MAX_PATTERNS} entries")
-            pats = getattr(c, name)
-            for i, (k, x) in enumerate(v.items()):
-                pats[i].key, pats[i].value = k.encode(), float(x)
-            setattr(c, "n_" + name, len(v))
-        elif name == "layers_to_transform":
-            c.has_layers_to_transform = v is not None
-            v = list(v or [])
-            if len(v) > len(c.layers_to_transform):
-                raise ValueError(f"layers_to_transform: at most {len(c.layers_to_transform)} layers")
-            c.n_layers_to_transform = len(v)
-            for i, x in enumerate(v):
-                c.layers_to_transform[i] = x
-        else:
-            raise AttributeError(f"PeftConfig has no field {name!r}")
+        if name.startswith("_"):
+            object.__setattr__(self, name, v)
+            return
+        if name == "init_lora_weights" and v in ("true", "false"):
+            v = v == "true"
+        if name == "target_modules" and not isinstance(v, str):
+            v = list(v)
+        check(lib.pissa_peft_config_set(self._h, cstr(name), cstr(json.dumps(v, ensure_ascii=False))))
 
     def copy(self):
-        return PeftConfig._from_struct(self._c)
+        return PeftConfig._copy_of(self._h)
 
     def __repr__(self):
         return (f"PeftConfig(r={self.r}, lora_alpha={self.lora_alpha}, target_modules={self.target_modules!r}, "
@@ -127,7 +100,7 @@ class PeftAdapter(_core.Handle):
     def __init__(self, config=None):
         cfg = config if config is not None else PeftConfig()
         h = c_void_p()
-        check(lib.pissa_peft_adapter_create(byref(cfg._c), byref(h)))
+        check(lib.pissa_peft_adapter_create(cfg._h, byref(h)))
         self._init_handle(h.value, lib.pissa_peft_adapter_free)
 
     @classmethod
@@ -146,7 +119,7 @@ class PeftAdapter(_core.Handle):
     @property
     def config(self):
         """A copy of the adapter's config."""
-        return PeftConfig._from_struct(lib.pissa_peft_adapter_config(self._h).contents)
+        return PeftConfig._copy_of(lib.pissa_peft_adapter_config(self._h))
 
     def add(self, module, A, B):
         """Adds MODULE ("model.layers.0.self_attn.q_proj") with A (r, in) and B (out, r), copied."""
@@ -186,7 +159,7 @@ class PeftAdapter(_core.Handle):
         check(lib.pissa_peft_adapter_save(self._h, cstr(path, "path"), dtype_code(dtype)))
 
     def to_lora(self, initial, base_model=None):
-        """This trained PiSSA adapter as a rank-2r LoRA adapter for the ORIGINAL base (REFERENCE §2)."""
+        """This trained PiSSA adapter as a rank-2r LoRA adapter for the ORIGINAL base (docs/interop.md)."""
         return pissa_to_lora(self, initial, base_model)
 
 

@@ -1,13 +1,19 @@
-"""The llama2.c tokenizer and text generation."""
+"""Tokenizers (llama2.c tokenizer.bin, Hugging Face tokenizer.json) and text generation."""
 import ctypes
-from ctypes import byref, c_int32, c_int64, c_size_t, c_void_p
+import os
+from ctypes import POINTER, byref, c_char, c_int32, c_int64, c_size_t, c_void_p
 
 from . import _core
-from ._lib import TOKEN_FN, check, cstr, lib
+from ._lib import TOKEN_FN, Ip, check, cstr, lib
+
+
+_SPECIALS = {"bos": 0, "eos": 1, "unk": 2, "pad": 3}
 
 
 class Tokenizer(_core.Handle):
-    """A llama2.c tokenizer file (pissa_tokenizer): encode(text) -> list of ids, decode(ids) -> str."""
+    """A tokenizer (pissa_tokenizer): a llama2.c tokenizer.bin, a Hugging Face tokenizer.json, or a folder holding
+    tokenizer.json (with its tokenizer_config.json). encode(text) -> list of ids, decode(ids) -> str, as
+    transformers' tokenizer(text)["input_ids"] and tokenizer.decode(ids) give them."""
 
     _kind = "Tokenizer"
 
@@ -18,50 +24,165 @@ class Tokenizer(_core.Handle):
 
     @property
     def vocab_size(self):
+        """Number of ids: ids are range(vocab_size) (a tokenizer.json may leave some without a token)."""
         return lib.pissa_tokenizer_vocab_size(self._h)
 
-    def encode(self, text, bos=True, eos=False):
-        """Token ids of TEXT (str as UTF-8, or bytes), exactly as llama2.c's run.c encodes it."""
+    def __len__(self):
+        return self.vocab_size
+
+    @property
+    def kind(self):
+        """"llama2c" or "hf" (tokenizer.json)."""
+        return "hf" if lib.pissa_tokenizer_get_kind(self._h) == 1 else "llama2c"
+
+    def encode(self, text, add_special_tokens=True, bos=None, eos=None):
+        """Token ids of TEXT (str, or UTF-8 bytes). By default as transformers' tokenizer(text, add_special_tokens=
+        ADD_SPECIAL_TOKENS)["input_ids"] (a llama2.c tokenizer: run.c's encode, BOS first when ADD_SPECIAL_TOKENS).
+        Giving BOS or EOS (booleans) instead encodes without the special tokens and puts the bos token first / the
+        eos token last as asked (BOS defaults to True then, EOS to False: run.c's encode(text, bos, eos))."""
         data = text.encode() if isinstance(text, str) else bytes(text)
         n = c_size_t()
-        cap = len(data) + 3  # PISSA_TOKENIZER_MAX_TOKENS
-        ids = (c_int32 * cap)()
-        check(lib.pissa_tokenizer_encode(self._h, data, len(data), int(bool(bos)), int(bool(eos)), ids, cap,
-                                         byref(n)))
+        cap = lib.pissa_tokenizer_max_tokens(self._h, len(data))
+        ids = (c_int32 * max(cap, 1))()
+        if bos is None and eos is None:
+            check(lib.pissa_tokenizer_encode_text(self._h, data, len(data), int(bool(add_special_tokens)), ids, cap,
+                                                  byref(n)))
+        else:
+            check(lib.pissa_tokenizer_encode(self._h, data, len(data), int(bos is None or bool(bos)), int(bool(eos)),
+                                             ids, cap, byref(n)))
         return ids[:n.value]
 
-    def decode_bytes(self, ids):
-        """The bytes IDS print as (BOS and EOS print nothing)."""
+    def __call__(self, text, add_special_tokens=True):
+        """{"input_ids": encode(text, add_special_tokens)}, like a transformers tokenizer's call."""
+        return {"input_ids": self.encode(text, add_special_tokens)}
+
+    def decode_bytes(self, ids, skip_special_tokens=False):
+        """The UTF-8 bytes decode(ids, skip_special_tokens) gives (a llama2.c tokenizer: raw bytes, BOS and EOS
+        printing nothing)."""
         b = _core.as_input(ids, "ids", "i", (1,))
         n = b.shape[0]
         size = c_size_t()
-        lib.pissa_tokenizer_decode(self._h, b.ptr, n, None, 0, byref(size))  # size query; errors come below
-        buf = ctypes.create_string_buffer(size.value + 1)
-        check(lib.pissa_tokenizer_decode(self._h, b.ptr, n, buf, len(buf), byref(size)))
+        lib.pissa_tokenizer_decode_text(self._h, b.ptr, n, int(bool(skip_special_tokens)), None, 0, byref(size))
+        buf = ctypes.create_string_buffer(size.value + 1)  # the size query above; errors come below
+        check(lib.pissa_tokenizer_decode_text(self._h, b.ptr, n, int(bool(skip_special_tokens)), buf, len(buf),
+                                              byref(size)))
         return buf.raw[:size.value]
 
-    def decode(self, ids, errors="replace"):
-        return self.decode_bytes(ids).decode("utf-8", errors)
+    def decode(self, ids, skip_special_tokens=False, errors="replace"):
+        """Text of IDS, as transformers' tokenizer.decode(ids, skip_special_tokens=...) gives it (with
+        clean_up_tokenization_spaces when tokenizer_config.json sets it)."""
+        return self.decode_bytes(ids, skip_special_tokens).decode("utf-8", errors)
 
     def piece(self, token):
-        """The piece of TOKEN as stored in the file (bytes)."""
+        """The token string of TOKEN as stored (bytes): the llama2.c piece, or the tokenizer.json token."""
         n = c_size_t()
         p = lib.pissa_tokenizer_piece(self._h, token, byref(n))
         if not p:
-            raise IndexError(f"token {token} out of range [0, {self.vocab_size})")
+            raise IndexError(f"token {token} has no string (ids are range({self.vocab_size}))")
         return ctypes.string_at(p, n.value)
+
+    def id_to_token(self, token):
+        """The token string of TOKEN (str), or None when it has none."""
+        try:
+            return self.piece(token).decode("utf-8", "replace")
+        except IndexError:
+            return None
+
+    def token_to_id(self, token):
+        """The id of the token string TOKEN, or None when there is none."""
+        data = token.encode() if isinstance(token, str) else bytes(token)
+        i = lib.pissa_tokenizer_token_to_id(self._h, data, len(data))
+        return None if i < 0 else i
+
+    def convert_tokens_to_ids(self, tokens):
+        return self.token_to_id(tokens) if isinstance(tokens, (str, bytes)) else [self.token_to_id(t) for t in tokens]
 
     def score(self, token):
         return lib.pissa_tokenizer_score(self._h, token)
 
+    def is_special(self, token):
+        return bool(lib.pissa_tokenizer_is_special(self._h, token))
+
+    def _special_id(self, which):
+        i = lib.pissa_tokenizer_special_id(self._h, _SPECIALS[which])
+        return None if i < 0 else i
+
+    def _special_token(self, which):
+        s = lib.pissa_tokenizer_special_token(self._h, _SPECIALS[which])
+        return None if s is None else s.decode()
+
+    bos_token_id = property(lambda self: self._special_id("bos"), doc="None when absent")
+    eos_token_id = property(lambda self: self._special_id("eos"), doc="None when absent")
+    unk_token_id = property(lambda self: self._special_id("unk"), doc="None when absent")
+    pad_token_id = property(lambda self: self._special_id("pad"), doc="None when absent")
+    bos_token = property(lambda self: self._special_token("bos"), doc="None when absent (always for llama2.c)")
+    eos_token = property(lambda self: self._special_token("eos"), doc="None when absent (always for llama2.c)")
+    unk_token = property(lambda self: self._special_token("unk"), doc="None when absent (always for llama2.c)")
+    pad_token = property(lambda self: self._special_token("pad"), doc="None when absent (always for llama2.c)")
+
+    @property
+    def all_special_ids(self):
+        return [i for i in range(self.vocab_size) if lib.pissa_tokenizer_is_special(self._h, i)]
+
+    @property
+    def chat_template(self):
+        """The Jinja chat template of tokenizer_config.json (or chat_template.jinja), None when there is none."""
+        s = lib.pissa_tokenizer_chat_template(self._h)
+        return None if s is None else s.decode()
+
+    @property
+    def stop_ids(self):
+        """Ids that end a generation: eos, generation_config.json's eos_token_id, end-of-turn tokens."""
+        p = Ip()
+        n = c_size_t()
+        lib.pissa_tokenizer_stop_ids(self._h, byref(p), byref(n))
+        return [p[i] for i in range(n.value)]
+
+    def stream(self, skip_special_tokens=True):
+        """A TokenStream that turns ids arriving one at a time into text (for printing during generation)."""
+        return TokenStream(self, skip_special_tokens)
+
+
+class TokenStream(_core.Handle):
+    """Incremental decoding (pissa_token_stream): put(id) returns the text that became final with ID (a character
+    split over byte-level tokens comes out whole); finish() returns what is held back. The concatenation is
+    decode(ids)."""
+
+    _kind = "TokenStream"
+
+    def __init__(self, tokenizer, skip_special_tokens=True):
+        h = c_void_p()
+        check(lib.pissa_token_stream_create(tokenizer._h, int(bool(skip_special_tokens)), byref(h)))
+        self._init_handle(h.value, lib.pissa_token_stream_free, parents=(tokenizer,))  # it borrows the tokenizer
+
+    def put_bytes(self, token):
+        p = POINTER(c_char)()
+        n = c_size_t()
+        check(lib.pissa_token_stream_put(self._h, token, byref(p), byref(n)))
+        return ctypes.string_at(p, n.value) if n.value else b""
+
+    def put(self, token):
+        return self.put_bytes(token).decode("utf-8", "replace")
+
+    def finish(self):
+        p = POINTER(c_char)()
+        n = c_size_t()
+        check(lib.pissa_token_stream_finish(self._h, byref(p), byref(n)))
+        return (ctypes.string_at(p, n.value) if n.value else b"").decode("utf-8", "replace")
+
 
 class Generator(_core.Handle):
     """Text generation (pissa_generator) from a Hugging Face folder or llama2.c file, optionally through a PEFT
-    adapter, with a tokenizer (a Tokenizer or a path). generate(prompt, ...) returns the text."""
+    adapter, with a tokenizer (a Tokenizer or a path; None: the model folder's tokenizer.json). generate(prompt, ...)
+    returns the text."""
 
     _kind = "Generator"
 
-    def __init__(self, model_path, tokenizer, adapter=None, max_seq_len=0):
+    def __init__(self, model_path, tokenizer=None, adapter=None, max_seq_len=0):
+        if tokenizer is None:
+            if not os.path.isfile(os.path.join(str(model_path), "tokenizer.json")):
+                raise ValueError(f"no tokenizer given, and {model_path} holds no tokenizer.json")
+            tokenizer = str(model_path)
         h = c_void_p()
         check(lib.pissa_generator_create(cstr(model_path, "model_path"),
                                          cstr(adapter, "adapter") if adapter is not None else None, max_seq_len,
@@ -84,8 +205,8 @@ class Generator(_core.Handle):
         return out
 
     def generate(self, prompt="", steps=256, temperature=1.0, topp=0.9, seed=0, callback=None):
-        """run.c's generate(): the prompt (with BOS) then sampled tokens, until STEPS positions or BOS. Returns
-        the text (the prompt included, as pissa-generate prints it). CALLBACK(token, piece_bytes), called for each
+        """run.c's generate(): the prompt then sampled tokens, until STEPS positions or the tokenizer's end (BOS for
+        llama2.c, a stop id for a tokenizer.json). Returns the text (the prompt included, as pissa-generate prints it). CALLBACK(token, piece_bytes), called for each
         emitted token, may return True to stop. An exception in it stops generation and is re-raised here."""
         pieces, error = [], []
 

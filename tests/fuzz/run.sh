@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes libpissa's loaders: builds the libFuzzer harnesses of tests/fuzz with clang (-DPISSA_FUZZ=ON: ASan + UBSan)
-# and runs each for SECONDS (docs/reliability.md).
+# Fuzzes libpissa's loaders: builds the libFuzzer harnesses of tests/fuzz with clang (-DPISSA_BUILD_FUZZ=ON:
+# ASan + UBSan) and runs each for SECONDS (docs/reliability.md).
 #
 #   tests/fuzz/run.sh SECONDS [HARNESS...]      e.g. tests/fuzz/run.sh 20, tests/fuzz/run.sh 600 peft jsonl
 #
@@ -23,7 +23,7 @@ shift
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${PISSA_FUZZ_BUILD:-$src/build-fuzz}
 
-cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER=clang -DPISSA_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER=clang -DPISSA_BUILD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPISSA_BUILD_TESTS=OFF -DPISSA_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j2 --target pissa_fuzzers >/dev/null
 

@@ -20,6 +20,20 @@ SHAKESPEARE = os.path.join(DATA, "tinyshakespeare", "input.txt")
 BIN_DIR = os.environ.get("PISSA_BIN_DIR") or os.path.dirname(pissa.library_path)
 
 
+REQUIRE_ALL = os.environ.get("PISSA_REQUIRE_ALL", "0") not in ("", "0")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under PISSA_REQUIRE_ALL=1 (CI) a skipped test fails: a missing optional piece is never skipped silently."""
+    outcome = yield
+    rep = outcome.get_result()
+    if REQUIRE_ALL and rep.skipped:
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped under PISSA_REQUIRE_ALL=1: {reason}"
+
+
 def _need(*paths):
     missing = [p for p in paths if not os.path.exists(p)]
     return pytest.mark.skipif(bool(missing), reason=f"shared data absent: {', '.join(missing)} "

@@ -33,7 +33,13 @@ int main(void) {
         FIELD(pissa_llama_config, rope_theta); FIELD(pissa_llama_config, tie_word_embeddings);
         FIELD(pissa_llama_config, hidden_act); FIELD(pissa_llama_config, has_rope_scaling);
         FIELD(pissa_llama_config, attention_bias); FIELD(pissa_llama_config, mlp_bias);
-        FIELD(pissa_llama_config, torch_dtype);
+        FIELD(pissa_llama_config, torch_dtype); FIELD(pissa_llama_config, rope_type);
+        FIELD(pissa_llama_config, rope_factor); FIELD(pissa_llama_config, rope_low_freq_factor);
+        FIELD(pissa_llama_config, rope_high_freq_factor);
+        FIELD(pissa_llama_config, rope_original_max_position_embeddings);
+        FIELD(pissa_llama_config, partial_rotary_factor); FIELD(pissa_llama_config, sliding_window);
+        FIELD(pissa_llama_config, use_sliding_window); FIELD(pissa_llama_config, bias_mask);
+        FIELD(pissa_llama_config, qk_norm);
     END
     STRUCT(pissa_rsvd_opts)
         FIELD(pissa_rsvd_opts, oversample); FIELD(pissa_rsvd_opts, niter); FIELD(pissa_rsvd_opts, seed);
@@ -72,21 +78,6 @@ int main(void) {
     END
     STRUCT(pissa_row)
         FIELD(pissa_row, input_ids); FIELD(pissa_row, labels); FIELD(pissa_row, len);
-    END
-    STRUCT(pissa_peft_pattern)
-        FIELD(pissa_peft_pattern, key); FIELD(pissa_peft_pattern, value);
-    END
-    STRUCT(pissa_peft_config)
-        FIELD(pissa_peft_config, r); FIELD(pissa_peft_config, lora_alpha); FIELD(pissa_peft_config, lora_dropout);
-        FIELD(pissa_peft_config, use_rslora); FIELD(pissa_peft_config, use_dora);
-        FIELD(pissa_peft_config, fan_in_fan_out); FIELD(pissa_peft_config, bias);
-        FIELD(pissa_peft_config, init_lora_weights); FIELD(pissa_peft_config, target_kind);
-        FIELD(pissa_peft_config, target_modules); FIELD(pissa_peft_config, task_type);
-        FIELD(pissa_peft_config, base_model_name_or_path); FIELD(pissa_peft_config, n_rank_pattern);
-        FIELD(pissa_peft_config, n_alpha_pattern); FIELD(pissa_peft_config, rank_pattern);
-        FIELD(pissa_peft_config, alpha_pattern); FIELD(pissa_peft_config, has_layers_to_transform);
-        FIELD(pissa_peft_config, n_layers_to_transform); FIELD(pissa_peft_config, layers_to_transform);
-        FIELD(pissa_peft_config, has_modules_to_save); FIELD(pissa_peft_config, has_lora_bias);
     END
     printf("}\n");
     return 0;

@@ -48,10 +48,14 @@ def test_pissa_init_factors_come_from_numpy_svd_and_rebuild_W():
     A, B, R = pissa.adapter_init(W, "pissa", r, alpha)
     u, sv, vt = np.linalg.svd(W.astype(np.float64), full_matrices=False)
     sr = np.sqrt(sv[:r] / s)
-    # A = diag(sqrt(S_r / s)) Vt_r and B = U_r diag(sqrt(S_r / s)), up to the sign of each singular pair.
-    np.testing.assert_allclose(np.abs(A), np.abs(sr[:, None] * vt[:r]), atol=1e-5)
-    np.testing.assert_allclose(np.abs(B), np.abs(u[:, :r] * sr), atol=1e-5)
-    np.testing.assert_allclose(s * B @ A, (u[:, :r] * sv[:r]) @ vt[:r], atol=1e-5)
+    # A = diag(sqrt(S_r / s)) Vt_r and B = U_r diag(sqrt(S_r / s)), up to the sign of each singular pair. A float32
+    # SVD gets singular vector k to about eps32·|W|/gap_k (gap_k: distance to the nearest other singular value).
+    gaps = np.array([min(abs(sv[k] - sv[j]) for j in range(len(sv)) if j != k) for k in range(r)])
+    tol = 4 * np.finfo(np.float32).eps * sv[0] / gaps * sr  # per pair, in units of its entries
+    assert (np.abs(np.abs(A) - np.abs(sr[:, None] * vt[:r])) < tol[:, None]).all()
+    assert (np.abs(np.abs(B) - np.abs(u[:, :r] * sr)) < tol[None, :]).all()
+    gap_r = sv[r - 1] - sv[r]  # the rank-r product depends only on the gap at r
+    np.testing.assert_allclose(s * B @ A, (u[:, :r] * sv[:r]) @ vt[:r], atol=4 * np.finfo(np.float32).eps * sv[0] ** 2 / gap_r)
     np.testing.assert_allclose(R + s * B @ A, W, atol=2e-6)
     assert np.array_equal(W, _matrix(32, 20, seed=4))  # W untouched
 
@@ -99,3 +103,23 @@ def test_library_errors_raise_pissa_error_with_the_library_message():
     assert e.value.status == 1 and e.value.status_name == "PISSA_ERR_INVALID_ARG" and e.value.message
     with pytest.raises(pissa.Error, match="pissa_niter"):
         pissa.adapter_init(W, "pissa_niter_x", 2)
+
+
+def test_peft_config_fields_by_their_peft_names():
+    c = pissa.PeftConfig(r=16, lora_alpha=32, target_modules=["q_proj", "o_proj"], init_lora_weights="pissa_niter_4",
+                         rank_pattern={"down_proj": 8})
+    assert (c.r, c.lora_alpha, c.target_modules, c.init_lora_weights) == (16, 32, ["o_proj", "q_proj"],  # a set
+                                                                          "pissa_niter_4")
+    assert c.rank_pattern == {"down_proj": 8} and c.layers_to_transform is None
+    c.target_modules = "all-linear"
+    c.init_lora_weights = "true"
+    back = pissa.PeftConfig.from_json(c.to_json())
+    assert back.to_json() == c.to_json() and back.target_modules == "all-linear" and back.init_lora_weights == "true"
+    d = c.copy()
+    d.r = 4
+    assert (c.r, d.r) == (16, 4)  # a copy, not a view
+    with pytest.raises(pissa.Error, match="lora_dropout"):
+        c.lora_dropout = "a lot"
+    with pytest.raises(AttributeError):
+        _ = c.no_such_field
+    assert c.r == 16  # a refused set changes nothing

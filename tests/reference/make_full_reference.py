@@ -1,15 +1,15 @@
 #!/usr/bin/python3
 """Reference values for full fine-tuning (tests/test_model.c, tests/test_train.c): the gradient of every base
-weight of the two tiny Llama fixtures that make_llama_reference.py wrote (no adapter), and one AdamW update of all
-of them, computed with torch in float64 from the float32 values on disk.
+weight of the tiny fixtures that make_llama_reference.py wrote (no adapter; every family, biases and q/k norms
+included), and one AdamW update of all of them, computed with torch in float64 from the float32 values on disk.
 
-For each fixture llama_<name>/ (untied GQA; tied embeddings) this reads config.json, model.safetensors and
+For each fixture <name>/ this reads config.json, model.safetensors and
 batch.json and writes:
   full_expected.json        {"loss": float, "count": int, "grad_norm": float, "adamw": {the optimizer settings}}
   full_grads.safetensors    dloss/dW for every tensor of model.safetensors, under its own name (F32)
   full_step.safetensors     every tensor after one update (F32): torch.nn.utils.clip_grad_norm_(params, clip), then
                             torch.optim.AdamW with two parameter groups as transformers' Trainer builds them:
-                            weight decay on every matrix, none on the 1-D RMSNorm weights
+                            weight decay on every matrix, none on the 1-D RMSNorm weights and biases
 The tied fixture has no lm_head.weight: its embedding's gradient holds both uses (input embedding and head).
 AdamW's eps is 1e-3 here, not 1e-8: the first update is lr·g/(|g| + eps), and with eps far below |g| it would be
 lr·sign(g), which a float32 gradient cannot reproduce for the few entries whose |g| is near float32 noise.
@@ -22,13 +22,13 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_llama_reference import llama_forward, read_safetensors_f32, write_safetensors  # noqa: E402
+from make_llama_reference import FIXTURES, llama_forward, read_safetensors_f32, write_safetensors  # noqa: E402
 
 ADAMW = {"lr": 1e-2, "weight_decay": 0.1, "betas": [0.9, 0.999], "eps": 1e-3, "max_grad_norm": 1.0}
 
 
 def make(name):
-    d = os.path.join(HERE, f"llama_{name}")
+    d = os.path.join(HERE, name)
     with open(os.path.join(d, "config.json")) as f:
         cfg = json.load(f)
     with open(os.path.join(d, "batch.json")) as f:
@@ -64,5 +64,5 @@ def make(name):
 
 
 if __name__ == "__main__":
-    make("untied")
-    make("tied")
+    for name in FIXTURES:
+        make(name)

@@ -1,9 +1,16 @@
 #!/usr/bin/python3
-"""Reference tensors for tests/test_model.c: a tiny random Llama (Hugging Face LlamaForCausalLM maths, REFERENCE.md
-section 5) written in plain torch, independently of libpissa's C code, evaluated in float64.
+"""Reference tensors for tests/test_model.c: tiny random models of each supported family, written in plain torch from
+transformers' modeling files (modeling_llama.py, modeling_mistral.py, modeling_qwen2.py, modeling_qwen3.py and
+modeling_rope_utils.py's rope init functions), independently of libpissa's C code, evaluated in float64.
+The families are Llama plus marked differences, as transformers writes them:
+  llama    attention_bias (q/k/v/o), mlp_bias (gate/up/down), head_dim, rope_scaling default/linear/llama3
+  mistral  sliding_window: query i attends keys i - W + 1 .. i
+  qwen2    bias on q/k/v (not o)
+  qwen3    q_norm/k_norm: RMSNorm over head_dim on each head of q and k, before RoPE
 
-For each fixture (untied GQA; tied with head_dim != hidden_size / heads and rsLoRA) this writes
-tests/reference/llama_<name>/:
+For each fixture (untied GQA; tied with head_dim != hidden_size / heads and rsLoRA; and one per family feature,
+with sequences longer than the sliding window and than llama3's original_max_position_embeddings) this writes
+tests/reference/<fixture>/:
   config.json, model.safetensors                the base model (F32), a Hugging Face folder
   adapter/adapter_config.json, adapter/adapter_model.safetensors   a PEFT LoRA adapter with non-zero B
   batch.json      {"input_ids": [[...]], "labels": [[...]]} (B=2, T=7, some labels -100)
@@ -54,34 +61,83 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def rope_cos_sin(T, hd, theta):
+def rope_inv_freq(cfg):
+    """transformers' ROPE_INIT_FUNCTIONS for rope types default, linear and llama3, in float32 as they compute."""
+    hd, base = cfg["head_dim"], cfg["rope_theta"]
+    inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    rs = cfg.get("rope_scaling") or {}
+    kind = rs.get("rope_type", rs.get("type", "default"))
+    if kind == "linear":
+        inv_freq /= rs["factor"]
+    elif kind == "llama3":
+        factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        old = rs["original_max_position_embeddings"]
+        low_wavelen, high_wavelen = old / low, old / high
+        wavelen = 2 * math.pi / inv_freq
+        inv_freq_llama = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
+        medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+        inv_freq = torch.where(medium, smoothed, inv_freq_llama)
+    else:
+        assert kind == "default", kind
+    return inv_freq
+
+
+def rope_cos_sin(T, cfg):
     # as transformers: inv_freq in float32, angles position * inv_freq in float32, then cos/sin
-    inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    inv_freq = rope_inv_freq(cfg)
     freqs = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1).double()
     return emb.cos(), emb.sin()
 
 
+def family(cfg):
+    """The family's features: the projections with a bias, per-head q/k norms, the sliding window (0: none)."""
+    mt = cfg.get("model_type", "llama")
+    bias = set()
+    if mt in ("llama", "qwen3") and cfg.get("attention_bias"):
+        bias |= {"q_proj", "k_proj", "v_proj", "o_proj"}
+    if mt == "llama" and cfg.get("mlp_bias"):
+        bias |= {"gate_proj", "up_proj", "down_proj"}
+    if mt == "qwen2":
+        bias |= {"q_proj", "k_proj", "v_proj"}
+    window = (cfg.get("sliding_window") or 0) if mt == "mistral" else 0
+    return bias, mt == "qwen3", window
+
+
 def llama_forward(cfg, W, adapters, scale, ids):
-    """HF LlamaForCausalLM in float64. W: name -> tensor; adapters: module -> (A, B)."""
+    """HF {Llama,Mistral,Qwen2,Qwen3}ForCausalLM in float64. W: name -> tensor (biases and q/k norms included where
+    the family has them); adapters: module -> (A, B). SCALE is one number, or a dict module -> scale."""
     D, H, KV, hd = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps, Bsz, T = cfg["rms_norm_eps"], ids.shape[0], ids.shape[1]
-    cos, sin = rope_cos_sin(T, hd, cfg["rope_theta"])
+    cos, sin = rope_cos_sin(T, cfg)
+    _, qk_norm, window = family(cfg)
 
     def linear(x, module):
         y = x @ W[module + ".weight"].T
+        if module + ".bias" in W:
+            y = y + W[module + ".bias"]
         if module in adapters:
             A, B = adapters[module]
-            y = y + scale * (x @ A.T) @ B.T
+            s = scale[module] if isinstance(scale, dict) else scale
+            y = y + s * (x @ A.T) @ B.T
         return y
 
     x = W["model.embed_tokens.weight"][ids]
-    causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    # masked: keys after the query, and (sliding window W) keys i - W or earlier, as masking_utils'
+    # sliding_window_overlay keeps kv_idx > q_idx - W
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    causal = (j > i) | ((j <= i - window) if window else torch.zeros(T, T, dtype=torch.bool))
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rmsnorm(x, W[p + "input_layernorm.weight"], eps)
-        q = linear(h, p + "self_attn.q_proj").view(Bsz, T, H, hd).transpose(1, 2)
-        k = linear(h, p + "self_attn.k_proj").view(Bsz, T, KV, hd).transpose(1, 2)
+        q = linear(h, p + "self_attn.q_proj").view(Bsz, T, H, hd)
+        k = linear(h, p + "self_attn.k_proj").view(Bsz, T, KV, hd)
+        if qk_norm:  # Qwen3Attention: q_norm / k_norm over head_dim of each head, before RoPE
+            q = rmsnorm(q, W[p + "self_attn.q_norm.weight"], eps)
+            k = rmsnorm(k, W[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = linear(h, p + "self_attn.v_proj").view(Bsz, T, KV, hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -117,23 +173,31 @@ def read_safetensors_f32(path):
 
 
 def random_llama_weights(cfg, g):
-    """Every weight of a Llama with config CFG, drawn from generator G in sorted name order: norms 1 + 0.1·N(0, 1),
-    embeddings 0.5·N(0, 1), linear weights N(0, 1/in)."""
+    """Every weight of a model with config CFG, drawn from generator G in sorted name order: norms 1 + 0.1·N(0, 1),
+    biases 0.1·N(0, 1) (non-zero, so that a missing bias shows), embeddings 0.5·N(0, 1), linear weights N(0, 1/in)."""
     D, F, V, hd = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["head_dim"]
     H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    bias, qk_norm, _ = family(cfg)
     shapes = {"model.embed_tokens.weight": (V, D), "model.norm.weight": (D,)}
     if not cfg["tie_word_embeddings"]:
         shapes["lm_head.weight"] = (V, D)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        shapes.update({p + "input_layernorm.weight": (D,), p + "post_attention_layernorm.weight": (D,),
-                       p + "self_attn.q_proj.weight": (H * hd, D), p + "self_attn.k_proj.weight": (KV * hd, D),
-                       p + "self_attn.v_proj.weight": (KV * hd, D), p + "self_attn.o_proj.weight": (D, H * hd),
-                       p + "mlp.gate_proj.weight": (F, D), p + "mlp.up_proj.weight": (F, D),
-                       p + "mlp.down_proj.weight": (D, F)})
+        proj = {"self_attn.q_proj": (H * hd, D), "self_attn.k_proj": (KV * hd, D), "self_attn.v_proj": (KV * hd, D),
+                "self_attn.o_proj": (D, H * hd), "mlp.gate_proj": (F, D), "mlp.up_proj": (F, D),
+                "mlp.down_proj": (D, F)}
+        shapes.update({p + "input_layernorm.weight": (D,), p + "post_attention_layernorm.weight": (D,)})
+        for m, shp in proj.items():
+            shapes[p + m + ".weight"] = shp
+            if m.split(".")[1] in bias:
+                shapes[p + m + ".bias"] = (shp[0],)
+        if qk_norm:
+            shapes.update({p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)})
     W = {}
     for n, shp in sorted(shapes.items()):
-        if len(shp) == 1:
+        if n.endswith(".bias"):
+            W[n] = 0.1 * torch.randn(shp, generator=g)
+        elif len(shp) == 1:
             W[n] = 1.0 + 0.1 * torch.randn(shp, generator=g)
         elif n == "model.embed_tokens.weight":
             W[n] = 0.5 * torch.randn(shp, generator=g)
@@ -142,7 +206,11 @@ def random_llama_weights(cfg, g):
     return W
 
 
-def make_fixture(name, cfg, targets, r, alpha, rslora, seed):
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                 "qwen3": "Qwen3ForCausalLM"}
+
+
+def make_fixture(name, cfg, targets, r, alpha, rslora, seed, T=7):
     g = torch.Generator().manual_seed(seed)
     W32 = random_llama_weights(cfg, g)
     V = cfg["vocab_size"]
@@ -156,7 +224,7 @@ def make_fixture(name, cfg, targets, r, alpha, rslora, seed):
             B = 0.3 * torch.randn((out, r), generator=g)  # non-zero: a trained adapter
             ad32[mod] = (A, B)
 
-    Bsz, T = 2, 7
+    Bsz = 2
     ids = torch.randint(0, V, (Bsz, T), generator=g)
     labels = ids.clone()
     labels[0, 3] = -100
@@ -173,11 +241,12 @@ def make_fixture(name, cfg, targets, r, alpha, rslora, seed):
     count = int((shift_labels != -100).sum())
     loss.backward()
 
-    d = os.path.join(HERE, f"llama_{name}")
+    d = os.path.join(HERE, name)
     os.makedirs(os.path.join(d, "adapter"), exist_ok=True)
+    mt = cfg.get("model_type", "llama")
     with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(dict(cfg, architectures=["LlamaForCausalLM"], model_type="llama", hidden_act="silu",
-                       torch_dtype="float32", rope_scaling=None, attention_bias=False), f, indent=2, sort_keys=True)
+        json.dump({"rope_scaling": None, "attention_bias": False, **cfg, "architectures": [ARCHITECTURES[mt]],
+                   "model_type": mt, "hidden_act": "silu", "torch_dtype": "float32"}, f, indent=2, sort_keys=True)
     write_safetensors(os.path.join(d, "model.safetensors"), W32)
     adapter_config = {
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "lora_alpha": alpha, "target_modules": targets,
@@ -204,13 +273,43 @@ def make_fixture(name, cfg, targets, r, alpha, rslora, seed):
     print(f"{name}: loss {loss.item():.6f} over {count} targets, {len(adapters)} adapters")
 
 
+# The fixtures: name -> (config, targets, r, alpha, rslora, seed, T). The family fixtures' max_position_embeddings
+# is 512, so that the generator can be compared with the model at every position up to 512.
+BASE = {"max_position_embeddings": 16, "rope_theta": 10000.0, "rms_norm_eps": 1e-5}
+SMALL = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+             head_dim=8, vocab_size=48)
+FIXTURES = {
+    "llama_untied": (dict(BASE, **SMALL, tie_word_embeddings=False), ["q_proj", "v_proj", "down_proj"], 4, 8, False,
+                     1, 7),
+    "llama_tied": (dict(BASE, hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=2,
+                        num_key_value_heads=1, head_dim=16, vocab_size=40, tie_word_embeddings=True,
+                        rope_theta=500000.0, rms_norm_eps=1e-6), PROJ, 2, 6, True, 2, 7),
+    # Llama-3.x: rope llama3 (hd 16: one frequency kept, one smoothed, six divided), positions past the original 32
+    "llama3_rope": (dict(BASE, **dict(SMALL, head_dim=16), max_position_embeddings=512, tie_word_embeddings=False,
+                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
+                    PROJ, 4, 8, False, 3, 40),
+    # llama with linear rope, attention_bias, mlp_bias, head_dim != D / H, tied
+    "llama_bias_linear": (dict(BASE, **dict(SMALL, head_dim=12, num_attention_heads=2, num_key_value_heads=1),
+                               max_position_embeddings=512, tie_word_embeddings=True, attention_bias=True,
+                               mlp_bias=True, rope_scaling={"type": "linear", "factor": 4.0}),
+                          PROJ, 4, 8, False, 4, 9),
+    # Mistral: a sliding window of 5 over sequences of 12
+    "mistral_window": (dict(BASE, **SMALL, model_type="mistral", max_position_embeddings=512,
+                            tie_word_embeddings=False, sliding_window=5, rope_theta=1000000.0),
+                       ["q_proj", "k_proj", "v_proj", "o_proj"], 4, 8, False, 5, 12),
+    # Qwen2: biases on q, k, v; tied, as Qwen2.5-0.5B
+    "qwen2_bias": (dict(BASE, **SMALL, model_type="qwen2", max_position_embeddings=512, tie_word_embeddings=True,
+                        rope_theta=1000000.0, rms_norm_eps=1e-6, use_sliding_window=False, sliding_window=4096),
+                   PROJ, 4, 8, True, 6, 9),
+    # Qwen3: q_norm/k_norm, head_dim 16 with H·hd = 64 != D = 32, attention_bias
+    "qwen3_qknorm": (dict(BASE, **dict(SMALL, head_dim=16), model_type="qwen3", max_position_embeddings=512,
+                          tie_word_embeddings=True, attention_bias=True, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                          use_sliding_window=False, sliding_window=None),
+                     PROJ, 4, 8, False, 7, 9),
+}
+
+
 if __name__ == "__main__":
-    base = {"max_position_embeddings": 16, "rope_theta": 10000.0, "rms_norm_eps": 1e-5}
-    make_fixture("untied", dict(base, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                                num_attention_heads=4, num_key_value_heads=2, head_dim=8, vocab_size=48,
-                                tie_word_embeddings=False),
-                 targets=["q_proj", "v_proj", "down_proj"], r=4, alpha=8, rslora=False, seed=1)
-    make_fixture("tied", dict(base, hidden_size=24, intermediate_size=40, num_hidden_layers=2,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, vocab_size=40,
-                              tie_word_embeddings=True, rope_theta=500000.0, rms_norm_eps=1e-6),
-                 targets=PROJ, r=2, alpha=6, rslora=True, seed=2)
+    for name, (cfg, targets, r, alpha, rslora, seed, T) in FIXTURES.items():
+        make_fixture(name, cfg, targets, r, alpha, rslora, seed, T)

@@ -1,4 +1,5 @@
-/* The trainable Llama model (Hugging Face LlamaForCausalLM maths, REFERENCE §5) on the autograd engine. */
+/* The trainable model (pissa/model.h) on the autograd engine: one forward for every family of pissa/config.h, the
+ * family's features (biases, per-head q/k norms, the RoPE type, a sliding window) read from the config. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -7,11 +8,12 @@
 
 #include "autograd.h"
 #include "interop_internal.h"
+#include "model_internal.h"
+#include "peft_internal.h"
 #include "pissa/model.h"
 #include "weights.h"
 
-static const char *proj_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-enum { Q, K, V, O, GATE, UP, DOWN, N_PROJ };
+enum { Q, K, V, O, GATE, UP, DOWN, N_PROJ = PISSA_N_PROJ };
 
 typedef struct adapter {
     char module[96];   /* model.layers.3.self_attn.q_proj */
@@ -27,7 +29,9 @@ typedef struct adapter {
 
 typedef struct layer_params {
     int in_norm, post_norm; /* (1, D) */
+    int q_norm, k_norm;     /* (1, hd) with qk_norm, else -1 */
     int proj[N_PROJ];       /* frozen base weights (out, in) */
+    int bias[N_PROJ];       /* (1, out) where the family has one, else -1 */
 } layer_params;
 
 struct pissa_model {
@@ -41,6 +45,7 @@ struct pissa_model {
     int *ad_index;        /* (L·7) index into ad, or -1 */
     pissa_peft_config peft; /* written by save */
     double dropout;
+    float *inv_freq;      /* (hd/2) RoPE's inverse frequencies for the config's rope type */
     pissa__graph *g;      /* for the last batch shape */
     int logits_value;     /* value id of the logits in g */
     int training;
@@ -75,8 +80,9 @@ static pissa_status base_param(pissa_model *m, const char *name, int trainable, 
     return pissa__params_add(&m->params, m->w.names[i], pissa_tensor_data(t), rows, cols, trainable, id);
 }
 
-/* Registers every base weight (trainable or frozen) and plans the gradients. A tied head is the embedding's
- * parameter, so its two uses add into one gradient. */
+/* Registers every base weight (trainable or frozen) and plans the gradients: embed_tokens, model.norm, lm_head, then
+ * each layer's tensors in the config's order (pissa_config_tensor). A tied head is the embedding's parameter, so its
+ * two uses add into one gradient. */
 static pissa_status register_base(pissa_model *m, int trainable) {
     const pissa_llama_config *c = &m->w.cfg;
     const int tr = trainable;
@@ -84,37 +90,49 @@ static pissa_status register_base(pissa_model *m, int trainable) {
     PISSA_TRY(base_param(m, "model.norm.weight", tr, &m->p_norm));
     if (c->tie_word_embeddings) m->p_head = m->p_embed;
     else PISSA_TRY(base_param(m, "lm_head.weight", tr, &m->p_head));
-    char name[160];
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        layer_params *lp = &m->layers[l];
-        snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
-        PISSA_TRY(base_param(m, name, tr, &lp->in_norm));
-        snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
-        PISSA_TRY(base_param(m, name, tr, &lp->post_norm));
-        for (int j = 0; j < N_PROJ; j++) {
-            snprintf(name, sizeof name, "model.layers.%lld.%s.%s.weight", (long long)l, j < 4 ? "self_attn" : "mlp",
-                     proj_names[j]);
-            PISSA_TRY(base_param(m, name, tr, &lp->proj[j]));
-        }
+    size_t n = pissa_config_tensor_count(c);
+    for (size_t i = 0; i < n; i++) {
+        pissa_tensor_spec s;
+        PISSA_TRY(pissa_config_tensor(c, i, &s));
+        if (s.layer < 0) continue;
+        layer_params *lp = &m->layers[s.layer];
+        int *slot = s.role == PISSA_ROLE_INPUT_NORM ? &lp->in_norm
+                    : s.role == PISSA_ROLE_POST_NORM ? &lp->post_norm
+                    : s.role == PISSA_ROLE_Q_NORM    ? &lp->q_norm
+                    : s.role == PISSA_ROLE_K_NORM    ? &lp->k_norm
+                    : s.role == PISSA_ROLE_PROJ      ? &lp->proj[s.proj]
+                                                     : &lp->bias[s.proj];
+        PISSA_TRY(base_param(m, s.name, tr, slot));
     }
     return pissa__params_plan(&m->params);
 }
 
-pissa_status pissa_model_load(const char *path, pissa_model **out) {
-    if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_load: NULL argument");
+pissa_status pissa__model_from_weights(pissa__weights *w, const char *path, pissa_model **out) {
     *out = NULL;
     pissa_model *m = pissa__calloc(1, sizeof *m);
-    if (!m) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for a model");
-    pissa_status st = pissa__weights_load(path, &m->w);
-    if (st == PISSA_OK) st = pissa_llama_config_check_supported(&m->w.cfg);
+    if (!m) {
+        pissa__weights_free(w);
+        return pissa__fail(PISSA_ERR_NOMEM, "out of memory for a model");
+    }
+    m->w = *w;
+    memset(w, 0, sizeof *w);
+    pissa_status st = pissa_llama_config_check_supported(&m->w.cfg);
     if (st == PISSA_OK) {
-        size_t L = (size_t)m->w.cfg.num_hidden_layers;
+        const pissa_llama_config *c = &m->w.cfg;
+        size_t L = (size_t)c->num_hidden_layers;
         m->path = pissa__strdup(path);
         m->layers = pissa__calloc(L, sizeof *m->layers);
         m->ad_index = pissa__alloc(L * N_PROJ, sizeof *m->ad_index);
-        if (!m->path || !m->layers || !m->ad_index) st = pissa__fail(PISSA_ERR_NOMEM, "out of memory for a model");
-        else
-            for (size_t i = 0; i < L * N_PROJ; i++) m->ad_index[i] = -1;
+        m->inv_freq = pissa__alloc((size_t)c->head_dim / 2, sizeof *m->inv_freq);
+        if (!m->path || !m->layers || !m->ad_index || !m->inv_freq)
+            st = pissa__fail(PISSA_ERR_NOMEM, "out of memory for a model");
+        for (size_t i = 0; st == PISSA_OK && i < L * N_PROJ; i++) m->ad_index[i] = -1;
+        for (size_t l = 0; st == PISSA_OK && l < L; l++) {
+            layer_params *lp = &m->layers[l];
+            lp->q_norm = lp->k_norm = -1;
+            for (int j = 0; j < N_PROJ; j++) lp->bias[j] = -1;
+        }
+        if (st == PISSA_OK) pissa__rope_inv_freq(c, m->inv_freq);
     }
     if (st == PISSA_OK) st = register_base(m, 0);
     if (st != PISSA_OK) {
@@ -124,6 +142,14 @@ pissa_status pissa_model_load(const char *path, pissa_model **out) {
     pissa__rng_seed(&m->rng, 0);
     *out = m;
     return PISSA_OK;
+}
+
+pissa_status pissa_model_load(const char *path, pissa_model **out) {
+    if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_load: NULL argument");
+    *out = NULL;
+    pissa__weights w;
+    PISSA_TRY(pissa__weights_load(path, &w));
+    return pissa__model_from_weights(&w, path, out);
 }
 
 static void free_adapters(pissa_model *m) {
@@ -144,6 +170,7 @@ void pissa_model_free(pissa_model *m) {
     pissa__params_free(&m->params);
     free(m->layers);
     free(m->ad_index);
+    free(m->inv_freq);
     free(m->path);
     pissa__weights_free(&m->w);
     free(m);
@@ -153,44 +180,6 @@ const pissa_llama_config *pissa_model_config(const pissa_model *m) { return m ? 
 
 /* ---- adapters ---- */
 
-pissa_status pissa_proj_parse(const char *list, unsigned *mask) {
-    if (!list || !mask) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_proj_parse: NULL argument");
-    if (!strcmp(list, "all-linear")) return *mask = PISSA_PROJ_ALL, PISSA_OK;
-    unsigned m = 0;
-    const char *p = list;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        int found = -1;
-        for (int j = 0; j < N_PROJ; j++)
-            if (strlen(proj_names[j]) == n && !strncmp(p, proj_names[j], n)) found = j;
-        if (found < 0)
-            return pissa__fail(PISSA_ERR_INVALID_ARG,
-                               "target module '%.*s' is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, "
-                               "up_proj, down_proj",
-                               (int)n, p);
-        m |= 1u << found;
-        p += n;
-        if (*p == ',') p++;
-    }
-    if (!m) return pissa__fail(PISSA_ERR_INVALID_ARG, "empty list of target modules");
-    *mask = m;
-    return PISSA_OK;
-}
-
-pissa_status pissa_proj_names(unsigned mask, char *buf, size_t size) {
-    if (!buf || !size) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_proj_names: no buffer");
-    size_t len = 0;
-    buf[0] = '\0';
-    for (int j = 0; j < N_PROJ; j++) {
-        if (!(mask & (1u << j))) continue;
-        int k = snprintf(buf + len, size - len, "%s%s", len ? "," : "", proj_names[j]);
-        if (k < 0 || (size_t)k >= size - len)
-            return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_proj_names: buffer too small");
-        len += (size_t)k;
-    }
-    return PISSA_OK;
-}
-
 pissa_adapter_opts pissa_adapter_default_opts(void) {
     pissa_adapter_opts o = {.targets = PISSA_PROJ_Q | PISSA_PROJ_V, .init = pissa_init_default_opts(), .dropout = 0};
     return o;
@@ -199,7 +188,7 @@ pissa_adapter_opts pissa_adapter_default_opts(void) {
 /* Sets up adapter slot A for projection J of layer L (A, B uninitialised), with its name and shape from the base. */
 static pissa_status alloc_adapter(pissa_model *m, adapter *a, int l, int j, int64_t r, double scale) {
     const pissa__param *W = &m->params.p[m->layers[l].proj[j]];
-    snprintf(a->module, sizeof a->module, "model.layers.%d.%s.%s", l, j < 4 ? "self_attn" : "mlp", proj_names[j]);
+    snprintf(a->module, sizeof a->module, "model.layers.%d.%s", l, pissa_proj_path(j));
     snprintf(a->name_A, sizeof a->name_A, "%s.lora_A", a->module);
     snprintf(a->name_B, sizeof a->name_B, "%s.lora_B", a->module);
     a->layer = l;
@@ -292,7 +281,7 @@ pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *
     if (st == PISSA_OK) st = register_adapters(m);
     if (st != PISSA_OK) return attach_failed(m, st);
     m->dropout = opts->dropout;
-    m->peft = pissa_peft_default_config();
+    m->peft = pissa__peft_config_default();
     m->peft.r = opts->init.rank;
     m->peft.lora_alpha = opts->init.alpha;
     m->peft.lora_dropout = opts->dropout;
@@ -536,33 +525,41 @@ size_t pissa_model_grad_tensor_count(const pissa_model *m) {
 
 /* ---- the graph of LlamaForCausalLM for one batch shape ---- */
 
-/* y = x·Wᵀ, or the adapter linear when projection J of layer L has one. */
+/* y = x·Wᵀ (+ b), or the adapter linear when projection J of layer L has one. */
 static pissa_status linear(pissa_model *m, pissa__graph *g, int l, int j, int x, int *y) {
-    int k = m->ad_index[l * N_PROJ + j];
-    if (k < 0) return pissa__g_matmul(g, x, m->layers[l].proj[j], y);
-    const adapter *a = &m->ad[k];
-    return pissa__g_lora(g, x, a->pW, a->pA, a->pB, (float)a->scale, (float)m->dropout, y);
+    int k = m->ad_index[l * N_PROJ + j], bias = m->layers[l].bias[j];
+    if (k < 0) PISSA_TRY(pissa__g_matmul(g, x, m->layers[l].proj[j], y));
+    else {
+        const adapter *a = &m->ad[k];
+        PISSA_TRY(pissa__g_lora(g, x, a->pW, a->pA, a->pB, (float)a->scale, (float)m->dropout, y));
+    }
+    return bias < 0 ? PISSA_OK : pissa__g_bias(g, *y, bias, y);
 }
 
 static pissa_status build(pissa_model *m, pissa__graph *g) {
     const pissa_llama_config *c = &m->w.cfg;
     int H = (int)c->num_attention_heads, KV = (int)c->num_key_value_heads, hd = (int)c->head_dim;
-    float eps = (float)c->rms_norm_eps, theta = (float)c->rope_theta;
+    int window = (int)(c->sliding_window < g->T ? c->sliding_window : 0); /* a window as long as T changes nothing */
+    float eps = (float)c->rms_norm_eps;
     int x, h, q, k, v, qr, kr, att, o, gt, up, sw, dn;
     PISSA_TRY(pissa__g_embedding(g, m->p_embed, &x));
     for (int l = 0; l < (int)c->num_hidden_layers; l++) {
-        /* x += o_proj(attention(rope(q), rope(k), v)) with q, k, v from RMSNorm(x)·w_in */
-        PISSA_TRY(pissa__g_rmsnorm(g, x, m->layers[l].in_norm, eps, &h));
+        const layer_params *lp = &m->layers[l];
+        /* x += o_proj(attention(rope(q), rope(k), v)) with q, k, v from RMSNorm(x)·w_in (Qwen3: q and k normalised
+         * per head first) */
+        PISSA_TRY(pissa__g_rmsnorm(g, x, lp->in_norm, eps, &h));
         PISSA_TRY(linear(m, g, l, Q, h, &q));
         PISSA_TRY(linear(m, g, l, K, h, &k));
         PISSA_TRY(linear(m, g, l, V, h, &v));
-        PISSA_TRY(pissa__g_rope(g, q, H, hd, theta, &qr));
-        PISSA_TRY(pissa__g_rope(g, k, KV, hd, theta, &kr));
-        PISSA_TRY(pissa__g_attention(g, qr, kr, v, H, KV, hd, &att));
+        if (lp->q_norm >= 0) PISSA_TRY(pissa__g_rmsnorm(g, q, lp->q_norm, eps, &q));
+        if (lp->k_norm >= 0) PISSA_TRY(pissa__g_rmsnorm(g, k, lp->k_norm, eps, &k));
+        PISSA_TRY(pissa__g_rope(g, q, H, hd, m->inv_freq, &qr));
+        PISSA_TRY(pissa__g_rope(g, k, KV, hd, m->inv_freq, &kr));
+        PISSA_TRY(pissa__g_attention(g, qr, kr, v, H, KV, hd, window, &att));
         PISSA_TRY(linear(m, g, l, O, att, &o));
         PISSA_TRY(pissa__g_add(g, x, o, &x));
         /* x += down_proj(silu(gate_proj(h)) ⊙ up_proj(h)) with h = RMSNorm(x)·w_post */
-        PISSA_TRY(pissa__g_rmsnorm(g, x, m->layers[l].post_norm, eps, &h));
+        PISSA_TRY(pissa__g_rmsnorm(g, x, lp->post_norm, eps, &h));
         PISSA_TRY(linear(m, g, l, GATE, h, &gt));
         PISSA_TRY(linear(m, g, l, UP, h, &up));
         PISSA_TRY(pissa__g_swiglu(g, gt, up, &sw));
@@ -649,3 +646,37 @@ pissa_status pissa_model_forward_backward(pissa_model *m, const int32_t *ids, co
     pissa__graph_backward(m->g, dloss);
     return PISSA_OK;
 }
+
+/* ---- the model's pieces, for the one-token forward of the generator (model_internal.h) ---- */
+
+static pissa__linear linear_view(const pissa_model *m, int l, int j) {
+    const layer_params *lp = &m->layers[l];
+    const pissa__param *W = &m->params.p[lp->proj[j]];
+    pissa__linear v = {.W = W->data, .out = W->rows, .in = W->cols,
+                       .bias = lp->bias[j] >= 0 ? m->params.p[lp->bias[j]].data : NULL};
+    int k = m->ad_index[l * N_PROJ + j];
+    if (k >= 0) {
+        const adapter *a = &m->ad[k];
+        v.W = m->params.p[a->pW].data; /* the residual for the PiSSA kinds */
+        v.A = a->A, v.B = a->B, v.r = a->r, v.scale = (float)a->scale;
+    }
+    return v;
+}
+
+void pissa__model_layer(const pissa_model *m, int l, pissa__layer_view *out) {
+    const layer_params *lp = &m->layers[l];
+    const pissa__param *p = m->params.p;
+    out->in_norm = p[lp->in_norm].data;
+    out->post_norm = p[lp->post_norm].data;
+    out->q_norm = lp->q_norm >= 0 ? p[lp->q_norm].data : NULL;
+    out->k_norm = lp->k_norm >= 0 ? p[lp->k_norm].data : NULL;
+    for (int j = 0; j < N_PROJ; j++) out->proj[j] = linear_view(m, l, j);
+}
+
+void pissa__model_ends(const pissa_model *m, const float **embed, const float **norm, const float **head) {
+    *embed = m->params.p[m->p_embed].data;
+    *norm = m->params.p[m->p_norm].data;
+    *head = m->params.p[m->p_head].data;
+}
+
+const float *pissa__model_inv_freq(const pissa_model *m) { return m->inv_freq; }
