@@ -12,7 +12,7 @@
 
 /* ---- the input as parts ---- */
 
-void fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max) {
+size_t fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max) {
     const size_t sep = sizeof FZ_SEP - 1;
     size_t k = 0, start = 0;
     for (size_t i = 0; k + 1 < max && i + sep <= size; i++)
@@ -22,7 +22,8 @@ void fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max) {
             start = i + 1;
         }
     parts[k++] = (fz_part){data + start, size - start};
-    for (; k < max; k++) parts[k] = (fz_part){data + size, 0};
+    for (size_t i = k; i < max; i++) parts[i] = (fz_part){data + size, 0};
+    return k;
 }
 
 /* ---- the scratch folder ---- */

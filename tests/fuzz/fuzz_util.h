@@ -24,9 +24,9 @@ typedef struct fz_part {
     size_t n;
 } fz_part;
 
-/* Cuts DATA at each FZ_SEP into at most MAX parts (the last keeps any further separators); parts that are not
- * there are empty. */
-void fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max);
+/* Cuts DATA at each FZ_SEP into at most MAX parts (the last keeps any further separators) and returns how many
+ * there are (at least 1); the parts after them are empty. */
+size_t fz_split(const uint8_t *data, size_t size, fz_part *parts, size_t max);
 
 #define FZ_PATH_MAX 512
 

@@ -92,11 +92,18 @@ LAYER = [("input_layernorm", (D,)), ("self_attn.q_proj", (H * HD, D)), ("self_at
 PROJ_SHAPE = {name.split(".")[-1]: shape for name, shape in LAYER if len(shape) == 2}  # q_proj: (out, in), ...
 
 
-def model_tensors(dtype="F32", tied=False, layers=L):
+def model_tensors(dtype="F32", tied=False, layers=L, biases=(), qk_norm=False):
+    """The tensors of the tiny model, plus the biases of the projections named in BIASES ("q_proj", ...) and Qwen3's
+    per-head q_norm / k_norm when QK_NORM (as src/config.c lists a family's tensors)."""
     t = {"model.embed_tokens.weight": tensor(dtype, (V, D), 1)}
     for l in range(layers):
         for k, (name, shape) in enumerate(LAYER):
             t["model.layers.%d.%s.weight" % (l, name)] = tensor(dtype, shape, 2 + 9 * l + k)
+            if name.split(".")[-1] in biases:
+                t["model.layers.%d.%s.bias" % (l, name)] = tensor(dtype, shape[:1], 50 + k)
+        if qk_norm:
+            t["model.layers.%d.self_attn.q_norm.weight" % l] = tensor(dtype, (HD,), 60)
+            t["model.layers.%d.self_attn.k_norm.weight" % l] = tensor(dtype, (HD,), 61)
     t["model.norm.weight"] = tensor(dtype, (D,), 40)
     if not tied:
         t["lm_head.weight"] = tensor(dtype, (V, D), 41)
@@ -148,19 +155,25 @@ def seeds_safetensors():
 
 
 def seeds_hf_checkpoint():
+    # one layer (the config says so): the folder's size is mostly the safetensors header, per tensor
     def folder(cfg, tensors, **kw):
         return cfg + SEP + safetensors(tensors, {"format": "pt"}, **kw)
 
+    def config(**changes):
+        return globals()["config"](**dict({"num_hidden_layers": 1}, **changes))
+
+    def model_tensors(*args, **kw):  # BF16 (half the bytes) unless a seed asks for another dtype
+        return globals()["model_tensors"](*(args or ("BF16",)), **dict({"layers": 1}, **kw))
+
     s = {
-        "valid_f32": folder(config(), model_tensors()),
+        "valid_f32": folder(config(), model_tensors("F32")),
         "valid_bf16_tied": folder(config(tie_word_embeddings=True, torch_dtype="bfloat16"),
                                   model_tensors("BF16", tied=True)),
-        "valid_f16_one_layer": folder(config(num_hidden_layers=1, torch_dtype=None, dtype="float16"),
-                                      model_tensors("F16", layers=1)),
-        "valid_unaligned": folder(config(), model_tensors(), align=1),
+        "valid_f16_two_layers": folder(config(num_hidden_layers=2, torch_dtype=None, dtype="float16"),
+                                       model_tensors("F16", layers=2)),
     }
     t = model_tensors()
-    del t["model.layers.1.mlp.up_proj.weight"]
+    del t["model.layers.0.mlp.up_proj.weight"]
     s["bad_missing_tensor"] = folder(config(), t)
     t = model_tensors()
     t["model.layers.0.self_attn.k_proj.weight"] = tensor("F32", (D, D))
@@ -168,15 +181,35 @@ def seeds_hf_checkpoint():
     t = model_tensors()
     t["model.layers.0.self_attn.q_proj.bias"] = tensor("F32", (D,))
     s["bad_bias"] = folder(config(), t)
-    s["bad_rope_scaling"] = folder(config(rope_scaling={"type": "linear", "factor": 2.0}), model_tensors())
-    s["bad_model_type"] = folder(config(model_type="mistral"), model_tensors())
+    # the other families and features of src/config.c
+    qkv = ("q_proj", "k_proj", "v_proj")
+    s["valid_qwen2_bias_tied"] = folder(config(model_type="qwen2", architectures=["Qwen2ForCausalLM"],
+                                               tie_word_embeddings=True, use_sliding_window=False),
+                                        model_tensors(tied=True, biases=qkv))
+    s["valid_qwen3_qknorm_bias"] = folder(config(model_type="qwen3", architectures=["Qwen3ForCausalLM"],
+                                                 head_dim=HD, attention_bias=True),
+                                          model_tensors(biases=qkv + ("o_proj",), qk_norm=True))
+    s["valid_mistral_window"] = folder(config(model_type="mistral", architectures=["MistralForCausalLM"],
+                                              sliding_window=3), model_tensors())
+    s["valid_llama3_rope_mlp_bias"] = folder(
+        config(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8}, mlp_bias=True),
+        model_tensors(biases=("gate_proj", "up_proj", "down_proj")))
+    s["valid_linear_rope"] = folder(config(rope_scaling={"type": "linear", "factor": 2.0}), model_tensors())
+    s["bad_rope_yarn"] = folder(config(rope_scaling={"rope_type": "yarn", "factor": 2.0}), model_tensors())
+    s["bad_sliding_window_used"] = folder(config(model_type="qwen2", architectures=["Qwen2ForCausalLM"],
+                                                 use_sliding_window=True), model_tensors(biases=qkv))
+    s["bad_qk_norm_missing"] = folder(config(model_type="qwen3", architectures=["Qwen3ForCausalLM"], head_dim=HD),
+                                      model_tensors())
+    s["bad_model_type"] = folder(config(model_type="gemma"), model_tensors())
+    s["bad_architecture"] = folder(config(model_type="mistral"), model_tensors())
     s["bad_heads"] = folder(config(num_attention_heads=3, num_key_value_heads=None), model_tensors())
     s["bad_config_json"] = b'{"model_type": "llama", "hidden_size": 8,' + SEP + safetensors(model_tensors())
     return s
 
 
 def seeds_sharded():
-    t = model_tensors()
+    t = model_tensors("BF16")  # half the bytes of F32; F32 shards are in the hf_checkpoint seeds
     names = list(t)
     first, second = names[: len(names) // 2], names[len(names) // 2:]
     shard = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
@@ -339,16 +372,16 @@ def seeds_llama2c_tokenizer():
     scores = [0.0] * len(RESERVED) + [-float(i) for i in range(len(MERGES) + len(SINGLES))]
     good = tokenizer(pieces, scores=scores)
     s = {"valid_tiny.bin": good,
-         "valid_reserved_only.bin": tokenizer(RESERVED, scores=[0.0] * len(RESERVED)),
          "valid_equal_scores_duplicates.bin": tokenizer(pieces + [b" the", b""], scores=[0.0] * (len(pieces) + 2)),
          "valid_inf_scores.bin": tokenizer(pieces, scores=[float("-inf")] * 259 + [float("inf")] * (len(pieces) - 259)),
          "valid_no_space_piece.bin": tokenizer(RESERVED + [b"ab", b"a", b"b"], scores=[0.0] * 262)}
-    s["bad_truncated.bin"] = good[:-2]
     s["bad_too_few_tokens.bin"] = tokenizer(RESERVED[:100])
-    s["bad_negative_length.bin"] = good[:4] + struct.pack("<fi", 0.0, -5) + good[12:]
-    s["bad_nan_score.bin"] = good[:4] + struct.pack("<f", float("nan")) + good[8:]
-    s["bad_piece_too_long.bin"] = tokenizer(pieces, max_len=3, scores=scores)
-    s["bad_negative_max_len.bin"] = struct.pack("<i", -1) + good[4:]
+    # the next ones break a rule in the header or token 0: the first tokens are enough
+    short = good[:120]
+    s["bad_negative_length.bin"] = short[:4] + struct.pack("<fi", 0.0, -5) + short[12:]
+    s["bad_nan_score.bin"] = short[:4] + struct.pack("<f", float("nan")) + short[8:]
+    s["bad_piece_too_long.bin"] = tokenizer(pieces[:8], max_len=3)
+    s["bad_negative_max_len.bin"] = struct.pack("<i", -1) + short[4:]
     return s
 
 
@@ -385,17 +418,169 @@ def seeds_text():
     }
 
 
+# ---- tokenizer.json ---------------------------------------------------------------------------------------------
+
+TRAIN_TEXT = ("Once upon a time, there was a little girl named Lily. She liked to play in the garden with her "
+              "friend Tim. The sun was warm and the flowers were red. It's 2024: the café had naïve art.")
+
+
+def bytes_to_unicode():
+    """GPT-2's byte-level alphabet: byte b -> a printable character."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def train_bpe(words, n_merges):
+    """Greedy BPE on WORDS (lists of symbols): the N_MERGES most frequent adjacent pairs, in order."""
+    merges = []
+    for _ in range(n_merges):
+        counts = {}
+        for w in words:
+            for a, b in zip(w, w[1:]):
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+        if not counts:
+            break
+        best = max(sorted(counts), key=lambda p: counts[p])
+        merges.append(best)
+        for w in words:
+            i = 0
+            while i < len(w) - 1:
+                if (w[i], w[i + 1]) == best:
+                    w[i:i + 2] = [w[i] + w[i + 1]]
+                i += 1
+    return merges
+
+
+def added(tokens, first_id):
+    return [{"id": first_id + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True} for i, t in enumerate(tokens)]
+
+
+def byte_level_tokenizer(merges_as_lists=False, normalizer=None, split=True, specials=()):
+    """A llama3 / qwen-style byte-level BPE: Split by a GPT-4-like regex, ByteLevel, 256 byte symbols + merges."""
+    b2u = bytes_to_unicode()
+    vocab = {b2u[b]: b for b in range(256)}
+    words = [[b2u[c] for c in (" " + w if i else w).encode()] for i, w in enumerate(TRAIN_TEXT.split(" "))]
+    merges = train_bpe(words, 40)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    regex = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+             r"\s*[\r\n]+|\s+(?!\S)|\s+")
+    pre = [{"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": not split}]
+    if split:
+        pre.insert(0, {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False})
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added(specials, len(vocab)),
+            "normalizer": normalizer, "pre_tokenizer": {"type": "Sequence", "pretokenizers": pre},
+            "post_processor": byte_level, "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                      "ignore_merges": not merges_as_lists, "vocab": vocab,
+                      "merges": [[a, b] if merges_as_lists else a + " " + b for a, b in merges]}}
+
+
+def sentencepiece_tokenizer():
+    """A llama2-style BPE: "▁" for spaces (Prepend + Replace), byte fallback to <0xHH>, <s> prepended."""
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        vocab["<0x%02X>" % b] = len(vocab)
+    words = [list("▁" + w) for w in TRAIN_TEXT.split(" ")]
+    for w in words:
+        for c in w:
+            vocab.setdefault(c, len(vocab))
+    merges = train_bpe(words, 40)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    template = {"single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added(["<unk>", "<s>", "</s>"], 0),
+            "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
+                                                               {"type": "Replace", "pattern": {"String": " "},
+                                                                "content": "▁"}]},
+            "pre_tokenizer": None, "post_processor": dict({"type": "TemplateProcessing"}, **template),
+            "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                                                         {"type": "ByteFallback"}, {"type": "Fuse"},
+                                                         {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+            "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "vocab": vocab,
+                      "merges": [a + " " + b for a, b in merges]}}
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+                 "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def hf_folder(tokenizer, config=None, generation=None):
+    parts = [json.dumps(tokenizer, ensure_ascii=False, separators=(",", ":")).encode()]
+    for extra in (config, generation):
+        if extra is None:
+            break
+        parts.append(extra if isinstance(extra, bytes) else json.dumps(extra, indent=2).encode())
+    return SEP.join(parts)
+
+
+def seeds_hf_tokenizer():
+    llama3 = byte_level_tokenizer(specials=["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"])
+    qwen = byte_level_tokenizer(merges_as_lists=True, normalizer={"type": "NFC"},
+                                specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    gpt2 = byte_level_tokenizer(split=False, normalizer={"type": "NFKC"}, specials=["<|endoftext|>"])
+    gpt2["pre_tokenizer"]["pretokenizers"].insert(0, {"type": "Digits", "individual_digits": True})
+    sp = sentencepiece_tokenizer()
+    eot = len(llama3["model"]["vocab"]) + 2
+    s = {
+        "valid_llama3_style": hf_folder(llama3, {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+                                                 "clean_up_tokenization_spaces": True,
+                                                 "tokenizer_class": "PreTrainedTokenizerFast"},
+                                        {"bos_token_id": eot - 2, "eos_token_id": [eot - 1, eot]}),
+        "valid_qwen_style_chat": hf_folder(qwen, {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+                                                  "chat_template": CHAT_TEMPLATE, "tokenizer_class": "Qwen2Tokenizer"}),
+        "valid_gpt2_style_alone": hf_folder(gpt2),
+        "valid_llama2_style": hf_folder(sp, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                                             "add_bos_token": True, "add_eos_token": True, "legacy": True,
+                                             "tokenizer_class": "LlamaTokenizer"}, {"eos_token_id": 2}),
+    }
+    # one broken rule each, on a minimal tokenizer (a BPE with nothing else; valid as it is)
+    def mini(**changes):
+        t = {"version": "1.0", "added_tokens": added(["<eos>"], 3), "normalizer": None, "pre_tokenizer": None,
+             "decoder": None, "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}}
+        for k, v in changes.items():
+            t[k] = v
+        return t
+
+    s["valid_minimal"] = hf_folder(mini(), {"eos_token": "<eos>"})
+    s["bad_merge_of_unknown_token"] = hf_folder(mini(model={"type": "BPE", "vocab": {"a": 0}, "merges": ["a zzz"]}))
+    s["bad_unigram"] = hf_folder(mini(model={"type": "Unigram", "vocab": [["a", -1.0]], "unk_id": 0}))
+    s["bad_regex"] = hf_folder(mini(pre_tokenizer={"type": "Split", "pattern": {"Regex": "(?<x"},
+                                                   "behavior": "Isolated", "invert": False}))
+    s["bad_config_not_object"] = hf_folder(mini(), b"[]")
+    s["valid_added_token_on_a_vocab_id"] = hf_folder(mini(added_tokens=added(["<eos>"], 1)))
+    s["bad_truncated"] = hf_folder(qwen)[:700]
+    return s
+
+
 HARNESSES = {"safetensors": seeds_safetensors, "hf_checkpoint": seeds_hf_checkpoint, "sharded": seeds_sharded,
              "peft": seeds_peft, "llama2c_model": seeds_llama2c_model,
-             "llama2c_tokenizer": seeds_llama2c_tokenizer, "jsonl": seeds_jsonl, "text": seeds_text}
+             "llama2c_tokenizer": seeds_llama2c_tokenizer, "jsonl": seeds_jsonl, "text": seeds_text,
+             "hf_tokenizer": seeds_hf_tokenizer}
 
 # ---- dictionaries ----------------------------------------------------------------------------------------------
 
 ST_WORDS = ["__metadata__", "dtype", "shape", "data_offsets", "format", "pt"] + list(ELEM) + ["F8_E4M3", "U16", "I16"]
 CONFIG_WORDS = list(CONFIG) + ["head_dim", "rope_scaling", "attention_bias", "mlp_bias", "dtype", "llama", "silu",
-                               "bfloat16", "float16"]
+                               "bfloat16", "float16", "mistral", "qwen2", "qwen3", "MistralForCausalLM",
+                               "Qwen2ForCausalLM", "Qwen3ForCausalLM", "sliding_window", "use_sliding_window",
+                               "rope_type", "type", "linear", "llama3", "factor", "low_freq_factor",
+                               "high_freq_factor", "original_max_position_embeddings"]
 TENSOR_WORDS = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "model.layers.0.",
-                "model.layers.1.", ".weight", ".bias"] + [name for name, _ in LAYER]
+                "model.layers.1.", ".weight", ".bias", "self_attn.q_norm", "self_attn.k_norm"] + [name for name, _ in LAYER]
 PEFT_WORDS = ["peft_type", "LORA", "task_type", "CAUSAL_LM", "r", "lora_alpha", "lora_dropout", "target_modules",
               "all-linear", "bias", "none", "fan_in_fan_out", "init_lora_weights", "pissa", "pissa_niter_",
               "gaussian", "use_rslora", "use_dora", "rank_pattern", "alpha_pattern", "modules_to_save",
@@ -428,6 +613,27 @@ DICTS = {
                           struct.pack("<i", 0x40000007), struct.pack("<i", -1)],
     "jsonl": ["input_ids", "labels", '"input_ids": [', '"labels": [', "\n", "\r\n"] + JSON_WORDS
     + ["299", "300", "1e2", "2.5"],
+    "hf_tokenizer": quoted(["version", "added_tokens", "id", "content", "single_word", "lstrip", "rstrip", "normalized",
+                            "special", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model", "type",
+                            "vocab", "merges", "BPE", "byte_fallback", "ignore_merges", "fuse_unk", "unk_token",
+                            "continuing_subword_prefix", "end_of_word_suffix", "dropout", "Sequence", "normalizers",
+                            "pretokenizers", "processors", "decoders", "NFC", "NFKC", "NFD", "NFKD", "Lowercase",
+                            "Prepend", "prepend", "Replace", "pattern", "String", "Regex", "Split", "behavior",
+                            "Isolated", "Removed", "MergedWithPrevious", "invert", "ByteLevel", "add_prefix_space",
+                            "trim_offsets", "use_regex", "Digits", "individual_digits", "Metaspace", "replacement",
+                            "prepend_scheme", "Whitespace", "Punctuation", "TemplateProcessing", "single", "pair",
+                            "SpecialToken", "special_tokens", "ids", "tokens", "type_id", "ByteFallback", "Fuse",
+                            "Strip", "start", "stop", "bos_token", "eos_token", "unk_token", "pad_token",
+                            "add_bos_token", "add_eos_token", "clean_up_tokenization_spaces", "chat_template",
+                            "eos_token_id", "bos_token_id", "tokenizer_class", "LlamaTokenizer", "legacy"])
+    + ["\u2581", "\u0120", "<0x0A>", "<s>", "</s>", "<|im_end|>", "<|eot_id|>", "\\p{L}", "(?i:", "(?!\\S)"]
+    + JSON_WORDS + [SEP],
+    "jinja": ["{{", "}}", "{%", "%}", "{#", "#}", "{%-", "-%}", "for ", " in ", "endfor", "if ", "elif ", "else",
+              "endif", "set ", "endset", "macro ", "endmacro", "call", "namespace(", "loop.index", "loop.first",
+              "loop.last", "messages", "message['role']", "message['content']", "add_generation_prompt",
+              "bos_token", "eos_token", "tools", "raise_exception(", "|tojson", "|trim", "|length", "|join(",
+              "|selectattr(", "|map(", "is defined", "is string", "is none", "not ", " and ", " or ", "~", "[::-1]",
+              ".split(", ".strip()", "range(", "none", "true", "false"],
 }
 
 # ---- main ------------------------------------------------------------------------------------------------------
@@ -444,10 +650,14 @@ def main():
                 if name not in seeds:
                     os.remove(os.path.join(folder, name))
         for name, data in sorted(seeds.items()):
-            assert SEP not in data or harness in ("hf_checkpoint", "sharded", "peft"), (harness, name)
+            assert SEP not in data or harness in ("hf_checkpoint", "sharded", "peft", "hf_tokenizer"), (harness, name)
             with open(os.path.join(folder, name), "wb") as f:
                 f.write(data)
             total += len(data)
+    # the chat template harness is seeded with the reference templates themselves, not a copy
+    link = os.path.join(HERE, "corpus", "jinja")
+    if not os.path.islink(link):
+        os.symlink(os.path.join("..", "..", "reference", "chat", "templates"), link)
     os.makedirs(os.path.join(HERE, "dict"), exist_ok=True)
     for harness, words in DICTS.items():
         with open(os.path.join(HERE, "dict", harness + ".dict"), "w") as f:
