@@ -147,7 +147,8 @@ def seeds_safetensors():
     s["bad_five_dims.safetensors"] = safetensors({"a": tensor("F32", (1, 1, 1, 1, 2))})
     s["bad_metadata.safetensors"] = safetensors(two, {"format": 1})
     s["bad_dtype.safetensors"] = safetensors({"a": ("F8", [2], b"\0\0")})
-    text = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'
+    text = (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+            b'"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}')
     s["bad_duplicate.safetensors"] = struct.pack("<Q", len(text)) + text + f32([1, 2])
     text = b'{"\xff":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
     s["bad_utf8.safetensors"] = struct.pack("<Q", len(text)) + text + f32([1])
@@ -410,7 +411,8 @@ def seeds_text():
     # first byte: the sequence length is 2 + byte % 64
     return {
         "valid_story": b"\x06Once upon a time, there was a little girl named Lily. She saw the sun and was happy.\n",
-        "valid_unicode": b"\x10The caf\xc3\xa9 \xe2\x80\x94 \xc3\xbcber \xf0\x9f\x98\x80 and \xe4\xb8\xad\xe6\x96\x87!\n",
+        "valid_unicode": b"\x10The caf\xc3\xa9 \xe2\x80\x94 \xc3\xbcber \xf0\x9f\x98\x80 and "
+                         b"\xe4\xb8\xad\xe6\x96\x87!\n",
         "valid_invalid_utf8_nul": b"\x00ab\xff\xfe\x00cd\xc3(\xe2\x82 \xf0\x9f\x98 the end",
         "valid_short": b"\x3fhi",
         "valid_empty": b"\x02",
@@ -506,9 +508,10 @@ def sentencepiece_tokenizer():
                                                                {"type": "Replace", "pattern": {"String": " "},
                                                                 "content": "▁"}]},
             "pre_tokenizer": None, "post_processor": dict({"type": "TemplateProcessing"}, **template),
-            "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-                                                         {"type": "ByteFallback"}, {"type": "Fuse"},
-                                                         {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+            "decoder": {"type": "Sequence",
+                        "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                                     {"type": "ByteFallback"}, {"type": "Fuse"},
+                                     {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
             "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
                       "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "vocab": vocab,
                       "merges": [a + " " + b for a, b in merges]}}
@@ -580,7 +583,8 @@ CONFIG_WORDS = list(CONFIG) + ["head_dim", "rope_scaling", "attention_bias", "ml
                                "rope_type", "type", "linear", "llama3", "factor", "low_freq_factor",
                                "high_freq_factor", "original_max_position_embeddings"]
 TENSOR_WORDS = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "model.layers.0.",
-                "model.layers.1.", ".weight", ".bias", "self_attn.q_norm", "self_attn.k_norm"] + [name for name, _ in LAYER]
+                "model.layers.1.", ".weight", ".bias", "self_attn.q_norm", "self_attn.k_norm"]
+TENSOR_WORDS += [name for name, _ in LAYER]
 PEFT_WORDS = ["peft_type", "LORA", "task_type", "CAUSAL_LM", "r", "lora_alpha", "lora_dropout", "target_modules",
               "all-linear", "bias", "none", "fan_in_fan_out", "init_lora_weights", "pissa", "pissa_niter_",
               "gaussian", "use_rslora", "use_dora", "rank_pattern", "alpha_pattern", "modules_to_save",
