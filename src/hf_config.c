@@ -32,17 +32,7 @@ static pissa_status read_json(const char *path, cJSON **out) {
         free(raw);
         return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid UTF-8 (at byte %zu)", path, valid);
     }
-    const char *end = NULL;
-    *out = cJSON_ParseWithLengthOpts(raw, n, &end, 0);
-    pissa_status st = PISSA_OK;
-    if (!*out)
-        st = pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (at byte %zu)", path,
-                         end && end >= raw ? (size_t)(end - raw) : (size_t)0);
-    else if (!cJSON_IsObject(*out)) {
-        st = pissa__fail(PISSA_ERR_FORMAT, "%s: not a JSON object", path);
-        cJSON_Delete(*out);
-        *out = NULL;
-    }
+    pissa_status st = pissa__json_parse_object(raw, n, path, out); /* one object, nothing after it */
     free(raw);
     return st;
 }

@@ -796,11 +796,8 @@ pissa_status pissa__hf_load(const char *path, const char *raw, size_t size, int3
     if (valid != size) return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid UTF-8 (at byte %zu)", path, valid);
     if (has_nul_escape(raw, size))
         return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: a string holds \\u0000, which libpissa cannot represent", path);
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(raw, size, &end, 0);
-    if (!j)
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (at byte %zu)", path,
-                           end && end >= raw ? (size_t)(end - raw) : (size_t)0);
+    cJSON *j;
+    PISSA_TRY(pissa__json_parse_object(raw, size, path, &j)); /* one object, nothing after it */
     char *dir = pissa__strdup(path);
     pissa__hf *t = calloc(1, sizeof *t);
     pissa_status st = PISSA_OK;

@@ -221,16 +221,10 @@ static pissa_status parse_fields(const cJSON *root, const char *src, pissa_peft_
 pissa_status pissa__peft_config_parse_into(const char *json, size_t len, const char *source, pissa_peft_config *out) {
     const char *src = source ? source : "adapter_config.json";
     if (!json || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_peft_config_parse: NULL argument");
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long off = at && at >= json && at <= json + len ? (long)(at - json) : -1;
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", src, off);
-    }
-    pissa_status st;
+    cJSON *root;
+    PISSA_TRY(pissa__json_parse_object(json, len, src, &root)); /* one object, nothing after it */
     pissa_peft_config c = peft_defaults();
-    if (!cJSON_IsObject(root)) st = pissa__fail(PISSA_ERR_FORMAT, "%s: top level must be a JSON object", src);
-    else st = parse_fields(root, src, &c);
+    pissa_status st = parse_fields(root, src, &c);
     cJSON_Delete(root);
     if (st == PISSA_OK) *out = c;
     return st;

@@ -601,6 +601,12 @@ static void malformed_and_hostile_files_fail_cleanly(void **state) {
     expect_refusal(&x, PISSA_ERR_FORMAT, "tokenizer_config.json", "bos_token");
     x.config = "{`bos_token`: ";
     expect_refusal(&x, PISSA_ERR_FORMAT, "tokenizer_config.json", "not valid JSON");
+    /* text after the object, which Python's json.load refuses ("Extra data"), in each of the three files */
+    x.config = "{`bos_token`: `a`} {`eos_token`: `b`}";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "tokenizer_config.json", "trailing characters");
+    x = sp;
+    x.generation = "{`eos_token_id`: 1}]";
+    expect_refusal(&x, PISSA_ERR_FORMAT, "generation_config.json", "trailing characters");
     x = sp;
     x.generation = "{`eos_token_id`: `x`}";
     expect_refusal(&x, PISSA_ERR_FORMAT, "generation_config.json", "eos_token_id");
@@ -651,6 +657,13 @@ static void malformed_and_hostile_files_fail_cleanly(void **state) {
     tu_write_bytes(path, j3, n3);
     assert_ok(pissa_tokenizer_load(path, 0, &tok));
     pissa_tokenizer_free(tok);
+    char *trailing = malloc(n3 + 3);
+    memcpy(trailing, j3, n3);
+    memcpy(trailing + n3, " x", 3);
+    tu_write_bytes(path, trailing, n3 + 2);
+    assert_int_equal(pissa_tokenizer_load(path, 0, &tok), PISSA_ERR_FORMAT);
+    assert_non_null(strstr(pissa_last_error(), "trailing characters"));
+    free(trailing);
 
     /* not UTF-8, a NUL escape, nesting deeper than the JSON parser takes */
     const char *bad_utf8 = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xff\": 0}, \"merges\": []}}";

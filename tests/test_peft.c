@@ -283,6 +283,8 @@ static void parse_refuses_bad_configs_naming_the_field(void **state) {
     (void)state;
     expect_refusal("{\"r\": 8}", PISSA_ERR_FORMAT, "peft_type");
     expect_refusal("{\"peft_type\": \"ADALORA\"}", PISSA_ERR_UNSUPPORTED, "peft_type");
+    /* text after the object: Python's json.load refuses it ("Extra data"); so does libpissa */
+    expect_refusal("{\"peft_type\": \"LORA\"} {\"r\": 4}", PISSA_ERR_FORMAT, "trailing characters");
     expect_refusal("{\"peft_type\": 1}", PISSA_ERR_FORMAT, "peft_type");
     expect_refusal("{\"peft_type\": \"LORA\", \"r\": \"16\"}", PISSA_ERR_FORMAT, "'r'");
     expect_refusal("{\"peft_type\": \"LORA\", \"r\": 2.5}", PISSA_ERR_FORMAT, "'r'");

@@ -1,7 +1,6 @@
-/* libFuzzer target: any bytes as a chat template, parsed and rendered with a context like a chat's, under small
- * limits. Build with clang: cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DPISSA_BUILD_FUZZ=ON, then
- * build-fuzz/fuzz_jinja CORPUS, where CORPUS is a copy of tests/reference/chat/templates (a good seed; libFuzzer
- * writes new inputs into the directory it is given). */
+/* Chat template (src/jinja*.c): any bytes as a template, parsed and rendered with a context like a chat's, under
+ * small limits. Seeds: the reference templates (tests/fuzz/corpus/jinja links to tests/reference/chat/templates).
+ * Run with tests/fuzz/run.sh SECONDS jinja (docs/reliability.md). */
 #include <stdint.h>
 #include <stdlib.h>
 
