@@ -189,8 +189,8 @@ pissa_status pissa_generator_forward(pissa_generator *g, int32_t token, int64_t 
         linear_forward(g, vc + pos * kvd, g->xb, &ly->proj[P_V]);
         if (ly->q_norm) pissa__rmsnorm_forward(g->q, g->rstd, g->qn, ly->q_norm, g->eps, (int)g->H, (int)hd);
         if (ly->k_norm) pissa__rmsnorm_forward(k, g->rstd, g->kn, ly->k_norm, g->eps, (int)g->KV, (int)hd);
-        pissa__rope_forward(g->q, g->q, g->cos, g->sin, 1, 1, (int)g->H, (int)hd);
-        pissa__rope_forward(k, k, g->cos, g->sin, 1, 1, (int)g->KV, (int)hd);
+        pissa__rope_forward(g->q, g->q, g->cos, g->sin, NULL, 1, 1, (int)g->H, (int)hd);
+        pissa__rope_forward(k, k, g->cos, g->sin, NULL, 1, 1, (int)g->KV, (int)hd);
         for (int64_t h = 0; h < g->H; h++) {
             int64_t kvh = h / group, n = pos + 1 - k0; /* grouped-query attention: kv head shared by `group` heads */
             /* att (n) = K[k0..pos, kvh]·q_h / √hd; out_h (hd) = V[k0..pos, kvh]ᵀ·softmax(att) */
