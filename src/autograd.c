@@ -511,7 +511,8 @@ static void forward_node(pissa__graph *g, pissa__node *nd) {
     }
     case PISSA_OP_ATTENTION:
         pissa__attention_forward(out, nd->saved, g->scratch, g->threads, vdata(g, nd->in[0]), vdata(g, nd->in[1]),
-                                 vdata(g, nd->in[2]), positions(g), g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2], nd->dim[3]);
+                                 vdata(g, nd->in[2]), positions(g), g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2],
+                                 nd->dim[3]);
         break;
     case PISSA_OP_SILU: pissa__silu_forward(out, vdata(g, nd->in[0]), n); break;
     case PISSA_OP_MUL: pissa__mul_forward(out, vdata(g, nd->in[0]), vdata(g, nd->in[1]), n); break;

@@ -850,7 +850,8 @@ static void attention_is_causal_and_saves_row_logsumexp(void **state) {
  * log-sum-exps and the gradients of q, k and v agree. Not bit for bit: a query's visible scores and probabilities
  * are the same numbers (the softmax lanes start at the sequence's first key either way), but the products P·v and
  * dSᵀ·q run over tiles of keys that start elsewhere, so a sum of the same terms may be associated differently:
- * each value may move by a few float32 roundings of its terms' magnitude, within 1e-6 of the largest value (measured: about 1e-7). */
+ * each value may move by a few float32 roundings of its terms' magnitude: within 1e-6 of the largest value
+ * (measured: about 1e-7). */
 static void attention_packed_rows_equal_separate_rows(void **state) {
     (void)state;
     op_case c = case_attention_packed_tiles(0);
@@ -868,9 +869,9 @@ static void attention_packed_rows_equal_separate_rows(void **state) {
         float *lse_s = nan_buffer((size_t)H * n);
         pissa__attention_forward(out + (size_t)t0 * H * hd, lse_s, scratch, ATT_THREADS, q, k, v, NULL, 1, n, H, 1, hd,
                                  0);
-        pissa__attention_backward(sg[0] + (size_t)t0 * H * hd, sg[1] + (size_t)t0 * hd, sg[2] + (size_t)t0 * hd, scratch,
-                                  ATT_THREADS, R.dout + (size_t)t0 * H * hd, q, k, v, lse_s, NULL, 1, n, H, 1, hd, 0,
-                                  0);
+        pissa__attention_backward(sg[0] + (size_t)t0 * H * hd, sg[1] + (size_t)t0 * hd, sg[2] + (size_t)t0 * hd,
+                                  scratch, ATT_THREADS, R.dout + (size_t)t0 * H * hd, q, k, v, lse_s, NULL, 1, n, H, 1,
+                                  hd, 0, 0);
         for (int h = 0; h < H; h++) memcpy(lse + (size_t)h * T + t0, lse_s + (size_t)h * n, (size_t)n * sizeof(float));
         free(lse_s);
     }
