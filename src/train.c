@@ -49,6 +49,7 @@ struct pissa_trainer {
     int full;                 // the model is in full fine-tuning mode
     pissa_optim *opt[2];      // one optimizer per group: tensors [0, n_decay), then [n_decay, n)
     int32_t *ids, *labels;    // (accum, batch, T)
+    int32_t *positions;       // (accum, batch, T) position_ids of packed rows, or NULL (the data set is not packed)
     int64_t *counts;          // (accum) targets per micro-batch
     int failed;               // a numeric failure stops the run
 };
@@ -73,6 +74,7 @@ void pissa_trainer_free(pissa_trainer *t) {
     pissa_optim_free(t->opt[1]);
     free(t->ids);
     free(t->labels);
+    free(t->positions);
     free(t->counts);
     free(t);
 }
@@ -127,9 +129,11 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
     t->names = pissa__calloc(t->n, sizeof *t->names);
     t->ids = pissa__alloc(cells, sizeof *t->ids);
     t->labels = pissa__alloc(cells, sizeof *t->labels);
+    t->positions = pissa_dataset_is_packed(data) ? pissa__alloc(cells, sizeof *t->positions) : NULL;
     t->counts = pissa__calloc((size_t)opts->accum, sizeof *t->counts);
     pissa_status st = PISSA_OK;
-    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->ids || !t->labels || !t->counts)
+    if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->ids || !t->labels || !t->counts ||
+        (pissa_dataset_is_packed(data) && !t->positions))
         st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory for batches of %zu tokens", cells);
     size_t k = 0; /* the model's parameters, matrices first (pass 0), then the 1-D ones (pass 1) */
     for (int pass = 0; pass < 2; pass++) {
@@ -163,19 +167,27 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
 
 int64_t pissa_trainer_steps(const pissa_trainer *t) { return t ? t->step : 0; }
 
-/* Row R into one (T) slot: cut to T, padded with ignored labels; returns the targets it holds under the HF shift
- * (labels at positions 1..T-1 that are not ignored). */
-static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels) {
+/* Row R into one (T) slot: cut to T, padded with ignored labels (and, for a packed row into POS, positions that go
+ * on counting); returns the targets it holds under the HF shift (labels at positions 1..T-1 that are not ignored,
+ * and in a packed row not at the start of one of its sequences, which the model ignores). */
+static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels, int32_t *pos) {
     int64_t len = r->len < T ? r->len : T, count = 0;
     memcpy(ids, r->input_ids, sizeof *ids * (size_t)len);
     memcpy(labels, r->labels, sizeof *labels * (size_t)len);
     for (int64_t i = len; i < T; i++) ids[i] = 0, labels[i] = PISSA_IGNORE_INDEX;
+    if (pos) {
+        for (int64_t i = 0; i < T; i++)
+            pos[i] = i < len && r->position_ids ? r->position_ids[i] : i == 0 ? 0 : pos[i - 1] + 1;
+        for (int64_t i = 1; i < len; i++) count += labels[i] != PISSA_IGNORE_INDEX && pos[i] != 0;
+        return count;
+    }
     for (int64_t i = 1; i < len; i++) count += labels[i] != PISSA_IGNORE_INDEX;
     return count;
 }
 
-/* The next ROWS rows of the run into IDS/LABELS, advancing the data position (and the epoch). */
-static pissa_status next_rows(pissa_trainer *t, int rows, int32_t *ids, int32_t *labels, int64_t *count) {
+/* The next ROWS rows of the run into IDS/LABELS (/POS), advancing the data position (and the epoch). */
+static pissa_status next_rows(pissa_trainer *t, int rows, int32_t *ids, int32_t *labels, int32_t *pos,
+                              int64_t *count) {
     *count = 0;
     for (int b = 0; b < rows; b++) {
         if (t->pos == t->rows) {
@@ -185,7 +197,8 @@ static pissa_status next_rows(pissa_trainer *t, int rows, int32_t *ids, int32_t 
         }
         pissa_row r;
         PISSA_TRY(pissa_dataset_row(t->data, t->perm[t->pos++], &r));
-        *count += fill_row(&r, t->T, ids + (size_t)b * t->T, labels + (size_t)b * t->T);
+        *count += fill_row(&r, t->T, ids + (size_t)b * t->T, labels + (size_t)b * t->T,
+                           pos ? pos + (size_t)b * t->T : NULL);
     }
     return PISSA_OK;
 }
@@ -199,7 +212,8 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
     const size_t mb = (size_t)B * (size_t)T;
     int64_t total = 0;
     for (int k = 0; k < K; k++) {
-        PISSA_TRY(next_rows(t, B, t->ids + k * mb, t->labels + k * mb, &t->counts[k]));
+        PISSA_TRY(next_rows(t, B, t->ids + k * mb, t->labels + k * mb, t->positions ? t->positions + k * mb : NULL,
+                            &t->counts[k]));
         total += t->counts[k];
     }
     /* Each micro-batch's mean loss weighted by its share of the targets: the sum is the mean over all K·B rows,
@@ -212,7 +226,8 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
         float dloss = total ? (float)((double)t->counts[k] / (double)total) : 0.0f;
         double loss;
         int64_t c;
-        st = pissa_model_forward_backward(t->m, t->ids + k * mb, t->labels + k * mb, B, T, dloss, &loss, &c);
+        st = pissa_model_forward_backward_packed(t->m, t->ids + k * mb, t->labels + k * mb,
+                                                 t->positions ? t->positions + k * mb : NULL, B, T, dloss, &loss, &c);
         if (st == PISSA_OK && !isfinite(loss))
             st = pissa__fail(PISSA_ERR_NUMERIC, "trainer: update %lld: the loss of micro-batch %d is %s",
                              (long long)t->step + 1, k + 1, isnan(loss) ? "nan" : "inf");
@@ -250,18 +265,21 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
         return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: rows of %lld tokens exceed max_position_embeddings %lld",
                            (long long)T, (long long)pissa_model_config(t->m)->max_position_embeddings);
     int32_t *ids = pissa__alloc((size_t)(B * T), sizeof *ids), *labels = pissa__alloc((size_t)(B * T), sizeof *labels);
-    pissa_status st = ids && labels ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "evaluate: out of memory");
+    int32_t *pos = pissa_dataset_is_packed(d) ? pissa__alloc((size_t)(B * T), sizeof *pos) : NULL;
+    pissa_status st = ids && labels && (pos || !pissa_dataset_is_packed(d))
+                          ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "evaluate: out of memory");
     double sum = 0;
     int64_t total = 0;
     for (size_t r0 = 0; st == PISSA_OK && r0 < rows; r0 += (size_t)B) {
         for (int64_t b = 0; b < B; b++) {
             pissa_row r = {.len = 0};
             if (r0 + (size_t)b < rows && (st = pissa_dataset_row(d, r0 + (size_t)b, &r)) != PISSA_OK) break;
-            fill_row(&r, (int)T, ids + b * T, labels + b * T); /* an empty row past the end is all padding */
+            /* an empty row past the end is all padding */
+            fill_row(&r, (int)T, ids + b * T, labels + b * T, pos ? pos + b * T : NULL);
         }
         double l;
         int64_t c;
-        if (st == PISSA_OK) st = pissa_model_loss(t->m, ids, labels, (int)B, (int)T, &l, &c);
+        if (st == PISSA_OK) st = pissa_model_loss_packed(t->m, ids, labels, pos, (int)B, (int)T, &l, &c);
         if (st == PISSA_OK && !isfinite(l))
             st = pissa__fail(PISSA_ERR_NUMERIC, "evaluate: the loss of rows %zu..%zu is %s: the model computes "
                              "non-finite values (NaN or Inf weights?)", r0, r0 + (size_t)B - 1, isnan(l) ? "nan" : "inf");
@@ -269,6 +287,7 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
     }
     free(ids);
     free(labels);
+    free(pos);
     if (st != PISSA_OK) return st;
     *loss = total ? sum / (double)total : 0.0;
     if (count) *count = total;
