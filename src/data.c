@@ -241,6 +241,23 @@ static void keep_row(builder *b, const pissa_row *r, int64_t max_len, cut_count 
     builder_add(b, r->input_ids, r->labels, r->position_ids, len);
 }
 
+pissa_status pissa_data_format_parse(const char *s, pissa_data_format *out) {
+    static const char *const names[3] = {"auto", "jsonl", "text"};
+    for (int k = 0; s && out && k < 3; k++)
+        if (!strcmp(s, names[k])) return *out = (pissa_data_format)k, PISSA_OK;
+    return pissa__fail(PISSA_ERR_INVALID_ARG, "data format '%s': expected auto, jsonl or text", s ? s : "(null)");
+}
+
+pissa_status pissa_data_detect_format(const char *path, pissa_data_format *out) {
+    if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_data_detect_format: NULL argument");
+    char *text;
+    size_t size;
+    PISSA_TRY(pissa__read_file(path, &text, &size));
+    *out = looks_like_jsonl(text, size) ? PISSA_DATA_JSONL : PISSA_DATA_TEXT;
+    free(text);
+    return PISSA_OK;
+}
+
 static pissa_status load_jsonl(const char *path, char *text, size_t size, const pissa_tokenizer *tok, int32_t V,
                                const pissa_data_opts *o, pissa_dataset **out) {
     pissa_row_encoder *e;

@@ -92,6 +92,12 @@ typedef enum pissa_data_format {
     PISSA_DATA_TEXT = 2,  /* plain text, cut into rows as pissa_dataset_load_text */
 } pissa_data_format;
 
+/* "auto", "jsonl" or "text". */
+PISSA_API pissa_status pissa_data_format_parse(const char *s, pissa_data_format *out);
+/* The format PISSA_DATA_AUTO reads the file PATH as: PISSA_DATA_JSONL when its first line that is not blank is a
+ * whole JSON object (or it is blank), else PISSA_DATA_TEXT. */
+PISSA_API pissa_status pissa_data_detect_format(const char *path, pissa_data_format *out);
+
 typedef struct pissa_data_opts {
     pissa_data_format format;  /* default AUTO */
     int64_t max_len;           /* JSONL: a longer row is cut to its first max_len tokens (TRL's max_length with
