@@ -26,7 +26,8 @@ static const char *usage =
     "  --skip-special     with --decode: skip_special_tokens=True\n"
     "  --chat FILE        encode the JSONL rows of FILE (- for stdin) as training rows\n"
     "  --chat-template F  with --chat: the Jinja chat template in file F instead of the tokenizer's\n"
-    "  --all-tokens       with --chat: every token of a conversation is a target (TRL's assistant_only_loss=False)\n"
+    "  --all-tokens       with --chat: every token is a target (TRL's assistant_only_loss and completion_only_loss\n"
+    "                     off)\n"
     "  -h, --help         this text\n";
 
 typedef enum { MODE_ENCODE, MODE_DECODE, MODE_CHAT } mode;
@@ -176,7 +177,7 @@ int main(int argc, char **argv) {
     char *in = NULL;
     if (m == MODE_CHAT) {
         pissa_data_opts o = pissa_data_default_opts();
-        o.assistant_only_loss = !all_tokens;
+        if (all_tokens) o.assistant_only_loss = o.completion_only_loss = 0;
         char *tmpl = NULL;
         if (template_path) tmpl = cli_read_file(template_path, NULL);
         o.chat_template = tmpl;

@@ -172,8 +172,10 @@ int64_t pissa_trainer_steps(const pissa_trainer *t) { return t ? t->step : 0; }
  * and in a packed row not at the start of one of its sequences, which the model ignores). */
 static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels, int32_t *pos) {
     int64_t len = r->len < T ? r->len : T, count = 0;
-    memcpy(ids, r->input_ids, sizeof *ids * (size_t)len);
-    memcpy(labels, r->labels, sizeof *labels * (size_t)len);
+    if (len) { /* an empty row (past the end of the data, in evaluate) has no arrays */
+        memcpy(ids, r->input_ids, sizeof *ids * (size_t)len);
+        memcpy(labels, r->labels, sizeof *labels * (size_t)len);
+    }
     for (int64_t i = len; i < T; i++) ids[i] = 0, labels[i] = PISSA_IGNORE_INDEX;
     if (pos) {
         for (int64_t i = 0; i < T; i++)
