@@ -64,6 +64,12 @@ double cli_double(const char *opt, const char *val) {
     return v;
 }
 
+int cli_qtype(const char *opt, const char *val) {
+    pissa_qtype t;
+    if (pissa_qtype_parse(val, &t) != PISSA_OK) cli_usage_error("%s: %s", opt, pissa_last_error());
+    return (int)t;
+}
+
 const char *cli_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) cli_usage_error("option %s needs a value", argv[*i]);
     return argv[++*i];

@@ -20,6 +20,12 @@ void cli_check(pissa_status s, const char *what);
 int64_t cli_int(const char *opt, const char *val, int64_t min, int64_t max);
 double cli_double(const char *opt, const char *val);
 uint64_t cli_u64(const char *opt, const char *val);
+int cli_qtype(const char *opt, const char *val); /* a pissa_qtype: f32, bf16, f16, nf4, int8 */
+
+/* The usage line of --base-dtype, shared by the programs that load a model. */
+#define CLI_BASE_DTYPE_HELP                                                                                            \
+    "  --base-dtype T     format of the frozen projections in memory: f32, bf16, f16, nf4 (bitsandbytes NF4,\n"    \
+    "                     blocks of 64) or int8 (per-row absmax); default: as the checkpoint stores them\n"
 
 /* Returns the value of option argv[*i] (advancing *i), or exits if it is missing. */
 const char *cli_value(int argc, char **argv, int *i);

@@ -24,6 +24,7 @@ static const char *usage =
     "  --all-tokens       every token of a row is a target (TRL's assistant_only_loss and completion_only_loss off)\n"
     "  --seq T            tokens per text row (default 256); longer JSONL rows are cut to T (default: not cut)\n"
     "  --batch B          rows per forward pass (default 8)\n"
+    CLI_BASE_DTYPE_HELP
     "  --threads N        BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
     "  --json             print exactly one line {\"loss\": ..., \"ppl\": ..., \"tokens\": ...} on stdout\n"
     "  -q, --quiet        no progress on stderr\n"
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
     pissa_data_opts o = pissa_data_default_opts();
     const char *template_path = NULL;
     int threads = 0, json = 0, quiet = 0;
+    pissa_model_opts mo = pissa_model_default_opts();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -53,6 +55,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--chat-template")) template_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--all-tokens")) o.assistant_only_loss = o.completion_only_loss = 0;
         else if (!strcmp(a, "--batch")) batch = cli_int(a, cli_value(argc, argv, &i), 1, 1 << 16);
+        else if (!strcmp(a, "--base-dtype")) mo.base_dtype = cli_qtype(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
@@ -64,7 +67,7 @@ int main(int argc, char **argv) {
 
     double t0 = cli_now();
     pissa_model *m;
-    cli_check(pissa_model_load(model_path, &m), model_path);
+    cli_check(pissa_model_load_with_opts(model_path, &mo, &m), model_path);
     if (adapter_dir) cli_check(pissa_model_load_adapter(m, adapter_dir), adapter_dir);
     const pissa_llama_config *cfg = pissa_model_config(m);
     pissa_dataset *ds;

@@ -13,7 +13,8 @@
 
 #include "cli.h"
 
-static const char *usage =
+/* In parts: C99 promises string literals of 4095 bytes only. */
+static const char *const usage[] = {
     "usage: pissa-finetune --model PATH --data FILE --out DIR (--steps N | --epochs E) [options]\n"
     "Trains adapters on a data set; writes OUT as a PEFT adapter folder (plus, for PiSSA, the residual model\n"
     "OUT/config.json + OUT/model.safetensors and the initial adapter OUT/pissa_init), OUT/log.csv and OUT/state/.\n"
@@ -31,7 +32,7 @@ static const char *usage =
     "  --all-tokens          every token of a row is a target (TRL's assistant_only_loss and completion_only_loss\n"
     "                        off)\n"
     "  --pack                pack rows into rows of --seq tokens (TRL's padding-free packing: attention and loss\n"
-    "                        never cross from one packed row into the next)\n"
+    "                        never cross from one packed row into the next)\n",
     "  --out DIR             output folder (created)\n"
     "  --adapter DIR         continue training this PEFT adapter (instead of --method/--rank/--alpha/--target)\n"
     "  --method M            pissa, pissa_niter_N, lora or gaussian (default pissa_niter_4), or full: every\n"
@@ -42,6 +43,11 @@ static const char *usage =
     "  --target LIST         q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear\n"
     "                        (default q_proj,v_proj)\n"
     "  --dropout P           lora_dropout (default 0)\n"
+    "  --base-dtype T        format of the frozen projections in memory: f32, bf16, f16, nf4 (bitsandbytes NF4,\n"
+    "                        blocks of 64) or int8 (per-row absmax); default: as the checkpoint stores them.\n"
+    "                        LoRA on nf4 is QLoRA; the PiSSA methods on nf4/int8 are QPiSSA\n"
+    "  --quantize Q          nf4 or int8: the same as --base-dtype Q (pissa-init's spelling)\n"
+    "  --qiter T             QPiSSA's alternating rounds on an nf4/int8 base (default 1)\n"
     "  --steps N             optimizer updates\n"
     "  --epochs E            or: passes over the data (updates = ceil(E * rows / (batch * accum)))\n"
     "  --batch B             rows per micro-batch (default 8)\n"
@@ -66,7 +72,8 @@ static const char *usage =
     "                        LoRA adapter for the ORIGINAL base model (what people publish)\n"
     "  --json                one summary line on stdout\n"
     "  -q, --quiet           no progress line\n"
-    "  -h, --help            this text\n";
+    "  -h, --help            this text\n",
+    NULL};
 
 typedef struct ctx {
     const char *out, *model_path;
@@ -176,23 +183,13 @@ static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, pi
     return d;
 }
 
-/* The residual model W − s·B0·A0 in DST (OUT's new version) and the initial adapter in DST/pissa_init, as pissa-init
- * writes them. */
+/* The residual model in DST (OUT's new version), the model's own residuals W − s·B0·A0 (QPiSSA's on an nf4/int8
+ * base), in the checkpoint's dtype, and the initial adapter in DST/pissa_init, as pissa-init writes them. */
 static void write_pissa_init(ctx *c, const char *dst) {
-    const char *model_path = c->model_path;
-    pissa_peft_adapter *init = c->init;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/pissa_init", dst);
-    cli_check(pissa_peft_adapter_save(init, path, PISSA_F32), "pissa_init");
-    /* The same float32 sgemm (W − s·B0·A0) as the in-memory residual, so the files reproduce the trained model. */
-    if (is_dir(model_path)) {
-        pissa_checkpoint *ck;
-        cli_check(pissa_checkpoint_open(model_path, &ck), model_path);
-        cli_check(pissa_peft_merge_checkpoint(ck, init, 1, -1, dst), c->out);
-        pissa_checkpoint_free(ck);
-    } else {
-        cli_check(pissa_llama2c_export_hf(model_path, init, 1, -1, dst), c->out);
-    }
+    cli_check(pissa_peft_adapter_save(c->init, path, PISSA_F32), "pissa_init");
+    cli_check(pissa_model_save(c->m, dst, -1), c->out);
 }
 
 /* The initial adapter (A0, B0) of a PiSSA method, kept until OUT is first written. */
@@ -209,7 +206,8 @@ static pissa_peft_adapter *initial_adapter(const pissa_model *m, const pissa_pef
 
 /* Options that shape an adapter; --method full refuses them. */
 static int is_adapter_opt(const char *a) {
-    static const char *opts[] = {"--rank", "--alpha", "--rslora", "--target", "--dropout"};
+    static const char *opts[] = {"--rank", "--alpha", "--rslora", "--target", "--dropout", "--qiter", "--base-dtype",
+                                 "--quantize"};
     for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
         if (!strcmp(a, opts[k])) return 1;
     return 0;
@@ -232,7 +230,8 @@ int main(int argc, char **argv) {
     const char *adapter_opt = NULL; /* the first option that shapes an adapter, refused with --method full */
     int64_t rank = 8, steps = 0, seq = 0, eval_every = 0, save_every = 0;
     double alpha = NAN, epochs = 0, dropout = 0, momentum = NAN;
-    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0, pack = 0;
+    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0, qiter = 1, pack = 0;
+    pissa_model_opts mo = pissa_model_default_opts();
     pissa_train_opts o = pissa_train_default_opts();
     o.optim.lr = 2e-4;
     o.schedule = PISSA_SCHEDULE_LINEAR;
@@ -240,7 +239,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         if (!adapter_opt && is_adapter_opt(a)) adapter_opt = a;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
+            for (const char *const *u = usage; *u; u++) fputs(*u, stdout);
             return 0;
         } else if (!strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--data")) data_path = cli_value(argc, argv, &i);
@@ -259,6 +258,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rslora") && ++shaped) rslora = 1;
         else if (!strcmp(a, "--target") && ++shaped) targets = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--dropout")) dropout = cli_double(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--base-dtype")) mo.base_dtype = cli_qtype(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--quantize")) {
+            mo.base_dtype = cli_qtype(a, cli_value(argc, argv, &i));
+            if (!pissa_qtype_is_quantized((pissa_qtype)mo.base_dtype)) cli_usage_error("--quantize: nf4 or int8");
+        } else if (!strcmp(a, "--qiter") && ++shaped) qiter = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1000);
         else if (!strcmp(a, "--steps")) steps = cli_int(a, cli_value(argc, argv, &i), 1, INT64_MAX / 2);
         else if (!strcmp(a, "--epochs")) epochs = cli_double(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--batch")) o.batch = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1 << 16);
@@ -323,6 +327,7 @@ int main(int argc, char **argv) {
     ao.init.use_rslora = rslora;
     ao.init.seed = o.seed;
     ao.dropout = dropout;
+    ao.qiter = qiter;
 
     double t0 = cli_now();
     int pissa_kind = ao.init.kind == PISSA_INIT_PISSA || ao.init.kind == PISSA_INIT_PISSA_NITER;
@@ -330,7 +335,7 @@ int main(int argc, char **argv) {
              .convert = convert, .resumed = resume != NULL};
     /* Every input is loaded and checked before OUT is touched; OUT is first written by the first save. */
     pissa_model *m;
-    cli_check(pissa_model_load(model_path, &m), model_path);
+    cli_check(pissa_model_load_with_opts(model_path, &mo, &m), model_path);
     c.m = m;
     const pissa_llama_config *cfg = pissa_model_config(m);
     if (full) cli_check(pissa_model_set_full_finetune(m), "--method full");
@@ -367,6 +372,9 @@ int main(int argc, char **argv) {
             snprintf(what, sizeof what, "full fine-tuning of %zu parameters", n);
         } else if (adapter) snprintf(what, sizeof what, "adapter %s", adapter);
         else snprintf(what, sizeof what, "%s r %lld on %s", method, (long long)rank, targets);
+        if (mo.base_dtype >= 0)
+            snprintf(what + strlen(what), sizeof what - strlen(what), ", %s base",
+                     pissa_qtype_name((pissa_qtype)mo.base_dtype));
         fprintf(stderr, "pissa-finetune: %s, %s; %zu rows, %lld updates of %d x %d rows%s (%.2f s)\n", model_path, what,
                 rows, (long long)o.total_steps, o.accum, o.batch, resume ? ", resumed" : "", cli_now() - t0);
     }

@@ -31,6 +31,7 @@ static const char *usage =
     "  --temperature X    0 = greedy (argmax); otherwise softmax(logits/X) sampling (default 1.0)\n"
     "  --top-p P          nucleus sampling threshold in (0, 1]; 1 = no truncation (default 0.9)\n"
     "  --seed S           random seed for sampling (default: the time, printed on stderr)\n"
+    CLI_BASE_DTYPE_HELP
     "  --threads N        BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
     "  -h, --help         this text\n";
 
@@ -50,8 +51,8 @@ static int on_token(void *user, int32_t token, const char *piece, size_t len) {
 
 /* The tokens of the conversation [SYSTEM,] USER rendered by the chat template with add_generation_prompt and
  * encoded without special tokens (transformers' apply_chat_template(tokenize=True)). */
-static size_t chat_prompt(const pissa_tokenizer *tok, const char *template_path, const char *system, const char *user,
-                          int32_t **ids) {
+static size_t chat_prompt(const pissa_tokenizer *tok, const char *template_path, const char *system,
+                          const char *user, int32_t **ids) {
     if (pissa_tokenizer_get_kind(tok) != PISSA_TOKENIZER_HF) cli_fail("--chat needs a tokenizer.json");
     char *json = NULL, *text;
     size_t size = 0, len, n;
@@ -88,6 +89,7 @@ int main(int argc, char **argv) {
     double temperature = 1.0, topp = 0.9;
     uint64_t seed = 0;
     int have_seed = 0, threads = 0;
+    pissa_model_opts mo = pissa_model_default_opts();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -112,6 +114,7 @@ int main(int argc, char **argv) {
             seed = cli_u64(a, cli_value(argc, argv, &i));
             have_seed = 1;
         } else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
+        else if (!strcmp(a, "--base-dtype")) mo.base_dtype = cli_qtype(a, cli_value(argc, argv, &i));
         else cli_usage_error("unknown option '%s'", a);
     }
     if (!model) cli_usage_error("--model PATH is required");
@@ -132,7 +135,7 @@ int main(int argc, char **argv) {
     double t0 = cli_now();
     /* A KV cache as long as the run needs: STEPS positions, at most the model's context. */
     pissa_generator *g;
-    cli_check(pissa_generator_create(model, adapter, steps, &g), "cannot load the model");
+    cli_check(pissa_generator_create_with_opts(model, adapter, steps, &mo, &g), "cannot load the model");
     int64_t max_pos = pissa_generator_max_seq_len(g);
     if (steps > max_pos)
         fprintf(stderr, "pissa-generate: --steps %lld exceeds the model's %lld positions; using %lld\n",

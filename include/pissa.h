@@ -6,6 +6,7 @@
 #include "pissa/fileio.h"
 #include "pissa/tensor.h"
 #include "pissa/svd.h"
+#include "pissa/quant.h"
 #include "pissa/adapter.h"
 #include "pissa/safetensors.h"
 #include "pissa/checkpoint.h"

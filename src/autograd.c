@@ -23,12 +23,29 @@ pissa_status pissa__params_add(pissa__params *ps, const char *name, float *data,
         ps->cap = cap;
     }
     ps->p[ps->n] = (pissa__param){.name = name, .data = data, .rows = rows, .cols = cols, .trainable = trainable};
+    if (data) pissa__qweight_wrap(&ps->p[ps->n].q, PISSA_QTYPE_F32, rows, cols, data, NULL); /* aligned: no error */
     *id = (int)ps->n++;
     for (size_t i = 0; i < ps->n; i++) ps->p[i].grad = NULL; /* stale until the next plan */
     free(ps->grad_arena);
     ps->grad_arena = NULL;
     ps->grad_floats = 0;
     return PISSA_OK;
+}
+
+pissa_status pissa__params_add_frozen(pissa__params *ps, const char *name, const pissa__qweight *q, int *id) {
+    if (q->type == PISSA_QTYPE_F32) return pissa__params_add(ps, name, (float *)q->data, q->rows, q->cols, 0, id);
+    PISSA_TRY(pissa__params_add(ps, name, NULL, q->rows, q->cols, 0, id));
+    pissa__param *p = &ps->p[*id];
+    p->q = *q;
+    p->q.owned = NULL; /* a view: the owner releases */
+    return PISSA_OK;
+}
+
+void pissa__params_rebind(pissa__params *ps, int id, const pissa__qweight *q) {
+    pissa__param *p = &ps->p[id];
+    p->data = q->type == PISSA_QTYPE_F32 ? (float *)q->data : NULL;
+    p->q = *q;
+    p->q.owned = NULL;
 }
 
 pissa_status pissa__params_plan(pissa__params *ps) {
@@ -305,7 +322,10 @@ pissa_status pissa__g_cross_entropy(pissa__graph *g, int logits) {
 
 static size_t node_scratch(const pissa__graph *g, const pissa__node *nd) {
     switch (nd->op) {
-    case PISSA_OP_LORA: return pissa__lora_scratch_floats(g->N, nd->dim[0], nd->dim[1], nd->dim[2], nd->f[1] > 0.0f);
+    case PISSA_OP_MATMUL: return pissa__frozen_scratch_floats(param(g, nd->par[0])->q.type, g->threads);
+    case PISSA_OP_LORA:
+        return pissa__lora_scratch_floats(g->N, nd->dim[0], nd->dim[1], nd->dim[2], nd->f[1] > 0.0f,
+                                          param(g, nd->par[0])->q.type, g->threads);
     case PISSA_OP_ATTENTION: return pissa__attention_scratch_floats(g->T, g->threads);
     default: return 0;
     }
@@ -483,9 +503,12 @@ static void forward_node(pissa__graph *g, pissa__node *nd) {
     float *out = nd->out >= 0 ? vdata(g, nd->out) : NULL;
     size_t n = nd->out >= 0 ? (size_t)N * (size_t)g->values[nd->out].cols : 0;
     switch (nd->op) {
-    case PISSA_OP_EMBEDDING: pissa__embedding_forward(out, g->ids, pdata(g, nd->par[0]), N, nd->dim[1]); break;
+    case PISSA_OP_EMBEDDING:
+        if (pdata(g, nd->par[0])) pissa__embedding_forward(out, g->ids, pdata(g, nd->par[0]), N, nd->dim[1]);
+        else pissa__embedding_forward_q(out, g->ids, &g->params->p[nd->par[0]].q, N);
+        break;
     case PISSA_OP_MATMUL:
-        pissa__matmul_forward(out, vdata(g, nd->in[0]), pdata(g, nd->par[0]), N, nd->dim[0], nd->dim[1]);
+        pissa__frozen_forward(out, g->scratch, g->threads, vdata(g, nd->in[0]), &g->params->p[nd->par[0]].q, N);
         break;
     case PISSA_OP_LORA: {
         uint8_t *mask = NULL;
@@ -493,9 +516,9 @@ static void forward_node(pissa__graph *g, pissa__node *nd) {
             pissa__dropout_mask(nd->mask, (size_t)N * nd->dim[0], nd->f[1], &g->rng);
             mask = nd->mask;
         }
-        pissa__lora_forward(out, nd->saved, g->scratch, vdata(g, nd->in[0]), mask, nd->f[1], pdata(g, nd->par[0]),
-                            pdata(g, nd->par[1]), pdata(g, nd->par[2]), nd->f[0], N, nd->dim[0], nd->dim[1],
-                            nd->dim[2]);
+        pissa__lora_forward(out, nd->saved, g->scratch, g->threads, vdata(g, nd->in[0]), mask, nd->f[1],
+                            &g->params->p[nd->par[0]].q, pdata(g, nd->par[1]), pdata(g, nd->par[2]), nd->f[0], N,
+                            nd->dim[0], nd->dim[1], nd->dim[2]);
         break;
     }
     case PISSA_OP_RMSNORM:
@@ -533,12 +556,17 @@ static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
     switch (nd->op) {
     case PISSA_OP_EMBEDDING: pissa__embedding_backward(pgrad(g, nd->par[0]), dout, g->ids, N, nd->dim[1]); break;
     case PISSA_OP_MATMUL:
-        pissa__matmul_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[0]), dout, vdata(g, nd->in[0]),
-                               pdata(g, nd->par[0]), N, nd->dim[0], nd->dim[1], nd->fresh);
+        if (pdata(g, nd->par[0]))
+            pissa__matmul_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[0]), dout, vdata(g, nd->in[0]),
+                                   pdata(g, nd->par[0]), N, nd->dim[0], nd->dim[1], nd->fresh);
+        else if (vgrad(g, nd->in[0])) /* a frozen weight in another format: the input's gradient only */
+            pissa__frozen_backward(vgrad(g, nd->in[0]), g->scratch, g->threads, dout, &g->params->p[nd->par[0]].q, N,
+                                   nd->fresh);
         break;
     case PISSA_OP_LORA:
-        pissa__lora_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[1]), pgrad(g, nd->par[2]), g->scratch, dout,
-                             vdata(g, nd->in[0]), g->training ? nd->mask : NULL, nd->f[1], pdata(g, nd->par[0]),
+        pissa__lora_backward(vgrad(g, nd->in[0]), pgrad(g, nd->par[1]), pgrad(g, nd->par[2]), g->scratch, g->threads,
+                             dout, vdata(g, nd->in[0]), g->training ? nd->mask : NULL, nd->f[1],
+                             &g->params->p[nd->par[0]].q,
                              pdata(g, nd->par[1]), pdata(g, nd->par[2]), nd->saved, nd->f[0], N, nd->dim[0],
                              nd->dim[1], nd->dim[2], nd->fresh);
         break;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "quant.h"
 
 /* Op codes. Pinned: never renumbered, only appended. */
 typedef enum pissa__op {
@@ -35,7 +36,8 @@ typedef enum pissa__op {
 
 typedef struct pissa__param {
     const char *name; /* borrowed, for messages */
-    float *data;      /* (numel) borrowed: mapped or owned by the caller (the model) */
+    float *data;      /* (numel) borrowed: mapped or owned by the caller (the model); NULL when kept in another format */
+    pissa__qweight q; /* the same as a frozen (rows, cols) matrix in its format (a borrowed view: F32 wraps DATA) */
     int64_t rows, cols;
     int trainable;
     float *grad;      /* (numel) inside the set's gradient arena; NULL when frozen or before planning */
@@ -48,9 +50,14 @@ typedef struct pissa__params {
     size_t grad_floats;
 } pissa__params;
 
-/* Appends a (rows, cols) parameter; *id receives its index. Invalidates gradients until the next plan. */
+/* Appends a (rows, cols) float32 parameter; *id receives its index. Invalidates gradients until the next plan. */
 pissa_status pissa__params_add(pissa__params *ps, const char *name, float *data, int64_t rows, int64_t cols,
                                int trainable, int *id);
+/* Appends a frozen matrix kept in any format (Q is viewed, not copied: it must outlive the set). A float32 Q becomes
+ * an ordinary frozen parameter. The embedding, matmul and lora ops read the other formats; the rest need float32. */
+pissa_status pissa__params_add_frozen(pissa__params *ps, const char *name, const pissa__qweight *q, int *id);
+/* Points frozen parameter ID at Q instead (the same shape; viewed, not copied): a PiSSA residual in place of its base. */
+void pissa__params_rebind(pissa__params *ps, int id, const pissa__qweight *q);
 /* Allocates (zeroed) gradients for the trainable parameters, replacing earlier ones. */
 pissa_status pissa__params_plan(pissa__params *ps);
 void pissa__params_zero_grad(pissa__params *ps);

@@ -255,3 +255,12 @@ pissa_status pissa_checkpoint_read_f32(const pissa_checkpoint *c, const char *na
     PISSA_TRY(shard_of(c, name, &f));
     return pissa_st_read_f32(f, name, dst, n);
 }
+
+pissa_mapping *pissa__checkpoint_mapping(const pissa_checkpoint *c, const char *name) {
+    pissa_st_file *f;
+    if (shard_of(c, name, &f) != PISSA_OK) {
+        pissa_clear_error();
+        return NULL;
+    }
+    return pissa__st_mapping(f);
+}

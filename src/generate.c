@@ -23,7 +23,9 @@ typedef struct prob_index {
 struct pissa_generator {
     pissa_model *m;        /* owned: weights, adapters */
     pissa__layer_view *layers; // (L)
-    const float *emb, *norm, *head, *inv_freq;
+    pissa__qweight emb, head; /* (V, D) views, in their stored format */
+    const float *norm, *inv_freq;
+    int threads;              /* the kernels' threads, for which the scratch is sized */
     int64_t D, F, L, H, KV, hd, V, T, window;
     float eps;
     /* activations of one position */
@@ -34,7 +36,7 @@ struct pissa_generator {
     float *gate, *up;     // (F)
     float *rstd;          // (H) RMSNorm's saved 1/rms, unused here
     float *cos, *sin;     // (hd/2) RoPE tables of one position
-    float *lora_xa, *lora_scratch;
+    float *lora_xa, *scratch; /* the adapters' and the frozen products' scratch */
     float *logits;        // (V) for pissa_generate
     float *key_cache;     // (L, T, KV·hd)
     float *value_cache;   // (L, T, KV·hd)
@@ -48,7 +50,7 @@ void pissa_generator_free(pissa_generator *g) {
     pissa_model_free(g->m);
     free(g->layers);
     float *bufs[] = {g->x, g->xb, g->q, g->qn, g->attn, g->kn, g->att, g->gate, g->up, g->rstd, g->cos, g->sin,
-                     g->lora_xa, g->lora_scratch, g->logits, g->key_cache, g->value_cache};
+                     g->lora_xa, g->scratch, g->logits, g->key_cache, g->value_cache};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(g->probindex);
     free(g);
@@ -64,16 +66,17 @@ static pissa_status setup(pissa_generator *g, int64_t max_seq_len) {
     g->inv_freq = pissa__model_inv_freq(g->m);
     if (!(g->layers = pissa__calloc((size_t)g->L, sizeof *g->layers)))
         return pissa__fail(PISSA_ERR_NOMEM, "generator: out of memory");
-    size_t scratch = 0;
+    g->threads = pissa__par_threads();
+    size_t scratch = pissa__frozen_scratch_floats(g->head.type, g->threads);
     int64_t r_max = 1;
     for (int64_t l = 0; l < g->L; l++) {
         pissa__model_layer(g->m, (int)l, &g->layers[l]);
         for (int j = 0; j < N_PROJ; j++) {
             const pissa__linear *p = &g->layers[l].proj[j];
-            if (!p->A) continue;
-            size_t s = pissa__lora_scratch_floats(1, (int)p->in, (int)p->out, (int)p->r, 0);
+            size_t s = p->A ? pissa__lora_scratch_floats(1, (int)p->in, (int)p->out, (int)p->r, 0, p->W.type, g->threads)
+                            : pissa__frozen_scratch_floats(p->W.type, g->threads);
             if (s > scratch) scratch = s;
-            if (p->r > r_max) r_max = p->r;
+            if (p->A && p->r > r_max) r_max = p->r;
         }
     }
     int64_t qd = g->H * g->hd, kvd = g->KV * g->hd;
@@ -91,13 +94,13 @@ static pissa_status setup(pissa_generator *g, int64_t max_seq_len) {
     g->cos = pissa__calloc((size_t)g->hd / 2, sizeof(float));
     g->sin = pissa__calloc((size_t)g->hd / 2, sizeof(float));
     g->lora_xa = pissa__calloc((size_t)r_max, sizeof(float));
-    g->lora_scratch = pissa__calloc(scratch ? scratch : 1, sizeof(float));
+    g->scratch = pissa__calloc(scratch ? scratch : 1, sizeof(float));
     g->logits = pissa__calloc((size_t)g->V, sizeof(float));
     g->key_cache = pissa__calloc(cache, sizeof(float));
     g->value_cache = pissa__calloc(cache, sizeof(float));
     g->probindex = pissa__calloc((size_t)g->V, sizeof *g->probindex);
     if (!g->x || !g->xb || !g->q || !g->qn || !g->attn || !g->kn || !g->att || !g->gate || !g->up || !g->rstd ||
-        !g->cos || !g->sin || !g->lora_xa || !g->lora_scratch || !g->logits || !g->key_cache || !g->value_cache ||
+        !g->cos || !g->sin || !g->lora_xa || !g->scratch || !g->logits || !g->key_cache || !g->value_cache ||
         !g->probindex)
         return pissa__fail(PISSA_ERR_NOMEM, "generator: out of memory for a KV cache of %lld positions (%.1f MiB)",
                            (long long)g->T, 2.0 * (double)cache * sizeof(float) / 1048576.0);
@@ -124,18 +127,23 @@ pissa_status pissa__generator_create_from_model(pissa_model *m, int64_t max_seq_
     return PISSA_OK;
 }
 
-pissa_status pissa_generator_create(const char *model_path, const char *adapter_dir, int64_t max_seq_len,
-                                    pissa_generator **out) {
+pissa_status pissa_generator_create_with_opts(const char *model_path, const char *adapter_dir, int64_t max_seq_len,
+                                              const pissa_model_opts *opts, pissa_generator **out) {
     if (out) *out = NULL;
     if (!model_path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_generator_create: NULL argument");
     pissa_model *m;
-    PISSA_TRY(pissa_model_load(model_path, &m));
+    PISSA_TRY(pissa_model_load_with_opts(model_path, opts, &m));
     pissa_status st = adapter_dir ? pissa_model_load_adapter(m, adapter_dir) : PISSA_OK;
     if (st != PISSA_OK) {
         pissa_model_free(m);
         return st;
     }
     return pissa__generator_create_from_model(m, max_seq_len, out);
+}
+
+pissa_status pissa_generator_create(const char *model_path, const char *adapter_dir, int64_t max_seq_len,
+                                    pissa_generator **out) {
+    return pissa_generator_create_with_opts(model_path, adapter_dir, max_seq_len, NULL, out);
 }
 
 int64_t pissa_generator_vocab_size(const pissa_generator *g) { return g ? g->V : 0; }
@@ -146,9 +154,9 @@ int64_t pissa_generator_max_seq_len(const pissa_generator *g) { return g ? g->T 
 /* y (out) = x·Wᵀ (+ s·(x·Aᵀ)·Bᵀ) (+ b): the training kernels with one row. */
 static void linear_forward(pissa_generator *g, float *y, const float *x, const pissa__linear *p) {
     if (p->A)
-        pissa__lora_forward(y, g->lora_xa, g->lora_scratch, x, NULL, 0.0f, p->W, p->A, p->B, p->scale, 1, (int)p->in,
-                            (int)p->out, (int)p->r);
-    else pissa__matmul_forward(y, x, p->W, 1, (int)p->in, (int)p->out);
+        pissa__lora_forward(y, g->lora_xa, g->scratch, g->threads, x, NULL, 0.0f, &p->W, p->A, p->B, p->scale, 1,
+                            (int)p->in, (int)p->out, (int)p->r);
+    else pissa__frozen_forward(y, g->scratch, g->threads, x, &p->W, 1);
     if (p->bias) pissa__bias_forward(y, y, p->bias, 1, (int)p->out);
 }
 
@@ -174,7 +182,7 @@ pissa_status pissa_generator_forward(pissa_generator *g, int32_t token, int64_t 
     int64_t k0 = g->window && pos - g->window + 1 > 0 ? pos - g->window + 1 : 0; /* first key in the window */
     float *x = g->x;
     pissa__blas_serial_begin(); /* the kernels split their work over the pool, as in a training pass */
-    pissa__embedding_forward(x, &token, g->emb, 1, (int)D);
+    pissa__embedding_forward_q(x, &token, &g->emb, 1);
     pissa__rope_tables(g->cos, g->sin, NULL, (int)pos, 1, (int)hd / 2, g->inv_freq);
     for (int64_t l = 0; l < g->L; l++) {
         const pissa__layer_view *ly = &g->layers[l];
@@ -212,7 +220,7 @@ pissa_status pissa_generator_forward(pissa_generator *g, int32_t token, int64_t 
         pissa__add_forward(x, x, g->xb, (size_t)D);
     }
     pissa__rmsnorm_forward(g->xb, g->rstd, x, g->norm, g->eps, 1, (int)D);
-    pissa__matmul_forward(logits, g->xb, g->head, 1, (int)D, (int)g->V);
+    pissa__frozen_forward(logits, g->scratch, g->threads, g->xb, &g->head, 1);
     pissa__blas_serial_end();
     return PISSA_OK;
 }

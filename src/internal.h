@@ -36,6 +36,9 @@ typedef struct pissa_mapping {
 pissa_status pissa__mapping_open(const char *path, pissa_mapping **out);
 void pissa__mapping_retain(pissa_mapping *m);
 void pissa__mapping_release(pissa_mapping *m); /* unmaps at zero; NULL is a no-op */
+/* Tells the kernel that the pages wholly inside [P, P + LEN) of M are not needed now (madvise DONTNEED): they leave
+ * the resident set and are read from the file again if touched. For data that has been converted or quantized. */
+void pissa__mapping_drop(const pissa_mapping *m, const void *p, size_t len);
 
 struct pissa_tensor {
     float *data;
@@ -61,6 +64,11 @@ void pissa__rng_seed(pissa_rng *r, uint64_t seed);
 uint64_t pissa__rng_u64(pissa_rng *r);
 double pissa__rng_uniform(pissa_rng *r); /* [0, 1), 53 bits */
 double pissa__rng_normal(pissa_rng *r);  /* N(0, 1), Box–Muller */
+
+/* The mapping of an open safetensors file (borrowed; retain it to keep it past pissa_st_close). */
+pissa_mapping *pissa__st_mapping(const pissa_st_file *f);
+/* The mapping of the shard of checkpoint C that holds tensor NAME (borrowed), or NULL. */
+pissa_mapping *pissa__checkpoint_mapping(const pissa_checkpoint *c, const char *name);
 
 /* ---- files (fileio.c) ---- */
 

@@ -182,14 +182,15 @@ pissa_status pissa_peft_adapter_check(const pissa_peft_adapter *a, const pissa_l
 /* ---------------------------------------------------------------------------------------------- */
 /* an adapter on the projections of a Llama model (interop_internal.h)                            */
 
-/* The weights of a loaded model (float32 in memory) as a tensor list for linear_shapes. */
+/* The weights of a loaded model (any format in memory) as a tensor list for linear_shapes. */
 static pissa_status weights_tensor_at(const void *src, size_t i, const char **name, int *matrix, int64_t *rows,
                                       int64_t *cols) {
     const pissa__weights *w = src;
+    int64_t shape[2];
     *name = w->names[i];
-    *matrix = pissa_tensor_ndim(w->tensors[i]) == 2;
-    *rows = *matrix ? pissa_tensor_dim(w->tensors[i], 0) : 0;
-    *cols = *matrix ? pissa_tensor_dim(w->tensors[i], 1) : 0;
+    *matrix = pissa__weights_shape(w, i, shape) == 2;
+    *rows = *matrix ? shape[0] : 0;
+    *cols = *matrix ? shape[1] : 0;
     return PISSA_OK;
 }
 
@@ -502,19 +503,20 @@ static pissa_status weights_shapes(const pissa__weights *w, pissa_linear_shape *
     *n = 0;
     for (size_t i = 0; i < w->n; i++) {
         size_t len = strlen(w->names[i]);
-        const pissa_tensor *t = w->tensors[i];
-        if (pissa_tensor_ndim(t) != 2 || len <= 7 || strcmp(w->names[i] + len - 7, ".weight") != 0) continue;
+        int64_t shape[2];
+        if (pissa__weights_shape(w, i, shape) != 2 || len <= 7 || strcmp(w->names[i] + len - 7, ".weight") != 0)
+            continue;
         char *m = pissa__strdup(w->names[i]);
         if (!m) return pissa__fail(PISSA_ERR_NOMEM, "llama2.c export: out of memory");
         m[len - 7] = '\0';
         mods[*n] = m;
-        shapes[*n] = (pissa_linear_shape){m, pissa_tensor_dim(t, 0), pissa_tensor_dim(t, 1)};
+        shapes[*n] = (pissa_linear_shape){m, shape[0], shape[1]};
         (*n)++;
     }
     return PISSA_OK;
 }
 
-/* Replaces each adapted tensor of W by an OWNED copy with the adapter merged in. */
+/* Replaces each adapted tensor of W (float32: a llama2.c checkpoint) by an OWNED copy with the adapter merged in. */
 static pissa_status merge_weights(pissa__weights *w, const pissa_peft_adapter *a, int sign) {
     pissa_linear_shape *shapes = pissa__calloc(w->n ? w->n : 1, sizeof *shapes);
     char **mods = pissa__calloc(w->n ? w->n : 1, sizeof *mods);
@@ -556,7 +558,7 @@ pissa_status pissa_llama2c_export_hf(const char *path, const pissa_peft_adapter 
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: output dtype must be F32, F16 or BF16", dir);
     pissa__weights w;
     memset(&w, 0, sizeof w);
-    pissa_status st = pissa__weights_load_llama2c(path, &w);
+    pissa_status st = pissa__weights_load_llama2c(path, NULL, &w);
     if (st == PISSA_OK && a) st = merge_weights(&w, a, unmerge ? -1 : +1);
     if (st == PISSA_OK) st = pissa__weights_save_hf(&w, dir, dtype == -1 ? PISSA_F32 : (pissa_dtype)dtype);
     pissa__weights_free(&w);

@@ -23,8 +23,11 @@ typedef struct adapter {
     double scale;
     float *A;          /* (r, in) owned */
     float *B;          /* (out, r) owned */
-    float *w_res;      /* (out, in) owned for the PiSSA kinds; NULL: the mapped base weight is the residual */
-    int pA, pB, pW;    /* parameter ids */
+    pissa__qweight res; /* the PiSSA residual (out, in) in the base's format while being attached (OWNED; then moved
+                         * into the weights in place of the base); empty for the LoRA kinds */
+    int pA, pB, pW;    /* parameter ids (pW: the frozen base weight, or the residual that replaced it) */
+    int replaced;      /* the residual has replaced the base weight */
+    int released;      /* the converted base weight was freed while attaching (restore_bases puts it back) */
 } adapter;
 
 typedef struct layer_params {
@@ -36,8 +39,10 @@ typedef struct layer_params {
 
 struct pissa_model {
     char *path;
-    pissa__weights w;
-    pissa__params params;
+    int base;             /* pissa_qtype the load put the projections in, or -1: as stored */
+    pissa__weights w;     /* the frozen base; PiSSA residuals replace their base weights when attached */
+    pissa__params params; /* the base's parameters (the first n_base), then the adapters' */
+    size_t n_base;
     int p_embed, p_norm, p_head;
     layer_params *layers; /* (L) */
     adapter *ad;          /* (n_ad) in layer order, then projection order */
@@ -55,29 +60,14 @@ struct pissa_model {
 
 /* ---- loading ---- */
 
-/* Index of NAME in the weights (weights.h keeps names sorted: bisect), or -1. */
-static ptrdiff_t weight_index(const pissa__weights *w, const char *name) {
-    size_t lo = 0, hi = w->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(w->names[mid], name);
-        if (c == 0) return (ptrdiff_t)mid;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return -1;
-}
-
 static pissa_status base_param(pissa_model *m, const char *name, int trainable, int *id) {
-    ptrdiff_t i = weight_index(&m->w, name);
+    ptrdiff_t i = pissa__weights_index(&m->w, name);
     if (i < 0) return pissa__fail(PISSA_ERR_NOT_FOUND, "model: tensor '%s' is missing", name);
-    pissa_tensor *t = m->w.tensors[i];
-    int64_t rows = pissa_tensor_ndim(t) == 1 ? 1 : pissa_tensor_dim(t, 0);
-    int64_t cols = pissa_tensor_dim(t, -1);
-    if (rows * cols != pissa_tensor_numel(t))
-        return pissa__fail(PISSA_ERR_SHAPE, "model: tensor '%s' is not 1-D or 2-D", name);
-    /* the stored name outlives the parameter */
-    return pissa__params_add(&m->params, m->w.names[i], pissa_tensor_data(t), rows, cols, trainable, id);
+    pissa__qweight q = pissa__weights_matrix(&m->w, (size_t)i); /* a view; the stored name outlives the parameter */
+    if (q.type == PISSA_QTYPE_F32)
+        return pissa__params_add(&m->params, m->w.names[i], (float *)q.data, q.rows, q.cols, trainable, id);
+    if (trainable) return pissa__fail(PISSA_ERR_INVALID_ARG, "model: '%s' is not float32: not trainable", name);
+    return pissa__params_add_frozen(&m->params, m->w.names[i], &q, id);
 }
 
 /* Registers every base weight (trainable or frozen) and plans the gradients: embed_tokens, model.norm, lm_head, then
@@ -104,10 +94,12 @@ static pissa_status register_base(pissa_model *m, int trainable) {
                                                      : &lp->bias[s.proj];
         PISSA_TRY(base_param(m, s.name, tr, slot));
     }
+    m->n_base = m->params.n;
     return pissa__params_plan(&m->params);
 }
 
-pissa_status pissa__model_from_weights(pissa__weights *w, const char *path, pissa_model **out) {
+/* Takes ownership of *W (zeroed on return), on success and on failure alike. */
+static pissa_status model_from_weights(pissa__weights *w, const char *path, int base, pissa_model **out) {
     *out = NULL;
     pissa_model *m = pissa__calloc(1, sizeof *m);
     if (!m) {
@@ -115,6 +107,7 @@ pissa_status pissa__model_from_weights(pissa__weights *w, const char *path, piss
         return pissa__fail(PISSA_ERR_NOMEM, "out of memory for a model");
     }
     m->w = *w;
+    m->base = base;
     memset(w, 0, sizeof *w);
     pissa_status st = pissa_llama_config_check_supported(&m->w.cfg);
     if (st == PISSA_OK) {
@@ -144,19 +137,28 @@ pissa_status pissa__model_from_weights(pissa__weights *w, const char *path, piss
     return PISSA_OK;
 }
 
-pissa_status pissa_model_load(const char *path, pissa_model **out) {
+pissa_status pissa__model_from_weights(pissa__weights *w, const char *path, pissa_model **out) {
+    return model_from_weights(w, path, -1, out);
+}
+
+pissa_model_opts pissa_model_default_opts(void) { return (pissa_model_opts){.base_dtype = -1}; }
+
+pissa_status pissa_model_load_with_opts(const char *path, const pissa_model_opts *opts, pissa_model **out) {
     if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_load: NULL argument");
     *out = NULL;
+    pissa__load_opts lo = {.base = opts ? opts->base_dtype : -1};
     pissa__weights w;
-    PISSA_TRY(pissa__weights_load(path, &w));
-    return pissa__model_from_weights(&w, path, out);
+    PISSA_TRY(pissa__weights_load(path, &lo, &w));
+    return model_from_weights(&w, path, lo.base, out);
 }
+
+pissa_status pissa_model_load(const char *path, pissa_model **out) { return pissa_model_load_with_opts(path, NULL, out); }
 
 static void free_adapters(pissa_model *m) {
     for (size_t i = 0; i < m->n_ad; i++) {
         free(m->ad[i].A);
         free(m->ad[i].B);
-        free(m->ad[i].w_res);
+        pissa__qweight_release(&m->ad[i].res);
     }
     free(m->ad);
     m->ad = NULL;
@@ -181,7 +183,8 @@ const pissa_llama_config *pissa_model_config(const pissa_model *m) { return m ? 
 /* ---- adapters ---- */
 
 pissa_adapter_opts pissa_adapter_default_opts(void) {
-    pissa_adapter_opts o = {.targets = PISSA_PROJ_Q | PISSA_PROJ_V, .init = pissa_init_default_opts(), .dropout = 0};
+    pissa_adapter_opts o = {
+        .targets = PISSA_PROJ_Q | PISSA_PROJ_V, .init = pissa_init_default_opts(), .dropout = 0, .qiter = 1};
     return o;
 }
 
@@ -220,28 +223,42 @@ static pissa_status alloc_adapters(pissa_model *m, unsigned mask, int64_t r, dou
     return PISSA_OK;
 }
 
-/* Registers the adapters' parameters, indexes them and plans the gradients. */
+/* Registers the adapters' parameters, indexes them and plans the gradients; then (nothing can fail any more) puts each
+ * PiSSA residual in place of its base weight, whose pages or memory go back. */
 static pissa_status register_adapters(pissa_model *m) {
     for (size_t i = 0; i < m->n_ad; i++) {
         adapter *a = &m->ad[i];
-        if (a->w_res) {
-            const pissa__param *W = &m->params.p[a->pW];
-            PISSA_TRY(pissa__params_add(&m->params, W->name, a->w_res, a->out, a->in, 0, &a->pW));
-        }
         PISSA_TRY(pissa__params_add(&m->params, a->name_A, a->A, a->r, a->in, 1, &a->pA));
         PISSA_TRY(pissa__params_add(&m->params, a->name_B, a->B, a->out, a->r, 1, &a->pB));
         m->ad_index[a->layer * N_PROJ + a->proj] = (int)i;
     }
     pissa__graph_free(m->g); /* the graph's structure changes */
     m->g = NULL;
-    return pissa__params_plan(&m->params);
+    PISSA_TRY(pissa__params_plan(&m->params));
+    for (size_t i = 0; i < m->n_ad; i++) {
+        adapter *a = &m->ad[i];
+        if (!a->res.owned) continue;
+        size_t k = (size_t)pissa__weights_index(&m->w, m->params.p[a->pW].name);
+        pissa__weights_replace(&m->w, k, &a->res);
+        a->replaced = 1;
+        pissa__qweight q = pissa__weights_matrix(&m->w, k);
+        pissa__params_rebind(&m->params, a->pW, &q);
+    }
+    return PISSA_OK;
 }
 
-/* Leaves the model without adapters after a failed attach. */
+static void restore_bases(pissa_model *m);
+
+/* Leaves the model without adapters after a failed attach, its base as it was. */
 static pissa_status attach_failed(pissa_model *m, pissa_status st) {
+    restore_bases(m);
     size_t L = (size_t)m->w.cfg.num_hidden_layers;
     for (size_t i = 0; i < L * N_PROJ; i++) m->ad_index[i] = -1;
     free_adapters(m);
+    m->params.n = m->n_base; /* the adapters' parameters go; the base's keep their ids */
+    pissa__graph_free(m->g);
+    m->g = NULL;
+    if (pissa__params_plan(&m->params) != PISSA_OK) pissa_clear_error(); /* frozen: nothing to allocate */
     return st;
 }
 
@@ -254,6 +271,86 @@ static pissa_status refail(pissa_status st, const char *where) {
 
 static int is_pissa_kind(pissa_init_kind k) { return k == PISSA_INIT_PISSA || k == PISSA_INIT_PISSA_NITER; }
 
+/* What PiSSA splits: each W as the checkpoint stores it (the recipe splits the full-precision weight, never a quantized
+ * one). When the load converted the base, the checkpoint is opened again as stored (its matrices mapped, not read);
+ * otherwise the model's own weights are the source. */
+typedef struct split_source {
+    pissa__weights reopened; /* or empty */
+    const pissa__weights *w;
+    float *buf;              /* (max out·in) for a matrix not stored as float32 */
+} split_source;
+
+static pissa_status source_open(const pissa_model *m, split_source *src) {
+    memset(src, 0, sizeof *src);
+    src->w = &m->w;
+    int64_t most = 0;
+    for (size_t i = 0; i < m->n_ad; i++)
+        if (m->ad[i].out * m->ad[i].in > most) most = m->ad[i].out * m->ad[i].in;
+    if (!(src->buf = pissa__alloc((size_t)most, sizeof(float))))
+        return pissa__fail(PISSA_ERR_NOMEM, "out of memory for a (%lld) weight", (long long)most);
+    if (m->base < 0) return PISSA_OK;
+    src->w = &src->reopened;
+    return pissa__weights_load(m->path, NULL, &src->reopened);
+}
+
+static void source_close(split_source *src) {
+    pissa__weights_free(&src->reopened);
+    free(src->buf);
+}
+
+/* Adapter A's PiSSA initialisation IO from its source W: A, B and the residual W − s·B·A in the format of the base it
+ * replaces (a->res), which for NF4 and INT8 is QPiSSA with QITER rounds (pissa__qpissa). */
+static pissa_status split(pissa_model *m, adapter *a, const pissa_init_opts *io, int qiter, split_source *src) {
+    const pissa__param *P = &m->params.p[a->pW];
+    ptrdiff_t k = pissa__weights_index(src->w, P->name);
+    if (k < 0) return pissa__fail(PISSA_ERR_NOT_FOUND, "%s: '%s' is not in the checkpoint", m->path, P->name);
+    pissa__qweight q = pissa__weights_matrix(src->w, (size_t)k);
+    if (q.rows != a->out || q.cols != a->in)
+        return pissa__fail(PISSA_ERR_SHAPE, "%s: '%s' changed shape since the model was loaded", m->path, P->name);
+    const float *W = q.data;
+    if (q.type != PISSA_QTYPE_F32) {
+        pissa__qweight_dequantize(&q, 0, q.rows, src->buf);
+        W = src->buf;
+    }
+    pissa_qtype type = P->q.type;
+    int rounds = pissa_qtype_is_quantized(type) && qiter > 1 ? qiter : 1;
+    pissa_status st = pissa__qpissa(W, a->out, a->in, io, type, rounds, a->A, a->B, &a->res);
+    pissa__weights_drop(src->w, (size_t)k); /* read once */
+    if (st == PISSA_OK && m->base >= 0) {
+        /* The base was converted at load: the converted copy the residual will replace is not the source, so it can
+         * go now and memory holds one copy of each projection, not two (restore_bases rebuilds it on failure). */
+        pissa__qweight empty = {0};
+        pissa__weights_replace(&m->w, (size_t)pissa__weights_index(&m->w, P->name), &empty);
+        a->released = 1;
+    }
+    return st;
+}
+
+/* After a failed attach: each released base weight converted again from the checkpoint, as the load did. */
+static void restore_bases(pissa_model *m) {
+    int any = 0;
+    for (size_t i = 0; i < m->n_ad; i++) any |= m->ad[i].released;
+    if (!any) return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", pissa_last_error()); /* the attach's own error is the one to report */
+    pissa__weights src;
+    pissa_status st = pissa__weights_load(m->path, NULL, &src);
+    for (size_t i = 0; st == PISSA_OK && i < m->n_ad; i++) {
+        adapter *a = &m->ad[i];
+        if (!a->released) continue;
+        pissa__param *P = &m->params.p[a->pW];
+        pissa__qweight from = pissa__weights_matrix(&src, (size_t)pissa__weights_index(&src, P->name)), q = {0};
+        if ((st = pissa__qweight_convert(&q, P->q.type, &from)) != PISSA_OK) break;
+        size_t k = (size_t)pissa__weights_index(&m->w, P->name);
+        pissa__weights_replace(&m->w, k, &q);
+        pissa__qweight view = pissa__weights_matrix(&m->w, k);
+        pissa__params_rebind(&m->params, a->pW, &view);
+        a->released = 0;
+    }
+    pissa__weights_free(&src);
+    (void)pissa__fail(st, "%s%s", msg, st == PISSA_OK ? "" : " (and the base could not be restored: free the model)");
+}
+
 pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts) {
     if (!m || !opts) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_add_adapters: NULL argument");
     if (m->n_ad) return pissa__fail(PISSA_ERR_INVALID_ARG, "model already has adapters");
@@ -264,20 +361,21 @@ pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *
         return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter dropout %g is not in [0, 1)", opts->dropout);
     if (opts->init.rank < 1 || opts->init.rank > INT32_MAX)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter rank %lld must be >= 1", (long long)opts->init.rank);
+    if (opts->qiter < 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "adapter qiter %d must be >= 0", opts->qiter);
     double scale = pissa_lora_scale(opts->init.alpha, opts->init.rank, opts->init.use_rslora);
     pissa_status st = alloc_adapters(m, opts->targets, opts->init.rank, scale);
+    const int pissa = is_pissa_kind(opts->init.kind);
+    split_source src = {0};
+    if (st == PISSA_OK && pissa) st = source_open(m, &src);
     for (size_t i = 0; st == PISSA_OK && i < m->n_ad; i++) {
         adapter *a = &m->ad[i];
-        const float *W = m->params.p[a->pW].data;
         pissa_init_opts io = opts->init;
         io.seed = opts->init.seed + i; /* distinct draws per module, reproducible from one seed */
-        if (is_pissa_kind(io.kind)) {
-            a->w_res = pissa__alloc((size_t)(a->out * a->in), sizeof(float));
-            if (!a->w_res) st = pissa__fail(PISSA_ERR_NOMEM, "out of memory for the residual of %s", a->module);
-        }
-        if (st == PISSA_OK) st = pissa_adapter_init(W, a->out, a->in, &io, a->A, a->B, a->w_res);
+        if (pissa) st = split(m, a, &io, opts->qiter, &src);
+        else st = pissa_adapter_init(a->B, a->out, a->in, &io, a->A, a->B, NULL); /* W is not read: only its shape */
         if (st != PISSA_OK && st != PISSA_ERR_NOMEM) st = refail(st, a->module);
     }
+    source_close(&src);
     if (st == PISSA_OK) st = register_adapters(m);
     if (st != PISSA_OK) return attach_failed(m, st);
     m->dropout = opts->dropout;
@@ -303,30 +401,36 @@ static pissa_status load_adapter_tensors(pissa_model *m, const pissa_peft_adapte
     m->ad = pissa__calloc(n, sizeof *m->ad);
     if (!m->ad) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for %zu adapters", n);
     m->n_ad = n;
-    size_t i = 0;
-    for (size_t k = 0; k < L * N_PROJ; k++) {
+    for (size_t k = 0, i = 0; k < L * N_PROJ; k++) {
         const pissa__peft_slot *s = &slots[k];
         if (s->module < 0) continue; /* targeted but absent: PEFT's fresh B = 0 would change nothing */
+        PISSA_TRY(alloc_adapter(m, &m->ad[i++], (int)(k / N_PROJ), (int)(k % N_PROJ), s->r, s->scale));
+    }
+    split_source src = {0};
+    pissa_status st = is_pissa_kind(init->kind) ? source_open(m, &src) : PISSA_OK;
+    for (size_t k = 0, i = 0; st == PISSA_OK && k < L * N_PROJ; k++) {
+        const pissa__peft_slot *s = &slots[k];
+        if (s->module < 0) continue;
         adapter *a = &m->ad[i];
-        PISSA_TRY(alloc_adapter(m, a, (int)(k / N_PROJ), (int)(k % N_PROJ), s->r, s->scale));
         const char *name;
         const pissa_tensor *A, *B;
-        PISSA_TRY(pissa_peft_adapter_module(pa, (size_t)s->module, &name, &A, &B));
+        if ((st = pissa_peft_adapter_module(pa, (size_t)s->module, &name, &A, &B)) != PISSA_OK) break;
         if (is_pissa_kind(init->kind)) {
-            a->w_res = pissa__alloc((size_t)(a->out * a->in), sizeof(float));
-            if (!a->w_res) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for the residual of %s", a->module);
             pissa_init_opts io = *init;
             io.rank = s->r;
             io.alpha = s->alpha;
             io.seed = init->seed + i; /* as pissa_model_add_adapters seeds module i */
-            pissa_status st = pissa_adapter_init(m->params.p[a->pW].data, a->out, a->in, &io, a->A, a->B, a->w_res);
-            if (st != PISSA_OK) return refail(st, a->module);
+            if ((st = split(m, a, &io, 1, &src)) != PISSA_OK) {
+                st = refail(st, a->module);
+                break;
+            }
         }
         memcpy(a->A, pissa_tensor_data(A), sizeof(float) * (size_t)(a->r * a->in));
         memcpy(a->B, pissa_tensor_data(B), sizeof(float) * (size_t)(a->out * a->r));
         i++;
     }
-    return PISSA_OK;
+    source_close(&src);
+    return st;
 }
 
 pissa_status pissa_model_load_adapter(pissa_model *m, const char *dir) {
@@ -410,21 +514,30 @@ pissa_status pissa_model_set_full_finetune(pissa_model *m) {
     if (m->n_ad)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "model has adapters: full fine-tuning trains the base weights "
                            "themselves, so it needs a model without adapters");
-    /* Mapped weights are read-only: each becomes an owned copy (F16/BF16 bases already are, converted at load).
-     * The replaced tensors are kept until the new parameters are registered, so a failure restores the model. */
+    /* Mapped weights are read-only and the other formats are not float32: each becomes an owned float32 tensor. The
+     * replaced forms are kept until the new parameters are registered, so a failure restores the model. */
     size_t n = m->w.n;
-    pissa_tensor **old = pissa__calloc(n ? n : 1, sizeof *old);
-    if (!old) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for full fine-tuning");
-    pissa_status st = PISSA_OK;
+    pissa__weights old = m->w; /* the arrays are copied below; this keeps the old entries */
+    old.tensors = pissa__calloc(n ? n : 1, sizeof *old.tensors);
+    old.q = pissa__calloc(n ? n : 1, sizeof *old.q);
+    old.maps = pissa__calloc(n ? n : 1, sizeof *old.maps);
+    pissa_status st = old.tensors && old.q && old.maps ? PISSA_OK
+                                                     : pissa__fail(PISSA_ERR_NOMEM, "out of memory for full fine-tuning");
     for (size_t i = 0; i < n && st == PISSA_OK; i++) {
-        pissa_tensor *copy;
-        if (pissa_tensor_ownership(m->w.tensors[i]) == PISSA_OWNED) continue;
-        if ((st = pissa_tensor_clone(m->w.tensors[i], &copy)) != PISSA_OK) {
-            st = pissa__fail(st, "full fine-tuning: out of memory for a copy of '%s'", m->w.names[i]);
+        if (m->w.tensors[i] && pissa_tensor_ownership(m->w.tensors[i]) == PISSA_OWNED) continue;
+        pissa_tensor *copy = NULL;
+        if (m->w.tensors[i]) st = pissa_tensor_clone(m->w.tensors[i], &copy);
+        else {
+            int64_t shape[2] = {m->w.q[i].rows, m->w.q[i].cols};
+            if ((st = pissa_tensor_create(2, shape, &copy)) == PISSA_OK)
+                pissa__qweight_dequantize(&m->w.q[i], 0, shape[0], pissa_tensor_data(copy));
+        }
+        if (st != PISSA_OK) {
+            st = pissa__fail(st, "full fine-tuning: out of memory for a float32 copy of '%s'", m->w.names[i]);
             break;
         }
-        old[i] = m->w.tensors[i];
-        m->w.tensors[i] = copy;
+        old.tensors[i] = m->w.tensors[i], old.q[i] = m->w.q[i], old.maps[i] = m->w.maps[i];
+        m->w.tensors[i] = copy, m->w.q[i] = (pissa__qweight){0}, m->w.maps[i] = NULL;
     }
     pissa__params frozen = m->params;
     int registered = 0;
@@ -433,21 +546,28 @@ pissa_status pissa_model_set_full_finetune(pissa_model *m) {
         registered = 1;
         st = register_base(m, 1); /* same order as at load, so the parameter ids do not change */
     }
+    for (size_t i = 0; old.tensors && old.q && old.maps && i < n; i++) {
+        int swapped = old.tensors[i] || old.q[i].data;
+        if (!swapped) continue;
+        if (st != PISSA_OK) { /* put the old form back */
+            pissa_tensor_free(m->w.tensors[i]);
+            m->w.tensors[i] = old.tensors[i], m->w.q[i] = old.q[i], m->w.maps[i] = old.maps[i];
+        } else {
+            pissa_tensor_free(old.tensors[i]);
+            pissa__qweight_release(&old.q[i]);
+            pissa__mapping_release(old.maps[i]);
+        }
+    }
+    free(old.tensors);
+    free(old.q);
+    free(old.maps);
     if (st != PISSA_OK) {
         if (registered) {
             pissa__params_free(&m->params);
             m->params = frozen;
         }
-        for (size_t i = 0; i < n; i++)
-            if (old[i]) {
-                pissa_tensor_free(m->w.tensors[i]);
-                m->w.tensors[i] = old[i];
-            }
-        free(old);
         return st;
     }
-    for (size_t i = 0; i < n; i++) pissa_tensor_free(old[i]);
-    free(old);
     pissa__params_free(&frozen);
     pissa__graph_free(m->g); /* every value now needs a gradient */
     m->g = NULL;
@@ -470,7 +590,8 @@ pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_param_view 
     int ndim = 2;
     if (m->full) {
         p = &m->params.p[i];
-        ndim = pissa_tensor_ndim(m->w.tensors[weight_index(&m->w, p->name)]);
+        int64_t shape[2];
+        ndim = pissa__weights_shape(&m->w, (size_t)pissa__weights_index(&m->w, p->name), shape);
     } else {
         const adapter *a = &m->ad[i / 2];
         p = &m->params.p[i % 2 ? a->pB : a->pA];
@@ -480,25 +601,33 @@ pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_param_view 
     return PISSA_OK;
 }
 
-pissa_status pissa_model_save(const pissa_model *m, const char *dir, pissa_dtype dtype) {
+pissa_status pissa_model_save(const pissa_model *m, const char *dir, int dtype) {
     if (!m || !dir) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_save: NULL argument");
-    /* A shallow copy of the weights with each PiSSA residual (owned by its adapter) in place of its base. */
-    pissa__weights w = m->w;
-    w.tensors = pissa__alloc(m->w.n ? m->w.n : 1, sizeof *w.tensors);
-    pissa_tensor **views = pissa__calloc(m->n_ad ? m->n_ad : 1, sizeof *views);
-    pissa_status st = w.tensors && views ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
-    if (st == PISSA_OK) memcpy(w.tensors, m->w.tensors, m->w.n * sizeof *w.tensors);
+    if (m->base < 0 || m->full) return pissa__weights_save_hf(&m->w, dir, dtype); /* residuals are in m->w already */
+    /* The load converted the base: what no residual replaced is written from the checkpoint as it stores it (a
+     * quantized copy is not the model), each residual from memory. */
+    pissa__weights src, w;
+    PISSA_TRY(pissa__weights_load(m->path, NULL, &src));
+    w = src;
+    w.tensors = pissa__alloc(src.n ? src.n : 1, sizeof *w.tensors);
+    w.q = pissa__alloc(src.n ? src.n : 1, sizeof *w.q);
+    pissa_status st = w.tensors && w.q ? PISSA_OK : pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
+    if (st == PISSA_OK) {
+        memcpy(w.tensors, src.tensors, src.n * sizeof *w.tensors);
+        memcpy(w.q, src.q, src.n * sizeof *w.q);
+    }
     for (size_t i = 0; st == PISSA_OK && i < m->n_ad; i++) {
-        const adapter *a = &m->ad[i];
-        if (!a->w_res) continue;
-        ptrdiff_t k = weight_index(&m->w, m->params.p[a->pW].name);
-        int64_t shape[2] = {a->out, a->in};
-        if (k >= 0 && (st = pissa_tensor_wrap(a->w_res, 2, shape, &views[i])) == PISSA_OK) w.tensors[k] = views[i];
+        if (!m->ad[i].replaced) continue;
+        const char *name = m->params.p[m->ad[i].pW].name;
+        ptrdiff_t k = pissa__weights_index(&src, name), j = pissa__weights_index(&m->w, name);
+        if (k < 0 || j < 0) st = pissa__fail(PISSA_ERR_NOT_FOUND, "%s: '%s' is not in the checkpoint", m->path, name);
+        else w.tensors[k] = m->w.tensors[j], w.q[k] = pissa__weights_matrix(&m->w, (size_t)j);
+        if (st == PISSA_OK && w.tensors[k]) w.q[k] = (pissa__qweight){0};
     }
     if (st == PISSA_OK) st = pissa__weights_save_hf(&w, dir, dtype);
-    for (size_t i = 0; views && i < m->n_ad; i++) pissa_tensor_free(views[i]);
-    free(views);
     free(w.tensors);
+    free(w.q);
+    pissa__weights_free(&src);
     return st;
 }
 
@@ -671,13 +800,12 @@ pissa_status pissa_model_forward_backward(pissa_model *m, const int32_t *ids, co
 
 static pissa__linear linear_view(const pissa_model *m, int l, int j) {
     const layer_params *lp = &m->layers[l];
-    const pissa__param *W = &m->params.p[lp->proj[j]];
-    pissa__linear v = {.W = W->data, .out = W->rows, .in = W->cols,
+    const pissa__param *W = &m->params.p[lp->proj[j]]; /* the PiSSA residual where one replaced the base */
+    pissa__linear v = {.W = W->q, .out = W->rows, .in = W->cols,
                        .bias = lp->bias[j] >= 0 ? m->params.p[lp->bias[j]].data : NULL};
     int k = m->ad_index[l * N_PROJ + j];
     if (k >= 0) {
         const adapter *a = &m->ad[k];
-        v.W = m->params.p[a->pW].data; /* the residual for the PiSSA kinds */
         v.A = a->A, v.B = a->B, v.r = a->r, v.scale = (float)a->scale;
     }
     return v;
@@ -693,10 +821,10 @@ void pissa__model_layer(const pissa_model *m, int l, pissa__layer_view *out) {
     for (int j = 0; j < N_PROJ; j++) out->proj[j] = linear_view(m, l, j);
 }
 
-void pissa__model_ends(const pissa_model *m, const float **embed, const float **norm, const float **head) {
-    *embed = m->params.p[m->p_embed].data;
+void pissa__model_ends(const pissa_model *m, pissa__qweight *embed, const float **norm, pissa__qweight *head) {
+    *embed = m->params.p[m->p_embed].q;
     *norm = m->params.p[m->p_norm].data;
-    *head = m->params.p[m->p_head].data;
+    *head = m->params.p[m->p_head].q;
 }
 
 const float *pissa__model_inv_freq(const pissa_model *m) { return m->inv_freq; }

@@ -9,7 +9,7 @@
 
 /* One projection as the forward applies it: y = x·Wᵀ (+ s·(x·Aᵀ)·Bᵀ with an adapter) (+ bias). */
 typedef struct pissa__linear {
-    const float *W;    /* (out, in): the base weight, or the PiSSA residual */
+    pissa__qweight W;  /* (out, in): the base weight, or the PiSSA residual, in its format (a view) */
     const float *A;    /* (r, in) or NULL: no adapter */
     const float *B;    /* (out, r) */
     const float *bias; /* (out) or NULL */
@@ -26,7 +26,7 @@ typedef struct pissa__layer_view {
 /* Takes ownership of *W (zeroed on return), on success and on failure alike; PATH names the model. */
 pissa_status pissa__model_from_weights(pissa__weights *w, const char *path, pissa_model **out);
 void pissa__model_layer(const pissa_model *m, int layer, pissa__layer_view *out);
-void pissa__model_ends(const pissa_model *m, const float **embed, const float **norm, const float **head);
+void pissa__model_ends(const pissa_model *m, pissa__qweight *embed, const float **norm, pissa__qweight *head);
 const float *pissa__model_inv_freq(const pissa_model *m); /* (hd/2) */
 
 #endif

@@ -52,6 +52,10 @@ void pissa__embedding_forward(float *out, const int32_t *ids, const float *wte, 
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)ids[n] * C, (size_t)C * sizeof(float));
 }
 
+void pissa__embedding_forward_q(float *out, const int32_t *ids, const pissa__qweight *wte, int N) {
+    for (int n = 0; n < N; n++) pissa__qweight_dequantize(wte, ids[n], ids[n] + 1, out + (size_t)n * wte->cols);
+}
+
 void pissa__embedding_backward(float *dwte, const float *dout, const int32_t *ids, int N, int C) {
     if (!dwte) return;
     for (int n = 0; n < N; n++) {
@@ -75,6 +79,26 @@ void pissa__matmul_backward(float *dinp, float *dw, const float *dout, const flo
         gemm(CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
 }
 
+/* ---- frozen linear in any format ---- */
+
+size_t pissa__frozen_scratch_floats(pissa_qtype type, int nthreads) {
+    return type == PISSA_QTYPE_F32 ? 0 : pissa__qmatmul_scratch_floats(nthreads);
+}
+
+void pissa__frozen_forward(float *out, float *scratch, int nthreads, const float *inp, const pissa__qweight *w,
+                           int N) {
+    if (w->type == PISSA_QTYPE_F32)
+        pissa__matmul_forward(out, inp, w->data, N, (int)w->cols, (int)w->rows);
+    else pissa__qmatmul_forward(out, scratch, nthreads, inp, w, N);
+}
+
+void pissa__frozen_backward(float *dinp, float *scratch, int nthreads, const float *dout, const pissa__qweight *w,
+                            int N, unsigned fresh) {
+    if (w->type == PISSA_QTYPE_F32)
+        pissa__matmul_backward(dinp, NULL, dout, NULL, w->data, N, (int)w->cols, (int)w->rows, fresh);
+    else pissa__qmatmul_backward(dinp, scratch, nthreads, dout, w, N, fresh);
+}
+
 /* ---- LoRA / PiSSA linear ---- */
 
 /* The four products with the rank-r side (xa = inp_d·Aᵀ, dxa = s·dout·B, dB, dA) stream a tall (N, C or OC) matrix
@@ -82,16 +106,20 @@ void pissa__matmul_backward(float *dinp, float *dw, const float *dout, const flo
  * (sgemm packs the tall matrix on every call) and give the same bits for any thread count. Those keep their skinny
  * operands column-major, so xa and dxa are stored as (r, N). The two rank-r updates of a tall matrix
  * (out += s·xa·Bᵀ, dinp += dxa·A) stay with sgemm. */
-size_t pissa__lora_scratch_floats(int N, int C, int OC, int r, int has_mask) {
+static size_t lora_own_floats(int N, int C, int OC, int r, int has_mask) {
     size_t wide = (size_t)(C > OC ? C : OC);
     return (size_t)N * r + (has_mask ? (size_t)N * C : 0) + 2 * wide * r +
            pissa__narrow_work_floats(N, (int64_t)wide, r);
 }
 
+size_t pissa__lora_scratch_floats(int N, int C, int OC, int r, int has_mask, pissa_qtype wtype, int nthreads) {
+    return lora_own_floats(N, C, OC, r, has_mask) + pissa__frozen_scratch_floats(wtype, nthreads);
+}
+
 /* Scratch: dxa (r, N) | inp_d or dinp_d (N, C), only with a mask | sBᵀ or a product (r, max(C, OC)) | the same
- * again | the narrow kernels' work. */
+ * again | the narrow kernels' work | the frozen product's tiles. */
 typedef struct lora_scratch {
-    float *dxa, *tmp, *skinny, *prod, *work;
+    float *dxa, *tmp, *skinny, *prod, *work, *frozen;
 } lora_scratch;
 
 static lora_scratch lora_scratch_split(float *scratch, int N, int C, int OC, int r, int has_mask) {
@@ -102,6 +130,7 @@ static lora_scratch lora_scratch_split(float *scratch, int N, int C, int OC, int
     ls.skinny = ls.tmp + (has_mask ? (size_t)N * C : 0);
     ls.prod = ls.skinny + wide * r;
     ls.work = ls.prod + wide * r;
+    ls.frozen = scratch + lora_own_floats(N, C, OC, r, has_mask);
     return ls;
 }
 
@@ -129,8 +158,9 @@ static void skinny_gradient(float *G, int transposed, float alpha, const float *
         }
 }
 
-void pissa__lora_forward(float *out, float *xa, float *scratch, const float *inp, const uint8_t *mask, float p,
-                         const float *w_res, const float *A, const float *B, float s, int N, int C, int OC, int r) {
+void pissa__lora_forward(float *out, float *xa, float *scratch, int nthreads, const float *inp, const uint8_t *mask,
+                         float p, const pissa__qweight *w_res, const float *A, const float *B, float s, int N, int C,
+                         int OC, int r) {
     lora_scratch ls = lora_scratch_split(scratch, N, C, OC, r, mask != NULL);
     const float *inp_d = inp; /* (N, C) */
     if (mask) {
@@ -138,14 +168,14 @@ void pissa__lora_forward(float *out, float *xa, float *scratch, const float *inp
         inp_d = ls.tmp;
     }
     /* out = inp·W_resᵀ; xa (r, N) = (inp_d·Aᵀ)ᵀ; out += s·xaᵀ·Bᵀ */
-    gemm(CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w_res, C, 0.0f, out, OC);
+    pissa__frozen_forward(out, ls.frozen, nthreads, inp, w_res, N);
     tall_times_skinny(xa, inp_d, A, N, C, r, ls.work);
     gemm(CblasTrans, CblasTrans, N, OC, r, s, xa, N, B, r, 1.0f, out, OC);
 }
 
-void pissa__lora_backward(float *dinp, float *dA, float *dB, float *scratch, const float *dout, const float *inp,
-                          const uint8_t *mask, float p, const float *w_res, const float *A, const float *B,
-                          const float *xa, float s, int N, int C, int OC, int r, unsigned fresh) {
+void pissa__lora_backward(float *dinp, float *dA, float *dB, float *scratch, int nthreads, const float *dout,
+                          const float *inp, const uint8_t *mask, float p, const pissa__qweight *w_res, const float *A,
+                          const float *B, const float *xa, float s, int N, int C, int OC, int r, unsigned fresh) {
     lora_scratch ls = lora_scratch_split(scratch, N, C, OC, r, mask != NULL);
     float *dxa = ls.dxa; /* (r, N) gradient of xa, stored as xa is */
     if (dB) /* (OC, r) += s·doutᵀ·xaᵀ */
@@ -166,7 +196,7 @@ void pissa__lora_backward(float *dinp, float *dA, float *dB, float *scratch, con
     }
     if (dinp) {
         /* frozen path: dinp += dout·W_res */
-        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w_res, C, fresh & 1 ? 0.0f : 1.0f, dinp, C);
+        pissa__frozen_backward(dinp, ls.frozen, nthreads, dout, w_res, N, fresh);
         if (!mask) {
             gemm(CblasTrans, CblasNoTrans, N, C, r, 1.0f, dxa, N, A, C, 1.0f, dinp, C);
         } else { /* the adapter path went through the dropout: dinp += (dxaᵀ·A) ⊙ mask/(1 − p) */

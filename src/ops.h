@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "quant.h"
 
 /* ---- embedding: out[n] = wte[ids[n]] ----
  * The caller guarantees 0 <= ids[n] < V for every n; an id outside that range is never checked here. */
@@ -30,6 +31,11 @@ void pissa__embedding_forward(float *out,           /* (N, C) */
                               const int32_t *ids,   /* (N) */
                               const float *wte,     /* (V, C) */
                               int N, int C);
+/* The same from a frozen table in any format (a BF16 embedding used from the file mapping): rows dequantized. */
+void pissa__embedding_forward_q(float *out,                /* (N, C) */
+                                const int32_t *ids,        /* (N) */
+                                const pissa__qweight *wte, /* (V, C) */
+                                int N);
 void pissa__embedding_backward(float *dwte,         /* (V, C), += ; NULL when frozen (then a no-op) */
                                const float *dout,   /* (N, C) */
                                const int32_t *ids,  /* (N) */
@@ -48,19 +54,37 @@ void pissa__matmul_backward(float *dinp,        /* (N, C) or NULL */
                             const float *w,     /* (OC, C) */
                             int N, int C, int OC, unsigned fresh);
 
+/* ---- a frozen linear in any stored format (quant.h): out = inp·Wᵀ; dinp += dout·W ----
+ * F32 goes to the same products as matmul (the same bits); BF16, F16, NF4 and INT8 to the tiled products of quant.h,
+ * which convert W a tile at a time right before each sgemm. SCRATCH holds pissa__frozen_scratch_floats(type,
+ * nthreads) floats (0 for F32: may be NULL); NTHREADS bounds the threads (the scratch is sized for them). */
+size_t pissa__frozen_scratch_floats(pissa_qtype type, int nthreads);
+void pissa__frozen_forward(float *out,               /* (N, OC) */
+                           float *scratch, int nthreads,
+                           const float *inp,         /* (N, C) */
+                           const pissa__qweight *w,  /* (OC, C) */
+                           int N);
+void pissa__frozen_backward(float *dinp,              /* (N, C) */
+                            float *scratch, int nthreads,
+                            const float *dout,        /* (N, OC) */
+                            const pissa__qweight *w,  /* (OC, C) */
+                            int N, unsigned fresh);
+
 /* ---- LoRA / PiSSA linear: out = inp·W_resᵀ + s·(inp_d·Aᵀ)·Bᵀ ----
  * W_res is frozen and W_res + s·B·A is never formed. inp_d = inp ⊙ mask / (1 − p) is the adapter branch's
  * dropout (PEFT applies lora_dropout to the input of lora_A only); mask == NULL means no dropout and p is then
  * ignored; otherwise 0 <= p < 1 and mask[i] ∈ {0, 1} (see pissa__dropout_mask). xa = inp_d·Aᵀ is saved for
- * backward, transposed (r, N); inp_d is not saved but rebuilt from inp and mask. */
-size_t pissa__lora_scratch_floats(int N, int C, int OC, int r, int has_mask);
+ * backward, transposed (r, N); inp_d is not saved but rebuilt from inp and mask. W_res may be in any format
+ * (pissa__frozen_*); NTHREADS bounds the threads of its products. */
+size_t pissa__lora_scratch_floats(int N, int C, int OC, int r, int has_mask, pissa_qtype wtype, int nthreads);
 void pissa__lora_forward(float *out,           /* (N, OC) */
                          float *xa,            /* (r, N) saved: (inp_d·Aᵀ)ᵀ */
-                         float *scratch,       /* pissa__lora_scratch_floats(N, C, OC, r, mask != NULL) */
+                         float *scratch,       /* pissa__lora_scratch_floats(N, C, OC, r, mask != NULL, ...) */
+                         int nthreads,
                          const float *inp,     /* (N, C) */
                          const uint8_t *mask,  /* (N, C) or NULL */
                          float p,              /* dropout probability, used only with a mask */
-                         const float *w_res,   /* (OC, C) frozen */
+                         const pissa__qweight *w_res, /* (OC, C) frozen */
                          const float *A,       /* (r, C) */
                          const float *B,       /* (OC, r) */
                          float s,              /* scale α/r (or α/√r with rsLoRA) */
@@ -70,12 +94,13 @@ void pissa__lora_forward(float *out,           /* (N, OC) */
 void pissa__lora_backward(float *dinp,          /* (N, C) or NULL */
                           float *dA,            /* (r, C) or NULL */
                           float *dB,            /* (OC, r) or NULL */
-                          float *scratch,       /* pissa__lora_scratch_floats(N, C, OC, r, mask != NULL) */
+                          float *scratch,       /* pissa__lora_scratch_floats(N, C, OC, r, mask != NULL, ...) */
+                          int nthreads,
                           const float *dout,    /* (N, OC) */
                           const float *inp,     /* (N, C) */
                           const uint8_t *mask,  /* (N, C) or NULL: the mask given to forward */
                           float p,
-                          const float *w_res,   /* (OC, C) */
+                          const pissa__qweight *w_res, /* (OC, C) */
                           const float *A,       /* (r, C) */
                           const float *B,       /* (OC, r) */
                           const float *xa,      /* (r, N) saved by forward */

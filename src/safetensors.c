@@ -749,3 +749,5 @@ pissa_status pissa_st_writer_write(pissa_st_writer *w, const char *path) {
     free(order);
     return st;
 }
+
+pissa_mapping *pissa__st_mapping(const pissa_st_file *f) { return f ? f->map : NULL; }

@@ -121,6 +121,13 @@ pissa_status pissa_convert_from_f32(void *dst, const float *src, pissa_dtype dt,
 /* ---------------------------------------------------------------------------------------------- */
 /* mappings                                                                                       */
 
+void pissa__mapping_drop(const pissa_mapping *m, const void *p, size_t len) {
+    if (!m || !m->base || !p || !len) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p, b = a + len;
+    uintptr_t lo = (a + page - 1) / page * page, hi = b / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 pissa_status pissa__mapping_open(const char *path, pissa_mapping **out) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -10,26 +10,43 @@
 
 /* ---- the tensor set every loader fills ---- */
 
-static pissa_status add_tensor(pissa__weights *w, const char *name, pissa_tensor *t) {
-    char **names = realloc(w->names, (w->n + 1) * sizeof *names);
+/* Appends tensor NAME: T (float32), or Q with the mapping it borrows (a reference is taken). Takes T or Q. */
+static pissa_status add_entry(pissa__weights *w, const char *name, pissa_tensor *t, pissa__qweight q,
+                              pissa_mapping *map) {
+    size_t k = w->n + 1;
+    char **names = realloc(w->names, k * sizeof *names);
     if (names) w->names = names;
-    pissa_tensor **tensors = realloc(w->tensors, (w->n + 1) * sizeof *tensors);
+    pissa_tensor **tensors = realloc(w->tensors, k * sizeof *tensors);
     if (tensors) w->tensors = tensors;
+    pissa__qweight *qs = realloc(w->q, k * sizeof *qs);
+    if (qs) w->q = qs;
+    pissa_mapping **maps = realloc(w->maps, k * sizeof *maps);
+    if (maps) w->maps = maps;
     char *copy = pissa__strdup(name);
-    if (!names || !tensors || !copy) {
+    if (!names || !tensors || !qs || !maps || !copy) {
         free(copy);
         pissa_tensor_free(t);
+        pissa__qweight_release(&q);
         return pissa__fail(PISSA_ERR_NOMEM, "weights: out of memory adding '%s'", name);
     }
+    if (map) pissa__mapping_retain(map);
     w->names[w->n] = copy;
-    w->tensors[w->n++] = t;
+    w->tensors[w->n] = t;
+    w->q[w->n] = q;
+    w->maps[w->n++] = map;
     return PISSA_OK;
 }
 
-/* Sorts names and tensors together (pissa__weights_get bisects the names). */
+static pissa_status add_tensor(pissa__weights *w, const char *name, pissa_tensor *t) {
+    return add_entry(w, name, t, (pissa__qweight){0}, NULL);
+}
+
+/* Sorts the entries by name (pissa__weights_index bisects the names). */
 typedef struct named {
     char *name;
     pissa_tensor *t;
+    pissa__qweight q;
+    pissa_mapping *map;
 } named;
 
 static int cmp_named(const void *a, const void *b) {
@@ -40,11 +57,13 @@ static pissa_status sort_tensors(pissa__weights *w) {
     if (w->n < 2) return PISSA_OK;
     named *tmp = pissa__alloc(w->n, sizeof *tmp);
     if (!tmp) return pissa__fail(PISSA_ERR_NOMEM, "weights: out of memory");
-    for (size_t i = 0; i < w->n; i++) tmp[i] = (named){w->names[i], w->tensors[i]};
+    for (size_t i = 0; i < w->n; i++) tmp[i] = (named){w->names[i], w->tensors[i], w->q[i], w->maps[i]};
     qsort(tmp, w->n, sizeof *tmp, cmp_named);
     for (size_t i = 0; i < w->n; i++) {
         w->names[i] = tmp[i].name;
         w->tensors[i] = tmp[i].t;
+        w->q[i] = tmp[i].q;
+        w->maps[i] = tmp[i].map;
     }
     free(tmp);
     return PISSA_OK;
@@ -55,24 +74,123 @@ void pissa__weights_free(pissa__weights *w) {
     for (size_t i = 0; i < w->n; i++) {
         free(w->names[i]);
         pissa_tensor_free(w->tensors[i]);
+        pissa__qweight_release(&w->q[i]);
+        pissa__mapping_release(w->maps[i]);
     }
     free(w->names);
     free(w->tensors);
+    free(w->q);
+    free(w->maps);
     free(w->config_json);
     memset(w, 0, sizeof *w);
 }
 
-pissa_tensor *pissa__weights_get(const pissa__weights *w, const char *name) {
-    if (!w || !name) return NULL;
+ptrdiff_t pissa__weights_index(const pissa__weights *w, const char *name) {
+    if (!w || !name) return -1;
     size_t lo = 0, hi = w->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(w->names[mid], name);
-        if (c == 0) return w->tensors[mid];
+        if (c == 0) return (ptrdiff_t)mid;
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
-    return NULL;
+    return -1;
+}
+
+pissa_tensor *pissa__weights_get(const pissa__weights *w, const char *name) {
+    ptrdiff_t i = pissa__weights_index(w, name);
+    return i < 0 ? NULL : w->tensors[i];
+}
+
+int pissa__weights_shape(const pissa__weights *w, size_t i, int64_t shape[2]) {
+    const pissa_tensor *t = w->tensors[i];
+    if (!t) {
+        shape[0] = w->q[i].rows, shape[1] = w->q[i].cols;
+        return 2;
+    }
+    int nd = pissa_tensor_ndim(t);
+    shape[0] = pissa_tensor_dim(t, 0);
+    shape[1] = nd > 1 ? pissa_tensor_dim(t, 1) : 0;
+    return nd;
+}
+
+pissa__qweight pissa__weights_matrix(const pissa__weights *w, size_t i) {
+    if (!w->tensors[i]) {
+        pissa__qweight v = w->q[i];
+        v.owned = NULL; /* a view */
+        return v;
+    }
+    int64_t shape[2];
+    int nd = pissa__weights_shape(w, i, shape);
+    pissa__qweight q = {0};
+    pissa__qweight_wrap(&q, PISSA_QTYPE_F32, nd == 2 ? shape[0] : 1, nd == 2 ? shape[1] : shape[0],
+                        pissa_tensor_data(w->tensors[i]), NULL); /* float32 data is 4-byte aligned: cannot fail */
+    return q;
+}
+
+pissa_status pissa__weights_to_f32(pissa__weights *w, size_t i) {
+    if (w->tensors[i]) return PISSA_OK;
+    pissa_tensor *t;
+    int64_t shape[2] = {w->q[i].rows, w->q[i].cols};
+    PISSA_TRY(pissa_tensor_create(2, shape, &t));
+    pissa__qweight_dequantize(&w->q[i], 0, shape[0], pissa_tensor_data(t));
+    pissa__weights_drop(w, i);
+    pissa__qweight_release(&w->q[i]);
+    pissa__mapping_release(w->maps[i]);
+    w->maps[i] = NULL;
+    w->tensors[i] = t;
+    return PISSA_OK;
+}
+
+size_t pissa__weights_bytes(const pissa__weights *w) {
+    size_t total = 0;
+    for (size_t i = 0; i < w->n; i++)
+        total += w->tensors[i] ? (size_t)pissa_tensor_numel(w->tensors[i]) * sizeof(float)
+                               : pissa__qweight_bytes(&w->q[i]);
+    return total;
+}
+
+void pissa__weights_drop(const pissa__weights *w, size_t i) {
+    const pissa_tensor *t = w->tensors[i];
+    if (t && pissa_tensor_ownership(t) == PISSA_MAPPED)
+        pissa__mapping_drop(t->map, t->data, (size_t)t->numel * sizeof(float));
+    else if (!t && w->maps[i])
+        pissa__mapping_drop(w->maps[i], w->q[i].data, pissa__qweight_bytes(&w->q[i]));
+}
+
+void pissa__weights_replace(pissa__weights *w, size_t i, pissa__qweight *q) {
+    pissa__weights_drop(w, i);
+    pissa_tensor_free(w->tensors[i]);
+    pissa__qweight_release(&w->q[i]);
+    pissa__mapping_release(w->maps[i]);
+    w->tensors[i] = NULL;
+    w->maps[i] = NULL;
+    w->q[i] = *q;
+    memset(q, 0, sizeof *q);
+}
+
+/* Puts the projections into the format BASE (a pissa_qtype, or -1: as loaded), and, for BASE F32, every other
+ * matrix into float32 too. A converted source mapped from a file gives its pages back: the resident set holds the
+ * new form only. */
+static pissa_status apply_base_format(pissa__weights *w, int base, const char *source) {
+    if (base < 0) return PISSA_OK;
+    for (size_t i = 0; i < w->n; i++) {
+        pissa_tensor_spec s;
+        if (pissa_config_tensor_find(&w->cfg, w->names[i], &s) != PISSA_OK || s.ndim != 2) continue;
+        pissa_qtype have = w->tensors[i] ? PISSA_QTYPE_F32 : w->q[i].type;
+        pissa_qtype want = s.role == PISSA_ROLE_PROJ || base == PISSA_QTYPE_F32 ? (pissa_qtype)base : have;
+        if (have == want) continue;
+        pissa__qweight src = pissa__weights_matrix(w, i), q = {0};
+        pissa_status st = want == PISSA_QTYPE_F32 ? pissa__weights_to_f32(w, i) : pissa__qweight_convert(&q, want, &src);
+        if (st == PISSA_OK && want != PISSA_QTYPE_F32) pissa__weights_replace(w, i, &q);
+        if (st != PISSA_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", pissa_last_error());
+            return pissa__fail(st, "%s: tensor '%s' to %s: %s", source, w->names[i], pissa_qtype_name(want), msg);
+        }
+    }
+    return PISSA_OK;
 }
 
 /* ---- the tensors the forward needs (the config's list, pissa/config.h) ---- */
@@ -92,13 +210,15 @@ static pissa_status check_shapes(const pissa__weights *w, const char *source) {
         pissa_tensor_spec s;
         PISSA_TRY(pissa_config_tensor(&w->cfg, i, &s));
         char want[96], got[96];
-        pissa_tensor *t = pissa__weights_get(w, s.name);
+        ptrdiff_t k = pissa__weights_index(w, s.name);
         shape_str(want, sizeof want, s.ndim, s.shape);
-        if (!t) return pissa__fail(PISSA_ERR_NOT_FOUND, "%s: tensor '%s' %s is missing", source, s.name, want);
-        int same = t->ndim == s.ndim;
-        for (int k = 0; same && k < s.ndim; k++) same = t->shape[k] == s.shape[k];
+        if (k < 0) return pissa__fail(PISSA_ERR_NOT_FOUND, "%s: tensor '%s' %s is missing", source, s.name, want);
+        int64_t shape[2];
+        int nd = pissa__weights_shape(w, (size_t)k, shape);
+        int same = nd == s.ndim;
+        for (int d = 0; same && d < s.ndim; d++) same = shape[d] == s.shape[d];
         if (!same) {
-            shape_str(got, sizeof got, t->ndim, t->shape);
+            shape_str(got, sizeof got, nd, shape);
             return pissa__fail(PISSA_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", source, s.name, got,
                                want);
         }
@@ -125,7 +245,24 @@ static pissa_status with_prefix(pissa_status st, const char *prefix) {
 
 /* ---- Hugging Face folder ---- */
 
-pissa_status pissa__weights_load_hf(const char *dir, pissa__weights *out) {
+/* Tensor NAME of CK, with spec S: a BF16/F16 matrix (a projection, the embedding, lm_head) is borrowed from the
+ * mapping as is; anything else is read as float32 (mapped when stored F32, converted otherwise). */
+static pissa_status load_hf_tensor(pissa__weights *w, const pissa_checkpoint *ck, const char *name,
+                                   const pissa_tensor_spec *s) {
+    pissa_st_info info;
+    PISSA_TRY(pissa_checkpoint_find(ck, name, &info));
+    if (s->ndim == 2 && info.ndim == 2 && (info.dtype == PISSA_BF16 || info.dtype == PISSA_F16)) {
+        pissa__qweight q = {0};
+        PISSA_TRY(pissa__qweight_wrap(&q, info.dtype == PISSA_BF16 ? PISSA_QTYPE_BF16 : PISSA_QTYPE_F16,
+                                      info.shape[0], info.shape[1], info.data, NULL));
+        return add_entry(w, name, NULL, q, pissa__checkpoint_mapping(ck, name));
+    }
+    pissa_tensor *t;
+    PISSA_TRY(pissa_checkpoint_load(ck, name, &t));
+    return add_tensor(w, name, t);
+}
+
+pissa_status pissa__weights_load_hf(const char *dir, const pissa__load_opts *opts, pissa__weights *out) {
     if (!dir || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__weights_load_hf: NULL argument");
     memset(out, 0, sizeof *out);
     pissa_checkpoint *ck;
@@ -148,13 +285,14 @@ pissa_status pissa__weights_load_hf(const char *dir, pissa__weights *out) {
                              ends_with(name, ".bias") ? " (which has no bias there)" : "");
             break;
         }
-        pissa_tensor *t;
-        st = pissa_checkpoint_load(ck, name, &t);
-        if (st == PISSA_OK) st = add_tensor(&w, name, t);
+        pissa_tensor_spec spec;
+        pissa_config_tensor_find(&w.cfg, name, &spec);
+        st = load_hf_tensor(&w, ck, name, &spec);
     }
-    pissa_checkpoint_free(ck); /* MAPPED tensors keep their mapping */
+    pissa_checkpoint_free(ck); /* MAPPED tensors and borrowed matrices keep their mapping */
     if (st == PISSA_OK) st = sort_tensors(&w);
     if (st == PISSA_OK) st = check_shapes(&w, dir);
+    if (st == PISSA_OK) st = apply_base_format(&w, opts ? opts->base : -1, dir);
     if (st != PISSA_OK) {
         pissa__weights_free(&w);
         return st;
@@ -338,7 +476,7 @@ static pissa_status llama2c_layout(l2c *f, const int32_t *h, int64_t header, con
     return PISSA_OK;
 }
 
-pissa_status pissa__weights_load_llama2c(const char *path, pissa__weights *out) {
+pissa_status pissa__weights_load_llama2c(const char *path, const pissa__load_opts *opts, pissa__weights *out) {
     if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__weights_load_llama2c: NULL argument");
     memset(out, 0, sizeof *out);
     l2c f = {.path = path};
@@ -376,6 +514,7 @@ pissa_status pissa__weights_load_llama2c(const char *path, pissa__weights *out) 
     pissa__mapping_release(f.map); /* the MAPPED tensors hold their own references */
     if (st == PISSA_OK) st = sort_tensors(&w);
     if (st == PISSA_OK) st = check_shapes(&w, path);
+    if (st == PISSA_OK) st = apply_base_format(&w, opts ? opts->base : -1, path);
     if (st != PISSA_OK) {
         pissa__weights_free(&w);
         return st;
@@ -386,19 +525,35 @@ pissa_status pissa__weights_load_llama2c(const char *path, pissa__weights *out) 
 
 /* ---- dispatch and save ---- */
 
-pissa_status pissa__weights_load(const char *path, pissa__weights *out) {
+pissa_status pissa__weights_load(const char *path, const pissa__load_opts *opts, pissa__weights *out) {
     if (!path || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__weights_load: NULL argument");
     memset(out, 0, sizeof *out);
     struct stat s;
     if (stat(path, &s) != 0) return pissa__fail(PISSA_ERR_IO, "%s: cannot open model: %s", path, strerror(errno));
-    if (S_ISDIR(s.st_mode)) return pissa__weights_load_hf(path, out);
-    if (S_ISREG(s.st_mode)) return pissa__weights_load_llama2c(path, out);
+    if (opts && opts->base != -1 && (opts->base < 0 || opts->base >= PISSA_QTYPE_COUNT))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: base format %d is not a pissa_qtype", path, opts->base);
+    if (S_ISDIR(s.st_mode)) return pissa__weights_load_hf(path, opts, out);
+    if (S_ISREG(s.st_mode)) return pissa__weights_load_llama2c(path, opts, out);
     return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: neither a directory (Hugging Face) nor a file (llama2.c)", path);
 }
 
-pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, pissa_dtype dtype) {
+/* The writer's fill callback for a matrix kept in another format: its float32 values. */
+static pissa_status fill_matrix(void *user, const char *name, float *dst, int64_t numel) {
+    (void)name, (void)numel;
+    const pissa__qweight *q = user;
+    pissa__qweight_dequantize(q, 0, q->rows, dst);
+    return PISSA_OK;
+}
+
+pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, int dtype_or_stored) {
     if (!w || !dir || !w->config_json)
         return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa__weights_save_hf: NULL argument");
+    pissa_dtype dtype = (pissa_dtype)dtype_or_stored;
+    if (dtype_or_stored == -1 && (!w->cfg.torch_dtype[0] || pissa_dtype_parse(w->cfg.torch_dtype, &dtype) != PISSA_OK ||
+                                  !pissa_dtype_is_float(dtype))) {
+        pissa_clear_error();
+        dtype = PISSA_F32; /* no (or no float) torch_dtype: as llama2.c stores weights */
+    }
     if (!pissa_dtype_is_float(dtype))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "%s: weights are saved as F32, F16 or BF16, not %s", dir,
                            pissa_dtype_name(dtype));
@@ -407,9 +562,16 @@ pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, pi
     const char *out = pissa_dir_txn_path(txn);
     pissa_st_writer *wr = NULL;
     pissa_status st = pissa_st_writer_create(&wr);
-    for (size_t i = 0; i < w->n && st == PISSA_OK; i++)
-        st = pissa_st_writer_add_f32(wr, w->names[i], dtype, w->tensors[i]->ndim, w->tensors[i]->shape,
-                                     w->tensors[i]->data);
+    for (size_t i = 0; i < w->n && st == PISSA_OK; i++) {
+        const pissa__qweight *q = &w->q[i];
+        int64_t shape[2] = {q->rows, q->cols};
+        if (w->tensors[i])
+            st = pissa_st_writer_add_f32(wr, w->names[i], dtype, w->tensors[i]->ndim, w->tensors[i]->shape,
+                                         w->tensors[i]->data);
+        else if ((q->type == PISSA_QTYPE_BF16 && dtype == PISSA_BF16) || (q->type == PISSA_QTYPE_F16 && dtype == PISSA_F16))
+            st = pissa_st_writer_add_raw(wr, w->names[i], dtype, 2, shape, q->data); /* the stored bits, exactly */
+        else st = pissa_st_writer_add_fill(wr, w->names[i], dtype, 2, shape, fill_matrix, (void *)q);
+    }
     char *path = pissa__path_join(out, "model.safetensors"), *config = NULL;
     if (st == PISSA_OK && !path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     if (st == PISSA_OK) st = pissa_st_writer_write(wr, path);

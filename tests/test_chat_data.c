@@ -173,9 +173,9 @@ static void spans_that_cut_a_token_mark_it(void **state) {
 static void conversations_the_rule_cannot_mask_are_refused(void **state) {
     (void)state;
     pissa_tokenizer *tok = gpt2_tokenizer(); /* end-of-turn tokens: <|im_end|>, <|endoftext|> */
-    const char *two = "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": "
-                      "\"Hello\"}, {\"role\": \"user\", \"content\": \"Bye\"}, {\"role\": \"assistant\", \"content\": "
-                      "\"Later\"}]}";
+    const char *two = "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", "
+                      "\"content\": \"Hello\"}, {\"role\": \"user\", \"content\": \"Bye\"}, {\"role\": "
+                      "\"assistant\", \"content\": \"Later\"}]}";
     /* turns that end with no end-of-turn token */
     expect_row(tok, "{% for m in messages %}{{ m.role + ': ' + m.content + '\\n' }}{% endfor %}"
                "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}", two, PISSA_ERR_FORMAT,
@@ -187,7 +187,8 @@ static void conversations_the_rule_cannot_mask_are_refused(void **state) {
                "comes after the text of messages[2]", NULL);
     /* a template whose render of the start depends on what follows */
     expect_row(tok, "{{ messages|length }}{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + "
-               "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+               "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+               "{% endif %}",
                two, PISSA_ERR_FORMAT, "messages[1] (assistant): the chat template renders the conversation before it",
                NULL);
     /* an end-of-turn token inside the assistant's text; no assistant at all; the template's own refusal */
@@ -391,8 +392,8 @@ static void long_rows_are_cut_and_counted_in_one_warning(void **state) {
                             "\" yes\"}\n"
                             "{\"messages\": [{\"role\": \"user\", \"content\": \"A long question that fills every "
                             "token\"}, {\"role\": \"assistant\", \"content\": \"No.\"}]}\n"
-                            "{\"input_ids\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], \"labels\": [1, 2, 3, 4, 5, 6, 7, 8, -100, "
-                            "-100]}\n");
+                            "{\"input_ids\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], \"labels\": [1, 2, 3, 4, 5, 6, 7, 8, "
+                            "-100, -100]}\n");
     pissa_data_opts o = pissa_data_default_opts();
     o.max_len = 8;
     log_capture c = {0};

@@ -140,7 +140,7 @@ static void hf_folder_of_the_model_generates_the_same_text(void **state) {
     cJSON *ref = load_reference();
     char *dir = tu_tempdir("generate");
     pissa__weights w;
-    assert_ok(pissa__weights_load(MODEL, &w));
+    assert_ok(pissa__weights_load(MODEL, NULL, &w));
     assert_ok(pissa__weights_save_hf(&w, dir, PISSA_F32));
     pissa__weights_free(&w);
     pissa_generator *g;
@@ -222,7 +222,7 @@ static void make_adapter(const char *dir, const int *targets, int n_targets, int
 static void check_adapter_equals_merged(const int *targets, int n_targets, int rslora) {
     char *dir = tu_tempdir("generate");
     pissa__weights merged;
-    assert_ok(pissa__weights_load(MODEL, &merged));
+    assert_ok(pissa__weights_load(MODEL, NULL, &merged));
     make_adapter(dir, targets, n_targets, 4, 8.0, rslora, 0, &merged);
     pissa_generator *ga, *gm, *gb;
     assert_ok(pissa_generator_create(MODEL, dir, 16, &ga));
@@ -282,7 +282,7 @@ static void adapter_features_not_implemented_are_refused_by_name(void **state) {
     char *dir = tu_tempdir("generate");
     pissa__weights w;
     const int qv[2] = {0, 2};
-    assert_ok(pissa__weights_load(MODEL, &w));
+    assert_ok(pissa__weights_load(MODEL, NULL, &w));
     make_adapter(dir, qv, 2, 4, 8.0, 0, 0, &w);
     pissa__weights_free(&w);
     set_config_field(dir, "target_modules", "\".*q_proj\"");
@@ -411,7 +411,7 @@ static void top_p_sampling_stays_in_the_nucleus_and_is_seeded(void **state) {
 
 /* stories260K's weights with every element of NAME set to VALUE (owned copies in place of the mapped ones). */
 static void weights_with(pissa__weights *w, const char *name, float value) {
-    assert_ok(pissa__weights_load(MODEL, w));
+    assert_ok(pissa__weights_load(MODEL, NULL, w));
     for (size_t i = 0; i < w->n; i++)
         if (!strcmp(w->names[i], name)) {
             pissa_tensor *c;
@@ -511,7 +511,7 @@ static void pissa_generate_program_prints_the_reference_text(void **state) {
     char *adir = tu_path(dir, "adapter");
     pissa__weights w;
     const int all[7] = {0, 1, 2, 3, 4, 5, 6};
-    assert_ok(pissa__weights_load(MODEL, &w));
+    assert_ok(pissa__weights_load(MODEL, NULL, &w));
     make_adapter(adir, all, 7, 4, 8.0, 0, 1, &w);
     pissa__weights_free(&w);
     snprintf(args, sizeof args, "--model '%s' --adapter '%s' --tokenizer '%s' --temperature 0 --steps 100", MODEL,

@@ -511,8 +511,8 @@ static void a_parsed_template_renders_many_contexts(void **state) {
 static void generation_blocks_record_what_they_print(void **state) {
     (void)state;
     const char *src = "a{% generation %}b{{ x }}{% endgeneration %}c{% for i in range(2) %}{% generation %}[{{ i }}]"
-                      "{% endgeneration %}{% endfor %}{% macro m() %}{% generation %}zz{% endgeneration %}{% endmacro %}"
-                      "{{ m() }}{% generation %}{% endgeneration %}";
+                      "{% endgeneration %}{% endfor %}{% macro m() %}{% generation %}zz{% endgeneration %}"
+                      "{% endmacro %}{{ m() }}{% generation %}{% endgeneration %}";
     pissa__jinja_template *t;
     assert_ok(pissa__jinja_parse(src, strlen(src), &t));
     assert_int_equal(pissa__jinja_has_generation(t), 1);

@@ -736,7 +736,7 @@ static void llama2c_file_and_hf_folder_give_the_same_logits(void **state) {
     char hf[512];
     snprintf(hf, sizeof hf, "%s/llama_untied", REF);
     pissa__weights w;
-    assert_ok(pissa__weights_load(hf, &w));
+    assert_ok(pissa__weights_load(hf, NULL, &w));
     char *dir = tu_tempdir("model_l2c");
     char *bin = tu_path(dir, "model.bin");
     write_llama2c_v0(&w, bin);
@@ -753,7 +753,7 @@ static void stories260k_bin_and_its_hf_form_give_the_same_logits(void **state) {
     (void)state;
     if (!tu_file_exists(STORIES)) tu_skip_missing(STORIES);
     pissa__weights w;
-    assert_ok(pissa__weights_load(STORIES, &w));
+    assert_ok(pissa__weights_load(STORIES, NULL, &w));
     char *dir = tu_tempdir("model_stories");
     assert_ok(pissa__weights_save_hf(&w, dir, PISSA_F32));
     pissa__weights_free(&w);

@@ -242,14 +242,21 @@ static void bwd_matmul(const op_case *c, float *const *din, float *scratch, cons
     pissa__matmul_backward(din[0], din[1], dout, in[0], in[1], c->N, c->C, c->OC, c->fresh);
 }
 
+/* The frozen W_res (OC, C) as the float32 weight the lora op reads. */
+static pissa__qweight frozen_w(const op_case *c) {
+    pissa__qweight q;
+    assert_ok(pissa__qweight_wrap(&q, PISSA_QTYPE_F32, c->OC, c->C, c->frozen, NULL));
+    return q;
+}
 static void fwd_lora(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
-    pissa__lora_forward(out, saved, scratch, in[0], c->mask, c->p, c->frozen, in[1], in[2], c->s, c->N, c->C, c->OC,
-                        c->r);
+    pissa__qweight w = frozen_w(c);
+    pissa__lora_forward(out, saved, scratch, 1, in[0], c->mask, c->p, &w, in[1], in[2], c->s, c->N, c->C, c->OC, c->r);
 }
 static void bwd_lora(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                      const float *saved) {
-    pissa__lora_backward(din[0], din[1], din[2], scratch, dout, in[0], c->mask, c->p, c->frozen, in[1], in[2], saved,
-                         c->s, c->N, c->C, c->OC, c->r, c->fresh);
+    pissa__qweight w = frozen_w(c);
+    pissa__lora_backward(din[0], din[1], din[2], scratch, 1, dout, in[0], c->mask, c->p, &w, in[1], in[2], saved, c->s,
+                         c->N, c->C, c->OC, c->r, c->fresh);
 }
 
 static void fwd_rmsnorm(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -372,7 +379,7 @@ static op_case case_matmul(void) {
 static op_case case_lora(int dropout) {
     op_case c = {.name = dropout ? "lora_dropout" : "lora", .n_in = 3, .in_name = {"inp", "A", "B"},
                  .in_n = {N_ * C_, R_ * C_, OC_ * R_}, .n_out = N_ * OC_, .n_saved = N_ * R_,
-                 .n_scratch = pissa__lora_scratch_floats(N_, C_, OC_, R_, dropout), .ref = ref_lora, .fwd = fwd_lora,
+                 .n_scratch = pissa__lora_scratch_floats(N_, C_, OC_, R_, dropout, PISSA_QTYPE_F32, 1), .ref = ref_lora, .fwd = fwd_lora,
                  .bwd = bwd_lora, .N = N_, .C = C_, .OC = OC_, .r = R_, .s = 16.0f / R_, .fresh_slots = 1};
     if (dropout) { /* a fixed mask, about one element in four dropped */
         for (int i = 0; i < N_ * C_; i++) g_mask[i] = (i * 37 + i / 5) % 4 != 0;
@@ -971,9 +978,11 @@ static void dropout_mask_keeps_one_minus_p_and_is_seeded(void **state) {
 static void lora_with_zero_b_equals_frozen_matmul(void **state) {
     (void)state;
     float x[N_ * C_], W[OC_ * C_], A[R_ * C_], B[OC_ * R_] = {0}, out[N_ * OC_], ref[N_ * OC_], xa[N_ * R_];
-    float *scratch = malloc(sizeof(float) * pissa__lora_scratch_floats(N_, C_, OC_, R_, 0));
+    float *scratch = malloc(sizeof(float) * pissa__lora_scratch_floats(N_, C_, OC_, R_, 0, PISSA_QTYPE_F32, 1));
     tu_gaussian(x, N_ * C_, 1), tu_gaussian(W, OC_ * C_, 2), tu_gaussian(A, R_ * C_, 3);
-    pissa__lora_forward(out, xa, scratch, x, NULL, 0.0f, W, A, B, 2.0f, N_, C_, OC_, R_);
+    pissa__qweight w;
+    assert_ok(pissa__qweight_wrap(&w, PISSA_QTYPE_F32, OC_, C_, W, NULL));
+    pissa__lora_forward(out, xa, scratch, 1, x, NULL, 0.0f, &w, A, B, 2.0f, N_, C_, OC_, R_);
     pissa__matmul_forward(ref, x, W, N_, C_, OC_);
     assert_memory_equal(out, ref, sizeof out);
     free(scratch);

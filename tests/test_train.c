@@ -181,9 +181,13 @@ typedef struct run {
     pissa_trainer *t;
 } run;
 
+static int base_dtype = -1; /* the frozen base's format for run_open (pissa_model_opts.base_dtype) */
+
 /* INIT is an adapter method, or "full" for full fine-tuning (DROPOUT then unused). */
 static void run_open(const fixture *f, const char *init, double dropout, const pissa_train_opts *o, run *r) {
-    assert_ok(pissa_model_load(f->model, &r->m));
+    pissa_model_opts mo = pissa_model_default_opts();
+    mo.base_dtype = base_dtype;
+    assert_ok(pissa_model_load_with_opts(f->model, &mo, &r->m));
     if (!strcmp(init, "full")) {
         assert_ok(pissa_model_set_full_finetune(r->m));
     } else {
@@ -335,6 +339,24 @@ static void check_resume(const fixture *f, const char *init, double dropout, con
     run_close(&c);
     free(x);
     free(y);
+}
+
+/* The same with the frozen base in each format (PiSSA on NF4/INT8 is QPiSSA): the residual is recomputed the same way
+ * on resume, and the runs differ from each other (the format is used). */
+static void resumed_run_repeats_uninterrupted_run_with_every_base_format(void **state) {
+    const fixture *f = *state;
+    pissa_train_opts o = base_opts();
+    double whole[PISSA_QTYPE_COUNT][8];
+    char *state_dir = tu_path(f->dir, "state_base");
+    for (int t = 0; t < PISSA_QTYPE_COUNT; t++) {
+        base_dtype = t;
+        check_resume(f, "pissa_niter_2", 0.1, &o, 5, 2, state_dir, whole[t]);
+        printf("  base %s: losses %.6f .. %.6f; resumed after 2: identical\n", pissa_qtype_name((pissa_qtype)t),
+               whole[t][0], whole[t][4]);
+    }
+    base_dtype = -1;
+    for (int t = 1; t < PISSA_QTYPE_COUNT; t++) assert_memory_not_equal(whole[0], whole[t], sizeof whole[0]);
+    free(state_dir);
 }
 
 static void resumed_run_repeats_uninterrupted_run_bit_for_bit(void **state) {
@@ -898,6 +920,7 @@ int main(void) {
         cmocka_unit_test(accumulating_k_microbatches_equals_one_batch_of_k_rows),
         cmocka_unit_test(same_seed_gives_identical_losses),
         cmocka_unit_test(resumed_run_repeats_uninterrupted_run_bit_for_bit),
+        cmocka_unit_test(resumed_run_repeats_uninterrupted_run_with_every_base_format),
         cmocka_unit_test(nan_loss_stops_training_and_keeps_saved_adapter),
         cmocka_unit_test(loss_decreases_on_repetitive_data),
         cmocka_unit_test(finetune_writes_adapter_residual_log_and_matches_pissa_eval),

@@ -160,7 +160,7 @@ static void load_and_check(int version, int tied) {
     char *dir = tu_tempdir("weights");
     l2c_file f = write_l2c(dir, "model.bin", version, tied, 0);
     pissa__weights w;
-    assert_ok(pissa__weights_load(f.path, &w)); /* a regular file goes to the llama2.c loader */
+    assert_ok(pissa__weights_load(f.path, NULL, &w)); /* a regular file goes to the llama2.c loader */
     check_llama2c_weights(&w, &f, tied);
     pissa__weights_free(&w);
     assert_int_equal(w.n, 0);
@@ -206,19 +206,35 @@ static void save_hf_then_load_hf_gives_identical_tensors(void **state) {
         l2c_file f = write_l2c(dir, "model.bin", 0, tied, 0);
         char *hf = tu_path(dir, tied ? "hf_tied" : "hf_untied");
         pissa__weights a, b;
-        assert_ok(pissa__weights_load_llama2c(f.path, &a));
+        assert_ok(pissa__weights_load_llama2c(f.path, NULL, &a));
         assert_ok(pissa__weights_save_hf(&a, hf, PISSA_F32));
-        assert_ok(pissa__weights_load(hf, &b)); /* a directory goes to the Hugging Face loader */
+        assert_ok(pissa__weights_load(hf, NULL, &b)); /* a directory goes to the Hugging Face loader */
         same_weights(&a, &b);
         assert_int_equal(pissa_tensor_ownership(pissa__weights_get(&b, "model.norm.weight")), PISSA_MAPPED);
         pissa__weights_free(&b);
         /* bf16: config.json says so, values are the bf16 roundings */
         assert_ok(pissa__weights_save_hf(&a, hf, PISSA_BF16));
-        assert_ok(pissa__weights_load_hf(hf, &b));
+        assert_ok(pissa__weights_load_hf(hf, NULL, &b));
         assert_string_equal(b.cfg.torch_dtype, "bfloat16");
         const float *x = pissa_tensor_data(pissa__weights_get(&a, "model.embed_tokens.weight"));
-        const float *y = pissa_tensor_data(pissa__weights_get(&b, "model.embed_tokens.weight"));
-        for (int i = 0; i < VOCAB * DIM; i++) assert_true(y[i] == pissa_bf16_to_f32(pissa_f32_to_bf16(x[i])));
+        /* a BF16 matrix is used from the file mapping as it is stored, not converted */
+        ptrdiff_t k = pissa__weights_index(&b, "model.embed_tokens.weight");
+        assert_true(k >= 0);
+        assert_null(b.tensors[k]);
+        assert_int_equal(b.q[k].type, PISSA_QTYPE_BF16);
+        assert_null(b.q[k].owned);
+        assert_non_null(b.maps[k]);
+        const uint16_t *y = b.q[k].data;
+        for (int i = 0; i < VOCAB * DIM; i++) assert_int_equal(y[i], pissa_f32_to_bf16(x[i]));
+        /* saved again as BF16: the same bits */
+        char *hf2 = tu_path(dir, "hf_again");
+        assert_ok(pissa__weights_save_hf(&b, hf2, PISSA_BF16));
+        pissa__weights c;
+        assert_ok(pissa__weights_load_hf(hf2, NULL, &c));
+        ptrdiff_t k2 = pissa__weights_index(&c, "model.embed_tokens.weight");
+        assert_memory_equal(c.q[k2].data, y, sizeof(uint16_t) * VOCAB * DIM);
+        pissa__weights_free(&c);
+        free(hf2);
         pissa__weights_free(&b);
         pissa__weights_free(&a);
         l2c_free(&f);
@@ -230,7 +246,7 @@ static void save_hf_then_load_hf_gives_identical_tensors(void **state) {
 
 static void expect_llama2c_error(const char *path, pissa_status want, const char *needle) {
     pissa__weights w;
-    pissa_status s = pissa__weights_load_llama2c(path, &w);
+    pissa_status s = pissa__weights_load_llama2c(path, NULL, &w);
     if (s != want) fail_msg("%s: got %s (%s), want %s", path, pissa_status_name(s), pissa_last_error(),
                             pissa_status_name(want));
     if (!strstr(pissa_last_error(), needle)) fail_msg("message '%s' does not mention '%s'", pissa_last_error(), needle);
@@ -317,7 +333,7 @@ static void write_hf(const char *dir, const pissa__weights *w, const char *confi
 
 static void expect_hf_error(const char *dir, pissa_status want, const char *needle1, const char *needle2) {
     pissa__weights w;
-    pissa_status s = pissa__weights_load_hf(dir, &w);
+    pissa_status s = pissa__weights_load_hf(dir, NULL, &w);
     if (s != want) fail_msg("got %s (%s), want %s", pissa_status_name(s), pissa_last_error(), pissa_status_name(want));
     if (!strstr(pissa_last_error(), needle1)) fail_msg("message '%s' lacks '%s'", pissa_last_error(), needle1);
     if (needle2 && !strstr(pissa_last_error(), needle2))
@@ -338,7 +354,7 @@ static void hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling(v
     char *dir = tu_tempdir("weights");
     l2c_file f = write_l2c(dir, "model.bin", 0, 0, 0);
     pissa__weights w;
-    assert_ok(pissa__weights_load_llama2c(f.path, &w));
+    assert_ok(pissa__weights_load_llama2c(f.path, NULL, &w));
     char *hf = tu_path(dir, "hf");
     assert_ok(pissa__mkdir_p(hf));
 
@@ -364,7 +380,7 @@ static void hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling(v
     /* rotary_emb.inv_freq (older transformers saved it) is recomputed, not refused */
     write_hf(hf, &w, w.config_json, NULL, NULL, "model.layers.0.self_attn.rotary_emb.inv_freq");
     pissa__weights b;
-    assert_ok(pissa__weights_load_hf(hf, &b));
+    assert_ok(pissa__weights_load_hf(hf, NULL, &b));
     assert_null(pissa__weights_get(&b, "model.layers.0.self_attn.rotary_emb.inv_freq"));
     same_weights(&w, &b);
     pissa__weights_free(&b);
@@ -372,7 +388,7 @@ static void hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling(v
     /* tied config: a stored lm_head is the embedding's copy in transformers and is not needed */
     cfg = replace(w.config_json, "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
     write_hf(hf, &w, cfg, NULL, NULL, NULL);
-    assert_ok(pissa__weights_load_hf(hf, &b));
+    assert_ok(pissa__weights_load_hf(hf, NULL, &b));
     assert_int_equal(b.cfg.tie_word_embeddings, 1);
     assert_null(pissa__weights_get(&b, "lm_head.weight"));
     pissa__weights_free(&b);
@@ -392,11 +408,58 @@ static void hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling(v
 static void load_dispatches_on_path_kind_and_reports_missing_path(void **state) {
     (void)state;
     pissa__weights w;
-    assert_int_equal(pissa__weights_load("/nonexistent/model.bin", &w), PISSA_ERR_IO);
+    assert_int_equal(pissa__weights_load("/nonexistent/model.bin", NULL, &w), PISSA_ERR_IO);
     assert_non_null(strstr(pissa_last_error(), "/nonexistent/model.bin"));
     char *dir = tu_tempdir("weights");
-    assert_int_not_equal(pissa__weights_load(dir, &w), PISSA_OK); /* a directory without config.json */
+    assert_int_not_equal(pissa__weights_load(dir, NULL, &w), PISSA_OK); /* a directory without config.json */
     assert_non_null(strstr(pissa_last_error(), "config.json"));
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* The base format asked for at load: the projections converted (their values the conversion of the stored ones), the
+ * embedding and lm_head as stored unless the base is F32 (then every matrix is float32), norms always float32. */
+static void base_format_converts_the_projections_only(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("weights_base");
+    l2c_file f = write_l2c(dir, "model.bin", 0, 0, 0);
+    char *hf = tu_path(dir, "hf_bf16");
+    pissa__weights a;
+    assert_ok(pissa__weights_load_llama2c(f.path, NULL, &a));
+    assert_ok(pissa__weights_save_hf(&a, hf, PISSA_BF16));
+    const char *proj = "model.layers.1.mlp.down_proj.weight", *embed = "model.embed_tokens.weight";
+    for (int base = 0; base < PISSA_QTYPE_COUNT; base++) {
+        pissa__weights b;
+        pissa__load_opts o = {.base = base};
+        assert_ok(pissa__weights_load_hf(hf, &o, &b));
+        ptrdiff_t kp = pissa__weights_index(&b, proj), ke = pissa__weights_index(&b, embed);
+        pissa__qweight qp = pissa__weights_matrix(&b, (size_t)kp), qe = pissa__weights_matrix(&b, (size_t)ke);
+        assert_int_equal(qp.type, base);
+        assert_int_equal(qe.type, base == PISSA_QTYPE_F32 ? PISSA_QTYPE_F32 : PISSA_QTYPE_BF16);
+        assert_non_null(pissa__weights_get(&b, "model.norm.weight"));
+        /* the projection's values: the base format's conversion of the stored BF16 values */
+        pissa__qweight stored, want;
+        pissa__weights c;
+        assert_ok(pissa__weights_load_hf(hf, NULL, &c));
+        stored = pissa__weights_matrix(&c, (size_t)pissa__weights_index(&c, proj));
+        assert_ok(pissa__qweight_convert(&want, base, &stored));
+        assert_int_equal(pissa__qweight_bytes(&want), pissa__qweight_bytes(&qp));
+        size_t n = (size_t)(qp.rows * qp.cols);
+        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+        pissa__qweight_dequantize(&want, 0, want.rows, x);
+        pissa__qweight_dequantize(&qp, 0, qp.rows, y);
+        assert_memory_equal(x, y, sizeof(float) * n);
+        free(x), free(y);
+        pissa__qweight_release(&want);
+        pissa__weights_free(&c);
+        pissa__weights_free(&b);
+    }
+    pissa__weights b;
+    pissa__load_opts bad = {.base = 7};
+    assert_int_equal(pissa__weights_load(hf, &bad, &b), PISSA_ERR_INVALID_ARG);
+    pissa__weights_free(&a);
+    l2c_free(&f);
+    free(hf);
     tu_rmtree(dir);
     free(dir);
 }
@@ -408,6 +471,7 @@ int main(void) {
         cmocka_unit_test(llama2c_v1_untied_loads_in_its_own_array_order),
         cmocka_unit_test(llama2c_v1_tied_has_no_lm_head),
         cmocka_unit_test(save_hf_then_load_hf_gives_identical_tensors),
+        cmocka_unit_test(base_format_converts_the_projections_only),
         cmocka_unit_test(llama2c_rejects_truncated_oversized_bad_version_and_bad_header),
         cmocka_unit_test(hf_folder_refuses_missing_misshapen_extra_tensors_and_rope_scaling),
         cmocka_unit_test(load_dispatches_on_path_kind_and_reports_missing_path),

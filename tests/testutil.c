@@ -105,6 +105,16 @@ char *tu_slurp(const char *path, size_t *len) {
     return buf;
 }
 
+void *tu_read_reference(const char *name, size_t bytes, const char *generator) {
+    char *path = tu_path(PISSA_TEST_REFERENCE_DIR, name);
+    size_t len = 0;
+    char *buf = tu_slurp(path, &len);
+    if (!buf) fail_msg("cannot read %s (written by tests/reference/%s)", path, generator);
+    if (len != bytes) fail_msg("%s: %zu bytes, expected %zu (rerun tests/reference/%s)", path, len, bytes, generator);
+    free(path);
+    return buf;
+}
+
 void tu_json_set_field(const char *path, const char *field, const char *value) {
     char *text = tu_slurp(path, NULL);
     assert_non_null(text);

@@ -40,6 +40,9 @@ double tu_max_abs_diff(const float *x, const float *y, size_t n);
 int tu_run(const char *cmd, const char *out_path);
 /* Whole file as a malloc'd NUL-terminated string, or NULL. */
 char *tu_slurp(const char *path, size_t *len);
+/* The file NAME of tests/reference/ (a fixture written by a script there), which must hold exactly BYTES bytes;
+ * fails the test naming the file and GENERATOR (the script that writes it) otherwise. Caller frees. */
+void *tu_read_reference(const char *name, size_t bytes, const char *generator);
 /* Rewrites the JSON object in the file PATH with FIELD set to the JSON text VALUE (added if absent; "null" is a
  * JSON null, not a removal). */
 void tu_json_set_field(const char *path, const char *field, const char *value);

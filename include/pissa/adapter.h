@@ -12,6 +12,8 @@
 #define PISSA_ADAPTER_H
 
 #include "common.h"
+#include "quant.h"
+#include "tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,6 +66,44 @@ PISSA_API pissa_status pissa_lora_merge(float *W, int64_t out, int64_t in, int64
                                         double scale);
 PISSA_API pissa_status pissa_lora_unmerge(float *W, int64_t out, int64_t in, int64_t r, const float *A,
                                           const float *B, double scale);
+
+/* ---- QPiSSA: PiSSA on a quantized base, as the official GraphPKU/PiSSA utils/init_qpissa.py does it ----
+ * With q the quantization to QTYPE and deq its dequantization (pissa/quant.h, docs/quantization.md), s the scale:
+ *   res = W;
+ *   T = qiter times:  A, B = the PiSSA adapter of res (the SVD of res, exact or randomized as opts->kind says, with
+ *                     S_r / s as pissa_adapter_init; the script's lora_alpha = r gives s = 1 and
+ *                     B = U_r·√S_r, A = √S_r·V_rᵀ);
+ *                     Q = q(W − s·B·A);  res = W − deq(Q);
+ *   W_res = deq(Q) of the last round, and the A, B of the last round.
+ * T = 1 quantizes the residual of plain PiSSA. The official recipe writes W_res in the base checkpoint's dtype
+ * STORE (F32, BF16 or F16), and loading that checkpoint with a quantized base quantizes it again.
+ * opts->kind must be PISSA_INIT_PISSA or PISSA_INIT_PISSA_NITER; QTYPE any pissa_qtype (F32 gives plain PiSSA);
+ * qiter >= 1. A (r, in), B (out, r) and W_res (out, in) are caller buffers (W_res may be NULL when not wanted,
+ * and must not alias W);
+ * STATS may be NULL. With STATS, two more SVDs (singular values only) measure the PiSSA repo's quantization error
+ * (calculate_quantization_error.py) of W_res as stored, and how many codes re-quantizing it reproduces. */
+typedef struct pissa_qpissa_stats {
+    double nuc_qpissa;    /* ‖W − (deq(q(W_res as stored)) + s·B·A)‖_* */
+    double nuc_qlora;     /* ‖W − deq(q(W))‖_*: the base error of QLoRA (LoRA on q(W), B = 0) */
+    double err_reduction; /* 1 − nuc_qpissa / nuc_qlora: the error reduction against QLoRA (0 when nuc_qlora = 0) */
+    int64_t codes_same;   /* codes of q(W_res as stored) equal to Q's, of codes_total (out·in) */
+    int64_t codes_total;
+    int64_t scales_same;  /* scales (NF4 block absmax, INT8 row absmax) bitwise equal to Q's, of scales_total */
+    int64_t scales_total;
+} pissa_qpissa_stats;
+
+PISSA_API pissa_status pissa_qpissa_init(const float *W, int64_t out, int64_t in, const pissa_init_opts *opts,
+                                         pissa_qtype qtype, int qiter, pissa_dtype store, float *A, float *B,
+                                         float *W_res, pissa_qpissa_stats *stats);
+
+/* The PiSSA repo's quantization error of a base W (out, in) replaced by a residual W_res plus an adapter:
+ *   *nuc_adapted = ‖W − (deq(q(W_res)) + scale·B·A)‖_*   (A (r, in), B (out, r); r = 0 or A = B = NULL: no adapter)
+ *   *nuc_base    = ‖W − deq(q(W))‖_*                       (NULL to skip: it costs one more SVD)
+ * nuclear norms from LAPACK's singular values (float32 gesdd), summed in double. W_res is the residual as loaded
+ * (the stored values); the reduction against QLoRA is 1 − nuc_adapted / nuc_base. */
+PISSA_API pissa_status pissa_quant_error(const float *W, const float *W_res, int64_t out, int64_t in, pissa_qtype qtype,
+                                         int64_t r, const float *A, const float *B, double scale, double *nuc_adapted,
+                                         double *nuc_base);
 
 #ifdef __cplusplus
 }

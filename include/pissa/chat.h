@@ -37,9 +37,9 @@ PISSA_API pissa_status pissa_chat_template_render(const char *template_text, con
  * replace them. Tokenize the result without special tokens (pissa_tokenizer_encode_text with add_special_tokens 0),
  * as apply_chat_template(tokenize=True) does: the template writes them. PISSA_ERR_INVALID_ARG when there is no
  * template (TOK has none and TEMPLATE_TEXT is NULL); other errors as pissa_chat_template_render. *OUT as there. */
-PISSA_API pissa_status pissa_chat_apply(const pissa_tokenizer *tok, const char *template_text, const char *messages_json,
-                                        int add_generation_prompt, const char *extra_context_json, char **out,
-                                        size_t *out_len);
+PISSA_API pissa_status pissa_chat_apply(const pissa_tokenizer *tok, const char *template_text,
+                                        const char *messages_json, int add_generation_prompt,
+                                        const char *extra_context_json, char **out, size_t *out_len);
 
 #ifdef __cplusplus
 }

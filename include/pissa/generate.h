@@ -9,6 +9,7 @@
 #define PISSA_GENERATE_H
 
 #include "common.h"
+#include "model.h"
 #include "tokenizer.h"
 
 #ifdef __cplusplus
@@ -25,6 +26,10 @@ typedef struct pissa_generator pissa_generator;
  * Caller frees with pissa_generator_free. */
 PISSA_API pissa_status pissa_generator_create(const char *model_path, const char *adapter_dir, int64_t max_seq_len,
                                               pissa_generator **out);
+/* The same with model load options (OPTS NULL: the defaults), e.g. a base in NF4 (pissa_model_opts.base_dtype). */
+PISSA_API pissa_status pissa_generator_create_with_opts(const char *model_path, const char *adapter_dir,
+                                                        int64_t max_seq_len, const pissa_model_opts *opts,
+                                                        pissa_generator **out);
 PISSA_API void pissa_generator_free(pissa_generator *g); /* NULL is a no-op */
 
 PISSA_API int64_t pissa_generator_vocab_size(const pissa_generator *g);

@@ -2,10 +2,14 @@
  * maths of transformers' *ForCausalLM, docs/model.md) with LoRA/PiSSA adapters.
  *
  * The model is loaded from a Hugging Face folder (config.json + model.safetensors or a sharded index) or a llama2.c
- * checkpoint (.bin, version 0 or 1). Biases and norm weights stay frozen with adapters (PEFT's bias="none"). Base weights are frozen and used in place (F32 straight from the file mapping;
- * F16/BF16 are converted once at load). Adapters on chosen projections compute y = x·W_resᵀ + s·(x·Aᵀ)·Bᵀ without
- * ever forming W_res + s·B·A. Gradients exist only for the adapter matrices — or, after
- * pissa_model_set_full_finetune, for every base weight instead (full fine-tuning).
+ * checkpoint (.bin, version 0 or 1). Biases and norm weights stay frozen with adapters (PEFT's bias="none"). Base
+ * weights are frozen and, by default, used in place in the format the checkpoint stores them (F32, BF16, F16 straight
+ * from the file mapping, no copy); pissa_model_opts.base_dtype puts the seven projections in another format at load
+ * (F32, BF16, F16, or NF4/INT8 quantized as bitsandbytes does: docs/quantization.md), the embedding, lm_head and
+ * norms staying as stored. Adapters on chosen projections compute y = x·W_resᵀ + s·(x·Aᵀ)·Bᵀ without ever forming
+ * W_res + s·B·A. Adapters, gradients and optimizer state are float32 whatever the base format. Gradients exist only
+ * for the adapter matrices — or, after pissa_model_set_full_finetune, for every base weight instead (full
+ * fine-tuning, all float32).
  *
  * Memory: the first call for a batch shape (B, T) plans every buffer of the forward and backward passes once;
  * later calls with the same shape allocate nothing (pissa_model_arena_bytes stays constant). A new shape
@@ -16,6 +20,7 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "adapter.h"
+#include "quant.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +32,15 @@ typedef struct pissa_model pissa_model;
  * attention_bias, mlp_bias, hidden_act other than silu, ...) are refused with PISSA_ERR_UNSUPPORTED and the message
  * of pissa_llama_config_check_supported. Caller frees with pissa_model_free. */
 PISSA_API pissa_status pissa_model_load(const char *path, pissa_model **out);
+
+typedef struct pissa_model_opts {
+    int base_dtype; /* pissa_qtype of the frozen projections, or -1 (the default): as the checkpoint stores them.
+                     * PISSA_QTYPE_F32 makes every matrix float32 (the embedding and lm_head too). A converted or
+                     * quantized matrix's file pages are given back once converted. */
+} pissa_model_opts;
+PISSA_API pissa_model_opts pissa_model_default_opts(void);
+/* pissa_model_load with options (OPTS NULL: the defaults). A bad base_dtype is PISSA_ERR_INVALID_ARG. */
+PISSA_API pissa_status pissa_model_load_with_opts(const char *path, const pissa_model_opts *opts, pissa_model **out);
 PISSA_API void pissa_model_free(pissa_model *m); /* NULL is a no-op */
 PISSA_API const pissa_llama_config *pissa_model_config(const pissa_model *m); /* borrowed */
 
@@ -36,12 +50,18 @@ typedef struct pissa_adapter_opts {
     unsigned targets;      /* pissa_proj mask (default q_proj | v_proj, PEFT's default for Llama) */
     pissa_init_opts init;  /* kind, rank, alpha, use_rslora, niter, oversample, seed (module i uses seed + i) */
     double dropout;        /* lora_dropout on the adapter branch, in [0, 1) (used only in training mode) */
+    int qiter;             /* QPiSSA's rounds T when the base is NF4 or INT8 and the kind is a PiSSA one (0 or 1: one
+                            * round, the PiSSA residual quantized; see pissa_qpissa_init) */
 } pissa_adapter_opts;
 
 PISSA_API pissa_adapter_opts pissa_adapter_default_opts(void);
 
 /* Attaches an adapter to every targeted projection of every layer, initialised in memory with pissa_adapter_init.
- * The PiSSA kinds replace the frozen weight by an owned W_res = W − s·B·A; LORA and GAUSSIAN keep the mapped W.
+ * The PiSSA kinds split W as the checkpoint stores it (re-read from the file when the load converted the base) and
+ * replace the frozen weight by W_res = W − s·B·A in the base's format: for NF4 and INT8 that is QPiSSA
+ * (pissa_qpissa_init with opts->qiter rounds), the residual's quantization q(W_res) kept. LORA and GAUSSIAN keep W.
+ * A converted projection is freed as soon as its residual exists (memory holds one copy, not two); on failure the
+ * model is left as it was (its base converted again from the checkpoint).
  * A model holds one set of adapters: PISSA_ERR_INVALID_ARG if it already has one. */
 PISSA_API pissa_status pissa_model_add_adapters(pissa_model *m, const pissa_adapter_opts *opts);
 
@@ -106,11 +126,14 @@ PISSA_API size_t pissa_model_param_count(const pissa_model *m);
 PISSA_API pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_param_view *out);
 
 /* Writes the model's current base weights as a Hugging Face folder in DIR (created): config.json (the source's,
- * with torch_dtype set to DTYPE; synthesised for a llama2.c source) and model.safetensors in DTYPE (F32, F16 or
- * BF16), each file replaced atomically. E.g. the result of full fine-tuning. With PiSSA adapters the residuals
- * W − s·B₀·A₀ take the place of their base weights (the residual model, as pissa-init writes it); adapters
- * themselves are not written (pissa_model_save_adapter). */
-PISSA_API pissa_status pissa_model_save(const pissa_model *m, const char *dir, pissa_dtype dtype);
+ * with torch_dtype set to DTYPE; synthesised for a llama2.c source) and model.safetensors in DTYPE (a pissa_dtype:
+ * F32, F16 or BF16; -1: the checkpoint's torch_dtype, F32 for llama2.c), the folder replaced atomically. E.g. the
+ * result of full fine-tuning. With PiSSA adapters the residuals take the place of their base weights (the residual
+ * model, as pissa-init writes it): W − s·B₀·A₀ in the base's format, for an NF4/INT8 base QPiSSA's dequantized
+ * deq(q(W − s·B·A)) as the official recipe writes it. Weights the load converted (pissa_model_opts.base_dtype) and no
+ * residual replaced are written from the checkpoint as stored, never from their converted copy. Adapters themselves
+ * are not written (pissa_model_save_adapter). */
+PISSA_API pissa_status pissa_model_save(const pissa_model *m, const char *dir, int dtype);
 
 /* Zeroes the gradients of every trainable parameter. */
 PISSA_API void pissa_model_zero_grad(pissa_model *m);

@@ -138,7 +138,11 @@ class InitOpts(Structure):  # adapter.h
 
 
 class AdapterOpts(Structure):  # model.h
-    _fields_ = [("targets", c_uint), ("init", InitOpts), ("dropout", c_double)]
+    _fields_ = [("targets", c_uint), ("init", InitOpts), ("dropout", c_double), ("qiter", c_int)]
+
+
+class ModelOpts(Structure):  # model.h
+    _fields_ = [("base_dtype", c_int)]
 
 
 class AdapterView(Structure):  # model.h
@@ -181,7 +185,7 @@ class DataOpts(Structure):  # data.h
 
 # C name of each mirror, and of fields renamed because they are Python keywords.
 STRUCTS = {"pissa_llama_config": LlamaConfig, "pissa_rsvd_opts": RsvdOpts, "pissa_init_opts": InitOpts,
-           "pissa_adapter_opts": AdapterOpts, "pissa_adapter_view": AdapterView, "pissa_param_view": ParamView,
+           "pissa_adapter_opts": AdapterOpts, "pissa_model_opts": ModelOpts, "pissa_adapter_view": AdapterView, "pissa_param_view": ParamView,
            "pissa_optim_opts": OptimOpts, "pissa_train_opts": TrainOpts, "pissa_step_info": StepInfo,
            "pissa_row": Row, "pissa_data_opts": DataOpts}
 FIELD_C_NAMES = {"in_": "in"}
@@ -207,6 +211,9 @@ _PROTOTYPES = {
     "pissa_get_num_threads": (c_int, []),
     # tensor.h (adapter matrices of a loaded PEFT adapter are pissa_tensor)
     "pissa_dtype_parse": (st, [c_char_p, POINTER(c_int)]),
+    # quant.h
+    "pissa_qtype_parse": (st, [c_char_p, POINTER(c_int)]),
+    "pissa_qtype_name": (c_char_p, [c_int]),
     "pissa_tensor_data": (Fp, [P]),
     "pissa_tensor_ndim": (c_int, [P]),
     "pissa_tensor_dim": (c_int64, [P, c_int]),
@@ -226,6 +233,8 @@ _PROTOTYPES = {
     "pissa_checkpoint_free": (None, [P]),
     # model.h
     "pissa_model_load": (st, [c_char_p, POINTER(P)]),
+    "pissa_model_default_opts": (ModelOpts, []),
+    "pissa_model_load_with_opts": (st, [c_char_p, POINTER(ModelOpts), POINTER(P)]),
     "pissa_model_free": (None, [P]),
     "pissa_model_config": (POINTER(LlamaConfig), [P]),
     "pissa_proj_parse": (st, [c_char_p, POINTER(c_uint)]),
@@ -309,6 +318,7 @@ _PROTOTYPES = {
     "pissa_token_stream_finish": (st, [P, POINTER(POINTER(c_char)), POINTER(c_size_t)]),
     # generate.h
     "pissa_generator_create": (st, [c_char_p, c_char_p, c_int64, POINTER(P)]),
+    "pissa_generator_create_with_opts": (st, [c_char_p, c_char_p, c_int64, POINTER(ModelOpts), POINTER(P)]),
     "pissa_generator_free": (None, [P]),
     "pissa_generator_vocab_size": (c_int64, [P]),
     "pissa_generator_max_seq_len": (c_int64, [P]),
@@ -393,3 +403,12 @@ def parse_enum(fn, text, what):
 def dtype_code(dtype):
     """'f32' / 'bf16' / 'float16' / ... -> pissa_dtype value."""
     return parse_enum(lib.pissa_dtype_parse, dtype, "dtype")
+
+
+def model_opts(base_dtype=None):
+    """pissa_model_opts: BASE_DTYPE 'f32' / 'bf16' / 'f16' / 'nf4' / 'int8' for the frozen projections, or None (as
+    the checkpoint stores them)."""
+    o = lib.pissa_model_default_opts()
+    if base_dtype is not None:
+        o.base_dtype = parse_enum(lib.pissa_qtype_parse, base_dtype, "base_dtype")
+    return o

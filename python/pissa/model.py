@@ -7,7 +7,7 @@ from ctypes import byref, c_double, c_int64, c_size_t, c_uint, c_void_p
 
 from . import _core
 from ._lib import AdapterView as _AdapterViewStruct
-from ._lib import LlamaConfig, ParamView, Row, StepInfo as _StepInfoStruct, check, cstr, dtype_code, lib, parse_enum
+from ._lib import LlamaConfig, ParamView, Row, StepInfo as _StepInfoStruct, check, cstr, dtype_code, lib, model_opts, parse_enum
 from .linalg import init_opts
 from .peft import PeftAdapter, PeftConfig
 
@@ -79,20 +79,22 @@ class AdapterView:
 
 
 class Model(_core.Handle):
-    """A Llama model loaded from a Hugging Face folder or a llama2.c .bin (pissa_model). Not thread-safe."""
+    """A causal LM loaded from a Hugging Face folder or a llama2.c .bin (pissa_model). BASE_DTYPE puts the frozen
+    projections in 'f32', 'bf16', 'f16', 'nf4' or 'int8' (None: as the checkpoint stores them). Not thread-safe."""
 
     _kind = "Model"
 
-    def __init__(self, path):
+    def __init__(self, path, base_dtype=None):
         h = c_void_p()
-        check(lib.pissa_model_load(cstr(path, "path"), byref(h)))
+        o = model_opts(base_dtype)
+        check(lib.pissa_model_load_with_opts(cstr(path, "path"), byref(o), byref(h)))
         self._init_handle(h.value, lib.pissa_model_free)
         self.path = os.fspath(path)
         self._peft = None  # the adapter config, once adapters are attached
 
     @classmethod
-    def load(cls, path):
-        return cls(path)
+    def load(cls, path, base_dtype=None):
+        return cls(path, base_dtype)
 
     @property
     def config(self):
@@ -105,14 +107,16 @@ class Model(_core.Handle):
     # ---- adapters ----
 
     def add_adapters(self, method="pissa", rank=8, alpha=None, targets="q_proj,v_proj", *, rslora=False,
-                     dropout=0.0, seed=0, niter=None, oversample=None):
+                     dropout=0.0, seed=0, niter=None, oversample=None, qiter=1):
         """Attaches an adapter to every targeted projection of every layer, initialised as PEFT's
         init_lora_weights=METHOD does ("pissa", "pissa_niter_N", "lora", "gaussian"). alpha defaults to rank
-        (scale 1, as the PiSSA paper); module i uses seed + i."""
+        (scale 1, as the PiSSA paper); module i uses seed + i. On an NF4 or INT8 base the PiSSA methods are QPiSSA
+        with QITER rounds."""
         o = lib.pissa_adapter_default_opts()
         o.targets = targets_mask(targets)
         o.init = init_opts(method, rank, alpha, rslora=rslora, niter=niter, oversample=oversample, seed=seed)
         o.dropout = dropout
+        o.qiter = qiter
         check(lib.pissa_model_add_adapters(self._h, byref(o)))
         name = ctypes.create_string_buffer(32)
         check(lib.pissa_init_name(byref(o.init), name, len(name)))

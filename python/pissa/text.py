@@ -5,7 +5,7 @@ import os
 from ctypes import POINTER, byref, c_char, c_int32, c_int64, c_size_t, c_void_p
 
 from . import _core
-from ._lib import TOKEN_FN, Ip, Row, check, cstr, lib
+from ._lib import TOKEN_FN, Ip, Row, check, cstr, lib, model_opts
 
 
 _SPECIALS = {"bos": 0, "eos": 1, "unk": 2, "pad": 3}
@@ -263,20 +263,21 @@ class TokenStream(_core.Handle):
 
 class Generator(_core.Handle):
     """Text generation (pissa_generator) from a Hugging Face folder or llama2.c file, optionally through a PEFT
-    adapter, with a tokenizer (a Tokenizer or a path; None: the model folder's tokenizer.json). generate(prompt, ...)
-    returns the text."""
+    adapter, with a tokenizer (a Tokenizer or a path; None: the model folder's tokenizer.json), the frozen base in
+    BASE_DTYPE (as Model). generate(prompt, ...) returns the text."""
 
     _kind = "Generator"
 
-    def __init__(self, model_path, tokenizer=None, adapter=None, max_seq_len=0):
+    def __init__(self, model_path, tokenizer=None, adapter=None, max_seq_len=0, base_dtype=None):
         if tokenizer is None:
             if not os.path.isfile(os.path.join(str(model_path), "tokenizer.json")):
                 raise ValueError(f"no tokenizer given, and {model_path} holds no tokenizer.json")
             tokenizer = str(model_path)
         h = c_void_p()
-        check(lib.pissa_generator_create(cstr(model_path, "model_path"),
-                                         cstr(adapter, "adapter") if adapter is not None else None, max_seq_len,
-                                         byref(h)))
+        o = model_opts(base_dtype)
+        check(lib.pissa_generator_create_with_opts(cstr(model_path, "model_path"),
+                                                   cstr(adapter, "adapter") if adapter is not None else None,
+                                                   max_seq_len, byref(o), byref(h)))
         self._init_handle(h.value, lib.pissa_generator_free)
         self.tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer, self.vocab_size)
 

@@ -51,6 +51,10 @@ int main(void) {
     END
     STRUCT(pissa_adapter_opts)
         FIELD(pissa_adapter_opts, targets); FIELD(pissa_adapter_opts, init); FIELD(pissa_adapter_opts, dropout);
+        FIELD(pissa_adapter_opts, qiter);
+    END
+    STRUCT(pissa_model_opts)
+        FIELD(pissa_model_opts, base_dtype);
     END
     STRUCT(pissa_adapter_view)
         FIELD(pissa_adapter_view, module); FIELD(pissa_adapter_view, r); FIELD(pissa_adapter_view, in);

@@ -87,6 +87,29 @@ def test_generation_equals_pissa_generate(tok):
         assert len(seen) > 10 and g.positions <= 60
 
 
+@pytest.mark.parametrize("base", ["bf16", "nf4", "int8"])
+def test_base_dtype_matches_pissa_eval_and_generate(tok, shakespeare_small, base):
+    """Model(base_dtype=...) and Generator(base_dtype=...) are the C programs' --base-dtype."""
+    train, _ = shakespeare_small
+    ref = _json_run([program("pissa-eval"), "--model", STORIES, "--data", train, "--tokenizer", TOK512, "--seq",
+                     str(SEQ), "--batch", "4", "--base-dtype", base, "--json", "-q"])
+    f32 = _json_run([program("pissa-eval"), "--model", STORIES, "--data", train, "--tokenizer", TOK512, "--seq",
+                     str(SEQ), "--batch", "4", "--json", "-q"])
+    with pissa.Model(STORIES, base_dtype=base) as m, pissa.Dataset.load_text(train, tok, SEQ) as ds:
+        assert dataset_loss(m, ds) == pytest.approx(ref["loss"], rel=1e-6)
+    assert ref["loss"] != f32["loss"]  # the format is used
+    gen = subprocess.run([program("pissa-generate"), "--model", STORIES, "--tokenizer", TOK512, "--prompt", "Once",
+                          "--steps", "40", "--temperature", "0", "--base-dtype", base],
+                         check=True, capture_output=True, text=True).stdout
+    with pissa.Generator(STORIES, tok, base_dtype=base) as g:
+        assert g.generate(prompt="Once", steps=40, temperature=0) + "\n" == gen
+
+
+def test_bad_base_dtype_raises_with_the_library_message():
+    with pytest.raises(pissa.InvalidArgumentError, match="q4"):
+        pissa.Model(STORIES, base_dtype="q4")
+
+
 def test_generate_callback_stops_early_and_its_exception_is_reraised(tok):
     with pissa.Generator(STORIES, TOK512) as g:
         full = g.generate("Once", 40, temperature=0)

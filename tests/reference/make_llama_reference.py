@@ -157,7 +157,7 @@ def llama_forward(cfg, W, adapters, scale, ids):
 
 
 def read_safetensors_f32(path):
-    """The F32 tensors of a safetensors file (what write_safetensors writes), as torch tensors."""
+    """The F32 (or BF16, widened exactly) tensors of a safetensors file, as float32 torch tensors."""
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
@@ -166,9 +166,10 @@ def read_safetensors_f32(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        assert info["dtype"] == "F32", name
+        assert info["dtype"] in ("F32", "BF16"), name
         b, e = info["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(data[b:e]), dtype=torch.float32).reshape(info["shape"]).clone()
+        dt = torch.float32 if info["dtype"] == "F32" else torch.bfloat16
+        out[name] = torch.frombuffer(bytearray(data[b:e]), dtype=dt).reshape(info["shape"]).to(torch.float32)
     return out
 
 

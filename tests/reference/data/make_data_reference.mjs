@@ -32,7 +32,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const shared = path.resolve(here, '../../../../shared/data');
 const arg = process.argv[2];
 const outPath = arg && arg !== '--check' ? path.resolve(arg) : path.join(here, 'expected.json');
-const version = (p) => JSON.parse(fs.readFileSync(path.join(here, 'node_modules/@huggingface', p, 'package.json'))).version;
+const version = (p) =>
+  JSON.parse(fs.readFileSync(path.join(here, 'node_modules/@huggingface', p, 'package.json'))).version;
 env.allowRemoteModels = false;
 env.allowLocalModels = true;
 
@@ -60,8 +61,10 @@ const PATCHES = {
       `message.role + '\\n' + ('${OPEN}' if ${a} else '') + message.content + '<|im_end|>' + ` +
       `('${CLOSE}' if ${a} else '') + '\\n' }}`, 1],
   ],
-  mistral: [["{{- ' ' + message['content'] + eos_token}}", `{{- '${OPEN} ' + message['content'] + eos_token + '${CLOSE}'}}`, 1]],
-  zephyr: [["'<|assistant|>\n'  + message['content'] + eos_token }}", `'<|assistant|>\n${OPEN}' + message['content'] + eos_token + '${CLOSE}' }}`, 1]],
+  mistral: [["{{- ' ' + message['content'] + eos_token}}",
+    `{{- '${OPEN} ' + message['content'] + eos_token + '${CLOSE}'}}`, 1]],
+  zephyr: [["'<|assistant|>\n'  + message['content'] + eos_token }}",
+    `'<|assistant|>\n${OPEN}' + message['content'] + eos_token + '${CLOSE}' }}`, 1]],
   smollm2: [
     ["message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}",
       `message['role'] + '\n' + ('${OPEN}' if ${A} else '') + message['content'] + '<|im_end|>' + ` +
@@ -77,11 +80,12 @@ const PATCHES = {
 const SUITES = [
   { name: 'qwen3', tokenizer: 'shared:tokenizers/qwen3', template: null, patches: 'qwen3' },
   { name: 'llama3', tokenizer: 'shared:tokenizers/llama3', template: null, patches: 'llama3' },
-  { name: 'chatml', tokenizer: 'shared:tokenizers/qwen3', template: '../chat/templates/qwen2.5.jinja', patches: 'chatml',
-    skip: ['tool_call'] }, // its tool-call branch prints the turn's first newline in two places: not marked here
+  { name: 'chatml', tokenizer: 'shared:tokenizers/qwen3', template: '../chat/templates/qwen2.5.jinja',
+    patches: 'chatml', skip: ['tool_call'] }, // its tool-call branch prints the turn's first newline in two places
   { name: 'mistral', tokenizer: 'shared:tokenizers/llama2', template: '../chat/templates/mistral-v0.1.jinja',
     patches: 'mistral' },
-  { name: 'zephyr', tokenizer: 'shared:tokenizers/llama2', template: '../chat/templates/zephyr.jinja', patches: 'zephyr' },
+  { name: 'zephyr', tokenizer: 'shared:tokenizers/llama2', template: '../chat/templates/zephyr.jinja',
+    patches: 'zephyr' },
   { name: 'smollm2', tokenizer: '../tokenizers/gpt2_style', template: '../chat/templates/smollm2.jinja',
     patches: 'smollm2' },
   { name: 'generation', tokenizer: '../tokenizers/gpt2_style', template: 'chatml_generation.jinja',
@@ -120,7 +124,13 @@ function tokenOffsets(tok, tokens, bytes, byteLevel, prepend) {
   for (const t of tokens) {
     let b;
     if (added.has(t)) b = utf8(t);
-    else if (byteLevel) b = [...t].map((ch) => { const v = byteOfChar.get(ch); if (v === undefined) throw new Error(`char ${ch}`); return v; });
+    else if (byteLevel) {
+      b = [...t].map((ch) => {
+        const v = byteOfChar.get(ch);
+        if (v === undefined) throw new Error(`char ${ch} is not in GPT-2's byte table`);
+        return v;
+      });
+    }
     else if (/^<0x[0-9A-F]{2}>$/.test(t)) b = [parseInt(t.slice(3, 5), 16)];
     else b = utf8(t.replaceAll('\u2581', ' '));
     const at = (k, s) => s.every((v, i) => bytes[k + i] === v);
@@ -144,11 +154,17 @@ function renderMarked(plain, marked, context) {
   let text = '', open = -1;
   for (const ch of got) {
     if (ch === OPEN) { if (open >= 0) throw new Error('nested marker'); open = utf8(text).length; }
-    else if (ch === CLOSE) { if (open < 0) throw new Error('unopened marker'); spans.push([open, utf8(text).length]); open = -1; }
+    else if (ch === CLOSE) {
+      if (open < 0) throw new Error('unopened marker');
+      spans.push([open, utf8(text).length]);
+      open = -1;
+    }
     else text += ch;
   }
   if (open >= 0) throw new Error('unclosed marker');
-  if (text !== want) throw new Error(`the marked template renders differently:\n${JSON.stringify(text)}\n${JSON.stringify(want)}`);
+  if (text !== want) {
+    throw new Error(`the marked template renders differently:\n${JSON.stringify(text)}\n${JSON.stringify(want)}`);
+  }
   return { text, spans };
 }
 
@@ -176,7 +192,8 @@ function specialTokens(config) {
 const rows = fs.readFileSync(path.join(here, 'rows.jsonl'), 'utf8').split('\n').filter((l) => l.trim());
 const suites = [];
 for (const s of SUITES) {
-  const dir = s.tokenizer.startsWith('shared:') ? path.join(shared, s.tokenizer.slice(7)) : path.join(here, s.tokenizer);
+  const dir = s.tokenizer.startsWith('shared:') ? path.join(shared, s.tokenizer.slice(7))
+    : path.join(here, s.tokenizer);
   env.localModelPath = path.dirname(dir) + '/';
   const tok = await AutoTokenizer.from_pretrained(path.basename(dir));
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
