@@ -3,6 +3,11 @@
  * PyTorch and bench/run_train.sh prints both side by side.
  *
  *   bench_train --config stories260k|d512|d768 [--warmup 2] [--steps 5] [--threads 2] [--dir DIR] [--peak-n 2048]
+ *               [--grad-checkpoint]
+ *   bench_train --model DIR [--batch 4] [--seq 256] [...]: an existing checkpoint instead (e.g. one pissa-synth wrote;
+ *               used as stored, a BF16 base from the mapping), its dimensions read from its config (hd = D/H)
+ *
+ * --grad-checkpoint turns activation checkpointing on (pissa_model_set_grad_checkpoint).
  *
  * One configuration per process, so that the peak RSS (getrusage ru_maxrss) of one does not hide another's. The
  * checkpoint (tied embeddings, F32 safetensors) is written once to DIR/<config> (default
@@ -186,35 +191,8 @@ static double sgemm_peak(int n) {
     return 2.0 * n * (double)n * n / best * 1e-9;
 }
 
-/* ---- main ---- */
-
-int main(int argc, char **argv) {
-    cli_prog = "bench_train";
-    const char *cname = NULL, *base_dir = NULL;
-    int warmup = 2, steps = 5, threads = 2, peak_n = 2048;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--config") && v) cname = v, i++;
-        else if (!strcmp(a, "--dir") && v) base_dir = v, i++;
-        else if (!strcmp(a, "--warmup") && v) warmup = atoi(v), i++;
-        else if (!strcmp(a, "--steps") && v) steps = atoi(v), i++;
-        else if (!strcmp(a, "--threads") && v) threads = atoi(v), i++;
-        else if (!strcmp(a, "--peak-n") && v) peak_n = atoi(v), i++;
-        else {
-            fprintf(stderr, "usage: bench_train --config stories260k|d512|d768 [--warmup 2] [--steps 5] "
-                            "[--threads 2] [--dir DIR] [--peak-n 2048]\n");
-            return 2;
-        }
-    }
-    const config *c = NULL;
-    for (int i = 0; cname && i < N_CONFIGS; i++)
-        if (!strcmp(cname, configs[i].name)) c = &configs[i];
-    if (!c || steps < 1 || warmup < 0 || threads < 1 || peak_n < 64) {
-        fprintf(stderr, "bench_train: give --config stories260k, d512 or d768 (and positive counts)\n");
-        return 2;
-    }
-    pissa_set_num_threads(threads);
-
+/* The random checkpoint of C in BASE_DIR/<name> (default $TMPDIR/pissa-bench-train/<name>), written once, loaded. */
+static pissa_model *load_config(const config *c, const char *base_dir) {
     char dir[4096], path[4200];
     const char *tmp = getenv("TMPDIR");
     if (base_dir) snprintf(dir, sizeof dir, "%s/%s", base_dir, c->name);
@@ -227,7 +205,7 @@ int main(int argc, char **argv) {
         }
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "bench_train: cannot create %s: %s\n", dir, strerror(errno));
-        return 1;
+        exit(1);
     }
     snprintf(path, sizeof path, "%s/config.json", dir);
     struct stat sb;
@@ -238,6 +216,53 @@ int main(int argc, char **argv) {
 
     pissa_model *m;
     cli_check(pissa_model_load(dir, &m), dir);
+    return m;
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv) {
+    cli_prog = "bench_train";
+    const char *cname = NULL, *base_dir = NULL, *model_dir = NULL;
+    int warmup = 2, steps = 5, threads = 2, peak_n = 2048, checkpoint = 0, batch = 4, seq = 256;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--config") && v) cname = v, i++;
+        else if (!strcmp(a, "--dir") && v) base_dir = v, i++;
+        else if (!strcmp(a, "--warmup") && v) warmup = atoi(v), i++;
+        else if (!strcmp(a, "--steps") && v) steps = atoi(v), i++;
+        else if (!strcmp(a, "--threads") && v) threads = atoi(v), i++;
+        else if (!strcmp(a, "--peak-n") && v) peak_n = atoi(v), i++;
+        else if (!strcmp(a, "--model") && v) model_dir = v, i++;
+        else if (!strcmp(a, "--batch") && v) batch = atoi(v), i++;
+        else if (!strcmp(a, "--seq") && v) seq = atoi(v), i++;
+        else if (!strcmp(a, "--grad-checkpoint")) checkpoint = 1;
+        else {
+            fprintf(stderr, "usage: bench_train (--config stories260k|d512|d768 | --model DIR [--batch 4] [--seq 256]) "
+                            "[--warmup 2] [--steps 5] [--threads 2] [--dir DIR] [--peak-n 2048] [--grad-checkpoint]\n");
+            return 2;
+        }
+    }
+    const config *c = NULL;
+    for (int i = 0; cname && i < N_CONFIGS; i++)
+        if (!strcmp(cname, configs[i].name)) c = &configs[i];
+    if (!c == !model_dir || steps < 1 || warmup < 0 || threads < 1 || peak_n < 64 || batch < 1 || seq < 2) {
+        fprintf(stderr, "bench_train: give --config stories260k, d512 or d768, or --model DIR (and positive counts)\n");
+        return 2;
+    }
+    pissa_set_num_threads(threads);
+
+    pissa_model *m;
+    config from_model;
+    if (model_dir) {
+        cli_check(pissa_model_load(model_dir, &m), model_dir);
+        const pissa_llama_config *mc = pissa_model_config(m);
+        from_model = (config){model_dir, mc->hidden_size, mc->num_hidden_layers, mc->num_attention_heads,
+                              mc->num_key_value_heads, mc->intermediate_size, mc->vocab_size, batch, seq};
+        c = &from_model;
+    } else {
+        m = load_config(c, base_dir);
+    }
     pissa_adapter_opts ao = pissa_adapter_default_opts();
     ao.targets = PISSA_PROJ_ALL;
     ao.init.kind = PISSA_INIT_LORA;
@@ -246,6 +271,7 @@ int main(int argc, char **argv) {
     ao.init.seed = 1;
     cli_check(pissa_model_add_adapters(m, &ao), "adapters");
     pissa_model_set_training(m, 1, 1); /* dropout 0: as the trainer runs, without masks */
+    pissa_model_set_grad_checkpoint(m, checkpoint);
 
     size_t na = pissa_model_adapter_count(m), nt = 2 * na;
     size_t *sizes = xmalloc(sizeof(size_t) * nt);
@@ -300,11 +326,12 @@ int main(int argc, char **argv) {
            steps, warmup, 1e3 * med, 1e3 * lo, 1e3 * hi, (double)ntok / med, loss0);
     printf("matmul work %.2f GFLOP/step: %.1f GFLOP/s = %.0f%% of sgemm peak %.1f GFLOP/s (%d^3)\n", flops * 1e-9,
            gflops, 100 * gflops / peak, peak, peak_n);
-    printf("peak RSS %.0f MiB (planned arena %.0f MiB)\n", rss_mib, (double)arena / (1024.0 * 1024.0));
+    printf("peak RSS %.0f MiB (planned arena %.0f MiB%s)\n", rss_mib, (double)arena / (1024.0 * 1024.0),
+           checkpoint ? ", activation checkpointing" : "");
     printf("RESULT config=%s ms=%.2f ms_min=%.2f ms_max=%.2f tokens_s=%.1f gflop_step=%.4f gflops=%.2f peak=%.2f "
-           "rss_mib=%.1f arena_mib=%.1f loss0=%.6f\n",
+           "rss_mib=%.1f arena_mib=%.1f loss0=%.6f checkpoint=%d\n",
            c->name, 1e3 * med, 1e3 * lo, 1e3 * hi, (double)ntok / med, flops * 1e-9, gflops, peak, rss_mib,
-           (double)arena / (1024.0 * 1024.0), loss0);
+           (double)arena / (1024.0 * 1024.0), loss0, checkpoint);
 
     free(times);
     free(ids);

@@ -68,6 +68,9 @@ static const char *const usage[] = {
     "  --seed S              data order, dropout and adapter initialisation (default 0)\n"
     "  --resume DIR          continue from a training state (e.g. OUT/state) with the same options\n"
     "  --threads N           BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
+    "  --grad-checkpoint     activation checkpointing: keep each layer's input only and recompute the layer in\n"
+    "                        the backward pass (the same gradients; about one more forward per step, far less\n"
+    "                        activation memory)\n"
     "  --convert-to-lora     PiSSA methods: also write OUT/lora, the trained adapter as an ordinary rank-2r\n"
     "                        LoRA adapter for the ORIGINAL base model (what people publish)\n"
     "  --json                one summary line on stdout\n"
@@ -230,7 +233,7 @@ int main(int argc, char **argv) {
     const char *adapter_opt = NULL; /* the first option that shapes an adapter, refused with --method full */
     int64_t rank = 8, steps = 0, seq = 0, eval_every = 0, save_every = 0;
     double alpha = NAN, epochs = 0, dropout = 0, momentum = NAN;
-    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0, qiter = 1, pack = 0;
+    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0, qiter = 1, checkpoint = 0, pack = 0;
     pissa_model_opts mo = pissa_model_default_opts();
     pissa_train_opts o = pissa_train_default_opts();
     o.optim.lr = 2e-4;
@@ -285,6 +288,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) o.seed = cli_u64(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--resume")) resume = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
+        else if (!strcmp(a, "--grad-checkpoint")) checkpoint = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--convert-to-lora")) convert = 1;
         else if (!strcmp(a, "--adapter")) adapter = cli_value(argc, argv, &i);
@@ -341,6 +345,7 @@ int main(int argc, char **argv) {
     if (full) cli_check(pissa_model_set_full_finetune(m), "--method full");
     else if (adapter) cli_check(pissa_model_load_adapter(m, adapter), adapter);
     else cli_check(pissa_model_add_adapters(m, &ao), "adapters");
+    pissa_model_set_grad_checkpoint(m, checkpoint);
     if (c.pissa) {
         c.peft = cli_residual_adapter_config(rank, ao.init.alpha, rslora, dropout, ao.targets, out);
         c.init = initial_adapter(m, c.peft);

@@ -90,6 +90,7 @@ pissa_status pissa__graph_create(pissa__params *ps, int B, int T, pissa__graph *
     g->B = B;
     g->T = T;
     g->N = B * T;
+    g->open_seg = g->resident = -1;
     pissa__rng_seed(&g->rng, 0);
     *out = g;
     return PISSA_OK;
@@ -99,6 +100,7 @@ void pissa__graph_free(pissa__graph *g) {
     if (!g) return;
     free(g->nodes);
     free(g->values);
+    free(g->segs);
     free(g->act);
     free(g->grad);
     free(g->scratch);
@@ -149,6 +151,7 @@ static pissa_status push(pissa__graph *g, pissa__node nd, int64_t cols, int *out
     } else {
         nd.out = -1;
     }
+    nd.seg = g->open_seg;
     g->nodes[g->n_nodes++] = nd;
     return PISSA_OK;
 }
@@ -318,6 +321,30 @@ pissa_status pissa__g_cross_entropy(pissa__graph *g, int logits) {
     return push(g, nd, 0, NULL);
 }
 
+pissa_status pissa__graph_segment_begin(pissa__graph *g) {
+    if (g->planned) return pissa__fail(PISSA_ERR_INVALID_ARG, "graph: segment begun after planning");
+    if (g->open_seg >= 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "graph: segment %d is still open", g->open_seg);
+    if (g->n_segs == g->cap_segs) {
+        int cap = g->cap_segs ? 2 * g->cap_segs : 16;
+        pissa__segment *sg = realloc(g->segs, (size_t)cap * sizeof *sg);
+        if (!sg) return pissa__fail(PISSA_ERR_NOMEM, "out of memory for graph segments");
+        g->segs = sg;
+        g->cap_segs = cap;
+    }
+    g->segs[g->n_segs] = (pissa__segment){.first = g->n_nodes, .last = g->n_nodes - 1};
+    g->open_seg = g->n_segs++;
+    return PISSA_OK;
+}
+
+pissa_status pissa__graph_segment_end(pissa__graph *g) {
+    if (g->open_seg < 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "graph: no segment to end");
+    pissa__segment *sg = &g->segs[g->open_seg];
+    sg->last = g->n_nodes - 1;
+    g->open_seg = -1;
+    if (sg->last < sg->first) return pissa__fail(PISSA_ERR_INVALID_ARG, "graph: segment %d is empty", g->n_segs - 1);
+    return PISSA_OK;
+}
+
 /* ---- planning ---- */
 
 static size_t node_scratch(const pissa__graph *g, const pissa__node *nd) {
@@ -429,21 +456,82 @@ static pissa_status plan_gradients(pissa__graph *g, size_t *total) {
     return PISSA_OK;
 }
 
+/* With checkpointing: does node ND's saved buffer go in the shared region? Those its forward writes do; RoPE's tables
+ * are written once, when planning, so they keep their own slice. */
+static int saved_in_region(const pissa__graph *g, const pissa__node *nd) {
+    return g->checkpoint && nd->seg >= 0 && nd->saved_floats && nd->op != PISSA_OP_ROPE;
+}
+
+/* Activation offsets. Without checkpointing every value and saved buffer has its own slice. With it, INNER[v] = 1
+ * for a value made inside a segment and read only there: those and the segment's saved buffers are laid out from
+ * the start of one region after the own slices, each segment over the same floats, and the region is as large as
+ * the largest segment. Recomputation rewrites values and saved buffers only, never gradients, so the gradient plan
+ * (liveness in backward order, first writers overwriting) holds unchanged. Returns the arena's floats. */
+static pissa_status plan_activations(pissa__graph *g, size_t *total) {
+    size_t N = (size_t)g->N, act = 0;
+    int nv = g->n_values;
+    uint8_t *inner = calloc((size_t)(nv ? nv : 1), 1);
+    int *made_in = malloc((size_t)(nv ? nv : 1) * sizeof *made_in);
+    if (!inner || !made_in) {
+        free(inner), free(made_in);
+        return pissa__fail(PISSA_ERR_NOMEM, "out of memory planning a graph");
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const pissa__node *nd = &g->nodes[i];
+        if (nd->out < 0) continue;
+        made_in[nd->out] = nd->seg;
+        inner[nd->out] = g->checkpoint && nd->seg >= 0;
+    }
+    for (int i = 0; i < g->n_nodes; i++) /* a value read outside the segment that made it crosses an edge */
+        for (int k = 0; k < 3; k++) {
+            int v = g->nodes[i].in[k];
+            if (v >= 0 && made_in[v] != g->nodes[i].seg) inner[v] = 0;
+        }
+    for (int v = 0; v < nv; v++)
+        if (!inner[v]) {
+            g->values[v].off = act;
+            act += N * (size_t)g->values[v].cols;
+        }
+    for (int i = 0; i < g->n_nodes; i++) {
+        pissa__node *nd = &g->nodes[i];
+        if (saved_in_region(g, nd)) continue;
+        nd->saved_off = act;
+        act += nd->saved_floats;
+    }
+    size_t region = 0;
+    for (int s = 0; s < g->n_segs && g->checkpoint; s++) {
+        size_t used = 0;
+        for (int i = g->segs[s].first; i <= g->segs[s].last; i++) {
+            pissa__node *nd = &g->nodes[i];
+            if (nd->out >= 0 && inner[nd->out]) {
+                g->values[nd->out].off = act + used;
+                used += N * (size_t)g->values[nd->out].cols;
+            }
+            if (saved_in_region(g, nd)) {
+                nd->saved_off = act + used;
+                used += nd->saved_floats;
+            }
+        }
+        if (used > region) region = used;
+    }
+    free(inner);
+    free(made_in);
+    g->region_floats = region;
+    *total = act + region;
+    return PISSA_OK;
+}
+
 pissa_status pissa__graph_plan(pissa__graph *g) {
     if (g->planned) return PISSA_OK;
+    if (g->open_seg >= 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "graph: segment %d is still open", g->open_seg);
     size_t N = (size_t)g->N;
     /* sizes first ... */
     size_t act = 0, grad = 0, scratch = 0, masks = 0;
     g->threads = pissa__par_threads(); /* per-thread scratch; later runs use at most this many */
-    for (int i = 0; i < g->n_values; i++) {
-        g->values[i].off = act;
-        act += N * (size_t)g->values[i].cols;
-    }
+    PISSA_TRY(plan_activations(g, &act));
     PISSA_TRY(plan_gradients(g, &grad));
     for (int i = 0; i < g->n_nodes; i++) {
         pissa__node *nd = &g->nodes[i];
-        nd->saved_off = act;
-        act += nd->saved_floats;
         size_t s = node_scratch(g, nd);
         if (s > scratch) scratch = s;
         if (nd->op == PISSA_OP_LORA && nd->f[1] > 0.0f) {
@@ -498,7 +586,8 @@ static float *pdata(const pissa__graph *g, int p) { return g->params->p[p].data;
 static float *pgrad(const pissa__graph *g, int p) { return g->params->p[p].grad; }
 static const int32_t *positions(const pissa__graph *g) { return g->packed ? g->pos : NULL; }
 
-static void forward_node(pissa__graph *g, pissa__node *nd) {
+/* DRAW: lora nodes draw fresh dropout masks (in training); else they reuse the masks drawn last (recomputation). */
+static void forward_node(pissa__graph *g, pissa__node *nd, int draw) {
     int N = g->N;
     float *out = nd->out >= 0 ? vdata(g, nd->out) : NULL;
     size_t n = nd->out >= 0 ? (size_t)N * (size_t)g->values[nd->out].cols : 0;
@@ -511,11 +600,8 @@ static void forward_node(pissa__graph *g, pissa__node *nd) {
         pissa__frozen_forward(out, g->scratch, g->threads, vdata(g, nd->in[0]), &g->params->p[nd->par[0]].q, N);
         break;
     case PISSA_OP_LORA: {
-        uint8_t *mask = NULL;
-        if (nd->mask && g->training) {
-            pissa__dropout_mask(nd->mask, (size_t)N * nd->dim[0], nd->f[1], &g->rng);
-            mask = nd->mask;
-        }
+        uint8_t *mask = nd->mask && g->training ? nd->mask : NULL;
+        if (mask && draw) pissa__dropout_mask(mask, (size_t)N * nd->dim[0], nd->f[1], &g->rng);
         pissa__lora_forward(out, nd->saved, g->scratch, g->threads, vdata(g, nd->in[0]), mask, nd->f[1],
                             &g->params->p[nd->par[0]].q, pdata(g, nd->par[1]), pdata(g, nd->par[2]), nd->f[0], N,
                             nd->dim[0], nd->dim[1], nd->dim[2]);
@@ -610,7 +696,11 @@ static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
 void pissa__graph_forward(pissa__graph *g, int n_nodes) {
     if (n_nodes < 0 || n_nodes > g->n_nodes) n_nodes = g->n_nodes;
     pissa__blas_serial_begin();
-    for (int i = 0; i < n_nodes; i++) forward_node(g, &g->nodes[i]);
+    for (int i = 0; i < n_nodes; i++) {
+        pissa__node *nd = &g->nodes[i];
+        forward_node(g, nd, 1);
+        if (nd->seg >= 0) g->resident = i == g->segs[nd->seg].last ? nd->seg : -1; /* the region is being written */
+    }
     pissa__blas_serial_end();
 }
 
@@ -618,6 +708,14 @@ void pissa__graph_backward(pissa__graph *g, float dloss) {
     pissa__blas_serial_begin();
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const pissa__node *nd = &g->nodes[i];
+        /* checkpointing: a segment's inner values are rebuilt before the first of its backward steps that has work
+         * (its last node's, unless no gradient flows there: then a segment without any is never recomputed) */
+        int works = nd->out < 0 || g->values[nd->out].requires_grad;
+        if (g->checkpoint && nd->seg >= 0 && nd->seg != g->resident && works) {
+            const pissa__segment *sg = &g->segs[nd->seg];
+            for (int j = sg->first; j <= sg->last; j++) forward_node(g, &g->nodes[j], 0);
+            g->resident = nd->seg;
+        }
         for (int k = 0; k < 4; k++) { /* gradients whose lifetime starts here (inputs, or an unread output) */
             int v = k < 3 ? nd->in[k] : nd->out;
             if (v >= 0 && g->values[v].zero_at == i && !g->values[v].overwritten)

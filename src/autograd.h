@@ -6,7 +6,15 @@
  * dropout masks), so forward and backward allocate nothing. Parameters live outside the graph, in a
  * pissa__params set shared by the graphs of every shape: each has a `trainable` flag, and only trainable
  * parameters get a gradient (one allocation for all of them). Frozen parameters are read in place (for a
- * model, F32 straight from the file mapping). See docs/autograd-ops.md, "The engine". */
+ * model, F32 straight from the file mapping). See docs/autograd-ops.md, "The engine".
+ *
+ * Activation checkpointing: the nodes built between pissa__graph_segment_begin and _end form a segment (a
+ * transformer layer). With g->checkpoint set before planning, every value made and read only inside one segment, and
+ * every saved buffer its forward writes, lives in one region shared by all segments (sized by the largest); values
+ * that cross a segment's edge (its input and output, the embedding, the tail) keep their own slices. Forward runs as
+ * usual, each segment overwriting the region; backward, at each segment from the last, first re-runs that segment's
+ * forward (the same kernels on the same inputs, reusing the dropout masks forward drew) and then its backward, so the
+ * gradients are bit-identical to those of the plain plan for about one more forward. */
 #ifndef PISSA_AUTOGRAD_H
 #define PISSA_AUTOGRAD_H
 
@@ -87,7 +95,12 @@ typedef struct pissa__node {
     size_t mask_off;
     uint8_t *mask;    /* lora dropout mask (N, C), or NULL */
     unsigned fresh;   /* input gradients this node's backward overwrites (bit k: in[k]); set by planning */
+    int seg;          /* segment index, or -1 outside every segment */
 } pissa__node;
+
+typedef struct pissa__segment {
+    int first, last; /* node indices, inclusive */
+} pissa__segment;
 
 typedef struct pissa__graph {
     pissa__params *params; /* borrowed */
@@ -96,6 +109,12 @@ typedef struct pissa__graph {
     int n_nodes, cap_nodes;
     pissa__value *values;
     int n_values, cap_values;
+    pissa__segment *segs;
+    int n_segs, cap_segs;
+    int open_seg;      /* the segment being built, or -1 */
+    int checkpoint;    /* set before planning: share one region among the segments' inner values (see above) */
+    int resident;      /* with checkpoint: the segment whose inner values the region holds complete, or -1 */
+    size_t region_floats; /* with checkpoint: the shared region (the largest segment's inner values and saved) */
     int planned;
     /* arenas, one allocation per role */
     float *act;        /* values and saved buffers */
@@ -141,12 +160,18 @@ pissa_status pissa__g_swiglu(pissa__graph *g, int gate, int up, int *out);
 /* The loss node: mean cross-entropy of LOGITS (N, V) against g->targets. Must be the last node. */
 pissa_status pissa__g_cross_entropy(pissa__graph *g, int logits);
 
-/* Sizes and allocates every buffer; call once after the last constructor. */
+/* Nodes added from segment_begin to segment_end form one segment (contiguous, not nested, not empty). A segment is
+ * a unit of recomputation: with g->checkpoint, its inner values are valid only while it is g->resident. */
+pissa_status pissa__graph_segment_begin(pissa__graph *g);
+pissa_status pissa__graph_segment_end(pissa__graph *g);
+
+/* Sizes and allocates every buffer; call once after the last constructor (and after setting g->checkpoint). */
 pissa_status pissa__graph_plan(pissa__graph *g);
 /* Runs the first N_NODES nodes (all with n_nodes < 0). With g->training, lora nodes draw fresh dropout masks. */
 void pissa__graph_forward(pissa__graph *g, int n_nodes);
 /* Reverse pass after a full forward: zeroes the activation gradients, seeds the loss with DLOSS and adds into
- * the gradients of the trainable parameters. */
+ * the gradients of the trainable parameters. With g->checkpoint it recomputes each segment's forward first (masks
+ * reused, never drawn; the parameters must not have changed since forward). */
 void pissa__graph_backward(pissa__graph *g, float dloss);
 /* Bytes held by the graph's arenas (constant after planning: a step allocates nothing). */
 size_t pissa__graph_bytes(const pissa__graph *g);

@@ -55,6 +55,7 @@ struct pissa_model {
     int logits_value;     /* value id of the logits in g */
     int training;
     int full;             /* full fine-tuning: every base weight is an owned, trainable copy */
+    int checkpoint;       /* activation checkpointing: each layer a segment of the graph, recomputed in backward */
     pissa_rng rng;
 };
 
@@ -641,6 +642,15 @@ void pissa_model_set_training(pissa_model *m, int training, uint64_t seed) {
     pissa__rng_seed(&m->rng, seed);
 }
 
+void pissa_model_set_grad_checkpoint(pissa_model *m, int on) {
+    if (!m || m->checkpoint == (on != 0)) return;
+    m->checkpoint = on != 0;
+    pissa__graph_free(m->g); /* planned again, the other way, at the next call */
+    m->g = NULL;
+}
+
+int pissa_model_grad_checkpoint(const pissa_model *m) { return m ? m->checkpoint : 0; }
+
 size_t pissa_model_arena_bytes(const pissa_model *m) {
     if (!m) return 0;
     return (m->g ? pissa__graph_bytes(m->g) : 0) + m->params.grad_floats * sizeof(float);
@@ -674,6 +684,7 @@ static pissa_status build(pissa_model *m, pissa__graph *g) {
     PISSA_TRY(pissa__g_embedding(g, m->p_embed, &x));
     for (int l = 0; l < (int)c->num_hidden_layers; l++) {
         const layer_params *lp = &m->layers[l];
+        PISSA_TRY(pissa__graph_segment_begin(g)); /* a layer: with checkpointing only its input x is kept */
         /* x += o_proj(attention(rope(q), rope(k), v)) with q, k, v from RMSNorm(x)·w_in (Qwen3: q and k normalised
          * per head first) */
         PISSA_TRY(pissa__g_rmsnorm(g, x, lp->in_norm, eps, &h));
@@ -694,10 +705,12 @@ static pissa_status build(pissa_model *m, pissa__graph *g) {
         PISSA_TRY(pissa__g_swiglu(g, gt, up, &sw));
         PISSA_TRY(linear(m, g, l, DOWN, sw, &dn));
         PISSA_TRY(pissa__g_add(g, x, dn, &x));
+        PISSA_TRY(pissa__graph_segment_end(g));
     }
     PISSA_TRY(pissa__g_rmsnorm(g, x, m->p_norm, eps, &h));
     PISSA_TRY(pissa__g_matmul(g, h, m->p_head, &m->logits_value));
     PISSA_TRY(pissa__g_cross_entropy(g, m->logits_value));
+    g->checkpoint = m->checkpoint;
     return pissa__graph_plan(g);
 }
 

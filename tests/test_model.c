@@ -251,6 +251,27 @@ static void check_packed_equals_separate(const char *fixture) {
         free(want[i]);
     }
     printf(", gradients max|diff|/max|grad| %.3g\n", worst);
+    /* with activation checkpointing, the same bits: the recomputed layers read the same positions */
+    float **first = malloc(n * sizeof *first);
+    for (size_t i = 0; i < n; i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        first[i] = malloc((size_t)(v.rows * v.cols) * sizeof(float));
+        memcpy(first[i], v.grad, (size_t)(v.rows * v.cols) * sizeof(float));
+    }
+    pissa_model_set_grad_checkpoint(m, 1);
+    pissa_model_zero_grad(m);
+    double again;
+    assert_ok(pissa_model_forward_backward_packed(m, ids, labels, pos, 2, P, 1.0f, &again, NULL));
+    assert_true(again == packed);
+    for (size_t i = 0; i < n; i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        assert_memory_equal(v.grad, first[i], (size_t)(v.rows * v.cols) * sizeof(float));
+        free(first[i]);
+    }
+    free(first);
+    pissa_model_set_grad_checkpoint(m, 0);
     /* positions that do not restart at 0 or skip are refused, naming the place */
     pos[P + 3] = 7;
     assert_int_equal(pissa_model_loss_packed(m, ids, labels, pos, 2, P, NULL, NULL), PISSA_ERR_INVALID_ARG);

@@ -257,6 +257,8 @@ _PROTOTYPES = {
     "pissa_model_forward_backward_packed": (st, [P, Ip, Ip, Ip, c_int, c_int, c_float, POINTER(c_double),
                                                  POINTER(c_int64)]),
     "pissa_model_arena_bytes": (c_size_t, [P]),
+    "pissa_model_set_grad_checkpoint": (None, [P, c_int]),
+    "pissa_model_grad_checkpoint": (c_int, [P]),
     "pissa_model_set_full_finetune": (st, [P]),
     "pissa_model_full_finetune": (c_int, [P]),
     "pissa_model_param_count": (c_size_t, [P]),

@@ -230,7 +230,18 @@ class Model(_core.Handle):
         lib.pissa_model_set_training(self._h, 1 if training else 0, seed)
 
     @property
+    def grad_checkpoint(self):
+        """Activation checkpointing: each layer's input is kept and the layer recomputed in the backward pass (the
+        same gradients, about one more forward per step, far less activation memory). Off by default; settable."""
+        return bool(lib.pissa_model_grad_checkpoint(self._h))
+
+    @grad_checkpoint.setter
+    def grad_checkpoint(self, on):
+        lib.pissa_model_set_grad_checkpoint(self._h, 1 if on else 0)
+
+    @property
     def arena_bytes(self):
+        """Bytes of the planned working memory plus parameter gradients (0 activations before the first call)."""
         return lib.pissa_model_arena_bytes(self._h)
 
 

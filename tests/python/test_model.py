@@ -222,6 +222,23 @@ def test_forward_backward_gradient_matches_a_finite_difference(tok):
         assert not v.dB.any()
 
 
+def test_grad_checkpoint_gives_the_same_gradients_in_a_smaller_arena(tok):
+    ids = np.array([tok.encode("Lily saw a big cat. The cat was soft and warm. She smiled.")] * 2, dtype=np.int32)
+    runs = []
+    for on in (False, True):
+        m = pissa.Model.load(STORIES).add_adapters("pissa", 2, targets="all-linear", dropout=0.2)
+        m.grad_checkpoint = on
+        assert m.grad_checkpoint is on
+        m.set_training(True, seed=5)
+        m.zero_grad()
+        loss = m.forward_backward(ids)
+        runs.append((loss, [g.copy() for _, _, g in m.parameters()], m.arena_bytes))
+        m.close()
+    (l0, g0, b0), (l1, g1, b1) = runs
+    assert l0 == l1 and all(np.array_equal(a, b) for a, b in zip(g0, g1))
+    assert b1 < b0
+
+
 def test_resume_from_saved_state_continues_exactly(tok, shakespeare_small, tmp_path):
     train, _ = shakespeare_small
 
