@@ -177,6 +177,7 @@ static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, pi
     }
     cli_check(pissa_dataset_load(path, tok, vocab, &o, &d), path);
     if (!pissa_dataset_count(d)) cli_fail("%s: no rows (a text shorter than --seq tokens gives none)", path);
+    if (!pissa_dataset_target_count(d, o.max_len)) cli_fail("%s: no targets (every label after a row's first is -100)", path);
     if (pack) {
         pissa_dataset *packed;
         cli_check(pissa_dataset_pack(d, o.max_len, &packed), path);

@@ -564,6 +564,17 @@ pissa_status pissa_dataset_pack(const pissa_dataset *d, int64_t seq_len, pissa_d
     return builder_finish(&b, 1, "pack", out);
 }
 
+int64_t pissa_dataset_target_count(const pissa_dataset *d, int64_t seq) {
+    int64_t count = 0;
+    for (size_t i = 0; d && i < d->n; i++) {
+        int64_t len = seq > 0 && seq < d->len[i] ? seq : d->len[i];
+        const int32_t *labels = d->labels + d->start[i], *pos = d->pos ? d->pos + d->start[i] : NULL;
+        for (int64_t k = 1; k < len; k++) /* a packed row's sequence starts predict nothing (the model skips them) */
+            count += labels[k] != PISSA_IGNORE_INDEX && (!pos || pos[k] != 0);
+    }
+    return count;
+}
+
 /* ---- shuffling ---- */
 
 void pissa_shuffle_indices(size_t *perm, size_t n, uint64_t seed) {

@@ -1,5 +1,7 @@
 /* Statuses, per-thread error messages, the log callback, version, small allocation helpers. */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,8 +9,22 @@
 
 static _Thread_local char last_error[2048];
 
+/* The callback and its user pointer change together under log_mu, and are read together under it, so a thread
+ * never calls one callback with another's user pointer; the call itself happens outside the lock (a callback may log,
+ * or set another callback). log_set lets the common case, no callback, return without locking. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static pissa_log_fn log_fn;
 static void *log_user;
+static atomic_int log_set;
+
+static pissa_log_fn log_get(void **user) {
+    if (!atomic_load_explicit(&log_set, memory_order_acquire)) return NULL;
+    pthread_mutex_lock(&log_mu);
+    pissa_log_fn fn = log_fn;
+    *user = log_user;
+    pthread_mutex_unlock(&log_mu);
+    return fn;
+}
 
 unsigned pissa_version_number(void) { return PISSA_VERSION_NUMBER; }
 const char *pissa_version_string(void) { return PISSA_VERSION_STRING; }
@@ -36,23 +52,39 @@ pissa_status pissa__fail(pissa_status s, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    if (log_fn) log_fn(PISSA_LOG_DEBUG, last_error, log_user);
+    void *user;
+    pissa_log_fn fn = log_get(&user);
+    if (fn) fn(PISSA_LOG_DEBUG, last_error, user);
     return s;
 }
 
+/* A child of fork() may inherit log_mu locked by a thread that does not exist there. */
+static void log_reset_in_child(void) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    log_mu = m;
+}
+static void log_register_atfork(void) { pthread_atfork(NULL, NULL, log_reset_in_child); }
+
 void pissa_set_log_callback(pissa_log_fn fn, void *user) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, log_register_atfork);
+    pthread_mutex_lock(&log_mu);
     log_fn = fn;
-    log_user = user;
+    log_user = fn ? user : NULL;
+    atomic_store_explicit(&log_set, fn != NULL, memory_order_release);
+    pthread_mutex_unlock(&log_mu);
 }
 
 void pissa__log(pissa_log_level level, const char *fmt, ...) {
-    if (!log_fn) return;
+    void *user;
+    pissa_log_fn fn = log_get(&user);
+    if (!fn) return;
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    log_fn(level, buf, log_user);
+    fn(level, buf, user);
 }
 
 void *pissa__alloc(size_t n, size_t size) {

@@ -8,6 +8,20 @@
 #include "ops.h"
 #include "parallel.h"
 
+/* Loops compiled for AVX2 and for the baseline, picked at load time (an ifunc). ThreadSanitizer's runtime is not
+ * started when the dynamic loader runs ifunc resolvers, and an instrumented resolver crashes there: a TSan build
+ * (clang -fsanitize=thread, for the thread tests) keeps the baseline loops only. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PISSA_NO_CLONES
+#endif
+#endif
+#ifdef PISSA_NO_CLONES
+#define TC
+#else
+#define TC __attribute__((target_clones("avx2", "default")))
+#endif
+
 /* ---- products ---- */
 
 /* C (M, N) = alpha·op(A)·op(B) + beta·C (cblas row-major), split across the kernel threads (parallel.h) into
@@ -438,7 +452,7 @@ static inline __attribute__((always_inline)) float row_sum_exp(float *out, const
 
 /* One row of scores row[0..T) of which the keys lo..n-1 are visible (before lo: outside a sliding window; from n:
  * the future). Visible entries ← softmax of them, the others ← 0; returns log Σ exp over the visible ones. */
-__attribute__((target_clones("avx2", "default"))) static float causal_softmax_row(float *row, int lo, int n, int T) {
+TC static float causal_softmax_row(float *row, int lo, int n, int T) {
     float mx = row_max(row + lo, n - lo);
     float sum = row_sum_exp(row + lo, row + lo, n - lo, mx), inv = 1.0f / sum;
     for (int j = 0; j < lo; j++) row[j] = 0.0f;
@@ -449,17 +463,14 @@ __attribute__((target_clones("avx2", "default"))) static float causal_softmax_ro
 
 /* The same probabilities again from the scores and the saved lse: row[lo..n) ← exp(row − lse), the rest ← 0.
  * (lse >= every visible score of the row, so exp_nonpos applies.) */
-__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_replay(float *row, float lse, int lo,
-                                                                                             int n, int T) {
+TC static void causal_softmax_row_replay(float *row, float lse, int lo, int n, int T) {
     for (int j = 0; j < lo; j++) row[j] = 0.0f;
     for (int j = lo; j < n; j++) row[j] = exp_nonpos(row[j] - lse);
     for (int j = n; j < T; j++) row[j] = 0.0f;
 }
 
 /* d[lo..n) ← p·(d − Σ p·d), the rest ← 0: the softmax backward of one row (p is 0 outside lo..n-1). */
-__attribute__((target_clones("avx2", "default"))) static void causal_softmax_row_backward(float *d,
-                                                                                                 const float *p, int lo,
-                                                                                                 int n, int T) {
+TC static void causal_softmax_row_backward(float *d, const float *p, int lo, int n, int T) {
     float acc[ROW_LANES] = {0};
     int j = lo;
     for (; j + ROW_LANES <= n; j += ROW_LANES)
@@ -621,7 +632,6 @@ void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, 
 
 /* ---- elementwise ---- */
 
-#define TC __attribute__((target_clones("avx2", "default")))
 #define EW_CHUNK 4096 /* elements per task of the elementwise kernels */
 
 /* σ(x) from exp_nonpos(−|x|) (branch-free, so loops vectorise): 1/(1 + e) for x >= 0, e/(1 + e) below. */

@@ -1,6 +1,7 @@
 /* The worker pool of parallel.h. Workers are started on first use and live until the process exits. A region is
  * published under a mutex with a generation count; workers spin briefly on the count (regions come back to back
- * during a step: a sleep and wake-up per product would cost more than the product), then sleep on a condition. */
+ * during a step: a sleep and wake-up per product would cost more than the product), then sleep on a condition.
+ * One region at a time uses the workers; a region that finds them busy (another thread's) runs inline. */
 #include "parallel.h"
 
 #include <cblas.h>
@@ -46,7 +47,8 @@ int pissa__par_threads(void) {
 
 /* ---- the pool ---- */
 
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER; /* one region at a time; guards the job below */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER; /* held by the one region using the workers; guards
+                                                                  the job below (other callers run inline) */
 static pthread_mutex_t wake_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cv = PTHREAD_COND_INITIALIZER, done_cv = PTHREAD_COND_INITIALIZER;
 static atomic_uint generation;
@@ -131,7 +133,10 @@ void pissa__par_for(int n, int nthreads, void (*fn)(void *ctx, int part, int beg
     if (parts > PISSA__PAR_MAX) parts = PISSA__PAR_MAX;
     pissa__blas_serial_begin();
     if (parts < 1) parts = 1;
-    if (parts == 1 || in_region) {
+    /* Inline, every part on this thread in order (the same ranges, so the same results): one part, a nested call,
+     * or the pool busy with another thread's region. That thread keeps the workers; this one computes its region
+     * beside it instead of waiting for the pool, so two models in two threads run at once. */
+    if (parts == 1 || in_region || pthread_mutex_trylock(&pool_mu) != 0) {
         for (int p = 0; p < parts; p++) {
             int b, e;
             part_range(n, parts, p, &b, &e);
@@ -140,7 +145,6 @@ void pissa__par_for(int n, int nthreads, void (*fn)(void *ctx, int part, int beg
         pissa__blas_serial_end();
         return;
     }
-    pthread_mutex_lock(&pool_mu);
     int workers = ensure_workers(parts - 1);
     job.fn = fn;
     job.ctx = ctx;

@@ -18,9 +18,10 @@ int pissa__par_threads(void);
 /* Calls fn(ctx, part, begin, end) on the ranges of [0, n) that split it into min(n, nthreads) contiguous parts of
  * equal size (the first n % parts one longer); part 0 runs on the calling thread, the others on pool workers.
  * PART (0 .. parts-1) lets fn pick per-thread scratch. Returns when all have finished. BLAS calls inside fn are
- * single-threaded (pissa__blas_serial_begin). If no worker can be started, the calling thread runs every part in
- * order: the same ranges, the same results.
- * Not re-entrant: fn must not call pissa__par_for (it runs everything inline if it does). */
+ * single-threaded (pissa__blas_serial_begin). If no worker can be started, or the workers are busy with another
+ * thread's region, the calling thread runs every part in order: the same ranges, the same results.
+ * Not re-entrant: fn must not call pissa__par_for (it runs everything inline if it does). Thread-safe: regions
+ * of different threads run at the same time (one of them on the workers). */
 void pissa__par_for(int n, int nthreads, void (*fn)(void *ctx, int part, int begin, int end), void *ctx);
 
 /* OpenBLAS uses one thread between begin and end (nestable, and safe from several threads: the first begin

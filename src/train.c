@@ -112,6 +112,9 @@ pissa_status pissa_trainer_create(pissa_model *m, const pissa_dataset *data, con
                            "(set seq to cut them)", (long long)T,
                            (long long)pissa_model_config(m)->max_position_embeddings);
     if (T < 2) return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: rows of one token have no targets");
+    if (!pissa_dataset_target_count(data, T))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "trainer: the training set's %zu rows have no targets (every label "
+                           "after a row's first position is -100): nothing to learn", rows);
     pissa_trainer *t = pissa__calloc(1, sizeof *t);
     if (!t) return pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory");
     t->m = m;
@@ -172,7 +175,7 @@ int64_t pissa_trainer_steps(const pissa_trainer *t) { return t ? t->step : 0; }
  * and in a packed row not at the start of one of its sequences, which the model ignores). */
 static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels, int32_t *pos) {
     int64_t len = r->len < T ? r->len : T, count = 0;
-    if (len) { /* an empty row (past the end of the data, in evaluate) has no arrays */
+    if (len > 0) { /* a padding row past the end has no arrays (memcpy from NULL is undefined even for 0 bytes) */
         memcpy(ids, r->input_ids, sizeof *ids * (size_t)len);
         memcpy(labels, r->labels, sizeof *labels * (size_t)len);
     }
@@ -291,7 +294,10 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
     free(labels);
     free(pos);
     if (st != PISSA_OK) return st;
-    *loss = total ? sum / (double)total : 0.0;
+    if (!total)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "evaluate: the data set's %zu rows have no targets (every label "
+                           "after a row's first position is -100): no loss to report", rows);
+    *loss = sum / (double)total;
     if (count) *count = total;
     return PISSA_OK;
 }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "testutil.h"
 
 #define TOK512 PISSA_SHARED_DATA_DIR "/stories260K/tok512.bin"
@@ -322,6 +324,36 @@ static void shuffle_is_a_seeded_uniform_permutation(void **state) {
     free(q);
 }
 
+/* The permutations themselves, against tests/reference/make_shuffle_reference.py (splitmix64, xoshiro256** and
+ * Fisher–Yates written from their published definitions): a resumed run visits rows in this order, so a change to
+ * the generator, its seeding or the shuffle must show here, not as a silently different run. */
+static void shuffle_orders_match_the_golden_permutations(void **state) {
+    (void)state;
+    char *text = tu_slurp(PISSA_TEST_REFERENCE_DIR "/shuffle_golden.json", NULL);
+    assert_non_null(text);
+    cJSON *cases = cJSON_Parse(text);
+    assert_non_null(cases);
+    int n_cases = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cases) {
+        size_t n = (size_t)cJSON_GetObjectItem(c, "n")->valuedouble;
+        uint64_t seed = strtoull(cJSON_GetObjectItem(c, "seed")->valuestring, NULL, 10);
+        const cJSON *want = cJSON_GetObjectItem(c, "perm");
+        assert_int_equal((size_t)cJSON_GetArraySize(want), n);
+        size_t *p = malloc((n ? n : 1) * sizeof *p);
+        pissa_shuffle_indices(p, n, seed);
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != (size_t)cJSON_GetArrayItem(want, (int)i)->valuedouble)
+                fail_msg("n %zu, seed %llu: perm[%zu] = %zu, golden %d", n, (unsigned long long)seed, i, p[i],
+                         cJSON_GetArrayItem(want, (int)i)->valueint);
+        free(p);
+        n_cases++;
+    }
+    assert_true(n_cases >= 10);
+    cJSON_Delete(cases);
+    free(text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(jsonl_reads_rows_labels_default_and_skips_blank_lines),
@@ -330,6 +362,7 @@ int main(void) {
         cmocka_unit_test(text_windows_overlap_by_one_and_drop_the_partial_tail),
         cmocka_unit_test(tinyshakespeare_rows_predict_every_token_once),
         cmocka_unit_test(shuffle_is_a_seeded_uniform_permutation),
+        cmocka_unit_test(shuffle_orders_match_the_golden_permutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

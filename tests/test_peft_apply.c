@@ -67,9 +67,9 @@ static void model_logits_match_pytorch_for_each_adapter_and_survive_save_load(vo
         float *got = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float)), *want = expected_logits(
                                                                                     fixtures[k].name, n);
         assert_ok(pissa_model_logits(m, bt.ids, bt.B, bt.T, got));
-        double d = tu_max_abs_diff(got, want, n);
-        printf("  model + %s: logits max|diff| %.3g vs PyTorch\n", fixtures[k].name, d);
-        assert_true(d < 1e-4);
+        double d = tu_max_rel_diff(got, want, n);
+        printf("  model + %s: logits max|diff| / max|logit| %.3g vs PyTorch\n", fixtures[k].name, d);
+        assert_true(d < TU_LOGIT_TOL);
 
         /* saved with the same config (regex, patterns, layers_to_transform), it loads back to the same model */
         char *tmp = tu_tempdir("peft_apply_save");
@@ -78,7 +78,7 @@ static void model_logits_match_pytorch_for_each_adapter_and_survive_save_load(vo
         assert_ok(pissa_model_load(BASE, &m2));
         assert_ok(pissa_model_load_adapter(m2, tmp));
         assert_ok(pissa_model_logits(m2, bt.ids, bt.B, bt.T, again));
-        assert_true(tu_max_abs_diff(got, again, n) < 1e-6);
+        assert_memory_equal(got, again, n * sizeof(float)); /* F32 tensors, the same targets: the same model */
         pissa_model_free(m2);
         tu_rmtree(tmp);
         free(tmp);
@@ -105,13 +105,13 @@ static void generator_logits_match_pytorch_at_every_position(void **state) {
         for (int i = 0; i < bt.B; i++)
             for (int t = 0; t < bt.T; t++) { /* position 0 is the first token's logits; later ones use the cache */
                 assert_ok(pissa_generator_forward(g, bt.ids[i * bt.T + t], t, got));
-                double dt = tu_max_abs_diff(got, want + (size_t)((i * bt.T + t) * V), (size_t)V);
+                double dt = tu_max_rel_diff(got, want + (size_t)((i * bt.T + t) * V), (size_t)V); /* per row */
                 d = fmax(d, dt);
                 if (t == 0) first = fmax(first, dt);
             }
-        printf("  generator + %s: first-token logits max|diff| %.3g, all positions %.3g\n", fixtures[k].name, first,
-               d);
-        assert_true(d < 1e-4);
+        printf("  generator + %s: first-token logits max|diff| / max|logit| %.3g, all positions %.3g\n",
+               fixtures[k].name, first, d);
+        assert_true(d < TU_LOGIT_TOL);
         free(want);
         free(got);
         pissa_generator_free(g);

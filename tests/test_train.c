@@ -760,6 +760,92 @@ static char *folder_bytes(const fixture *f, const char *dir) {
     return out;
 }
 
+/* Training or evaluating on nothing: a set without rows, one whose rows have no targets (every label after the first
+ * position -100, or single-token rows), or one whose targets lie beyond seq. Each is a clear error naming what is
+ * missing, never a crash, a division by zero or a loss of 0 reported for no tokens; pissa-finetune refuses such data
+ * before writing anything. */
+static void empty_and_targetless_data_sets_are_refused(void **state) {
+    const fixture *f = *state;
+    pissa_model *m;
+    assert_ok(pissa_model_load(f->model, &m));
+    pissa_adapter_opts ao = pissa_adapter_default_opts();
+    ao.init.rank = 2;
+    assert_ok(pissa_model_add_adapters(m, &ao));
+    pissa_train_opts o = base_opts();
+    pissa_trainer *t = (pissa_trainer *)1;
+    double loss = -1;
+
+    /* no rows: an empty JSONL file, and rows given in memory */
+    char *path = tu_path(f->dir, "empty.jsonl");
+    tu_write_bytes(path, "\n\n", 2);
+    pissa_dataset *empty, *none, *cut;
+    assert_ok(pissa_dataset_load_jsonl(path, 64, &empty));
+    assert_int_equal(pissa_dataset_count(empty), 0);
+    assert_int_equal(pissa_dataset_target_count(empty, 0), 0);
+    assert_int_equal(pissa_trainer_create(m, empty, &o, &t), PISSA_ERR_INVALID_ARG);
+    assert_null(t);
+    assert_non_null(strstr(pissa_last_error(), "no rows"));
+
+    /* rows without targets */
+    const int32_t ids[] = {3, 4, 5, 6, 7, 8}, labels[] = {3, -100, -100, 6, 7, -100};
+    const int64_t offsets[] = {0, 3, 4, 6}; /* [3 4 5] all ignored after the first; [6] one token; [7 8] ignored */
+    assert_ok(pissa_dataset_from_rows(ids, labels, offsets, 3, 64, &none));
+    assert_int_equal(pissa_dataset_target_count(none, 0), 0);
+    assert_int_equal(pissa_trainer_create(m, none, &o, &t), PISSA_ERR_INVALID_ARG);
+    assert_null(t);
+    assert_non_null(strstr(pissa_last_error(), "no targets"));
+
+    /* the only targets lie beyond seq: refused with seq 2, accepted with whole rows */
+    const int32_t labels2[] = {3, -100, 5, 6, 7, -100};
+    assert_ok(pissa_dataset_from_rows(ids, labels2, offsets, 3, 64, &cut));
+    assert_int_equal(pissa_dataset_target_count(cut, 2), 0);
+    assert_int_equal(pissa_dataset_target_count(cut, 0), 1);
+    o.seq = 2;
+    assert_int_equal(pissa_trainer_create(m, cut, &o, &t), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "no targets"));
+    o.seq = 0;
+    assert_ok(pissa_trainer_create(m, cut, &o, &t));
+    pissa_step_info info;
+    assert_ok(pissa_trainer_step(t, &info));
+    assert_int_equal(info.tokens, 1);
+    assert_true(isfinite(info.loss) && info.loss > 0);
+
+    /* evaluation: no rows, no targets */
+    assert_int_equal(pissa_trainer_evaluate(t, empty, &loss, NULL), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "no rows"));
+    assert_int_equal(pissa_trainer_evaluate(t, none, &loss, NULL), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "no targets"));
+    assert_true(loss == -1); /* nothing was reported */
+    pissa_trainer_free(t);
+
+    /* pissa-finetune: one line naming the file, exit 1, no OUT */
+    char *rows = tu_path(f->dir, "targetless.jsonl"), *out = tu_path(f->dir, "ft_targetless"), *output, cmd[4096];
+    const char *text = "{\"input_ids\": [3, 4, 5], \"labels\": [3, -100, -100]}\n{\"input_ids\": [6]}\n";
+    tu_write_bytes(rows, text, strlen(text));
+    const char *data[2] = {path, rows}, *needle[2] = {"no rows", "no targets"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 2 -q", PISSA_FINETUNE_EXE, f->model,
+                 data[k], out);
+        assert_int_equal(run_prog(f, cmd, &output), 1);
+        if (!strstr(output, data[k]) || !strstr(output, needle[k])) fail_msg("pissa-finetune said: %s", output);
+        assert_false(tu_file_exists(out));
+        free(output);
+        snprintf(cmd, sizeof cmd, "%s --model %s --data %s --eval-data %s --out %s --steps 2 -q", PISSA_FINETUNE_EXE,
+                 f->model, f->data, data[k], out);
+        assert_int_equal(run_prog(f, cmd, &output), 1);
+        if (!strstr(output, data[k]) || !strstr(output, needle[k])) fail_msg("pissa-finetune said: %s", output);
+        assert_false(tu_file_exists(out));
+        free(output);
+    }
+    free(rows);
+    free(out);
+    free(path);
+    pissa_dataset_free(empty);
+    pissa_dataset_free(none);
+    pissa_dataset_free(cut);
+    pissa_model_free(m);
+}
+
 /* --out must never be, or contain, an input: the base model (however the path is spelled), the data, the adapter
  * being continued. Refused before anything is read or written. */
 static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state) {
@@ -923,6 +1009,7 @@ int main(void) {
         cmocka_unit_test(resumed_run_repeats_uninterrupted_run_with_every_base_format),
         cmocka_unit_test(nan_loss_stops_training_and_keeps_saved_adapter),
         cmocka_unit_test(loss_decreases_on_repetitive_data),
+        cmocka_unit_test(empty_and_targetless_data_sets_are_refused),
         cmocka_unit_test(finetune_writes_adapter_residual_log_and_matches_pissa_eval),
         cmocka_unit_test(finetune_resumed_from_state_continues_the_run_exactly),
         cmocka_unit_test(finetune_continues_a_saved_peft_adapter),

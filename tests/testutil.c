@@ -83,8 +83,18 @@ double tu_norm(const float *x, size_t n) {
 
 double tu_max_abs_diff(const float *x, const float *y, size_t n) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i] - y[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)x[i] - y[i]);
+        if (!(d <= m)) m = d; /* a NaN difference is kept (fmax would drop it), so no comparison passes on NaN */
+    }
     return m;
+}
+
+double tu_max_rel_diff(const float *got, const float *want, size_t n) {
+    double scale = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)want[i]));
+    double d = tu_max_abs_diff(got, want, n);
+    return scale > 0 ? d / scale : d;
 }
 
 int tu_run(const char *cmd, const char *out_path) {

@@ -157,11 +157,17 @@ PISSA_API int64_t pissa_dataset_total_tokens(const pissa_dataset *d);
 PISSA_API int64_t pissa_dataset_max_len(const pissa_dataset *d);
 /* Row I; PISSA_ERR_INVALID_ARG if I >= count. */
 PISSA_API pissa_status pissa_dataset_row(const pissa_dataset *d, size_t i, pissa_row *out);
+/* Targets of the rows cut to SEQ tokens (SEQ <= 0: whole rows): the labels at positions 1 .. min(len, SEQ) - 1 that
+ * are not PISSA_IGNORE_INDEX (position t predicts labels[t + 1]), and in a packed data set not at the start of a
+ * packed sequence (position_ids 0), which the model ignores. 0 for NULL or an empty dataset: a trainer and an
+ * evaluation refuse such a set. */
+PISSA_API int64_t pissa_dataset_target_count(const pissa_dataset *d, int64_t seq);
 
 /* Fills PERM with a permutation of 0..n-1 that depends only on SEED: Fisher–Yates (for i = n-1 down to 1, swap
- * perm[i] with perm[j], j uniform in [0, i] by rejection sampling on 64-bit draws) driven by libpissa's
- * xoshiro256** generator seeded with SEED. Use it to visit rows in a reproducible order each epoch
- * (e.g. seed + epoch). */
+ * perm[i] with perm[j], j = r mod (i + 1) for the first 64-bit draw r >= 2^64 mod (i + 1)) driven by xoshiro256**
+ * (Blackman & Vigna) whose four state words are the first four outputs of splitmix64 started at SEED. Use it to
+ * visit rows in a reproducible order each epoch (e.g. seed + epoch). The order is pinned (test_data checks it
+ * against tests/reference/make_shuffle_reference.py): a resumed training run depends on it. */
 PISSA_API void pissa_shuffle_indices(size_t *perm, size_t n, uint64_t seed);
 
 #ifdef __cplusplus

@@ -108,8 +108,9 @@ typedef struct pissa_step_info {
 typedef struct pissa_trainer pissa_trainer;
 
 /* A trainer for the trainable parameters of M (pissa_model_param: its adapters' A and B, or every weight after
- * pissa_model_set_full_finetune; PISSA_ERR_INVALID_ARG if there are none) on the rows of DATA. M and DATA are
- * borrowed and must outlive the trainer; M's adapters or mode must not change meanwhile.
+ * pissa_model_set_full_finetune; PISSA_ERR_INVALID_ARG if there are none) on the rows of DATA. A DATA with no rows,
+ * or with no targets (every label after a row's first position -100), is refused (PISSA_ERR_INVALID_ARG). M and DATA
+ * are borrowed and must outlive the trainer; M's adapters or mode must not change meanwhile.
  * Weight decay (opts->optim.weight_decay) applies, as in transformers' Trainer, to every matrix but not to the
  * 1-D RMSNorm weights (two torch-style parameter groups; adapters are all matrices). Caller frees with
  * pissa_trainer_free. */
@@ -127,7 +128,8 @@ PISSA_API pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *inf
 PISSA_API int64_t pissa_trainer_steps(const pissa_trainer *t);
 
 /* Mean cross-entropy over every non-ignored target of D (token-weighted over the whole set), in evaluation mode
- * (no dropout), `batch` rows at a time with T = the longest row of D (as pissa-eval does). COUNT may be NULL. */
+ * (no dropout), `batch` rows at a time with T = the longest row of D (as pissa-eval does). COUNT may be NULL.
+ * A D with no rows or no targets is refused (PISSA_ERR_INVALID_ARG): there is no loss to report. */
 PISSA_API pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, double *loss,
                                               int64_t *count);
 

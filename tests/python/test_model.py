@@ -269,6 +269,31 @@ def test_early_stop_from_the_train_callback(tok, shakespeare_small):
     assert t.step().step == 4
 
 
+def test_non_finite_weights_raise_a_numeric_error_not_a_nan(tok, tmp_path):
+    """A checkpoint with one NaN (or Inf) weight: evaluation, a training step and generation raise
+    pissa.NumericError with the library's message; Model.loss, a plain computation, returns the NaN it computes."""
+    ids = [tok.encode("Once upon a time there was a dog.")]
+    for bad in (float("nan"), float("inf")):
+        with pissa.Model.load(STORIES) as m:
+            m.set_full_finetune()
+            weights = {name: data for name, data, _ in m.parameters()}
+            weights["model.layers.2.mlp.down_proj.weight"][3, 5] = bad
+            m.save(tmp_path / "bad")
+        with pissa.Model.load(tmp_path / "bad") as m, pissa.Dataset.from_rows(ids, 512) as ds:
+            assert np.isnan(m.loss(ids))
+            m.add_adapters("lora", 2)
+            t = pissa.Trainer(m, ds, 2, lr=1e-3, batch=1)
+            with pytest.raises(pissa.NumericError, match="non-finite"):
+                t.evaluate(ds)
+            with pytest.raises(pissa.NumericError, match="loss of micro-batch 1 is (nan|inf)"):
+                t.step()
+            assert t.steps == 0
+        with pissa.Generator(tmp_path / "bad", tok) as g:
+            for temperature in (0.0, 0.8):
+                with pytest.raises(pissa.NumericError, match="not finite"):
+                    g.generate("Once", steps=8, temperature=temperature)
+
+
 def test_datasets_from_python_rows_and_jsonl(tmp_path):
     rows = [[1, 5, 6, 7], ([1, 9, 10], [-100, 9, 10]), {"input_ids": np.array([1, 2], dtype=np.int32)}]
     with pissa.Dataset.from_rows(rows, 512) as ds:

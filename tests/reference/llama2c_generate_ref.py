@@ -13,7 +13,10 @@ Writes tests/reference/stories260K_greedy.json:
                    "text" (the bytes run.c's generate prints: decode(prev, next) of every token after the first,
                    without run.c's safe_printf filter), "min_margin" (smallest top-1 minus top-2 logit of a
                    greedy choice: how far the test is from a near-tie)}],
-  "logits": {"tokens": [...], "first": [[16 logits at position 0], [.. position 1], ...]}
+  "logits": {"tokens": [seq_len token ids, BOS first], "positions": [...], "file": "stories260K_logits.f32"}
+and tests/reference/stories260K_logits.f32: the full logit rows (vocab_size float32 each, little-endian) of the
+forward pass over "tokens" at each of "positions" in that order, from the first to the last position the model
+supports.
 """
 import json
 import os
@@ -118,7 +121,7 @@ class Transformer:
             for h in range(c["n_heads"]):
                 qh = q[h * head_size:(h + 1) * head_size]
                 kvh = (h // kv_mul) * head_size
-                att = np.array([qh @ self.key_cache[l, t, kvh:kvh + head_size] for t in range(pos + 1)])
+                att = self.key_cache[l, :pos + 1, kvh:kvh + head_size] @ qh  # qh · k_t for t = 0..pos
                 att = softmax(att / np.sqrt(head_size))
                 xb[h * head_size:(h + 1) * head_size] = att @ self.value_cache[l, :pos + 1, kvh:kvh + head_size]
             x = x + w["wo"][l] @ xb
@@ -167,9 +170,16 @@ def main():
         out["generations"].append({"prompt": prompt, "steps": steps, "tokens": tokens,
                                    "text": text.decode("utf-8"), "min_margin": margin})
         print(f"{prompt!r}: {len(tokens)} tokens, min margin {margin:.4g}: {text.decode('utf-8')!r}")
-    seq = [1, 403, 407, 261, 89, 500]
+    # every position the model supports, on a fixed pseudo-random token sequence (BOS first)
+    seq, x = [1], 12345
+    while len(seq) < cfg["seq_len"]:
+        x = (1103515245 * x + 12345) % 2**31
+        seq.append(3 + (x >> 8) % (cfg["vocab_size"] - 3))
+    positions = [0, 1, 7, 100, 255, 400, cfg["seq_len"] - 1]
     t = Transformer(cfg, w)
-    out["logits"] = {"tokens": seq, "first": [[float(v) for v in t.forward(tk, p)[:16]] for p, tk in enumerate(seq)]}
+    rows = [t.forward(tk, p) for p, tk in enumerate(seq)]
+    out["logits"] = {"tokens": seq, "positions": positions, "file": "stories260K_logits.f32"}
+    np.array([rows[p] for p in positions], dtype="<f4").tofile(os.path.join(HERE, "stories260K_logits.f32"))
     with open(os.path.join(HERE, "stories260K_greedy.json"), "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
