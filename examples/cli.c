@@ -123,6 +123,43 @@ static void copy_if_present(const char *src_dir, const char *dst_dir, const char
     fclose(f);
 }
 
+char *cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) cli_fail("%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t k; buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += k;
+        if (n + 1 == cap) {
+            char *p = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!p) free(buf);
+            buf = p;
+            cap *= 2;
+        }
+    }
+    if (!buf) cli_fail("%s: out of memory", path);
+    if (ferror(f)) cli_fail("%s: cannot read: %s", path, strerror(errno));
+    fclose(f);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+pissa_tokenizer *cli_tokenizer(const char *path, const char *model, int32_t vocab_size) {
+    char *own = NULL;
+    if (!path && model) { /* a Hugging Face folder brings its own tokenizer */
+        struct stat st;
+        own = malloc(strlen(model) + sizeof "/tokenizer.json");
+        if (!own) cli_fail("out of memory");
+        sprintf(own, "%s/tokenizer.json", model);
+        if (stat(own, &st) == 0 && S_ISREG(st.st_mode)) path = own;
+    }
+    pissa_tokenizer *tok = NULL;
+    if (path) cli_check(pissa_tokenizer_load(path, vocab_size, &tok), path);
+    free(own);
+    return tok;
+}
+
 void cli_copy_companions(const char *src_dir, const char *dst_dir) {
     static const char *names[] = {"generation_config.json", "tokenizer.json", "tokenizer.model",
                                   "tokenizer_config.json", "special_tokens_map.json"};

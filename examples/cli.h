@@ -77,6 +77,15 @@ uint64_t cli_mix(uint64_t *state);
 double cli_uniform(uint64_t *state); /* [0, 1) */
 double cli_normal(uint64_t *state);  /* N(0, 1), Box–Muller */
 
+/* The whole file PATH, NUL-terminated (*LEN bytes before the NUL; LEN may be NULL); exits naming the file when it
+ * cannot be read. Caller frees. */
+char *cli_read_file(const char *path, size_t *len);
+
+/* The tokenizer a program uses: PATH (--tokenizer) when given, else the tokenizer.json of the model folder MODEL
+ * when it has one, else NULL (the caller decides whether it needs one). Exits when a tokenizer fails to load;
+ * VOCAB_SIZE as pissa_tokenizer_load. Caller frees with pissa_tokenizer_free. */
+pissa_tokenizer *cli_tokenizer(const char *path, const char *model, int32_t vocab_size);
+
 /* Seconds since an arbitrary origin (monotonic). */
 double cli_now(void);
 

@@ -1,5 +1,5 @@
-/* pissa-eval: loss and perplexity of a Llama model (optionally with a PEFT adapter) on a data set: pre-tokenized
- * JSONL rows or plain text cut into --seq tokens. The loss is the mean cross-entropy over every non-ignored target
+/* pissa-eval: loss and perplexity of a Llama model (optionally with a PEFT adapter) on a data set: JSONL in any of
+ * TRL's formats (docs/data.md: the targets pissa-finetune trains on) or plain text cut into --seq tokens. The loss is the mean cross-entropy over every non-ignored target
  * of the whole data set (not a mean of batch means). Results go to stdout; progress to stderr. */
 #include <math.h>
 #include <stdio.h>
@@ -14,11 +14,15 @@ static const char *usage =
     "\n"
     "  --model PATH       Hugging Face folder (config.json + safetensors) or llama2.c checkpoint (.bin)\n"
     "  --adapter DIR      PEFT LoRA/PiSSA adapter folder (adapter_config.json + adapter_model.safetensors)\n"
-    "  --data FILE        JSONL rows {\"input_ids\": [...], \"labels\": [...]} (labels optional, -100 ignored),\n"
-    "                     or plain text when --tokenizer is given\n"
-    "  --tokenizer T      llama2.c tokenizer.bin, tokenizer.json, or a folder holding tokenizer.json: --data is\n"
+    "  --data FILE        JSONL in any of TRL's formats ({\"messages\"}, {\"prompt\", \"completion\"}, {\"text\"},\n"
+    "                     {\"input_ids\", \"labels\"}: the loss on the targets pissa-finetune trains on), or plain\n"
     "                     text, encoded once (with the tokenizer's special tokens) and cut into rows of --seq tokens\n"
-    "  --seq T            tokens per text row (default 256)\n"
+    "  --tokenizer T      llama2.c tokenizer.bin, tokenizer.json, or a folder holding tokenizer.json (default: the\n"
+    "                     --model folder's tokenizer.json, when it has one)\n"
+    "  --data-format F    auto (JSONL when the first line is a JSON object, else text), jsonl or text\n"
+    "  --chat-template F  a Jinja chat template instead of the tokenizer's\n"
+    "  --all-tokens       every token of a row is a target (TRL's assistant_only_loss and completion_only_loss off)\n"
+    "  --seq T            tokens per text row (default 256); longer JSONL rows are cut to T (default: not cut)\n"
     "  --batch B          rows per forward pass (default 8)\n"
     CLI_BASE_DTYPE_HELP
     "  --threads N        BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
@@ -30,7 +34,9 @@ int main(int argc, char **argv) {
     cli_prog = "pissa-eval";
     pissa_set_log_callback(cli_log_to_stderr, NULL);
     const char *model_path = NULL, *adapter_dir = NULL, *data_path = NULL, *tok_path = NULL;
-    int64_t seq = 256, batch = 8;
+    int64_t seq = 0, batch = 8;
+    pissa_data_opts o = pissa_data_default_opts();
+    const char *template_path = NULL;
     int threads = 0, json = 0, quiet = 0;
     pissa_model_opts mo = pissa_model_default_opts();
     for (int i = 1; i < argc; i++) {
@@ -43,6 +49,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--data")) data_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--tokenizer")) tok_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--seq")) seq = cli_int(a, cli_value(argc, argv, &i), 2, 1 << 20);
+        else if (!strcmp(a, "--data-format")) {
+            if (pissa_data_format_parse(cli_value(argc, argv, &i), &o.format) != PISSA_OK)
+                cli_usage_error("--data-format: %s", pissa_last_error());
+        } else if (!strcmp(a, "--chat-template")) template_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--all-tokens")) o.assistant_only_loss = o.completion_only_loss = 0;
         else if (!strcmp(a, "--batch")) batch = cli_int(a, cli_value(argc, argv, &i), 1, 1 << 16);
         else if (!strcmp(a, "--base-dtype")) mo.base_dtype = cli_qtype(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
@@ -60,17 +71,22 @@ int main(int argc, char **argv) {
     if (adapter_dir) cli_check(pissa_model_load_adapter(m, adapter_dir), adapter_dir);
     const pissa_llama_config *cfg = pissa_model_config(m);
     pissa_dataset *ds;
-    if (tok_path) {
-        pissa_tokenizer *tok;
-        cli_check(pissa_tokenizer_load(tok_path, (int32_t)cfg->vocab_size, &tok), tok_path);
-        cli_check(pissa_dataset_load_text(data_path, tok, seq, &ds), data_path);
-        pissa_tokenizer_free(tok);
-    } else {
-        if (pissa_dataset_load_jsonl(data_path, (int32_t)cfg->vocab_size, &ds) != PISSA_OK)
-            cli_fail("%s (without --tokenizer, --data must be JSONL rows of input_ids)", pissa_last_error());
+    pissa_tokenizer *tok = cli_tokenizer(tok_path, model_path, (int32_t)cfg->vocab_size);
+    char *template_text = template_path ? cli_read_file(template_path, NULL) : NULL;
+    o.chat_template = template_text;
+    if (o.format == PISSA_DATA_AUTO) cli_check(pissa_data_detect_format(data_path, &o.format), data_path);
+    o.max_len = seq;
+    if (o.format == PISSA_DATA_TEXT) { /* plain text: rows of --seq tokens */
+        if (!tok) cli_usage_error("%s is plain text: it needs a tokenizer (--tokenizer, or a model folder with one)",
+                                  data_path);
+        o.max_len = seq ? seq : 256;
     }
+    cli_check(pissa_dataset_load(data_path, tok, (int32_t)cfg->vocab_size, &o, &ds), data_path);
+    pissa_tokenizer_free(tok);
+    free(template_text);
     size_t rows = pissa_dataset_count(ds);
-    if (!rows) cli_fail("%s: no rows (a text shorter than --seq %lld tokens gives none)", data_path, (long long)seq);
+    if (!rows) cli_fail("%s: no rows (a text shorter than --seq %lld tokens gives none)", data_path,
+                        (long long)o.max_len);
     int64_t T = pissa_dataset_max_len(ds);
     if (T > cfg->max_position_embeddings)
         cli_fail("%s: rows of %lld tokens exceed the model's max_position_embeddings %lld", data_path, (long long)T,

@@ -22,7 +22,8 @@
 #include <mpi.h>
 #endif
 
-static const char *usage =
+/* In parts: C99 promises string literals of 4095 bytes only. */
+static const char *const usage[] = {
     "usage: pissa-finetune --model PATH --data FILE --out DIR (--steps N | --epochs E) [options]\n"
     "Trains adapters on a data set; writes OUT as a PEFT adapter folder (plus, for PiSSA, the residual model\n"
     "OUT/config.json + OUT/model.safetensors and the initial adapter OUT/pissa_init), OUT/log.csv and OUT/state/.\n"
@@ -30,9 +31,17 @@ static const char *usage =
     "model.safetensors, float32).\n"
     "\n"
     "  --model PATH          Hugging Face folder or llama2.c checkpoint (.bin)\n"
-    "  --data FILE           JSONL rows {\"input_ids\": [...], \"labels\": [...]}, or text with --tokenizer\n"
-    "  --tokenizer T         llama2.c tokenizer.bin, tokenizer.json, or a folder holding tokenizer.json: --data\n"
-    "                        and --eval-data are text cut into rows of --seq tokens\n"
+    "  --data FILE           JSONL in any of TRL's formats, one per line: {\"messages\": [...]} (loss on the\n"
+    "                        assistant turns), {\"prompt\", \"completion\"} (loss on the completion), {\"text\"},\n"
+    "                        {\"input_ids\", \"labels\"}; or plain text, cut into rows of --seq tokens (docs/data.md)\n"
+    "  --tokenizer T         llama2.c tokenizer.bin, tokenizer.json, or a folder holding tokenizer.json (default:\n"
+    "                        the --model folder's tokenizer.json, when it has one)\n"
+    "  --data-format F       auto (JSONL when the first line is a JSON object, else text), jsonl or text\n"
+    "  --chat-template FILE  a Jinja chat template instead of the tokenizer's\n"
+    "  --all-tokens          every token of a row is a target (TRL's assistant_only_loss and completion_only_loss\n"
+    "                        off)\n"
+    "  --pack                pack rows into rows of --seq tokens (TRL's padding-free packing: attention and loss\n"
+    "                        never cross from one packed row into the next)\n",
     "  --out DIR             output folder (created)\n"
     "  --adapter DIR         continue training this PEFT adapter (instead of --method/--rank/--alpha/--target)\n"
     "  --method M            pissa, pissa_niter_N, lora or gaussian (default pissa_niter_4), or full: every\n"
@@ -52,8 +61,9 @@ static const char *usage =
     "  --epochs E            or: passes over the data (updates = ceil(E * rows / (batch * accum)))\n"
     "  --batch B             rows per micro-batch (default 8)\n"
     "  --accum K             micro-batches per update (default 1)\n"
-    "  --seq T               tokens per row (text rows; JSONL rows are cut to T). Default: 256 for text; for\n"
-    "                        JSONL the longest row, shorter rows padded with ignored labels\n"
+    "  --seq T               tokens per row: plain text is cut into rows of T (default 256); longer JSONL rows are\n"
+    "                        cut to T (default: none, batches as long as the longest row, shorter rows padded with\n"
+    "                        ignored labels); with --pack the length of a packed row\n"
     "  --optimizer O         adamw or sgd (default adamw)\n"
     "  --lr X                peak learning rate (default 2e-4)\n"
     "  --momentum X          SGD momentum (default 0.9 with --optimizer sgd)\n"
@@ -75,11 +85,11 @@ static const char *usage =
     "                        LoRA adapter for the ORIGINAL base model (what people publish)\n"
     "  --json                one summary line on stdout\n"
     "  -q, --quiet           no progress line\n"
-    "  -h, --help            this text\n";
-static const char *usage_mpi = /* apart: one string this long would pass what ISO C compilers must accept */
+    "  -h, --help            this text\n",
     "\n"
     "mpirun -np N pissa-finetune ... trains the same adapter with N processes (same options; every process needs\n"
-    "the inputs, process 0 writes OUT): see docs/distributed.md.\n";
+    "the inputs, process 0 writes OUT): see docs/distributed.md.\n",
+    NULL};
 
 /* ---- several processes: mpirun -np N pissa-finetune ... ----
  * Every process runs this program on the same inputs; the trainer splits each micro-batch across them
@@ -258,12 +268,27 @@ static void open_log(ctx *c, int64_t keep_until) {
     if (!header) fputs("step,split,loss,lr,grad_norm,tokens\n", c->log);
 }
 
-static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, int64_t seq, int32_t vocab) {
+/* The rows of PATH in any format (docs/data.md); plain text is cut into rows of SEQ tokens (256 when 0). PACK: into
+ * rows of SEQ tokens. */
+static pissa_dataset *load_data(const char *path, const pissa_tokenizer *tok, pissa_data_opts o, int64_t seq,
+                                int pack, int32_t vocab) {
     pissa_dataset *d;
-    if (tok) cli_check(pissa_dataset_load_text(path, tok, seq, &d), path);
-    else cli_check(pissa_dataset_load_jsonl(path, vocab, &d), path);
+    o.max_len = seq;
+    if (o.format == PISSA_DATA_AUTO) cli_check(pissa_data_detect_format(path, &o.format), path);
+    if (o.format == PISSA_DATA_TEXT) {
+        if (!tok) cli_usage_error("%s is plain text: it needs a tokenizer (--tokenizer, or a model folder with one)",
+                                  path);
+        o.max_len = seq ? seq : 256;
+    }
+    cli_check(pissa_dataset_load(path, tok, vocab, &o, &d), path);
     if (!pissa_dataset_count(d)) cli_fail("%s: no rows (a text shorter than --seq tokens gives none)", path);
-    if (!pissa_dataset_target_count(d, seq)) cli_fail("%s: no targets (every label after a row's first is -100)", path);
+    if (!pissa_dataset_target_count(d, o.max_len)) cli_fail("%s: no targets (every label after a row's first is -100)", path);
+    if (pack) {
+        pissa_dataset *packed;
+        cli_check(pissa_dataset_pack(d, o.max_len, &packed), path);
+        pissa_dataset_free(d);
+        d = packed;
+    }
     return d;
 }
 
@@ -309,12 +334,13 @@ int main(int argc, char **argv) {
     job_start();
     if (job.rank == 0) pissa_set_log_callback(cli_log_to_stderr, NULL); /* the others would repeat it */
     const char *model_path = NULL, *data_path = NULL, *tok_path = NULL, *out = NULL, *method = "pissa_niter_4";
-    const char *targets = "q_proj,v_proj", *eval_path = NULL, *resume = NULL, *adapter = NULL;
+    const char *targets = "q_proj,v_proj", *eval_path = NULL, *resume = NULL, *adapter = NULL, *template_path = NULL;
+    pissa_data_opts data_opts = pissa_data_default_opts();
     int shaped = 0; /* --method, --rank, --alpha, --target or --rslora given */
     const char *adapter_opt = NULL; /* the first option that shapes an adapter, refused with --method full */
     int64_t rank = 8, steps = 0, seq = 0, eval_every = 0, save_every = 0;
     double alpha = NAN, epochs = 0, dropout = 0, momentum = NAN;
-    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0, qiter = 1, checkpoint = 0;
+    int rslora = 0, json = 0, convert = 0, quiet = 0, threads = 0, qiter = 1, checkpoint = 0, pack = 0;
     pissa_model_opts mo = pissa_model_default_opts();
     pissa_train_opts o = pissa_train_default_opts();
     o.optim.lr = 2e-4;
@@ -323,12 +349,20 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         if (!adapter_opt && is_adapter_opt(a)) adapter_opt = a;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            if (job.rank == 0) fputs(usage, stdout), fputs(usage_mpi, stdout);
+            if (job.rank == 0)
+                for (const char *const *u = usage; *u; u++) fputs(*u, stdout);
             if (job.comm) job_exit(0, NULL);
             return 0;
         } else if (!strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--data")) data_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--tokenizer")) tok_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--data-format")) {
+            if (pissa_data_format_parse(cli_value(argc, argv, &i), &data_opts.format) != PISSA_OK)
+                cli_usage_error("--data-format: %s", pissa_last_error());
+        }
+        else if (!strcmp(a, "--chat-template")) template_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--all-tokens")) data_opts.assistant_only_loss = data_opts.completion_only_loss = 0;
+        else if (!strcmp(a, "--pack")) pack = 1;
         else if (!strcmp(a, "--out")) out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--method") && ++shaped) method = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--rank") && ++shaped) rank = cli_int(a, cli_value(argc, argv, &i), 1, INT32_MAX);
@@ -380,6 +414,7 @@ int main(int argc, char **argv) {
     if (convert && strncmp(method, "pissa", 5) != 0)
         cli_usage_error("--convert-to-lora applies to the PiSSA methods only (a LoRA adapter already is one)");
     if (!data_path) cli_usage_error("--data FILE is required");
+    if (pack && !seq) cli_usage_error("--pack needs --seq T, the length of a packed row");
     if (!out) cli_usage_error("--out DIR is required");
     /* No input may be overwritten; --resume OUT/state is how a run continues (its state is replaced whole). */
     cli_check_output("--out", out, "--model", model_path);
@@ -427,14 +462,12 @@ int main(int argc, char **argv) {
         c.init = initial_adapter(m, c.peft);
     }
 
-    pissa_tokenizer *tok = NULL;
-    if (tok_path) {
-        cli_check(pissa_tokenizer_load(tok_path, (int32_t)cfg->vocab_size, &tok), tok_path);
-        if (!seq) seq = 256;
-    }
-    o.seq = tok ? 0 : seq; /* text rows already have --seq tokens */
-    pissa_dataset *data = load_data(data_path, tok, seq, (int32_t)cfg->vocab_size);
-    pissa_dataset *eval = eval_path ? load_data(eval_path, tok, seq, (int32_t)cfg->vocab_size) : NULL;
+    pissa_tokenizer *tok = cli_tokenizer(tok_path, model_path, (int32_t)cfg->vocab_size);
+    char *template_text = template_path ? cli_read_file(template_path, NULL) : NULL;
+    data_opts.chat_template = template_text;
+    o.seq = 0; /* rows are cut to --seq when read: batches as long as the longest */
+    pissa_dataset *data = load_data(data_path, tok, data_opts, seq, pack, (int32_t)cfg->vocab_size);
+    pissa_dataset *eval = eval_path ? load_data(eval_path, tok, data_opts, seq, 0, (int32_t)cfg->vocab_size) : NULL;
     size_t rows = pissa_dataset_count(data);
     int64_t per_update = (int64_t)o.batch * o.accum;
     o.total_steps = steps ? steps : (int64_t)ceil(epochs * (double)rows / (double)per_update);
@@ -530,6 +563,7 @@ int main(int argc, char **argv) {
     pissa_dataset_free(eval);
     pissa_dataset_free(data);
     pissa_tokenizer_free(tok);
+    free(template_text);
     pissa_model_free(m);
     if (job.comm) job_exit(0, NULL);
     return 0;

@@ -1,7 +1,8 @@
 /* pissa-generate: text from a Llama model (Hugging Face folder or llama2.c checkpoint), optionally through a PEFT
  * LoRA/PiSSA adapter, as karpathy/llama2.c's run does it: the prompt is echoed, then tokens are sampled until
  * --steps positions or the end of the text (BOS for a llama2.c tokenizer; eos or an end-of-turn token for a
- * tokenizer.json). Only the text goes to stdout; progress and speed to stderr. */
+ * tokenizer.json). With --chat the prompt is a user message put through the tokenizer's chat template, and only the
+ * reply is printed. Only the text goes to stdout; progress and speed to stderr. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,12 @@ static const char *usage =
     "  --adapter DIR      PEFT LoRA/PiSSA adapter folder (adapter_config.json + adapter_model.safetensors)\n"
     "  --tokenizer T      llama2.c tokenizer (tokenizer.bin, tok512.bin, ...), tokenizer.json, or a folder holding\n"
     "                     tokenizer.json (default: the --model folder, when it holds tokenizer.json)\n"
-    "  --prompt TEXT      text to continue (default: none, generate from BOS)\n"
+    "  --prompt TEXT      text to continue (default: none, generate from BOS); with --chat, the user's message\n"
+    "  --chat             a chat turn: the tokenizer's chat template (tokenizer.json's tokenizer_config.json) renders\n"
+    "                     [--system TEXT,] --prompt TEXT as a conversation with add_generation_prompt, and the\n"
+    "                     model's reply is printed, up to its end-of-turn token (<|im_end|>, <|eot_id|>, eos, ...)\n"
+    "  --system TEXT      with --chat: a system message first\n"
+    "  --chat-template F  with --chat: a Jinja chat template instead of the tokenizer's\n"
     "  --steps N          positions in all, prompt included (default 256; 0 = the model's maximum)\n"
     "  --temperature X    0 = greedy (argmax); otherwise softmax(logits/X) sampling (default 1.0)\n"
     "  --top-p P          nucleus sampling threshold in (0, 1]; 1 = no truncation (default 0.9)\n"
@@ -43,10 +49,42 @@ static int on_token(void *user, int32_t token, const char *piece, size_t len) {
     return 0;
 }
 
+/* The tokens of the conversation [SYSTEM,] USER rendered by the chat template with add_generation_prompt and
+ * encoded without special tokens (transformers' apply_chat_template(tokenize=True)). */
+static size_t chat_prompt(const pissa_tokenizer *tok, const char *template_path, const char *system,
+                          const char *user, int32_t **ids) {
+    if (pissa_tokenizer_get_kind(tok) != PISSA_TOKENIZER_HF) cli_fail("--chat needs a tokenizer.json");
+    char *json = NULL, *text;
+    size_t size = 0, len, n;
+    FILE *f = open_memstream(&json, &size);
+    if (!f) cli_fail("out of memory");
+    fputc('[', f);
+    for (int k = system ? 0 : 1; k < 2; k++) { /* {"role": ..., "content": ...} with the text as a JSON string */
+        fprintf(f, "%s{\"role\": \"%s\", \"content\": \"", k && system ? ", " : "", k ? "user" : "system");
+        for (const unsigned char *c = (const unsigned char *)(k ? user : system); *c; c++)
+            if (*c == '"' || *c == '\\') fprintf(f, "\\%c", *c);
+            else if (*c < 0x20) fprintf(f, "\\u%04x", *c);
+            else fputc(*c, f);
+        fputs("\"}", f);
+    }
+    fputc(']', f);
+    if (fclose(f) != 0) cli_fail("out of memory");
+    char *tmpl = template_path ? cli_read_file(template_path, NULL) : NULL;
+    cli_check(pissa_chat_apply(tok, tmpl, json, 1, NULL, &text, &len), template_path ? template_path : "--chat");
+    size_t cap = pissa_tokenizer_max_tokens(tok, len);
+    if (cap == SIZE_MAX || !(*ids = malloc((cap ? cap : 1) * sizeof **ids))) cli_fail("out of memory");
+    cli_check(pissa_tokenizer_encode_text(tok, text, len, 0, *ids, cap, &n), "--chat");
+    pissa_free(text);
+    free(tmpl);
+    free(json);
+    return n;
+}
+
 int main(int argc, char **argv) {
     cli_prog = "pissa-generate";
     pissa_set_log_callback(cli_log_to_stderr, NULL);
-    const char *model = NULL, *adapter = NULL, *tok_path = NULL, *prompt = "";
+    const char *model = NULL, *adapter = NULL, *tok_path = NULL, *prompt = "", *system = NULL, *template_path = NULL;
+    int chat = 0;
     int64_t steps = 256;
     double temperature = 1.0, topp = 0.9;
     uint64_t seed = 0;
@@ -61,6 +99,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--adapter")) adapter = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--tokenizer")) tok_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--prompt")) prompt = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--chat")) chat = 1;
+        else if (!strcmp(a, "--system")) system = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--chat-template")) template_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--steps")) steps = cli_int(a, cli_value(argc, argv, &i), 0, INT32_MAX);
         else if (!strcmp(a, "--temperature")) {
             temperature = cli_double(a, cli_value(argc, argv, &i));
@@ -77,6 +118,7 @@ int main(int argc, char **argv) {
         else cli_usage_error("unknown option '%s'", a);
     }
     if (!model) cli_usage_error("--model PATH is required");
+    if ((system || template_path) && !chat) cli_usage_error("--system and --chat-template go with --chat");
     char *model_tok = NULL;
     if (!tok_path) { /* a Hugging Face folder brings its own tokenizer */
         model_tok = malloc(strlen(model) + sizeof "/tokenizer.json");
@@ -108,8 +150,16 @@ int main(int argc, char **argv) {
 
     out_state s = {0};
     int64_t positions = 0;
-    cli_check(pissa_generate(g, tok, prompt, steps, (float)temperature, (float)topp, seed, on_token, &s, &positions),
-              "generate");
+    if (chat) {
+        int32_t *ids;
+        size_t n = chat_prompt(tok, template_path, system, prompt, &ids);
+        cli_check(pissa_generate_tokens(g, tok, ids, n, steps, (float)temperature, (float)topp, seed, on_token, &s,
+                                        &positions), "generate");
+        free(ids);
+    } else {
+        cli_check(pissa_generate(g, tok, prompt, steps, (float)temperature, (float)topp, seed, on_token, &s,
+                                 &positions), "generate");
+    }
     double end = cli_now();
     printf("\n");
     fflush(stdout);

@@ -544,7 +544,7 @@ pissa_status pissa__graph_plan(pissa__graph *g) {
     g->grad = grad ? pissa__alloc(grad, sizeof(float)) : NULL;
     g->scratch = scratch ? pissa__alloc(scratch, sizeof(float)) : NULL;
     g->masks = masks ? pissa__alloc(masks, 1) : NULL;
-    g->ints = pissa__calloc(2 * N, sizeof(int32_t));
+    g->ints = pissa__calloc(3 * N, sizeof(int32_t));
     if (!g->act || (grad && !g->grad) || (scratch && !g->scratch) || (masks && !g->masks) || !g->ints)
         return pissa__fail(PISSA_ERR_NOMEM, "out of memory planning a (%d, %d) graph: %zu + %zu + %zu floats", g->B,
                            g->T, act, grad, scratch);
@@ -554,6 +554,7 @@ pissa_status pissa__graph_plan(pissa__graph *g) {
     g->mask_bytes = masks;
     g->ids = g->ints;
     g->targets = g->ints + N;
+    g->pos = g->ints + 2 * N;
     for (size_t i = 0; i < N; i++) g->targets[i] = PISSA_IGNORE_INDEX;
     for (int i = 0; i < g->n_values; i++) {
         pissa__value *v = &g->values[i];
@@ -574,7 +575,7 @@ pissa_status pissa__graph_plan(pissa__graph *g) {
 
 size_t pissa__graph_bytes(const pissa__graph *g) {
     return (g->act_floats + g->grad_floats + g->scratch_floats) * sizeof(float) + g->mask_bytes +
-           2 * (size_t)g->N * sizeof(int32_t);
+           3 * (size_t)g->N * sizeof(int32_t);
 }
 
 /* ---- forward and backward, side by side ---- */
@@ -583,6 +584,7 @@ static float *vdata(const pissa__graph *g, int v) { return g->values[v].data; }
 static float *vgrad(const pissa__graph *g, int v) { return v >= 0 ? g->values[v].grad : NULL; }
 static float *pdata(const pissa__graph *g, int p) { return g->params->p[p].data; }
 static float *pgrad(const pissa__graph *g, int p) { return g->params->p[p].grad; }
+static const int32_t *positions(const pissa__graph *g) { return g->packed ? g->pos : NULL; }
 
 /* DRAW: lora nodes draw fresh dropout masks (in training); else they reuse the masks drawn last (recomputation). */
 static void forward_node(pissa__graph *g, pissa__node *nd, int draw) {
@@ -617,12 +619,14 @@ static void forward_node(pissa__graph *g, pissa__node *nd, int draw) {
     case PISSA_OP_BIAS: pissa__bias_forward(out, vdata(g, nd->in[0]), pdata(g, nd->par[0]), N, nd->dim[0]); break;
     case PISSA_OP_ROPE: {
         const float *cos_tab = nd->saved, *sin_tab = nd->saved + (size_t)g->T * (nd->dim[1] / 2);
-        pissa__rope_forward(out, vdata(g, nd->in[0]), cos_tab, sin_tab, g->B, g->T, nd->dim[0], nd->dim[1]);
+        pissa__rope_forward(out, vdata(g, nd->in[0]), cos_tab, sin_tab, positions(g), g->B, g->T, nd->dim[0],
+                            nd->dim[1]);
         break;
     }
     case PISSA_OP_ATTENTION:
         pissa__attention_forward(out, nd->saved, g->scratch, g->threads, vdata(g, nd->in[0]), vdata(g, nd->in[1]),
-                                 vdata(g, nd->in[2]), g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2], nd->dim[3]);
+                                 vdata(g, nd->in[2]), positions(g), g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2],
+                                 nd->dim[3]);
         break;
     case PISSA_OP_SILU: pissa__silu_forward(out, vdata(g, nd->in[0]), n); break;
     case PISSA_OP_MUL: pissa__mul_forward(out, vdata(g, nd->in[0]), vdata(g, nd->in[1]), n); break;
@@ -666,14 +670,15 @@ static void backward_node(pissa__graph *g, pissa__node *nd, float dloss) {
         break;
     case PISSA_OP_ROPE: {
         const float *cos_tab = nd->saved, *sin_tab = nd->saved + (size_t)g->T * (nd->dim[1] / 2);
-        pissa__rope_backward(vgrad(g, nd->in[0]), dout, cos_tab, sin_tab, g->B, g->T, nd->dim[0], nd->dim[1],
-                             nd->fresh);
+        pissa__rope_backward(vgrad(g, nd->in[0]), dout, cos_tab, sin_tab, positions(g), g->B, g->T, nd->dim[0],
+                             nd->dim[1], nd->fresh);
         break;
     }
     case PISSA_OP_ATTENTION:
         pissa__attention_backward(vgrad(g, nd->in[0]), vgrad(g, nd->in[1]), vgrad(g, nd->in[2]), g->scratch,
                                   g->threads, dout, vdata(g, nd->in[0]), vdata(g, nd->in[1]), vdata(g, nd->in[2]),
-                                  nd->saved, g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2], nd->dim[3], nd->fresh);
+                                  nd->saved, positions(g), g->B, g->T, nd->dim[0], nd->dim[1], nd->dim[2], nd->dim[3],
+                                  nd->fresh);
         break;
     case PISSA_OP_SILU: pissa__silu_backward(vgrad(g, nd->in[0]), dout, vdata(g, nd->in[0]), n); break;
     case PISSA_OP_MUL:

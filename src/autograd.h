@@ -121,11 +121,13 @@ typedef struct pissa__graph {
     float *grad;       /* gradients of the values that require one */
     float *scratch;    /* largest scratch of any op */
     uint8_t *masks;    /* dropout masks */
-    int32_t *ints;     /* ids (N) then targets (N) */
+    int32_t *ints;     /* ids (N), targets (N), positions (N) */
     size_t act_floats, grad_floats, scratch_floats, mask_bytes;
     int threads;       /* kernel threads the scratch was planned for */
     int32_t *ids;      /* (N) token ids, written by the caller before forward */
     int32_t *targets;  /* (N) cross-entropy targets (already shifted), −100 ignored */
+    int32_t *pos;      /* (N) packed rows: each token's position in its own sequence (ops.h), written by the caller */
+    int packed;        /* rope and attention read pos (else positions 0..T-1 in every row) */
     int training;      /* draw dropout masks in forward */
     pissa_rng rng;
     /* Token rows of a larger batch before and after this graph's N rows (0 and 0 normally). With data parallelism
@@ -148,9 +150,11 @@ pissa_status pissa__g_lora(pissa__graph *g, int x, int w_res, int A, int B, floa
  * C' = head_dim: Qwen3's per-head norm of q and k). */
 pissa_status pissa__g_rmsnorm(pissa__graph *g, int x, int w, float eps, int *out);
 pissa_status pissa__g_bias(pissa__graph *g, int x, int b, int *out);                  /* b (1, C) param */
-/* INV_FREQ (head_dim/2) is borrowed: it must outlive the graph. */
+/* INV_FREQ (head_dim/2) is borrowed: it must outlive the graph. Positions: 0..T-1 in every row, or g->pos when
+ * g->packed. */
 pissa_status pissa__g_rope(pissa__graph *g, int x, int n_heads, int head_dim, const float *inv_freq, int *out);
-/* WINDOW: sliding window (keys i − W < j <= i), 0 for full causal attention. */
+/* WINDOW: sliding window (keys i − W < j <= i), 0 for full causal attention; with g->packed, each query sees only
+ * the keys of its own packed sequence (ops.h). */
 pissa_status pissa__g_attention(pissa__graph *g, int q, int k, int v, int H, int KV, int head_dim, int window,
                                 int *out);
 pissa_status pissa__g_silu(pissa__graph *g, int x, int *out);

@@ -197,8 +197,8 @@ pissa_status pissa_generator_forward(pissa_generator *g, int32_t token, int64_t 
         linear_forward(g, vc + pos * kvd, g->xb, &ly->proj[P_V]);
         if (ly->q_norm) pissa__rmsnorm_forward(g->q, g->rstd, g->qn, ly->q_norm, g->eps, (int)g->H, (int)hd);
         if (ly->k_norm) pissa__rmsnorm_forward(k, g->rstd, g->kn, ly->k_norm, g->eps, (int)g->KV, (int)hd);
-        pissa__rope_forward(g->q, g->q, g->cos, g->sin, 1, 1, (int)g->H, (int)hd);
-        pissa__rope_forward(k, k, g->cos, g->sin, 1, 1, (int)g->KV, (int)hd);
+        pissa__rope_forward(g->q, g->q, g->cos, g->sin, NULL, 1, 1, (int)g->H, (int)hd);
+        pissa__rope_forward(k, k, g->cos, g->sin, NULL, 1, 1, (int)g->KV, (int)hd);
         for (int64_t h = 0; h < g->H; h++) {
             int64_t kvh = h / group, n = pos + 1 - k0; /* grouped-query attention: kv head shared by `group` heads */
             /* att (n) = K[k0..pos, kvh]·q_h / √hd; out_h (hd) = V[k0..pos, kvh]ᵀ·softmax(att) */
@@ -288,41 +288,29 @@ static int32_t sample(pissa_generator *g, float *logits, float temperature, floa
 
 /* ---- generation (run.c generate) ---- */
 
-pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer *tok, const char *prompt, int64_t steps,
-                            float temperature, float topp, uint64_t seed, pissa_token_fn callback, void *user,
-                            int64_t *n_positions) {
-    if (n_positions) *n_positions = 0;
-    if (!g || !tok) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_generate: NULL argument");
+/* Feeds IDS (N >= 1 prompt tokens), then samples until STEPS positions or a stop; with ECHO every prompt token is
+ * passed to CALLBACK too (pissa_generate), else only the sampled ones (pissa_generate_tokens). */
+static pissa_status generate_from(pissa_generator *g, const pissa_tokenizer *tok, const int32_t *ids, size_t n,
+                                  int echo, int64_t steps, float temperature, float topp, uint64_t seed,
+                                  pissa_token_fn callback, void *user, int64_t *n_positions) {
     if (!(temperature >= 0.0f) || isinf(temperature))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "generate: temperature %g must be a finite number >= 0",
                            (double)temperature);
     if (isnan(topp)) return pissa__fail(PISSA_ERR_INVALID_ARG, "generate: top-p is NaN");
     if (steps <= 0 || steps > g->T) steps = g->T;
-    if (!prompt) prompt = "";
-    /* llama2.c: run.c's prompt (BOS + the text) and its stop (BOS); tokenizer.json: the prompt as transformers
-     * encodes it (tokenizer(prompt), BOS when the tokenizer adds one), its stop ids, text through a decode stream */
+    /* llama2.c: run.c's stop (BOS); tokenizer.json: its stop ids, text through a decode stream */
     int hf = pissa_tokenizer_get_kind(tok) == PISSA_TOKENIZER_HF;
-    size_t len = strlen(prompt), cap = pissa_tokenizer_max_tokens(tok, len), n = 0;
-    int32_t *ids = cap == SIZE_MAX ? NULL : pissa__alloc(cap + 1, sizeof *ids);
-    if (!ids) return pissa__fail(PISSA_ERR_NOMEM, "generate: out of memory for a prompt of %zu bytes", len);
-    pissa_status st = hf ? pissa_tokenizer_encode_text(tok, prompt, len, 1, ids, cap, &n)
-                         : pissa_tokenizer_encode(tok, prompt, len, 1, 0, ids, cap, &n);
-    if (st == PISSA_OK && n == 0) { /* an empty prompt and no BOS from the post-processor: start from BOS */
-        ids[n++] = pissa_tokenizer_special_id(tok, PISSA_SPECIAL_BOS);
-        if (ids[0] < 0)
-            st = pissa__fail(PISSA_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer has no BOS token "
-                             "to start from; give a prompt");
-    }
     const int32_t *stop = NULL;
     size_t n_stop = 0;
     pissa_tokenizer_stop_ids(tok, &stop, &n_stop);
     pissa_token_stream *stream = NULL;
-    if (st == PISSA_OK && hf) st = pissa_token_stream_create(tok, 1, &stream);
+    pissa_status st = PISSA_OK;
+    if (hf) st = pissa_token_stream_create(tok, 1, &stream);
     pissa_rng rng;
     pissa__rng_seed(&rng, seed);
-    int32_t token = st == PISSA_OK ? ids[0] : 0, next;
+    int32_t token = ids[0], next;
     int stopped = 0;
-    if (st == PISSA_OK && hf) { /* the first prompt token prints too (as nothing when it is special) */
+    if (st == PISSA_OK && hf && echo) { /* the first prompt token prints too (as nothing when it is special) */
         const char *piece;
         size_t plen;
         st = pissa_token_stream_put(stream, token, &piece, &plen);
@@ -342,13 +330,13 @@ pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer *tok, cons
         if (st != PISSA_OK) break;
         next = sampled ? sample(g, g->logits, temperature, topp, &rng) : ids[pos + 1];
         pos++;
-        const char *piece;
-        size_t plen;
+        const char *piece = NULL;
+        size_t plen = 0;
         if (hf) {
             int is_stop = 0;
             for (size_t k = 0; sampled && k < n_stop; k++) is_stop |= next == stop[k];
             if (is_stop) break; /* the end of the turn or of the text */
-            st = pissa_token_stream_put(stream, next, &piece, &plen);
+            if (sampled || echo) st = pissa_token_stream_put(stream, next, &piece, &plen);
             if (st != PISSA_OK) break;
         } else {
             if (next == PISSA_TOKEN_BOS) break; /* BOS delimits sequences: the story is over */
@@ -359,11 +347,49 @@ pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer *tok, cons
                 break;
             }
         }
-        if (callback && callback(user, next, piece, plen)) break;
+        if ((sampled || echo) && callback && callback(user, next, piece, plen)) break;
         token = next;
     }
     pissa_token_stream_free(stream);
-    free(ids);
     if (n_positions) *n_positions = pos;
     return st;
+}
+
+pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer *tok, const char *prompt, int64_t steps,
+                            float temperature, float topp, uint64_t seed, pissa_token_fn callback, void *user,
+                            int64_t *n_positions) {
+    if (n_positions) *n_positions = 0;
+    if (!g || !tok) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_generate: NULL argument");
+    if (!prompt) prompt = "";
+    /* llama2.c: run.c's prompt (BOS + the text); tokenizer.json: the prompt as transformers encodes it
+     * (tokenizer(prompt), BOS when the tokenizer adds one) */
+    int hf = pissa_tokenizer_get_kind(tok) == PISSA_TOKENIZER_HF;
+    size_t len = strlen(prompt), cap = pissa_tokenizer_max_tokens(tok, len), n = 0;
+    int32_t *ids = cap == SIZE_MAX ? NULL : pissa__alloc(cap + 1, sizeof *ids);
+    if (!ids) return pissa__fail(PISSA_ERR_NOMEM, "generate: out of memory for a prompt of %zu bytes", len);
+    pissa_status st = hf ? pissa_tokenizer_encode_text(tok, prompt, len, 1, ids, cap, &n)
+                         : pissa_tokenizer_encode(tok, prompt, len, 1, 0, ids, cap, &n);
+    if (st == PISSA_OK && n == 0) { /* an empty prompt and no BOS from the post-processor: start from BOS */
+        ids[n++] = pissa_tokenizer_special_id(tok, PISSA_SPECIAL_BOS);
+        if (ids[0] < 0)
+            st = pissa__fail(PISSA_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer has no BOS token "
+                             "to start from; give a prompt");
+    }
+    if (st == PISSA_OK)
+        st = generate_from(g, tok, ids, n, 1, steps, temperature, topp, seed, callback, user, n_positions);
+    free(ids);
+    return st;
+}
+
+pissa_status pissa_generate_tokens(pissa_generator *g, const pissa_tokenizer *tok, const int32_t *prompt_ids,
+                                   size_t n, int64_t steps, float temperature, float topp, uint64_t seed,
+                                   pissa_token_fn callback, void *user, int64_t *n_positions) {
+    if (n_positions) *n_positions = 0;
+    if (!g || !tok || !prompt_ids) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_generate_tokens: NULL argument");
+    if (n == 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "generate: the prompt has no token");
+    for (size_t i = 0; i < n; i++)
+        if (prompt_ids[i] < 0 || prompt_ids[i] >= g->V)
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "generate: prompt token %zu is %d, outside [0, %lld)", i,
+                               (int)prompt_ids[i], (long long)g->V);
+    return generate_from(g, tok, prompt_ids, n, 0, steps, temperature, topp, seed, callback, user, n_positions);
 }

@@ -55,4 +55,15 @@ pissa_status pissa__jinja_render_vars(const pissa__jinja_template *t, int n, con
 pissa_status pissa__jinja_render_cjson(const pissa__jinja_template *t, const struct cJSON *context,
                                        const pissa__jinja_limits *limits, char **out, size_t *out_len);
 
+/* pissa__jinja_render_cjson that also records what each {% generation %} block printed, as transformers'
+ * AssistantTracker does for apply_chat_template(return_assistant_tokens_mask=True): *SPANS (malloc'd, caller frees;
+ * NULL when there are none) gets *N_SPANS pairs (start, end) of byte offsets into *OUT, one per block run, in the
+ * order the blocks end; start is the length of the result when the block ends, less what the block printed into it
+ * (a block inside a macro or a {% set %} block records the result's length, as transformers does). */
+pissa_status pissa__jinja_render_tracked(const pissa__jinja_template *t, const struct cJSON *context,
+                                         const pissa__jinja_limits *limits, char **out, size_t *out_len,
+                                         size_t **spans, size_t *n_spans);
+/* 1 if T holds a {% generation %} block. */
+int pissa__jinja_has_generation(const pissa__jinja_template *t);
+
 #endif

@@ -702,6 +702,21 @@ static pissa_status exec_stmt(jctx *c, const jnode *x) {
         PISSA_TRY(call_macro(c, x, &m, &args, &r));
         return out_text(c, x, r.u.s->p, r.u.s->n);
     }
+    case N_GENERATION: { /* as transformers' AssistantTracker: the result's length, plus what the body printed */
+        size_t before = c->out->n;
+        PISSA_TRY(exec_body(c, x->body));
+        if (!c->track) return PISSA_OK;
+        size_t start = c->out == c->top ? before : c->top->n, len = c->out->n - before;
+        if (c->n_spans + 2 > c->cap_spans) {
+            size_t cap = c->cap_spans ? 2 * c->cap_spans : 16, *v = realloc(c->spans, cap * sizeof *v);
+            if (!v) return jx_oom(c, x);
+            c->spans = v;
+            c->cap_spans = cap;
+        }
+        c->spans[c->n_spans++] = start;
+        c->spans[c->n_spans++] = start + len;
+        return PISSA_OK;
+    }
     case N_BREAK: c->flow = 1; return PISSA_OK;
     case N_CONTINUE: c->flow = 2; return PISSA_OK;
     default: return jx_error(c, x, "internal error: an expression where a statement belongs");
@@ -716,14 +731,15 @@ static pissa_status exec_body(jctx *c, const jnode *body) {
 /* ---- entry points ---- */
 
 static pissa_status render(const pissa__jinja_template *t, jarena *arena, jv context,
-                           const pissa__jinja_limits *limits, char **out, size_t *out_len) {
+                           const pissa__jinja_limits *limits, char **out, size_t *out_len, size_t **spans,
+                           size_t *n_spans) {
     pissa__jinja_limits lim = limits ? *limits : (pissa__jinja_limits){0};
     if (!lim.max_output) lim.max_output = PISSA__JINJA_MAX_OUTPUT;
     if (!lim.max_steps) lim.max_steps = PISSA__JINJA_MAX_STEPS;
     if (!lim.max_depth) lim.max_depth = PISSA__JINJA_MAX_DEPTH;
     if (!lim.max_memory) lim.max_memory = PISSA__JINJA_MAX_MEMORY;
     pissa__strbuf buf = {0};
-    jctx c = {.a = arena, .out = &buf, .lim = &lim, .hole = jv_undef(NULL)};
+    jctx c = {.a = arena, .out = &buf, .lim = &lim, .hole = jv_undef(NULL), .top = &buf, .track = spans != NULL};
     if (!(c.scope = scope_new(&c, NULL))) return jx_oom(&c, NULL);
     static const struct { const char *name; int id; } globals[] = {
         {"range", BI_RANGE}, {"namespace", BI_NAMESPACE}, {"dict", BI_DICT}, {"raise_exception", BI_RAISE},
@@ -739,16 +755,16 @@ static pissa_status render(const pissa__jinja_template *t, jarena *arena, jv con
             if (!jd_set(arena, c.scope->vars, context.u.d->k[i], context.u.d->v[i])) return jx_oom(&c, NULL);
     pissa_status st = exec_body(&c, t->root);
     if (st == PISSA_OK && buf.oom) st = pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory");
+    if (st == PISSA_OK && !buf.p && !(buf.p = calloc(1, 1)))
+        st = pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory");
     if (st != PISSA_OK) {
         free(buf.p);
+        free(c.spans);
         return st;
-    }
-    if (!buf.p) {
-        buf.p = calloc(1, 1);
-        if (!buf.p) return pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory");
     }
     *out = buf.p;
     if (out_len) *out_len = buf.n;
+    if (spans) *spans = c.spans, *n_spans = c.n_spans / 2;
     return PISSA_OK;
 }
 
@@ -788,7 +804,7 @@ pissa_status pissa__jinja_render_vars(const pissa__jinja_template *t, int n, con
             }
         }
     }
-    if (st == PISSA_OK) st = render(t, &arena, (jv){.t = JV_DICT, .u.d = ctx}, limits, out, out_len);
+    if (st == PISSA_OK) st = render(t, &arena, (jv){.t = JV_DICT, .u.d = ctx}, limits, out, out_len, NULL, NULL);
     ja_free(&arena);
     return st;
 }
@@ -800,7 +816,17 @@ pissa_status pissa__jinja_render(const pissa__jinja_template *t, const char *con
 
 pissa_status pissa__jinja_render_cjson(const pissa__jinja_template *t, const cJSON *context,
                                        const pissa__jinja_limits *limits, char **out, size_t *out_len) {
-    if (!t || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "chat template render: NULL argument");
+    return pissa__jinja_render_tracked(t, context, limits, out, out_len, NULL, NULL);
+}
+
+int pissa__jinja_has_generation(const pissa__jinja_template *t) { return t && t->has_generation; }
+
+pissa_status pissa__jinja_render_tracked(const pissa__jinja_template *t, const cJSON *context,
+                                         const pissa__jinja_limits *limits, char **out, size_t *out_len,
+                                         size_t **spans, size_t *n_spans) {
+    if (spans) *spans = NULL, *n_spans = 0;
+    if (!t || !out || (spans && !n_spans))
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "chat template render: NULL argument");
     if (context && !cJSON_IsObject(context))
         return pissa__fail(PISSA_ERR_INVALID_ARG, "chat template context: not a JSON object");
     jarena arena = render_arena(limits);
@@ -809,7 +835,7 @@ pissa_status pissa__jinja_render_cjson(const pissa__jinja_template *t, const cJS
         ja_free(&arena);
         return pissa__fail(PISSA_ERR_NOMEM, "chat template context: out of memory or nested deeper than 512");
     }
-    pissa_status st = render(t, &arena, ctx, limits, out, out_len);
+    pissa_status st = render(t, &arena, ctx, limits, out, out_len, spans, n_spans);
     ja_free(&arena);
     return st;
 }

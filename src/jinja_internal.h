@@ -186,7 +186,7 @@ pissa_status pissa__jinja_lex(const char *src, size_t len, jarena *a, jtok **out
 typedef enum jnode_kind {
     /* statements */
     N_BODY, N_TEXT, N_OUTPUT, N_IF, N_FOR, N_SET, N_SETBLOCK, N_MACRO, N_CALLBLOCK, N_FILTERBLOCK,
-    N_BREAK, N_CONTINUE,
+    N_BREAK, N_CONTINUE, N_GENERATION,
     /* expressions */
     E_CONST, E_NAME, E_LIST, E_TUPLE, E_DICT, E_ATTR, E_ITEM, E_SLICE, E_CALL, E_FILTER, E_TEST,
     E_NEG, E_POS, E_NOT, E_BINOP, E_COMPARE, E_AND, E_OR, E_COND, E_CONCAT,
@@ -213,6 +213,7 @@ typedef struct jnode {
 struct pissa__jinja_template {
     jarena arena;
     jnode *root; /* N_BODY */
+    int has_generation; /* it holds a {% generation %} block */
 };
 
 pissa_status pissa__jinja_syntax_error(int line, int col, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -291,6 +292,10 @@ typedef struct jctx {
     int flow;           /* 1 after {% break %}, 2 after {% continue %}, until the loop sees it */
     jscope *scope;      /* innermost scope */
     jv hole;            /* the text a {% filter %} or {% set x | f %} block filters */
+    pissa__strbuf *top; /* the result */
+    size_t *spans;      /* ({% generation %} blocks: 2 per block) [start, end) in the result, or NULL: not tracked */
+    size_t n_spans, cap_spans;
+    int track;
 } jctx;
 
 /* Arguments of a call, filter or test, evaluated. */

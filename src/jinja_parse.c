@@ -11,6 +11,7 @@ typedef struct parser {
     size_t pos, n;
     jarena *a;
     int depth;
+    int generation; /* a {% generation %} block was seen */
 } parser;
 
 #define NOMEM() pissa__fail(PISSA_ERR_NOMEM, "chat template: out of memory")
@@ -844,10 +845,13 @@ static pissa_status parse_statement(parser *P, jnode **out) {
         static const char *const end[] = {"endfilter", NULL};
         PISSA_TRY(parse_body(P, end, &x->body));
         PISSA_TRY(parse_end(P, "endfilter", t));
-    } else if (!strcmp(w, "generation")) { /* transformers' AssistantTracker: renders its body */
+    } else if (!strcmp(w, "generation")) { /* transformers' AssistantTracker: renders its body, records where */
+        x = node(P, N_GENERATION, t);
+        if (!x) return NOMEM();
+        P->generation = 1;
         PISSA_TRY(expect_block_end(P));
         static const char *const end[] = {"endgeneration", NULL};
-        PISSA_TRY(parse_body(P, end, &x));
+        PISSA_TRY(parse_body(P, end, &x->body));
         PISSA_TRY(parse_end(P, "endgeneration", t));
     } else if (!strcmp(w, "break") || !strcmp(w, "continue")) {
         x = node(P, w[0] == 'b' ? N_BREAK : N_CONTINUE, t);
@@ -944,6 +948,7 @@ pissa_status pissa__jinja_parse(const char *src, size_t len, pissa__jinja_templa
     if (st == PISSA_OK) {
         parser P = {.t = toks, .n = n, .a = &t->arena};
         st = parse_body(&P, NULL, &t->root);
+        t->has_generation = P.generation;
     }
     free(toks);
     if (st != PISSA_OK) {

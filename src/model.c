@@ -736,8 +736,9 @@ static pissa_status ensure_graph(pissa_model *m, int B, int T) {
     return PISSA_OK;
 }
 
-/* Checks the batch, plans the graph and loads ids and shifted targets. */
-static pissa_status prepare(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T) {
+/* Checks the batch, plans the graph and loads ids, shifted targets and the positions of packed rows (POS, or NULL). */
+static pissa_status prepare(pissa_model *m, const int32_t *ids, const int32_t *labels, const int32_t *pos, int B,
+                            int T) {
     const pissa_llama_config *c = &m->w.cfg;
     if (!ids) return pissa__fail(PISSA_ERR_INVALID_ARG, "model: input_ids is NULL");
     if (B <= 0 || T <= 0) return pissa__fail(PISSA_ERR_INVALID_ARG, "model: batch shape (%d, %d) is empty", B, T);
@@ -752,15 +753,23 @@ static pissa_status prepare(pissa_model *m, const int32_t *ids, const int32_t *l
         if (labels && labels[i] != PISSA_IGNORE_INDEX && (labels[i] < 0 || labels[i] >= Vv))
             return pissa__fail(PISSA_ERR_INVALID_ARG, "model: labels[%lld][%lld] = %d is neither -100 nor in [0, %lld)",
                                (long long)(i / T), (long long)(i % T), labels[i], (long long)Vv);
+        if (pos && pos[i] != 0 && (i % T == 0 || pos[i] != pos[i - 1] + 1))
+            return pissa__fail(PISSA_ERR_INVALID_ARG, "model: position_ids[%lld][%lld] = %d: packed positions start "
+                               "at 0 and go up by one within each sequence", (long long)(i / T), (long long)(i % T),
+                               pos[i]);
     }
     PISSA_TRY(ensure_graph(m, B, T));
     pissa__graph *g = m->g;
     memcpy(g->ids, ids, sizeof(int32_t) * (size_t)B * T);
-    if (labels) /* HF shift: position t predicts labels[t + 1]; the last position of a row predicts nothing */
+    g->packed = pos != NULL;
+    if (pos) memcpy(g->pos, pos, sizeof(int32_t) * (size_t)B * T);
+    /* HF shift: position t predicts labels[t + 1]; the last position of a row predicts nothing, nor does the last
+     * of a packed sequence (the next token starts another: TRL masks the label at each position_ids == 0) */
+    if (labels)
         for (int b = 0; b < B; b++) {
-            const int32_t *lb = labels + (size_t)b * T;
+            const int32_t *lb = labels + (size_t)b * T, *pb = pos ? pos + (size_t)b * T : NULL;
             int32_t *tg = g->targets + (size_t)b * T;
-            for (int t = 0; t + 1 < T; t++) tg[t] = lb[t + 1];
+            for (int t = 0; t + 1 < T; t++) tg[t] = pb && pb[t + 1] == 0 ? PISSA_IGNORE_INDEX : lb[t + 1];
             tg[T - 1] = PISSA_IGNORE_INDEX;
         }
     g->training = m->training;
@@ -772,7 +781,7 @@ static pissa_status prepare(pissa_model *m, const int32_t *ids, const int32_t *l
 
 pissa_status pissa_model_logits(pissa_model *m, const int32_t *ids, int B, int T, float *logits) {
     if (!m || !logits) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_logits: NULL argument");
-    PISSA_TRY(prepare(m, ids, NULL, B, T));
+    PISSA_TRY(prepare(m, ids, NULL, NULL, B, T));
     pissa__graph *g = m->g;
     pissa__graph_forward(g, g->n_nodes - 1); /* all but the loss */
     m->rng = g->rng;
@@ -780,10 +789,10 @@ pissa_status pissa_model_logits(pissa_model *m, const int32_t *ids, int B, int T
     return PISSA_OK;
 }
 
-pissa_status pissa_model_loss(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T,
-                              double *loss, int64_t *count) {
+pissa_status pissa_model_loss_packed(pissa_model *m, const int32_t *ids, const int32_t *labels,
+                                     const int32_t *position_ids, int B, int T, double *loss, int64_t *count) {
     if (!m || !labels) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_model_loss: NULL argument");
-    PISSA_TRY(prepare(m, ids, labels, B, T));
+    PISSA_TRY(prepare(m, ids, labels, position_ids, B, T));
     pissa__graph_forward(m->g, -1);
     m->rng = m->g->rng;
     if (loss) *loss = m->g->loss;
@@ -791,11 +800,22 @@ pissa_status pissa_model_loss(pissa_model *m, const int32_t *ids, const int32_t 
     return PISSA_OK;
 }
 
-pissa_status pissa_model_forward_backward(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T,
-                                          float dloss, double *loss, int64_t *count) {
-    PISSA_TRY(pissa_model_loss(m, ids, labels, B, T, loss, count));
+pissa_status pissa_model_forward_backward_packed(pissa_model *m, const int32_t *ids, const int32_t *labels,
+                                                 const int32_t *position_ids, int B, int T, float dloss, double *loss,
+                                                 int64_t *count) {
+    PISSA_TRY(pissa_model_loss_packed(m, ids, labels, position_ids, B, T, loss, count));
     pissa__graph_backward(m->g, dloss);
     return PISSA_OK;
+}
+
+pissa_status pissa_model_loss(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T,
+                              double *loss, int64_t *count) {
+    return pissa_model_loss_packed(m, ids, labels, NULL, B, T, loss, count);
+}
+
+pissa_status pissa_model_forward_backward(pissa_model *m, const int32_t *ids, const int32_t *labels, int B, int T,
+                                          float dloss, double *loss, int64_t *count) {
+    return pissa_model_forward_backward_packed(m, ids, labels, NULL, B, T, dloss, loss, count);
 }
 
 /* ---- the model's pieces, for the one-token forward of the generator (model_internal.h) ---- */

@@ -326,18 +326,19 @@ void pissa__rope_tables(float *cos_tab, float *sin_tab, const int32_t *pos, int 
 typedef struct rope_job {
     float *out;
     const float *inp, *cos_tab, *sin_tab;
+    const int32_t *pos;
     int T, nh, hd, backward, fresh;
 } rope_job;
 
-/* Rows (b, t) n0..n1: forward rotates each head's pairs (i, i + hd/2) by the angle of position t; backward adds
- * the transposed rotation of dout into dinp. Forward may run in place: both halves are read before either is
- * written. */
+/* Rows (b, t) n0..n1: forward rotates each head's pairs (i, i + hd/2) by the angle of position t (or pos[b][t]);
+ * backward adds the transposed rotation of dout into dinp. Forward may run in place: both halves are read before
+ * either is written. */
 static void rope_rows(void *ctx, int part, int n0, int n1) {
     (void)part;
     const rope_job *j = ctx;
     int half = j->hd / 2;
     for (int bt = n0; bt < n1; bt++) {
-        int t = bt % j->T;
+        int t = j->pos ? j->pos[bt] : bt % j->T;
         const float *cs = j->cos_tab + (size_t)t * half, *sn = j->sin_tab + (size_t)t * half;
         for (int h = 0; h < j->nh; h++) {
             size_t off = ((size_t)bt * j->nh + h) * j->hd;
@@ -360,17 +361,18 @@ static void rope_rows(void *ctx, int part, int n0, int n1) {
     }
 }
 
-void pissa__rope_forward(float *out, const float *inp, const float *cos_tab, const float *sin_tab, int B, int T,
-                         int nh, int hd) {
-    rope_job j = {.out = out, .inp = inp, .cos_tab = cos_tab, .sin_tab = sin_tab, .T = T, .nh = nh, .hd = hd};
+void pissa__rope_forward(float *out, const float *inp, const float *cos_tab, const float *sin_tab, const int32_t *pos,
+                         int B, int T, int nh, int hd) {
+    rope_job j = {.out = out, .inp = inp, .cos_tab = cos_tab, .sin_tab = sin_tab, .pos = pos, .T = T, .nh = nh,
+                  .hd = hd};
     pissa__par_for(B * T, pissa__par_threads(), rope_rows, &j);
 }
 
-void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, const float *sin_tab, int B, int T,
-                          int nh, int hd, unsigned fresh) {
+void pissa__rope_backward(float *dinp, const float *dout, const float *cos_tab, const float *sin_tab,
+                          const int32_t *pos, int B, int T, int nh, int hd, unsigned fresh) {
     if (!dinp) return;
-    rope_job j = {.out = dinp, .inp = dout, .cos_tab = cos_tab, .sin_tab = sin_tab, .T = T, .nh = nh, .hd = hd,
-                  .backward = 1, .fresh = fresh & 1};
+    rope_job j = {.out = dinp, .inp = dout, .cos_tab = cos_tab, .sin_tab = sin_tab, .pos = pos, .T = T, .nh = nh,
+                  .hd = hd, .backward = 1, .fresh = fresh & 1};
     pissa__par_for(B * T, pissa__par_threads(), rope_rows, &j);
 }
 
@@ -496,12 +498,18 @@ size_t pissa__attention_scratch_floats(int T, int nthreads) {
 typedef struct att_job {
     float *out, *lse, *dq, *dk, *dv, *scratch;
     const float *q, *k, *v, *dout, *plse;
+    const int32_t *pos;
     int T, H, KV, hd, window;
     unsigned fresh;
 } att_job;
 
-/* The first key a query row (or a tile starting at that row) can see: 0, or i − W + 1 with a sliding window W. */
-static int first_key(int i, int window) { return window && i - window + 1 > 0 ? i - window + 1 : 0; }
+/* The first key query row I of a row with positions POS (T, or NULL) can see: 0, or i − W + 1 with a sliding window
+ * W, and not before the start i − pos[i] of its own packed sequence. Never decreasing in i, so it is also the
+ * first key of a tile starting at row I. */
+static int first_key(const int32_t *pos, int i, int window) {
+    int k = pos ? i - pos[i] : 0;
+    return window && i - window + 1 > k ? i - window + 1 : k;
+}
 
 /* The kernel threads attention runs on: at most those its scratch was planned for. */
 static int att_threads(int nthreads) {
@@ -540,6 +548,7 @@ static void att_forward_part(void *ctx, int part, int begin, int end) {
     float *P = j->scratch + (size_t)part * 2 * ATT_TILE * T; /* (rows, i1): scores, then probabilities */
     for (int task = begin; task < end; task++) {
         int b = task / j->KV, g = task % j->KV;
+        const int32_t *pos = j->pos ? j->pos + (size_t)b * T : NULL;
         const float *kb = j->k + (size_t)b * T * ldkv + (size_t)g * hd; /* (T, hd), row stride KV·hd */
         const float *vb = j->v + (size_t)b * T * ldkv + (size_t)g * hd;
         for (int h = g * group; h < (g + 1) * group; h++) {
@@ -547,11 +556,12 @@ static void att_forward_part(void *ctx, int part, int begin, int end) {
             float *ob = j->out + (size_t)b * T * ldq + (size_t)h * hd;
             float *lse = j->lse + ((size_t)b * j->H + h) * T; /* (T) */
             for (int i0 = 0; i0 < T; i0 += ATT_TILE) { /* the tile's rows see keys k0 .. i1-1 at most */
-                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0, k0 = first_key(i0, j->window);
+                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0, k0 = first_key(pos, i0, j->window);
                 int w = i1 - k0;
                 att_abt(small, rows, w, hd, scale, qb + (size_t)i0 * ldq, ldq, kb + (size_t)k0 * ldkv, ldkv, P, w);
                 for (int i = i0; i < i1; i++)
-                    lse[i] = causal_softmax_row(P + (size_t)(i - i0) * w, first_key(i, j->window) - k0, i + 1 - k0, w);
+                    lse[i] = causal_softmax_row(P + (size_t)(i - i0) * w, first_key(pos, i, j->window) - k0, i + 1 - k0,
+                                                w);
                 att_ab(small, 0, rows, hd, w, 1.0f, P, w, vb + (size_t)k0 * ldkv, ldkv, 0, ob + (size_t)i0 * ldq, ldq);
             }
         }
@@ -559,9 +569,9 @@ static void att_forward_part(void *ctx, int part, int begin, int end) {
 }
 
 void pissa__attention_forward(float *out, float *lse, float *scratch, int nthreads, const float *q, const float *k,
-                              const float *v, int B, int T, int H, int KV, int hd, int window) {
-    att_job j = {.out = out, .lse = lse, .scratch = scratch, .q = q, .k = k, .v = v, .T = T, .H = H, .KV = KV,
-                 .hd = hd, .window = window};
+                              const float *v, const int32_t *pos, int B, int T, int H, int KV, int hd, int window) {
+    att_job j = {.out = out, .lse = lse, .scratch = scratch, .q = q, .k = k, .v = v, .pos = pos, .T = T, .H = H,
+                 .KV = KV, .hd = hd, .window = window};
     pissa__par_for(B * KV, att_threads(nthreads), att_forward_part, &j);
 }
 
@@ -578,6 +588,7 @@ static void att_backward_part(void *ctx, int part, int begin, int end) {
     float *dS = P + (size_t)ATT_TILE * T;                    /* (rows, i1): dP, turned into dS in place */
     for (int task = begin; task < end; task++) {
         int b = task / j->KV, g = task % j->KV;
+        const int32_t *pos = j->pos ? j->pos + (size_t)b * T : NULL;
         size_t kvoff = (size_t)b * T * ldkv + (size_t)g * hd;
         for (int t = 0; t < T; t++) { /* dk, dv: sums over the group's heads and tiles, which start from zero */
             if (j->dk && j->fresh & 2) memset(j->dk + kvoff + (size_t)t * ldkv, 0, (size_t)hd * sizeof(float));
@@ -587,20 +598,20 @@ static void att_backward_part(void *ctx, int part, int begin, int end) {
             size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
             const float *lse = j->plse + ((size_t)b * j->H + h) * T;
             for (int i0 = 0; i0 < T; i0 += ATT_TILE) { /* keys k0 .. i1-1, as forward */
-                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0, k0 = first_key(i0, j->window);
+                int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, rows = i1 - i0, k0 = first_key(pos, i0, j->window);
                 int w = i1 - k0;
                 size_t kv0 = kvoff + (size_t)k0 * ldkv;
                 const float *qt = j->q + qoff + (size_t)i0 * ldq, *dot = j->dout + qoff + (size_t)i0 * ldq;
                 att_abt(small, rows, w, hd, scale, qt, ldq, j->k + kv0, ldkv, P, w);
                 for (int i = i0; i < i1; i++)
-                    causal_softmax_row_replay(P + (size_t)(i - i0) * w, lse[i], first_key(i, j->window) - k0,
+                    causal_softmax_row_replay(P + (size_t)(i - i0) * w, lse[i], first_key(pos, i, j->window) - k0,
                                               i + 1 - k0, w);
                 if (j->dv) att_ab(small, 1, w, hd, rows, 1.0f, P, w, dot, ldq, 1, j->dv + kv0, ldkv);
                 if (!j->dq && !j->dk) continue;
                 att_abt(small, rows, w, hd, 1.0f, dot, ldq, j->v + kv0, ldkv, dS, w);
                 for (int i = i0; i < i1; i++)
                     causal_softmax_row_backward(dS + (size_t)(i - i0) * w, P + (size_t)(i - i0) * w,
-                                                first_key(i, j->window) - k0, i + 1 - k0, w);
+                                                first_key(pos, i, j->window) - k0, i + 1 - k0, w);
                 if (j->dq) /* each row of dq is written by its own tile only */
                     att_ab(small, 0, rows, hd, w, scale, dS, w, j->k + kv0, ldkv, !(j->fresh & 1),
                            j->dq + qoff + (size_t)i0 * ldq, ldq);
@@ -611,11 +622,11 @@ static void att_backward_part(void *ctx, int part, int begin, int end) {
 }
 
 void pissa__attention_backward(float *dq, float *dk, float *dv, float *scratch, int nthreads, const float *dout,
-                               const float *q, const float *k, const float *v, const float *lse, int B, int T, int H,
-                               int KV, int hd, int window, unsigned fresh) {
+                               const float *q, const float *k, const float *v, const float *lse, const int32_t *pos,
+                               int B, int T, int H, int KV, int hd, int window, unsigned fresh) {
     if (!dq && !dk && !dv) return;
     att_job j = {.dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .dout = dout, .q = q, .k = k, .v = v,
-                 .plse = lse, .T = T, .H = H, .KV = KV, .hd = hd, .window = window, .fresh = fresh};
+                 .plse = lse, .pos = pos, .T = T, .H = H, .KV = KV, .hd = hd, .window = window, .fresh = fresh};
     pissa__par_for(B * KV, att_threads(nthreads), att_backward_part, &j);
 }
 

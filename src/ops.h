@@ -146,22 +146,30 @@ void pissa__rope_tables(float *cos_tab,          /* (T, hd/2) */
                         const int32_t *pos,      /* (T) or NULL */
                         int start, int T, int half,
                         const float *inv_freq);  /* (hd/2) */
-/* out may equal inp (in place). The same tables serve every sequence of the batch. */
+/* Token (b, t) is rotated by table row t, or, with POS (packed rows, HF's position_ids), by table row pos[b][t]
+ * (0 <= pos[b][t] < T). out may equal inp (in place). */
 void pissa__rope_forward(float *out,            /* (B, T, nh, hd) */
                          const float *inp,      /* (B, T, nh, hd) */
                          const float *cos_tab,  /* (T, hd/2) */
                          const float *sin_tab,  /* (T, hd/2) */
+                         const int32_t *pos,    /* (B, T) or NULL */
                          int B, int T, int nh, int hd);
 /* dinp += Rᵀ·dout (the inverse rotation). dinp must not alias dout. */
 void pissa__rope_backward(float *dinp,           /* (B, T, nh, hd) or NULL */
                           const float *dout,     /* (B, T, nh, hd) */
                           const float *cos_tab,  /* (T, hd/2) */
                           const float *sin_tab,  /* (T, hd/2) */
+                          const int32_t *pos,    /* (B, T) or NULL */
                           int B, int T, int nh, int hd, unsigned fresh);
 
-/* ---- causal attention with grouped-query heads and an optional sliding window ----
+/* ---- causal attention with grouped-query heads, an optional sliding window and packed rows ----
  * Query head h reads kv head h / (H/KV) (H % KV == 0; KV == H is plain multi-head attention).
- * P[b,h] = softmax(q_bh·k_bgᵀ/√hd) over keys i − W < j <= i for query i (WINDOW W; 0: every j <= i); out_bh = P·v_bg.
+ * P[b,h] = softmax(q_bh·k_bgᵀ/√hd) over the keys j visible to query i, out_bh = P·v_bg. Visible: j <= i, and
+ * j > i − W with a sliding window W (WINDOW 0: none), and, with POS (packed rows: several sequences one after the
+ * other in a row, pos[b][i] the position of token i in its own sequence), j >= i − pos[b][i]: the first key of
+ * query i is the start of its own sequence, so attention is block-diagonal. POS must restart at 0 and count up by
+ * one: pos[b][0] = 0 and pos[b][i] ∈ {0, pos[b][i−1] + 1} (then every query's first key is <= i and the first keys
+ * never decrease along a row).
  * P is never stored whole: forward saves each row's log-sum-exp and backward recomputes P a tile of query rows at
  * a time (FlashAttention's scheme). */
 size_t pissa__attention_scratch_floats(int T, int nthreads); /* per thread: two tiles of query rows by T keys */
@@ -172,6 +180,7 @@ void pissa__attention_forward(float *out,      /* (B, T, H, hd) */
                               const float *q,  /* (B, T, H, hd) */
                               const float *k,  /* (B, T, KV, hd) */
                               const float *v,  /* (B, T, KV, hd) */
+                              const int32_t *pos, /* (B, T) or NULL */
                               int B, int T, int H, int KV, int hd, int window);
 /* dk and dv accumulate over the H/KV query heads that share each kv head. */
 void pissa__attention_backward(float *dq,          /* (B, T, H, hd) or NULL */
@@ -184,6 +193,7 @@ void pissa__attention_backward(float *dq,          /* (B, T, H, hd) or NULL */
                                const float *k,     /* (B, T, KV, hd) */
                                const float *v,     /* (B, T, KV, hd) */
                                const float *lse,   /* (B, H, T) saved */
+                               const int32_t *pos, /* (B, T) or NULL: the forward's */
                                int B, int T, int H, int KV, int hd, int window, unsigned fresh);
 
 /* ---- elementwise: n = number of elements. Forward outputs may alias an input. ---- */

@@ -57,6 +57,7 @@ struct pissa_trainer {
     int full;                 // the model is in full fine-tuning mode
     pissa_optim *opt[2];      // one optimizer per group: tensors [0, n_decay), then [n_decay, n)
     int32_t *ids, *labels;    // (accum, batch, T)
+    int32_t *positions;       // (accum, batch, T) position_ids of packed rows, or NULL (the data set is not packed)
     int64_t *counts;          // (accum) targets per micro-batch
     int64_t *mine;            // (accum) ... in this process's slice of it
     int failed;               // a numeric failure stops the run
@@ -86,6 +87,7 @@ void pissa_trainer_free(pissa_trainer *t) {
     pissa_optim_free(t->opt[1]);
     free(t->ids);
     free(t->labels);
+    free(t->positions);
     free(t->counts);
     free(t->mine);
     free(t->spans);
@@ -176,12 +178,13 @@ static pissa_status create_local(pissa_model *m, const pissa_dataset *data, cons
     t->names = pissa__calloc(t->n, sizeof *t->names);
     t->ids = pissa__alloc(cells, sizeof *t->ids);
     t->labels = pissa__alloc(cells, sizeof *t->labels);
+    t->positions = pissa_dataset_is_packed(data) ? pissa__alloc(cells, sizeof *t->positions) : NULL;
     t->counts = pissa__calloc((size_t)opts->accum, sizeof *t->counts);
     t->mine = pissa__calloc((size_t)opts->accum, sizeof *t->mine);
     t->size = 1;
     pissa_status st = PISSA_OK;
     if (!t->perm || !t->params || !t->grads || !t->sizes || !t->names || !t->ids || !t->labels || !t->counts ||
-        !t->mine)
+        !t->mine || (pissa_dataset_is_packed(data) && !t->positions))
         st = pissa__fail(PISSA_ERR_NOMEM, "trainer: out of memory for batches of %zu tokens", cells);
     size_t k = 0; /* the model's parameters, matrices first (pass 0), then the 1-D ones (pass 1) */
     for (int pass = 0; pass < 2; pass++) {
@@ -214,7 +217,7 @@ static pissa_status create_local(pissa_model *m, const pissa_dataset *data, cons
     return PISSA_OK;
 }
 
-/* Fingerprint of every row of D (lengths, ids, labels). */
+/* Fingerprint of every row of D (lengths, ids, labels, packed positions). */
 static uint64_t data_fingerprint(const pissa_dataset *d) {
     size_t rows = pissa_dataset_count(d);
     uint64_t h = pissa__fingerprint(PISSA__FP_SEED, &rows, sizeof rows);
@@ -224,6 +227,7 @@ static uint64_t data_fingerprint(const pissa_dataset *d) {
         h = pissa__fingerprint(h, &r.len, sizeof r.len);
         h = pissa__fingerprint(h, r.input_ids, sizeof *r.input_ids * (size_t)r.len);
         h = pissa__fingerprint(h, r.labels, sizeof *r.labels * (size_t)r.len);
+        if (r.position_ids) h = pissa__fingerprint(h, r.position_ids, sizeof *r.position_ids * (size_t)r.len);
     }
     return h;
 }
@@ -287,15 +291,22 @@ pissa_status pissa_trainer_create_comm(pissa_model *m, const pissa_dataset *data
 
 int64_t pissa_trainer_steps(const pissa_trainer *t) { return t ? t->step : 0; }
 
-/* Row R into one (T) slot: cut to T, padded with ignored labels; returns the targets it holds under the HF shift
- * (labels at positions 1..T-1 that are not ignored). */
-static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels) {
+/* Row R into one (T) slot: cut to T, padded with ignored labels (and, for a packed row into POS, positions that go
+ * on counting); returns the targets it holds under the HF shift (labels at positions 1..T-1 that are not ignored,
+ * and in a packed row not at the start of one of its sequences, which the model ignores). */
+static int64_t fill_row(const pissa_row *r, int T, int32_t *ids, int32_t *labels, int32_t *pos) {
     int64_t len = r->len < T ? r->len : T, count = 0;
     if (len > 0) { /* a padding row past the end has no arrays (memcpy from NULL is undefined even for 0 bytes) */
         memcpy(ids, r->input_ids, sizeof *ids * (size_t)len);
         memcpy(labels, r->labels, sizeof *labels * (size_t)len);
     }
     for (int64_t i = len; i < T; i++) ids[i] = 0, labels[i] = PISSA_IGNORE_INDEX;
+    if (pos) {
+        for (int64_t i = 0; i < T; i++)
+            pos[i] = i < len && r->position_ids ? r->position_ids[i] : i == 0 ? 0 : pos[i - 1] + 1;
+        for (int64_t i = 1; i < len; i++) count += labels[i] != PISSA_IGNORE_INDEX && pos[i] != 0;
+        return count;
+    }
     for (int64_t i = 1; i < len; i++) count += labels[i] != PISSA_IGNORE_INDEX;
     return count;
 }
@@ -308,10 +319,10 @@ static void my_slice(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
     *hi = *lo + q + (rank < r);
 }
 
-/* The next ROWS rows of the run into IDS/LABELS, advancing the data position (and the epoch); COUNT gets their
+/* The next ROWS rows of the run into IDS/LABELS (/POS), advancing the data position (and the epoch); COUNT gets their
  * targets, MINE those of rows [LO, HI), this process's. */
 static pissa_status next_rows(pissa_trainer *t, int rows, int64_t lo, int64_t hi, int32_t *ids, int32_t *labels,
-                              int64_t *count, int64_t *mine) {
+                              int32_t *pos, int64_t *count, int64_t *mine) {
     *count = *mine = 0;
     for (int b = 0; b < rows; b++) {
         if (t->pos == t->rows) {
@@ -321,7 +332,8 @@ static pissa_status next_rows(pissa_trainer *t, int rows, int64_t lo, int64_t hi
         }
         pissa_row r;
         PISSA_TRY(pissa_dataset_row(t->data, t->perm[t->pos++], &r));
-        int64_t c = fill_row(&r, t->T, ids + (size_t)b * t->T, labels + (size_t)b * t->T);
+        int64_t c = fill_row(&r, t->T, ids + (size_t)b * t->T, labels + (size_t)b * t->T,
+                             pos ? pos + (size_t)b * t->T : NULL);
         *count += c;
         if (b >= lo && b < hi) *mine += c;
     }
@@ -358,7 +370,8 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
     my_slice(B, t->rank, t->size, &lo, &hi);
     pissa_status st = PISSA_OK;
     for (int k = 0; k < K && st == PISSA_OK; k++) {
-        st = next_rows(t, B, lo, hi, t->ids + k * mb, t->labels + k * mb, &t->counts[k], &t->mine[k]);
+        st = next_rows(t, B, lo, hi, t->ids + k * mb, t->labels + k * mb, t->positions ? t->positions + k * mb : NULL,
+                       &t->counts[k], &t->mine[k]);
         total += t->counts[k];
     }
     /* Each micro-batch's mean loss (over this process's slice of it) weighted by the slice's share of the update's
@@ -372,8 +385,9 @@ pissa_status pissa_trainer_step(pissa_trainer *t, pissa_step_info *info) {
         float dloss = total ? (float)((double)t->mine[k] / (double)total) : 0.0f;
         double loss;
         int64_t c;
-        st = pissa_model_forward_backward(t->m, t->ids + k * mb + lo * T, t->labels + k * mb + lo * T,
-                                          (int)(hi - lo), T, dloss, &loss, &c);
+        st = pissa_model_forward_backward_packed(t->m, t->ids + k * mb + lo * T, t->labels + k * mb + lo * T,
+                                                 t->positions ? t->positions + k * mb + lo * T : NULL, (int)(hi - lo),
+                                                 T, dloss, &loss, &c);
         if (st == PISSA_OK && !isfinite(loss))
             st = pissa__fail(PISSA_ERR_NUMERIC, "trainer: update %lld: the loss of micro-batch %d is %s",
                              (long long)t->step + 1, k + 1, isnan(loss) ? "nan" : "inf");
@@ -439,18 +453,21 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
     int64_t jlo, jhi;
     my_slice((int64_t)nb, t->rank, t->size, &jlo, &jhi);
     int32_t *ids = pissa__alloc((size_t)(B * T), sizeof *ids), *labels = pissa__alloc((size_t)(B * T), sizeof *labels);
+    int32_t *pos = pissa_dataset_is_packed(d) ? pissa__alloc((size_t)(B * T), sizeof *pos) : NULL;
     double *part = pissa__calloc(2 * nb, sizeof *part); /* (2, nb): loss · count, count */
-    if (!ids || !labels || !part) st = pissa__fail(PISSA_ERR_NOMEM, "evaluate: out of memory");
+    if (!ids || !labels || !part || (pissa_dataset_is_packed(d) && !pos))
+        st = pissa__fail(PISSA_ERR_NOMEM, "evaluate: out of memory");
     for (int64_t j = jlo; st == PISSA_OK && j < jhi; j++) {
         size_t r0 = (size_t)j * (size_t)B;
         for (int64_t b = 0; b < B; b++) {
             pissa_row r = {.len = 0};
             if (r0 + (size_t)b < rows && (st = pissa_dataset_row(d, r0 + (size_t)b, &r)) != PISSA_OK) break;
-            fill_row(&r, (int)T, ids + b * T, labels + b * T); /* an empty row past the end is all padding */
+            /* an empty row past the end is all padding */
+            fill_row(&r, (int)T, ids + b * T, labels + b * T, pos ? pos + b * T : NULL);
         }
         double l;
         int64_t c;
-        if (st == PISSA_OK) st = pissa_model_loss(t->m, ids, labels, (int)B, (int)T, &l, &c);
+        if (st == PISSA_OK) st = pissa_model_loss_packed(t->m, ids, labels, pos, (int)B, (int)T, &l, &c);
         if (st == PISSA_OK && !isfinite(l))
             st = pissa__fail(PISSA_ERR_NUMERIC, "evaluate: the loss of rows %zu..%zu is %s: the model computes "
                              "non-finite values (NaN or Inf weights?)", r0, r0 + (size_t)B - 1, isnan(l) ? "nan" : "inf");
@@ -458,6 +475,7 @@ pissa_status pissa_trainer_evaluate(pissa_trainer *t, const pissa_dataset *d, do
     }
     free(ids);
     free(labels);
+    free(pos);
     st = pissa_comm_agree(t->comm, st, NULL);
     if (st == PISSA_OK) st = pissa__comm_sum_f64(t->comm, part, 2 * nb, "evaluate: summing the losses");
     double sum = 0, total = 0;

@@ -504,6 +504,46 @@ static void a_parsed_template_renders_many_contexts(void **state) {
     pissa__jinja_free(NULL);
 }
 
+/* {% generation %} blocks record [start, end) of what they print, as transformers' AssistantTracker does: start is
+ * the length of the output when the block ends, less what it printed; inside a macro (whose text reaches the output
+ * only after the call) that is the output's length then. jinja2 3.1 with transformers' AssistantTracker gives these
+ * five spans. */
+static void generation_blocks_record_what_they_print(void **state) {
+    (void)state;
+    const char *src = "a{% generation %}b{{ x }}{% endgeneration %}c{% for i in range(2) %}{% generation %}[{{ i }}]"
+                      "{% endgeneration %}{% endfor %}{% macro m() %}{% generation %}zz{% endgeneration %}"
+                      "{% endmacro %}{{ m() }}{% generation %}{% endgeneration %}";
+    pissa__jinja_template *t;
+    assert_ok(pissa__jinja_parse(src, strlen(src), &t));
+    assert_int_equal(pissa__jinja_has_generation(t), 1);
+    cJSON *ctx = cJSON_Parse("{\"x\": \"X\"}");
+    char *out;
+    size_t len, *spans, n;
+    assert_ok(pissa__jinja_render_tracked(t, ctx, NULL, &out, &len, &spans, &n));
+    assert_string_equal(out, "abXc[0][1]zz");
+    static const size_t want[5][2] = {{1, 3}, {4, 7}, {7, 10}, {10, 12}, {12, 12}};
+    assert_int_equal(n, 5);
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(spans[2 * k], want[k][0]);
+        assert_int_equal(spans[2 * k + 1], want[k][1]);
+    }
+    free(out);
+    free(spans);
+    /* untracked, the same text; a template without blocks has none */
+    assert_ok(pissa__jinja_render_cjson(t, ctx, NULL, &out, &len));
+    assert_string_equal(out, "abXc[0][1]zz");
+    free(out);
+    pissa__jinja_free(t);
+    assert_ok(pissa__jinja_parse("a{{ x }}", 8, &t));
+    assert_int_equal(pissa__jinja_has_generation(t), 0);
+    assert_ok(pissa__jinja_render_tracked(t, ctx, NULL, &out, &len, &spans, &n));
+    assert_int_equal(n, 0);
+    assert_null(spans);
+    free(out);
+    pissa__jinja_free(t);
+    cJSON_Delete(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(chat_templates_render_like_the_reference),
@@ -515,6 +555,7 @@ int main(void) {
         cmocka_unit_test(big_dicts_are_indexed),
         cmocka_unit_test(chat_render_api_passes_transformers_variables),
         cmocka_unit_test(a_parsed_template_renders_many_contexts),
+        cmocka_unit_test(generation_blocks_record_what_they_print),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

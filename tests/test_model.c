@@ -193,6 +193,118 @@ static void every_family_gives_pytorch_gradients_of_every_weight(void **state) {
         check_full_gradients(families[i].name, families[i].weights, (int)families[i].n_1d);
 }
 
+/* ---- packed rows ---- */
+
+/* Sequences packed into rows with position_ids (docs/data.md) give the loss and every weight's gradient of the same
+ * sequences run as separate rows (the separate gradients added with weights count_k / total, as the trainer weights
+ * micro-batches). Each family's two fixture rows make four sequences (both whole, and a 5- and a 4-token prefix),
+ * packed two to a row with padding after them; Mistral's sliding window (5) is shorter than the sequences. The sums
+ * differ only in order: a weight's gradient sums the same per-token terms in one product instead of four, a
+ * query's attention the same keys over other tiles, the loss the same per-token values in other partial sums. So
+ * each value may move by a few float32 roundings of the magnitude of its terms: 2e-6 of the tensor's largest
+ * gradient (measured: at most about 3e-7) and 1e-6 of the loss. */
+static void check_packed_equals_separate(const char *fixture) {
+    pissa_model *m = load_fixture(fixture, 0);
+    assert_ok(pissa_model_set_full_finetune(m));
+    batch bt = load_batch(fixture);
+    int T = bt.T;
+    const int32_t *src[4] = {bt.ids, bt.ids + T, bt.ids + T, bt.ids}, *lsrc[4] = {bt.labels, bt.labels + T,
+                                                                                 bt.labels + T, bt.labels};
+    const int len[4] = {T, 5, T, 4}, P = T + 5 + 2; /* row 0: seqs 0 and 1, row 1: seqs 2 and 3, then padding */
+    /* separately: sequence k alone, its gradient weighted by its share of the targets */
+    int64_t c[4], total = 0;
+    double l[4];
+    for (int k = 0; k < 4; k++) {
+        assert_ok(pissa_model_loss(m, src[k], lsrc[k], 1, len[k], &l[k], &c[k]));
+        total += c[k];
+    }
+    pissa_model_zero_grad(m);
+    double sep = 0;
+    for (int k = 0; k < 4; k++) {
+        assert_ok(pissa_model_forward_backward(m, src[k], lsrc[k], 1, len[k], (float)((double)c[k] / total), NULL,
+                                               NULL));
+        sep += l[k] * (double)c[k] / (double)total;
+    }
+    size_t n = pissa_model_param_count(m);
+    float **want = malloc(n * sizeof *want);
+    for (size_t i = 0; i < n; i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        want[i] = malloc((size_t)(v.rows * v.cols) * sizeof(float));
+        memcpy(want[i], v.grad, (size_t)(v.rows * v.cols) * sizeof(float));
+    }
+    /* packed */
+    int32_t *ids = calloc((size_t)(2 * P), sizeof *ids), *labels = malloc((size_t)(2 * P) * sizeof *labels);
+    int32_t *pos = malloc((size_t)(2 * P) * sizeof *pos);
+    for (int r = 0; r < 2; r++) {
+        int t = 0;
+        for (int k = 2 * r; k < 2 * r + 2; k++)
+            for (int j = 0; j < len[k]; j++, t++) {
+                ids[r * P + t] = src[k][j];
+                labels[r * P + t] = lsrc[k][j];
+                pos[r * P + t] = j;
+            }
+        for (int j = len[2 * r + 1]; t < P; t++, j++) labels[r * P + t] = PISSA_IGNORE_INDEX, pos[r * P + t] = j;
+    }
+    double packed;
+    int64_t count;
+    pissa_model_zero_grad(m);
+    assert_ok(pissa_model_forward_backward_packed(m, ids, labels, pos, 2, P, 1.0f, &packed, &count));
+    assert_int_equal(count, total);
+    printf("  %s: packed loss %.9f, separate %.9f", fixture, packed, sep);
+    assert_true(fabs(packed - sep) <= 1e-6 * sep);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        size_t k = (size_t)(v.rows * v.cols);
+        double gmax = 0;
+        for (size_t j = 0; j < k; j++) gmax = fmax(gmax, fabs(want[i][j]));
+        double d = tu_max_abs_diff(v.grad, want[i], k);
+        if (d > 2e-6 * gmax) fail_msg("%s: packed gradient max|diff| %.3g (max|grad| %.3g)", v.name, d, gmax);
+        if (gmax > 0) worst = fmax(worst, d / gmax);
+        free(want[i]);
+    }
+    printf(", gradients max|diff|/max|grad| %.3g\n", worst);
+    /* with activation checkpointing, the same bits: the recomputed layers read the same positions */
+    float **first = malloc(n * sizeof *first);
+    for (size_t i = 0; i < n; i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        first[i] = malloc((size_t)(v.rows * v.cols) * sizeof(float));
+        memcpy(first[i], v.grad, (size_t)(v.rows * v.cols) * sizeof(float));
+    }
+    pissa_model_set_grad_checkpoint(m, 1);
+    pissa_model_zero_grad(m);
+    double again;
+    assert_ok(pissa_model_forward_backward_packed(m, ids, labels, pos, 2, P, 1.0f, &again, NULL));
+    assert_true(again == packed);
+    for (size_t i = 0; i < n; i++) {
+        pissa_param_view v;
+        assert_ok(pissa_model_param(m, i, &v));
+        assert_memory_equal(v.grad, first[i], (size_t)(v.rows * v.cols) * sizeof(float));
+        free(first[i]);
+    }
+    free(first);
+    pissa_model_set_grad_checkpoint(m, 0);
+    /* positions that do not restart at 0 or skip are refused, naming the place */
+    pos[P + 3] = 7;
+    assert_int_equal(pissa_model_loss_packed(m, ids, labels, pos, 2, P, NULL, NULL), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "position_ids[1][3] = 7"));
+    pos[P + 3] = 3;
+    pos[P] = 1;
+    assert_int_equal(pissa_model_loss_packed(m, ids, labels, pos, 2, P, NULL, NULL), PISSA_ERR_INVALID_ARG);
+    assert_non_null(strstr(pissa_last_error(), "position_ids[1][0] = 1"));
+    free(want), free(ids), free(labels), free(pos);
+    free_batch(&bt);
+    pissa_model_free(m);
+}
+
+static void packed_rows_give_the_loss_and_gradients_of_separate_rows(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof families / sizeof *families; i++) check_packed_equals_separate(families[i].name);
+}
+
 /* ---- finite differences, gradient buffers, memory ---- */
 
 /* Every adapter's A and B, about 9 entries of each, against the sixth-order central difference
@@ -895,6 +1007,7 @@ int main(void) {
         cmocka_unit_test(reference_comparisons_notice_a_tripled_rms_norm_eps),
         cmocka_unit_test(every_family_matches_pytorch_logits_loss_and_adapter_gradients),
         cmocka_unit_test(every_family_gives_pytorch_gradients_of_every_weight),
+        cmocka_unit_test(packed_rows_give_the_loss_and_gradients_of_separate_rows),
         cmocka_unit_test(adapter_gradients_match_finite_differences),
         cmocka_unit_test(frozen_weights_get_no_gradient_buffers),
         cmocka_unit_test(steps_of_one_shape_allocate_nothing_and_accumulate),

@@ -41,6 +41,7 @@ struct op_case {
     float s, p, eps, theta;
     int start;
     const int32_t *ids;      /* embedding ids, cross-entropy targets, or rope positions */
+    const int32_t *pos;      /* rope and attention: packed rows' per-token positions (B, T), or NULL */
     const uint8_t *mask;     /* lora dropout mask or NULL */
     float *frozen;           /* lora W_res (OC, C) */
     double *frozen_d;
@@ -116,9 +117,10 @@ static void ref_rmsnorm(const op_case *c, double *const *in, double *out, double
     }
 }
 
-/* REFERENCE.md §5 rotate_half: pairs (i, i + hd/2), angle pos·theta^(−2i/hd). */
-static double rope_angle(const op_case *c, int t, int i) {
-    double p = c->ids ? c->ids[t] : c->start + t;
+/* REFERENCE.md §5 rotate_half: pairs (i, i + hd/2), angle pos·theta^(−2i/hd); the position of token (b, t) is
+ * c->pos[b][t] for packed rows, else the table's position of t. */
+static double rope_angle(const op_case *c, int b, int t, int i) {
+    double p = c->pos ? c->pos[b * c->T + t] : c->ids ? c->ids[t] : c->start + t;
     return p * pow((double)c->theta, -2.0 * i / c->hd);
 }
 
@@ -131,7 +133,7 @@ static void ref_rope(const op_case *c, double *const *in, double *out, double *s
                 const double *x = in[0] + ((b * c->T + t) * c->H + h) * c->hd;
                 double *y = out + ((b * c->T + t) * c->H + h) * c->hd;
                 for (int i = 0; i < half; i++) {
-                    double a = rope_angle(c, t, i);
+                    double a = rope_angle(c, b, t, i);
                     y[i] = x[i] * cos(a) - x[i + half] * sin(a);
                     y[i + half] = x[i + half] * cos(a) + x[i] * sin(a);
                 }
@@ -139,7 +141,7 @@ static void ref_rope(const op_case *c, double *const *in, double *out, double *s
 }
 
 /* q (B, T, H, hd), k v (B, T, KV, hd); saved = lse (B, H, T): log Σ_j exp(s_ij) over the keys i − W < j <= i (every
- * j <= i without a window). */
+ * j <= i without a window) that belong to query i's own packed sequence: j >= i − pos[b][i]. */
 static void ref_attention(const op_case *c, double *const *in, double *out, double *saved) {
     int B = c->B, T = c->T, H = c->H, KV = c->KV, hd = c->hd;
     const double *q = in[0], *k = in[1], *v = in[2];
@@ -150,6 +152,7 @@ static void ref_attention(const op_case *c, double *const *in, double *out, doub
             for (int i = 0; i < T; i++) {
                 double mx = -INFINITY, sum = 0;
                 int lo = c->window && i - c->window + 1 > 0 ? i - c->window + 1 : 0;
+                if (c->pos && i - c->pos[b * T + i] > lo) lo = i - c->pos[b * T + i];
                 for (int j = 0; j < T; j++) {
                     if (j > i || j < lo) {
                         p[j] = 0;
@@ -166,7 +169,7 @@ static void ref_attention(const op_case *c, double *const *in, double *out, doub
                 saved[(b * H + h) * T + i] = mx + log(sum);
                 for (int d = 0; d < hd; d++) {
                     double acc = 0;
-                    for (int j = 0; j <= i; j++) acc += p[j] * v[((b * T + j) * KV + g) * hd + d];
+                    for (int j = lo; j <= i; j++) acc += p[j] * v[((b * T + j) * KV + g) * hd + d];
                     out[((b * T + i) * H + h) * hd + d] = acc;
                 }
             }
@@ -286,22 +289,22 @@ static void fwd_rope(op_case *c, float *const *in, float *out, float *saved, flo
     float inv[64];
     inv_freq_of(c->theta, c->hd, inv);
     pissa__rope_tables(c->cos_tab, c->sin_tab, c->ids, c->start, c->T, c->hd / 2, inv);
-    pissa__rope_forward(out, in[0], c->cos_tab, c->sin_tab, c->B, c->T, c->H, c->hd);
+    pissa__rope_forward(out, in[0], c->cos_tab, c->sin_tab, c->pos, c->B, c->T, c->H, c->hd);
 }
 static void bwd_rope(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                      const float *saved) {
     (void)scratch, (void)in, (void)saved;
-    pissa__rope_backward(din[0], dout, c->cos_tab, c->sin_tab, c->B, c->T, c->H, c->hd, c->fresh);
+    pissa__rope_backward(din[0], dout, c->cos_tab, c->sin_tab, c->pos, c->B, c->T, c->H, c->hd, c->fresh);
 }
 
 static void fwd_attention(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
-    pissa__attention_forward(out, saved, scratch, ATT_THREADS, in[0], in[1], in[2], c->B, c->T, c->H, c->KV,
+    pissa__attention_forward(out, saved, scratch, ATT_THREADS, in[0], in[1], in[2], c->pos, c->B, c->T, c->H, c->KV,
                              c->hd, c->window);
 }
 static void bwd_attention(const op_case *c, float *const *din, float *scratch, const float *dout, float *const *in,
                           const float *saved) {
-    pissa__attention_backward(din[0], din[1], din[2], scratch, ATT_THREADS, dout, in[0], in[1], in[2], saved, c->B,
-                              c->T, c->H, c->KV, c->hd, c->window, c->fresh);
+    pissa__attention_backward(din[0], din[1], din[2], scratch, ATT_THREADS, dout, in[0], in[1], in[2], saved, c->pos,
+                              c->B, c->T, c->H, c->KV, c->hd, c->window, c->fresh);
 }
 
 static void fwd_silu(op_case *c, float *const *in, float *out, float *saved, float *scratch) {
@@ -358,6 +361,8 @@ enum { B_ = 2, T_ = 5, H_ = 4, KV_ = 2, HD_ = 8, N_ = B_ * T_, C_ = 12, OC_ = 7,
 static const int32_t EMB_IDS[N_] = {3, 0, 10, 3, 7, 3, 1, 10, 5, 2}; /* repeats: rows of dwte accumulate */
 static const int32_t CE_TARGETS[N_] = {3, -100, 0, 10, -100, 7, 7, 1, -100, 5};
 static const int32_t ROPE_POS[T_] = {4, 0, 9, 1, 2}; /* not 0..T-1 on purpose */
+/* Packed rows: row 0 holds sequences of 2 and 3 tokens, row 1 one of 4 and the first token of another. */
+static const int32_t PACK_POS[N_] = {0, 1, 0, 1, 2, 0, 1, 2, 3, 0};
 static float g_cos[T_ * HD_ / 2], g_sin[T_ * HD_ / 2];
 static uint8_t g_mask[N_ * C_];
 
@@ -395,6 +400,14 @@ static op_case case_rope(int explicit_positions) {
                      .ids = explicit_positions ? ROPE_POS : NULL, .start = 7, .cos_tab = g_cos, .sin_tab = g_sin,
                      .fresh_slots = 1};
 }
+/* Packed rows: each token rotated by its position in its own sequence (the tables hold positions 0..T-1). */
+static op_case case_rope_packed(void) {
+    op_case c = case_rope(0);
+    c.name = "rope_packed";
+    c.start = 0;
+    c.pos = PACK_POS;
+    return c;
+}
 static op_case case_attention(int KV) {
     return (op_case){.name = KV == H_ ? "attention_mha" : "attention_gqa", .n_in = 3, .in_name = {"q", "k", "v"},
                      .in_n = {B_ * T_ * H_ * HD_, B_ * T_ * KV * HD_, B_ * T_ * KV * HD_},
@@ -420,6 +433,23 @@ static op_case case_attention_tiles(int window) {
                      .n_scratch = pissa__attention_scratch_floats(T, ATT_THREADS), .ref = ref_attention,
                      .fwd = fwd_attention, .bwd = bwd_attention, .B = B, .T = T, .H = H, .KV = KV, .hd = HD,
                      .window = window, .fresh_slots = 7};
+}
+/* Packed rows: each query sees only its own sequence's keys (PACK_POS). */
+static op_case case_attention_packed(void) {
+    op_case c = case_attention(KV_);
+    c.name = "attention_packed";
+    c.pos = PACK_POS;
+    return c;
+}
+/* Sequences of 30, 60 and 40 tokens packed into one row of 130: the boundaries fall inside the first and second
+ * query tiles; with WINDOW 20 the window, not the sequence start, bounds most queries. */
+static int32_t g_pack_tiles[130];
+static op_case case_attention_packed_tiles(int window) {
+    op_case c = case_attention_tiles(window);
+    c.name = window ? "attention_packed_window_tiles" : "attention_packed_tiles";
+    for (int t = 0; t < 130; t++) g_pack_tiles[t] = t < 30 ? t : t < 90 ? t - 30 : t - 90;
+    c.pos = g_pack_tiles;
+    return c;
 }
 static op_case case_bias(void) {
     return (op_case){.name = "bias", .n_in = 2, .in_name = {"inp", "b"}, .in_n = {N_ * OC_, OC_}, .n_out = N_ * OC_,
@@ -693,6 +723,10 @@ OVERWRITING_OP_TESTS(attention_mha, case_attention(H_))
 OVERWRITING_OP_TESTS(attention_tiles, case_attention_tiles(0))
 OVERWRITING_OP_TESTS(attention_window, case_attention_window())
 OVERWRITING_OP_TESTS(attention_window_tiles, case_attention_tiles(70))
+OVERWRITING_OP_TESTS(rope_packed, case_rope_packed())
+OVERWRITING_OP_TESTS(attention_packed, case_attention_packed())
+OVERWRITING_OP_TESTS(attention_packed_tiles, case_attention_packed_tiles(0))
+OVERWRITING_OP_TESTS(attention_packed_window_tiles, case_attention_packed_tiles(20))
 OVERWRITING_OP_TESTS(bias, case_bias())
 OP_TESTS(silu, case_elementwise("silu"))
 OP_TESTS(mul, case_elementwise("mul"))
@@ -800,7 +834,8 @@ static void attention_is_causal_and_saves_row_logsumexp(void **state) {
     float *out2 = malloc(c.n_out * sizeof *out2), *saved2 = malloc(c.n_saved * sizeof *saved2);
     float *scratch = malloc(c.n_scratch * sizeof *scratch);
     for (int d = 0; d < hd; d++) R.in[1][(T - 1) * hd + d] += 1.0f, R.in[2][(T - 1) * hd + d] -= 2.0f;
-    pissa__attention_forward(out2, saved2, scratch, ATT_THREADS, R.in[0], R.in[1], R.in[2], 1, T, H, 1, hd, 0);
+    pissa__attention_forward(out2, saved2, scratch, ATT_THREADS, R.in[0], R.in[1], R.in[2], NULL, 1, T, H, 1, hd,
+                             0);
     assert_memory_equal(out2, R.out, (size_t)(T - 1) * H * hd * sizeof(float));
     assert_memory_equal(saved2, R.saved, (size_t)(T - 1) * sizeof(float)); /* head 0's rows before the last */
     assert_true(memcmp(out2 + (size_t)(T - 1) * H * hd, R.out + (size_t)(T - 1) * H * hd, H * hd * sizeof(float)));
@@ -818,6 +853,52 @@ static void attention_is_causal_and_saves_row_logsumexp(void **state) {
     run_free(&R);
 }
 
+/* The three sequences of case_attention_packed_tiles, packed in one row, against each run as its own row: outputs,
+ * log-sum-exps and the gradients of q, k and v agree. Not bit for bit: a query's visible scores and probabilities
+ * are the same numbers (the softmax lanes start at the sequence's first key either way), but the products P·v and
+ * dSᵀ·q run over tiles of keys that start elsewhere, so a sum of the same terms may be associated differently:
+ * each value may move by a few float32 roundings of its terms' magnitude: within 1e-6 of the largest value
+ * (measured: about 1e-7). */
+static void attention_packed_rows_equal_separate_rows(void **state) {
+    (void)state;
+    op_case c = case_attention_packed_tiles(0);
+    int T = c.T, H = c.H, hd = c.hd;
+    run R;
+    run_setup(&R, &c, 17);
+    float *g[3], *sg[3];
+    for (int i = 0; i < 3; i++) g[i] = calloc(c.in_n[i], sizeof(float)), sg[i] = calloc(c.in_n[i], sizeof(float));
+    backward_checked(&R, g, R.scratch);
+    float *out = nan_buffer(c.n_out), *lse = nan_buffer(c.n_saved), *scratch = nan_buffer(c.n_scratch);
+    static const int starts[4] = {0, 30, 90, 130};
+    for (int s = 0; s < 3; s++) { /* sequence s alone: rows starts[s] .. starts[s+1]-1 of q, k, v (KV = 1) */
+        int t0 = starts[s], n = starts[s + 1] - t0;
+        const float *q = R.in[0] + (size_t)t0 * H * hd, *k = R.in[1] + (size_t)t0 * hd, *v = R.in[2] + (size_t)t0 * hd;
+        float *lse_s = nan_buffer((size_t)H * n);
+        pissa__attention_forward(out + (size_t)t0 * H * hd, lse_s, scratch, ATT_THREADS, q, k, v, NULL, 1, n, H, 1, hd,
+                                 0);
+        pissa__attention_backward(sg[0] + (size_t)t0 * H * hd, sg[1] + (size_t)t0 * hd, sg[2] + (size_t)t0 * hd,
+                                  scratch, ATT_THREADS, R.dout + (size_t)t0 * H * hd, q, k, v, lse_s, NULL, 1, n, H, 1,
+                                  hd, 0, 0);
+        for (int h = 0; h < H; h++) memcpy(lse + (size_t)h * T + t0, lse_s + (size_t)h * n, (size_t)n * sizeof(float));
+        free(lse_s);
+    }
+    double *want = to_double(out, c.n_out);
+    assert_true(rel_err("packed out vs separate", R.out, want, c.n_out, 1e-6) <= 1e-6);
+    free(want);
+    want = to_double(lse, c.n_saved);
+    assert_true(rel_err("packed lse vs separate", R.saved, want, c.n_saved, 1e-6) <= 1e-6);
+    free(want);
+    for (int i = 0; i < 3; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "packed d%s vs separate", c.in_name[i]);
+        want = to_double(sg[i], c.in_n[i]);
+        assert_true(rel_err(what, g[i], want, c.in_n[i], 1e-6) <= 1e-6);
+        free(want), free(g[i]), free(sg[i]);
+    }
+    free(out), free(lse), free(scratch);
+    run_free(&R);
+}
+
 /* HF pairs element i with i + hd/2: a unit vector e_0 at position p rotates to cos(p)·e_0 + sin(p)·e_{hd/2}
  * (inv_freq[0] = 1); llama2.c's adjacent pairs would put sin(p) in element 1 instead. */
 static void rope_rotates_i_with_i_plus_half(void **state) {
@@ -826,7 +907,7 @@ static void rope_rotates_i_with_i_plus_half(void **state) {
     float cs[HD_ / 2], sn[HD_ / 2], x[HD_] = {1.0f}, inv[HD_ / 2];
     inv_freq_of(10000.0f, HD_, inv);
     pissa__rope_tables(cs, sn, pos, 0, 1, HD_ / 2, inv);
-    pissa__rope_forward(x, x, cs, sn, 1, 1, 1, HD_);
+    pissa__rope_forward(x, x, cs, sn, NULL, 1, 1, 1, HD_);
     assert_true(fabsf(x[0] - (float)cos(3.0)) < 1e-6f);
     assert_true(fabsf(x[HD_ / 2] - (float)sin(3.0)) < 1e-6f);
     for (int i = 1; i < HD_; i++)
@@ -864,8 +945,8 @@ static void rope_in_place_matches_out_of_place(void **state) {
     float inv[HD_ / 2];
     inv_freq_of(10000.0f, HD_, inv);
     pissa__rope_tables(cs, sn, ROPE_POS, 0, T_, HD_ / 2, inv);
-    pissa__rope_forward(y, x, cs, sn, B_, T_, H_, HD_);
-    pissa__rope_forward(x, x, cs, sn, B_, T_, H_, HD_);
+    pissa__rope_forward(y, x, cs, sn, NULL, B_, T_, H_, HD_);
+    pissa__rope_forward(x, x, cs, sn, NULL, B_, T_, H_, HD_);
     assert_memory_equal(x, y, sizeof x);
 }
 
@@ -927,6 +1008,11 @@ int main(void) {
         OVERWRITING_OP_ENTRIES(attention_tiles),
         OVERWRITING_OP_ENTRIES(attention_window),
         OVERWRITING_OP_ENTRIES(attention_window_tiles),
+        OVERWRITING_OP_ENTRIES(rope_packed),
+        OVERWRITING_OP_ENTRIES(attention_packed),
+        OVERWRITING_OP_ENTRIES(attention_packed_tiles),
+        OVERWRITING_OP_ENTRIES(attention_packed_window_tiles),
+        cmocka_unit_test(attention_packed_rows_equal_separate_rows),
         OVERWRITING_OP_ENTRIES(bias),
         cmocka_unit_test(attention_is_causal_and_saves_row_logsumexp),
         OP_ENTRIES(silu),

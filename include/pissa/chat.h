@@ -6,6 +6,7 @@
 #define PISSA_CHAT_H
 
 #include "common.h"
+#include "tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +29,17 @@ extern "C" {
 PISSA_API pissa_status pissa_chat_template_render(const char *template_text, const char *messages_json,
                                                   int add_generation_prompt, const char *extra_context_json,
                                                   char **out, size_t *out_len);
+
+/* transformers' tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=...): renders
+ * TEMPLATE_TEXT, or TOK's chat template when NULL, with pissa_chat_template_render, giving it TOK's special tokens
+ * (bos_token, eos_token, unk_token, pad_token: those it has, as transformers passes special_tokens_map) and then the
+ * members of EXTRA_CONTEXT_JSON (NULL or a JSON object, e.g. {"tools": [...], "enable_thinking": false}), which may
+ * replace them. Tokenize the result without special tokens (pissa_tokenizer_encode_text with add_special_tokens 0),
+ * as apply_chat_template(tokenize=True) does: the template writes them. PISSA_ERR_INVALID_ARG when there is no
+ * template (TOK has none and TEMPLATE_TEXT is NULL); other errors as pissa_chat_template_render. *OUT as there. */
+PISSA_API pissa_status pissa_chat_apply(const pissa_tokenizer *tok, const char *template_text,
+                                        const char *messages_json, int add_generation_prompt,
+                                        const char *extra_context_json, char **out, size_t *out_len);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,14 @@ PISSA_API pissa_status pissa_generate(pissa_generator *g, const pissa_tokenizer 
                                       int64_t steps, float temperature, float topp, uint64_t seed,
                                       pissa_token_fn callback, void *user, int64_t *n_positions);
 
+/* pissa_generate from prompt tokens already encoded (e.g. a chat template rendered with add_generation_prompt and
+ * tokenized without special tokens, pissa_chat_apply): PROMPT_IDS (N >= 1, each in [0, vocab_size)) are fed,
+ * then tokens are sampled and stop as in pissa_generate. Only the sampled tokens reach CALLBACK (the reply, not
+ * the prompt). */
+PISSA_API pissa_status pissa_generate_tokens(pissa_generator *g, const pissa_tokenizer *tok, const int32_t *prompt_ids,
+                                             size_t n, int64_t steps, float temperature, float topp, uint64_t seed,
+                                             pissa_token_fn callback, void *user, int64_t *n_positions);
+
 #ifdef __cplusplus
 }
 #endif

@@ -157,6 +157,20 @@ PISSA_API pissa_status pissa_model_loss(pissa_model *m, const int32_t *ids, cons
 PISSA_API pissa_status pissa_model_forward_backward(pissa_model *m, const int32_t *ids, const int32_t *labels, int B,
                                                     int T, float dloss, double *loss, int64_t *count);
 
+/* Packed rows (TRL's padding-free packing, docs/data.md): each row of the batch holds several sequences one after
+ * the other, and POSITION_IDS (B, T) gives each token's position in its own sequence, as Hugging Face's position_ids:
+ * 0 where a sequence starts, then up by one (position_ids[b][0] = 0; a row padded at its end continues counting
+ * into the padding). RoPE rotates each token by its own position, attention sees only the earlier keys of the same
+ * sequence (and the sliding window), and the last token of a sequence predicts nothing (TRL ignores the label at
+ * every position_ids == 0), so the loss and gradients are those of the sequences run as separate rows.
+ * POSITION_IDS NULL: one sequence per row, as pissa_model_loss. Other positions are PISSA_ERR_INVALID_ARG. */
+PISSA_API pissa_status pissa_model_loss_packed(pissa_model *m, const int32_t *ids, const int32_t *labels,
+                                               const int32_t *position_ids, int B, int T, double *loss,
+                                               int64_t *count);
+PISSA_API pissa_status pissa_model_forward_backward_packed(pissa_model *m, const int32_t *ids, const int32_t *labels,
+                                                           const int32_t *position_ids, int B, int T, float dloss,
+                                                           double *loss, int64_t *count);
+
 /* Activation checkpointing (ON nonzero; off by default): instead of every layer's activations, the working memory
  * keeps each layer's input (the residual stream entering it) and one layer's activations, shared by all layers; the
  * backward pass recomputes each layer's forward right before its backward, reusing the dropout masks the forward drew.

@@ -12,7 +12,7 @@ from .comm import Comm, mpi_available
 from .linalg import adapter_init, lora_scale, singular_values, svd_exact, svd_randomized
 from .model import AdapterView, Config, Dataset, Model, StepInfo, Trainer
 from .peft import PeftAdapter, PeftConfig, export_hf, merge_checkpoint, pissa_to_lora
-from .text import Generator, Tokenizer, TokenStream
+from .text import Generator, RowEncoder, Tokenizer, TokenStream
 
 IGNORE_INDEX = -100
 
@@ -35,5 +35,5 @@ __all__ = ["Error", "FileError", "FormatError", "InvalidArgumentError", "NotFoun
            "OutOfMemoryError", "ShapeError", "UnsupportedError", "__version__", "library_path", "library_version",
            "Array", "numpy_available", "adapter_init", "lora_scale", "singular_values", "svd_exact",
            "svd_randomized", "AdapterView", "Config", "Dataset", "Model", "StepInfo", "Trainer", "PeftAdapter",
-           "PeftConfig", "export_hf", "merge_checkpoint", "pissa_to_lora", "Generator", "Tokenizer", "TokenStream",
+           "PeftConfig", "export_hf", "merge_checkpoint", "pissa_to_lora", "Generator", "RowEncoder", "Tokenizer", "TokenStream",
            "IGNORE_INDEX", "set_num_threads", "get_num_threads", "Comm", "mpi_available"]

@@ -174,14 +174,20 @@ class StepInfo(Structure):  # train.h
 
 
 class Row(Structure):  # data.h
-    _fields_ = [("input_ids", POINTER(c_int32)), ("labels", POINTER(c_int32)), ("len", c_int64)]
+    _fields_ = [("input_ids", POINTER(c_int32)), ("labels", POINTER(c_int32)), ("len", c_int64),
+                ("position_ids", POINTER(c_int32))]
+
+
+class DataOpts(Structure):  # data.h
+    _fields_ = [("format", c_int), ("max_len", c_int64), ("completion_only_loss", c_int),
+                ("assistant_only_loss", c_int), ("chat_template", c_char_p)]
 
 
 # C name of each mirror, and of fields renamed because they are Python keywords.
 STRUCTS = {"pissa_llama_config": LlamaConfig, "pissa_rsvd_opts": RsvdOpts, "pissa_init_opts": InitOpts,
            "pissa_adapter_opts": AdapterOpts, "pissa_model_opts": ModelOpts, "pissa_adapter_view": AdapterView, "pissa_param_view": ParamView,
            "pissa_optim_opts": OptimOpts, "pissa_train_opts": TrainOpts, "pissa_step_info": StepInfo,
-           "pissa_row": Row}
+           "pissa_row": Row, "pissa_data_opts": DataOpts}
 FIELD_C_NAMES = {"in_": "in"}
 
 # ---- prototypes: every C function the package calls ----
@@ -247,6 +253,9 @@ _PROTOTYPES = {
     "pissa_model_logits": (st, [P, Ip, c_int, c_int, Fp]),
     "pissa_model_loss": (st, [P, Ip, Ip, c_int, c_int, POINTER(c_double), POINTER(c_int64)]),
     "pissa_model_forward_backward": (st, [P, Ip, Ip, c_int, c_int, c_float, POINTER(c_double), POINTER(c_int64)]),
+    "pissa_model_loss_packed": (st, [P, Ip, Ip, Ip, c_int, c_int, POINTER(c_double), POINTER(c_int64)]),
+    "pissa_model_forward_backward_packed": (st, [P, Ip, Ip, Ip, c_int, c_int, c_float, POINTER(c_double),
+                                                 POINTER(c_int64)]),
     "pissa_model_arena_bytes": (c_size_t, [P]),
     "pissa_model_set_grad_checkpoint": (None, [P, c_int]),
     "pissa_model_grad_checkpoint": (c_int, [P]),
@@ -264,6 +273,15 @@ _PROTOTYPES = {
     "pissa_dataset_total_tokens": (c_int64, [P]),
     "pissa_dataset_max_len": (c_int64, [P]),
     "pissa_dataset_row": (st, [P, c_size_t, POINTER(Row)]),
+    "pissa_data_default_opts": (DataOpts, []),
+    "pissa_data_format_parse": (st, [c_char_p, POINTER(c_int)]),
+    "pissa_data_detect_format": (st, [c_char_p, POINTER(c_int)]),
+    "pissa_dataset_load": (st, [c_char_p, P, c_int32, POINTER(DataOpts), POINTER(P)]),
+    "pissa_dataset_pack": (st, [P, c_int64, POINTER(P)]),
+    "pissa_dataset_is_packed": (c_int, [P]),
+    "pissa_row_encoder_create": (st, [P, POINTER(DataOpts), POINTER(P)]),
+    "pissa_row_encoder_free": (None, [P]),
+    "pissa_row_encoder_encode": (st, [P, c_char_p, c_size_t, POINTER(Row)]),
     # train.h
     "pissa_optim_default_opts": (OptimOpts, []),
     "pissa_optim_kind_parse": (st, [c_char_p, POINTER(c_int)]),
@@ -310,6 +328,12 @@ _PROTOTYPES = {
     "pissa_generator_forward": (st, [P, c_int32, c_int64, Fp]),
     "pissa_generate": (st, [P, P, c_char_p, c_int64, c_float, c_float, c_uint64, TOKEN_FN, c_void_p,
                             POINTER(c_int64)]),
+    "pissa_generate_tokens": (st, [P, P, Ip, c_size_t, c_int64, c_float, c_float, c_uint64, TOKEN_FN, c_void_p,
+                                   POINTER(c_int64)]),
+    # chat.h
+    "pissa_chat_template_render": (st, [c_char_p, c_char_p, c_int, c_char_p, POINTER(c_void_p),
+                                        POINTER(c_size_t)]),
+    "pissa_chat_apply": (st, [P, c_char_p, c_char_p, c_int, c_char_p, POINTER(c_void_p), POINTER(c_size_t)]),
     # peft.h
     "pissa_peft_config_create": (st, [POINTER(P)]),
     "pissa_peft_config_parse": (st, [c_char_p, c_size_t, c_char_p, POINTER(P)]),

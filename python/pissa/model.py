@@ -261,6 +261,50 @@ class Dataset(_core.Handle):
         return cls(h.value)
 
     @classmethod
+    def load(cls, path, tokenizer=None, vocab_size=None, max_len=0, format="auto", completion_only_loss=True,
+             assistant_only_loss=True, chat_template=None):
+        """A data set in any of TRL's formats (docs/data.md): JSONL lines {"messages": [...]}, {"prompt",
+        "completion"} (strings or lists of messages), {"text"}, {"input_ids", "labels"}, mixed freely; or plain text
+        (FORMAT "text", or "auto" when the first line is not a JSON object), cut into rows of MAX_LEN tokens.
+        TOKENIZER (a pissa.Tokenizer) encodes the rows that need it; VOCAB_SIZE (default: the tokenizer's) bounds the
+        ids. JSONL rows longer than MAX_LEN (0: no limit) are cut, with one warning."""
+        from .text import data_opts
+        if vocab_size is None:
+            if tokenizer is None:
+                raise ValueError("Dataset.load: give vocab_size (the model's) or a tokenizer")
+            vocab_size = tokenizer.vocab_size
+        o, keep = data_opts(completion_only_loss, assistant_only_loss, chat_template, max_len, format)
+        h = c_void_p()
+        check(lib.pissa_dataset_load(cstr(path, "path"), tokenizer._h if tokenizer is not None else None, vocab_size,
+                                     byref(o), byref(h)))
+        del keep
+        return cls(h.value)
+
+    def pack(self, seq_len):
+        """The rows packed into rows of at most SEQ_LEN tokens (TRL's best-fit-decreasing packing with
+        position_ids; docs/data.md): a new Dataset whose rows the trainer runs without attention or loss crossing
+        from one packed row into the next."""
+        h = c_void_p()
+        check(lib.pissa_dataset_pack(self._h, seq_len, byref(h)))
+        return type(self)(h.value)
+
+    @property
+    def packed(self):
+        return bool(lib.pissa_dataset_is_packed(self._h))
+
+    def row(self, i):
+        """Row I as a dict: input_ids, labels, and in a packed data set position_ids."""
+        if i < 0:
+            i += len(self)
+        r = Row()
+        check(lib.pissa_dataset_row(self._h, i, byref(r)))
+        out = {"input_ids": _core.copy_out(r.input_ids, (r.len,), "i"),
+               "labels": _core.copy_out(r.labels, (r.len,), "i")}
+        if r.position_ids:
+            out["position_ids"] = _core.copy_out(r.position_ids, (r.len,), "i")
+        return out
+
+    @classmethod
     def load_text(cls, path, tokenizer, seq_len):
         """A text file encoded once with TOKENIZER and cut into rows of SEQ_LEN tokens overlapping by one."""
         h = c_void_p()

@@ -1,13 +1,56 @@
 """Tokenizers (llama2.c tokenizer.bin, Hugging Face tokenizer.json) and text generation."""
 import ctypes
+import json
 import os
 from ctypes import POINTER, byref, c_char, c_int32, c_int64, c_size_t, c_void_p
 
 from . import _core
-from ._lib import TOKEN_FN, Ip, check, cstr, lib, model_opts
+from ._lib import TOKEN_FN, Ip, Row, check, cstr, lib, model_opts
 
 
 _SPECIALS = {"bos": 0, "eos": 1, "unk": 2, "pad": 3}
+
+
+def data_opts(completion_only_loss=True, assistant_only_loss=True, chat_template=None, max_len=0, format="auto"):
+    """pissa_data_opts with these values (docs/data.md); returns (struct, the bytes it points into)."""
+    o = lib.pissa_data_default_opts()
+    o.completion_only_loss = int(bool(completion_only_loss))
+    o.assistant_only_loss = int(bool(assistant_only_loss))
+    o.max_len = max_len
+    fmt = ctypes.c_int()
+    check(lib.pissa_data_format_parse(cstr(format, "format"), byref(fmt)))
+    o.format = fmt.value
+    keep = cstr(chat_template, "chat_template") if chat_template is not None else None
+    o.chat_template = keep
+    return o, keep
+
+
+def _messages_json(conversation):
+    if isinstance(conversation, (str, bytes)):
+        return conversation.encode() if isinstance(conversation, str) else bytes(conversation)
+    return json.dumps(list(conversation), ensure_ascii=False).encode()
+
+
+class RowEncoder(_core.Handle):
+    """pissa_row_encoder: one training row (a dict in any of TRL's formats, or its JSON text) -> (input_ids, labels),
+    exactly as pissa.Dataset.load encodes the rows of a file. Keeps the tokenizer alive."""
+
+    _kind = "RowEncoder"
+
+    def __init__(self, tokenizer, completion_only_loss=True, assistant_only_loss=True, chat_template=None):
+        o, keep = data_opts(completion_only_loss, assistant_only_loss, chat_template)
+        h = c_void_p()
+        check(lib.pissa_row_encoder_create(tokenizer._h if tokenizer is not None else None, byref(o), byref(h)))
+        del keep  # the template is parsed by now
+        self._init_handle(h.value, lib.pissa_row_encoder_free, parents=(tokenizer,) if tokenizer is not None else ())
+
+    def encode(self, row):
+        """(input_ids, labels) of ROW (labels -100 where there is no target)."""
+        data = row if isinstance(row, (str, bytes)) else json.dumps(row, ensure_ascii=False)
+        data = data.encode() if isinstance(data, str) else bytes(data)
+        r = Row()
+        check(lib.pissa_row_encoder_encode(self._h, data, len(data), byref(r)))
+        return [r.input_ids[i] for i in range(r.len)], [r.labels[i] for i in range(r.len)]
 
 
 class Tokenizer(_core.Handle):
@@ -138,6 +181,53 @@ class Tokenizer(_core.Handle):
         lib.pissa_tokenizer_stop_ids(self._h, byref(p), byref(n))
         return [p[i] for i in range(n.value)]
 
+    def apply_chat_template(self, conversation, tools=None, add_generation_prompt=False, tokenize=True,
+                            return_dict=False, return_assistant_tokens_mask=False, chat_template=None, **kwargs):
+        """transformers' tokenizer.apply_chat_template: CONVERSATION (a list of {"role", "content", ...} dicts, or
+        their JSON text) rendered by the chat template (CHAT_TEMPLATE, a Jinja source, or the tokenizer's) with the
+        tokenizer's special tokens, TOOLS and the extra template variables KWARGS (e.g. enable_thinking=False).
+        TOKENIZE False: the text. True: its ids, encoded without special tokens (the template writes them); with
+        RETURN_DICT, {"input_ids", "attention_mask"}, and with RETURN_ASSISTANT_TOKENS_MASK also "assistant_masks"
+        (1 on the tokens of the assistant turns, each with its end-of-turn token: the targets pissa.Dataset gives a
+        {"messages"} row, docs/data.md)."""
+        if return_assistant_tokens_mask and (not tokenize or not return_dict or add_generation_prompt):
+            raise ValueError("return_assistant_tokens_mask needs tokenize=True, return_dict=True and "
+                             "add_generation_prompt=False")
+        extra = dict(kwargs)
+        if tools is not None:
+            extra["tools"] = tools
+        p, n = c_void_p(), c_size_t()
+        check(lib.pissa_chat_apply(self._h, cstr(chat_template, "chat_template") if chat_template is not None else
+                                   None, _messages_json(conversation), int(bool(add_generation_prompt)),
+                                   json.dumps(extra, ensure_ascii=False).encode() if extra else None, byref(p),
+                                   byref(n)))
+        try:
+            text = ctypes.string_at(p, n.value).decode("utf-8")
+        finally:
+            lib.pissa_free(p)
+        if not tokenize:
+            return text
+        ids = self.encode(text, add_special_tokens=False)
+        if not return_dict:
+            return ids
+        out = {"input_ids": ids, "attention_mask": [1] * len(ids)}
+        if return_assistant_tokens_mask:
+            row = {"messages": json.loads(_messages_json(conversation))}
+            if tools is not None:
+                row["tools"] = tools
+            if kwargs:
+                row["chat_template_kwargs"] = kwargs
+            got, labels = RowEncoder(self, chat_template=chat_template).encode(row)
+            if got != ids:
+                raise RuntimeError("apply_chat_template: the row encoder tokenized the conversation differently")
+            out["assistant_masks"] = [int(x != -100) for x in labels]
+        return out
+
+    def encode_row(self, row, completion_only_loss=True, assistant_only_loss=True, chat_template=None):
+        """(input_ids, labels) of a training row (a dict in any of TRL's formats, or its JSON text), as
+        pissa.Dataset.load and pissa-tokenize --chat encode it (docs/data.md)."""
+        return RowEncoder(self, completion_only_loss, assistant_only_loss, chat_template).encode(row)
+
     def stream(self, skip_special_tokens=True):
         """A TokenStream that turns ids arriving one at a time into text (for printing during generation)."""
         return TokenStream(self, skip_special_tokens)
@@ -225,6 +315,38 @@ class Generator(_core.Handle):
         text = prompt.encode() if isinstance(prompt, str) else prompt
         check(lib.pissa_generate(self._h, self.tokenizer._h, text, steps, temperature, topp, seed, fn, None,
                                  byref(n)))
+        if error:
+            raise error[0]
+        self.positions = n.value
+        return b"".join(pieces).decode("utf-8", "replace")
+
+    def chat(self, conversation, system=None, steps=256, temperature=1.0, topp=0.9, seed=0, callback=None,
+             chat_template=None, **kwargs):
+        """One assistant turn: CONVERSATION (a user message as a str, or a list of messages) rendered by the chat
+        template with add_generation_prompt (SYSTEM, if given, as a first system message; KWARGS as template
+        variables), then tokens sampled until the tokenizer's eos or end-of-turn token or STEPS positions. Returns
+        the reply's text (the prompt is not included). CALLBACK as in generate()."""
+        messages = [{"role": "user", "content": conversation}] if isinstance(conversation, str) else list(conversation)
+        if system is not None:
+            messages = [{"role": "system", "content": system}] + messages
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, chat_template=chat_template,
+                                                 **kwargs)
+        pieces, error = [], []
+
+        def on_token(user, token, piece, length):
+            try:
+                b = ctypes.string_at(piece, length)
+                pieces.append(b)
+                return 1 if callback is not None and callback(token, b) else 0
+            except BaseException as e:  # noqa: B902 - KeyboardInterrupt too must not cross into C
+                error.append(e)
+                return 1
+
+        fn = TOKEN_FN(on_token)
+        n = c_int64()
+        buf = (c_int32 * max(len(ids), 1))(*ids)
+        check(lib.pissa_generate_tokens(self._h, self.tokenizer._h, buf, len(ids), steps, temperature, topp, seed,
+                                        fn, None, byref(n)))
         if error:
             raise error[0]
         self.positions = n.value

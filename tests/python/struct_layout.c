@@ -81,7 +81,11 @@ int main(void) {
         FIELD(pissa_step_info, grad_norm); FIELD(pissa_step_info, tokens); FIELD(pissa_step_info, epoch);
     END
     STRUCT(pissa_row)
-        FIELD(pissa_row, input_ids); FIELD(pissa_row, labels); FIELD(pissa_row, len);
+        FIELD(pissa_row, input_ids); FIELD(pissa_row, labels); FIELD(pissa_row, len); FIELD(pissa_row, position_ids);
+    END
+    STRUCT(pissa_data_opts)
+        FIELD(pissa_data_opts, format); FIELD(pissa_data_opts, max_len); FIELD(pissa_data_opts, completion_only_loss);
+        FIELD(pissa_data_opts, assistant_only_loss); FIELD(pissa_data_opts, chat_template);
     END
     printf("}\n");
     return 0;
