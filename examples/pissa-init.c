@@ -1,7 +1,10 @@
-/* pissa-init: PiSSA/LoRA initialisation of a Hugging Face Llama checkpoint, as the official PiSSA workflow
- * does it: OUT/ gets the residual model (config.json + model.safetensors, the targeted weights replaced by
- * W_res = W − s·B·A), OUT/pissa_init/ the initial adapter in PEFT's format with init_lora_weights: true, so
- * loading it never redoes the SVD. */
+/* pissa-init: PiSSA/LoRA initialisation of a Hugging Face checkpoint, as the official PiSSA workflow does it: OUT/
+ * gets the residual model (config.json + model.safetensors, the targeted weights replaced by W_res = W − s·B·A),
+ * OUT/pissa_init/ the initial adapter in PEFT's format with init_lora_weights: true, so loading it never redoes the
+ * SVD. With --quantize, QPiSSA as the official utils/init_qpissa.py: T rounds of SVD and quantization, the residual
+ * written as deq(q(W − s·B·A)) in the checkpoint's dtype, and the PiSSA repo's quantization error reported. Every
+ * weight is read, split and written one at a time from the mapped checkpoint (phase 2 recomputes each residual from
+ * its adapter), so memory holds a few matrices, not the model. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -30,6 +33,10 @@ static const char *usage =
     "  --seed S           seed of the random test matrix / LoRA init (default 0)\n"
     "  --rslora           scale alpha/sqrt(r) instead of alpha/r (use_rslora)\n"
     "  --dtype T          f32, bf16 or f16 for the residual model and adapter (default: the base's)\n"
+    "  --quantize Q       QPiSSA for a base that will be trained quantized (--base-dtype Q): nf4 or int8. The\n"
+    "                     residual is written dequantized, deq(q(W - s*B*A)), as the official init_qpissa.py\n"
+    "  --qiter T          QPiSSA's alternating rounds (default 1): res = W - deq(q(W - s*B*A)) is split again\n"
+    "  --no-quant-error   skip the error report of --quantize (two full SVDs per matrix: slow for 7B models)\n"
     "  --exact-energy     always compute the exact top-r energy for randomized SVD (default: only when cheap)\n"
     "  --threads N        BLAS threads (default: OPENBLAS_NUM_THREADS or all cores)\n"
     "  -q, --quiet        no progress lines\n"
@@ -44,12 +51,15 @@ typedef struct target {
     float *A;          /* (r, in) */
     float *B;          /* (out, r) */
     double seconds, energy, exact_energy, rel_err;
+    pissa_qpissa_stats q; /* --quantize: the error against QLoRA and the re-quantized codes */
 } target;
 
 typedef struct run {
     pissa_checkpoint *ckpt;
     pissa_init_opts opts;
     double scale;
+    int quantize;      /* a pissa_qtype (NF4, INT8), or -1 */
+    int qiter, quant_error;
     int have_dtype;
     pissa_dtype dtype;
     float *W, *sBA; /* scratch, (max out·in) */
@@ -95,6 +105,8 @@ static pissa_status fill_residual(void *user, const char *name, float *dst, int6
     pissa_status st = pissa_checkpoint_read_f32(R->ckpt, name, R->W, numel);
     if (st != PISSA_OK) return st;
     st = pissa_adapter_residual(R->W, t->out, t->in, r, t->A, t->B, R->scale, dst);
+    if (st == PISSA_OK && R->quantize >= 0) /* QPiSSA: the last round's Q = q(W − s·B·A), written as deq(Q) */
+        st = pissa_quant_roundtrip((pissa_qtype)R->quantize, dst, t->out, t->in, dst);
     if (st != PISSA_OK) return st;
     if (c->out_dtype != PISSA_F32) { /* round as the file will store it: the writer's conversion is then exact */
         uint16_t *tmp = malloc(sizeof(uint16_t) * (size_t)numel);
@@ -126,6 +138,38 @@ static pissa_status fill_convert(void *user, const char *name, float *dst, int64
     return pissa_checkpoint_read_f32(((fill_ctx *)user)->run->ckpt, name, dst, numel);
 }
 
+/* QPiSSA's report: per matrix and on average, the PiSSA repo's error reduction against QLoRA,
+ * 1 − ‖W − (deq(q(W_res)) + s·B·A)‖_* / ‖W − deq(q(W))‖_*, and how many codes the written residual re-quantizes to. */
+static void report_qpissa(const run *R, const target *targets, int64_t n) {
+    const char *q = pissa_qtype_name((pissa_qtype)R->quantize);
+    printf("  QPiSSA: %s, %d round%s; the residual is written as deq(q(W - s*B*A))\n", q, R->qiter,
+           R->qiter == 1 ? "" : "s");
+    if (!R->quant_error) {
+        printf("  (quantization error not computed: --no-quant-error)\n");
+        return;
+    }
+    double sum_red = 0, sum_qpissa = 0, sum_qlora = 0;
+    int64_t same = 0, total = 0, sc_same = 0, sc_total = 0;
+    printf("  %-44s %16s %16s %10s %10s\n", "matrix", "|E| QLoRA", "|E| QPiSSA", "reduction", "codes kept");
+    for (int64_t i = 0; i < n; i++) {
+        const pissa_qpissa_stats *st = &targets[i].q;
+        printf("  %-44s %16.9g %16.9g %9.4f%% %9.4f%%\n", targets[i].module, st->nuc_qlora, st->nuc_qpissa,
+               100 * st->err_reduction, st->codes_total ? 100.0 * (double)st->codes_same / (double)st->codes_total : 0);
+        sum_red += st->err_reduction;
+        sum_qpissa += st->nuc_qpissa;
+        sum_qlora += st->nuc_qlora;
+        same += st->codes_same, total += st->codes_total;
+        sc_same += st->scales_same, sc_total += st->scales_total;
+    }
+    printf("  quantization error reduction against QLoRA (nuclear norms, %s): mean %.2f%% over %lld matrices, "
+           "pooled %.2f%%\n",
+           q, 100 * sum_red / (double)n, (long long)n, sum_qlora > 0 ? 100 * (1 - sum_qpissa / sum_qlora) : 0.0);
+    printf("  the written residual re-quantized (--base-dtype %s): %.4f%% of %lld codes and %.4f%% of %lld scales as "
+           "QPiSSA's\n",
+           q, total ? 100.0 * (double)same / (double)total : 0, (long long)total,
+           sc_total ? 100.0 * (double)sc_same / (double)sc_total : 0, (long long)sc_total);
+}
+
 /* config.json for OUT: the base's text, with its dtype field set when --dtype changes it. */
 static char *output_config(const char *json, int have_dtype, pissa_dtype dtype) {
     if (!have_dtype) return strdup(json);
@@ -142,7 +186,7 @@ int main(int argc, char **argv) {
     double alpha = NAN;
     uint64_t seed = 0;
     int rslora = 0, quiet = 0, exact_energy = 0, threads = 0;
-    run R = {0};
+    run R = {.quantize = -1, .qiter = 1, .quant_error = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -160,6 +204,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) seed = cli_u64(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--rslora")) rslora = 1;
         else if (!strcmp(a, "--exact-energy")) exact_energy = 1;
+        else if (!strcmp(a, "--quantize")) {
+            R.quantize = cli_qtype(a, cli_value(argc, argv, &i));
+            if (!pissa_qtype_is_quantized((pissa_qtype)R.quantize)) cli_usage_error("--quantize: nf4 or int8");
+        } else if (!strcmp(a, "--qiter")) R.qiter = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1000);
+        else if (!strcmp(a, "--no-quant-error")) R.quant_error = 0;
         else if (!strcmp(a, "--threads")) threads = (int)cli_int(a, cli_value(argc, argv, &i), 1, 1024);
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
         else if (!strcmp(a, "--dtype")) {
@@ -180,6 +229,11 @@ int main(int argc, char **argv) {
     R.opts.oversample = oversample;
     R.opts.seed = seed;
     R.scale = pissa_lora_scale(R.opts.alpha, rank, rslora);
+    int principal = R.opts.kind >= PISSA_INIT_PISSA;
+    if (R.quantize >= 0 && !principal)
+        cli_usage_error("--quantize is QPiSSA: it needs --init pissa or pissa_niter_N (QLoRA needs no init step: train "
+                        "the base with --base-dtype %s)", pissa_qtype_name((pissa_qtype)R.quantize));
+    if (R.quantize < 0 && R.qiter != 1) cli_usage_error("--qiter applies to --quantize only");
     if (threads) pissa_set_num_threads(threads);
 
     cli_check_output("--out", out_dir, "--model", model_dir);
@@ -218,7 +272,7 @@ int main(int argc, char **argv) {
 
     char init_name[64];
     pissa_init_name(&R.opts, init_name, sizeof init_name);
-    int randomized = R.opts.kind == PISSA_INIT_PISSA_NITER, principal = R.opts.kind >= PISSA_INIT_PISSA;
+    int randomized = R.opts.kind == PISSA_INIT_PISSA_NITER;
     if (!quiet)
         fprintf(stderr, "pissa-init: %s: %lld layers, %lld matrices, init %s, rank %lld, alpha %g (scale %g)\n",
                 model_dir, (long long)L, (long long)n_targets, init_name, (long long)rank, R.opts.alpha, R.scale);
@@ -238,7 +292,12 @@ int main(int argc, char **argv) {
             if (!t->A || !t->B) cli_fail("out of memory");
             cli_check(pissa_checkpoint_read_f32(R.ckpt, t->tensor, R.W, numel), t->tensor);
             double ts = cli_now();
-            cli_check(pissa_adapter_init(R.W, t->out, t->in, &R.opts, t->A, t->B, NULL), t->tensor);
+            if (R.quantize < 0) cli_check(pissa_adapter_init(R.W, t->out, t->in, &R.opts, t->A, t->B, NULL), t->tensor);
+            else /* QPiSSA; the residual is recomputed from A and B when written (fill_residual) */
+                cli_check(pissa_qpissa_init(R.W, t->out, t->in, &R.opts, (pissa_qtype)R.quantize, R.qiter,
+                                            R.have_dtype ? R.dtype : t->dtype, t->A, t->B, NULL,
+                                            R.quant_error ? &t->q : NULL),
+                          t->tensor);
             t->seconds = cli_now() - ts;
             init_seconds += t->seconds;
             double w2 = sumsq(R.W, numel);
@@ -263,6 +322,9 @@ int main(int argc, char **argv) {
                 len += snprintf(line + len, sizeof line - (size_t)len, "  %s %.4f", short_name, t->energy);
             else
                 len += snprintf(line + len, sizeof line - (size_t)len, "  %s", short_name);
+            if (len >= (int)sizeof line) len = (int)sizeof line - 1;
+            if (R.quantize >= 0 && R.quant_error)
+                len += snprintf(line + len, sizeof line - (size_t)len, " (err -%.1f%%)", 100 * t->q.err_reduction);
             if (len >= (int)sizeof line) len = (int)sizeof line - 1;
         }
         if (!quiet) fprintf(stderr, "%s  (%.2f s)\n", line, cli_now() - tl);
@@ -349,6 +411,7 @@ int main(int argc, char **argv) {
                    (long long)n_targets, sum_x / (double)n_exact, worst);
         printf("\n");
     }
+    if (R.quantize >= 0) report_qpissa(&R, targets, n_targets);
     printf("  wrote %s/model.safetensors, %s/config.json and %s/pissa_init/\n", out_dir, out_dir, out_dir);
     for (int64_t i = 0; i < n_targets; i++) {
         free(targets[i].A);

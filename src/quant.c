@@ -23,6 +23,15 @@ const char *pissa_qtype_name(pissa_qtype t) { return (unsigned)t < PISSA_QTYPE_C
 
 int pissa_qtype_is_quantized(pissa_qtype t) { return t == PISSA_QTYPE_NF4 || t == PISSA_QTYPE_INT8; }
 
+pissa_status pissa_quant_roundtrip(pissa_qtype type, const float *W, int64_t rows, int64_t cols, float *out) {
+    if (!W || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_quant_roundtrip: NULL argument");
+    pissa__qweight q;
+    PISSA_TRY(pissa__qweight_quantize(&q, type, W, rows, cols));
+    pissa__qweight_dequantize(&q, 0, rows, out);
+    pissa__qweight_release(&q);
+    return PISSA_OK;
+}
+
 pissa_status pissa_qtype_parse(const char *s, pissa_qtype *out) {
     if (!s || !out) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_qtype_parse: NULL argument");
     static const struct {

@@ -34,6 +34,9 @@ PISSA_API pissa_status pissa_qtype_parse(const char *s, pissa_qtype *out);
 PISSA_API const char *pissa_qtype_name(pissa_qtype t);
 /* Whether the format is a quantization (NF4, INT8), as opposed to a float format. */
 PISSA_API int pissa_qtype_is_quantized(pissa_qtype t);
+/* OUT (rows, cols) = deq(q(W)): W stored in TYPE and read back as float32, the values a frozen base in TYPE holds (NF4
+ * and INT8 refuse NaN and ±Inf, F16 a finite value that overflows). OUT may be W. */
+PISSA_API pissa_status pissa_quant_roundtrip(pissa_qtype type, const float *W, int64_t rows, int64_t cols, float *out);
 
 #ifdef __cplusplus
 }

@@ -59,8 +59,8 @@ def margin(w, qtype):
         flat = a.reshape(-1)
         n, full = flat.size, flat.size - flat.size % Q.BLOCK
         am = np.abs(flat[:full].reshape(-1, Q.BLOCK)).max(axis=1)
-        s = np.concatenate([(flat[:full].reshape(-1, Q.BLOCK) / am[:, None]).reshape(-1),
-                            flat[full:] / np.abs(flat[full:]).max()])
+        tail = flat[full:] / np.abs(flat[full:]).max() if full < n else flat[:0]  # the short last block, if any
+        s = np.concatenate([(flat[:full].reshape(-1, Q.BLOCK) / am[:, None]).reshape(-1), tail])
         return float(np.abs(s[:, None] - Q.NF4_MIDPOINTS[None, :]).min())
     am = np.abs(a).max(axis=1)
     v = a * (127.0 / am[:, None])
