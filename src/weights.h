@@ -58,7 +58,8 @@ void pissa__weights_replace(pissa__weights *w, size_t i, pissa__qweight *q);
 void pissa__weights_drop(const pissa__weights *w, size_t i);
 /* Bytes the weights hold in memory by format (mapped or owned), for reports. */
 size_t pissa__weights_bytes(const pissa__weights *w);
-/* Writes W as a Hugging Face folder (config.json + model.safetensors) in DTYPE. */
+/* Writes W as a Hugging Face folder (config.json + model.safetensors) in DTYPE, or for -1 in the dtype its config
+ * names (torch_dtype; F32 when absent). */
 pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, pissa_dtype dtype);
 
 #endif

@@ -125,9 +125,9 @@ PISSA_API pissa_status pissa_model_param(const pissa_model *m, size_t i, pissa_p
 
 /* Writes the model's current base weights as a Hugging Face folder in DIR (created): config.json (the source's,
  * with torch_dtype set to DTYPE; synthesised for a llama2.c source) and model.safetensors in DTYPE (F32, F16 or
- * BF16), each file replaced atomically. E.g. the result of full fine-tuning. With PiSSA adapters the residuals
- * W − s·B₀·A₀ take the place of their base weights (the residual model, as pissa-init writes it); adapters
- * themselves are not written (pissa_model_save_adapter). */
+ * BF16, or -1: the dtype the source's config names, F32 when it names none), each file replaced atomically. E.g.
+ * the result of full fine-tuning. With PiSSA adapters the residuals W − s·B₀·A₀ take the place of their base weights
+ * (the residual model, as pissa-init writes it); adapters themselves are not written (pissa_model_save_adapter). */
 PISSA_API pissa_status pissa_model_save(const pissa_model *m, const char *dir, pissa_dtype dtype);
 
 /* Zeroes the gradients of every trainable parameter. */
