@@ -2,12 +2,16 @@
  * random-weight Llama, for the configurations of REFERENCE.md §7. bench/bench_train_torch.py runs the same step in
  * PyTorch and bench/run_train.sh prints both side by side.
  *
- *   bench_train --config stories260k|d512|d768 [--warmup 2] [--steps 5] [--threads 2] [--dir DIR] [--peak-n 2048]
- *               [--grad-checkpoint]
- *   bench_train --model DIR [--batch 4] [--seq 256] [...]: an existing checkpoint instead (e.g. one pissa-synth wrote;
- *               used as stored, a BF16 base from the mapping), its dimensions read from its config (hd = D/H)
+ *   bench_train --config stories260k|d512|d768|d2048|d4096 [--base-dtype f32|bf16|f16|nf4|int8] [--warmup 2]
+ *               [--steps 5] [--threads 2] [--dir DIR] [--peak-n 2048] [--grad-checkpoint]
+ *   bench_train --model DIR [--batch 4] [--seq 256] [...]: an existing checkpoint instead (e.g. one pissa-synth wrote),
+ *               its dimensions read from its config (hd = D/H)
  *
- * --grad-checkpoint turns activation checkpointing on (pissa_model_set_grad_checkpoint).
+ * d2048 and d4096 are not in REFERENCE.md §7: TinyLlama-1.1B's and Llama-2-7B's layer shapes (4 and 2 layers, so a
+ * step takes seconds), at the batch of the memory goals (4 × 256 and 1 × 512), for the base-dtype axis of
+ * run_train.sh: --base-dtype loads the frozen projections in that format (pissa_model_load_with_opts; the
+ * checkpoint is F32, so bf16/f16 are converted and nf4/int8 quantized at load); default: as stored (a BF16
+ * checkpoint from the mapping). --grad-checkpoint turns activation checkpointing on (pissa_model_set_grad_checkpoint).
  *
  * One configuration per process, so that the peak RSS (getrusage ru_maxrss) of one does not hide another's. The
  * checkpoint (tied embeddings, F32 safetensors) is written once to DIR/<config> (default
@@ -55,8 +59,10 @@ static const config configs[] = {
     {"stories260k", 64, 5, 8, 4, 172, 512, 8, 256},
     {"d512", 512, 8, 8, 8, 1376, 4096, 4, 256},
     {"d768", 768, 12, 12, 12, 2048, 32000, 4, 256},
+    {"d2048", 2048, 4, 32, 4, 5632, 32000, 4, 256},
+    {"d4096", 4096, 2, 32, 32, 11008, 32000, 1, 512},
 };
-#define N_CONFIGS 3
+#define N_CONFIGS 5
 #define RANK 16
 
 /* ---- the random checkpoint ---- */
@@ -191,8 +197,9 @@ static double sgemm_peak(int n) {
     return 2.0 * n * (double)n * n / best * 1e-9;
 }
 
-/* The random checkpoint of C in BASE_DIR/<name> (default $TMPDIR/pissa-bench-train/<name>), written once, loaded. */
-static pissa_model *load_config(const config *c, const char *base_dir) {
+/* The random checkpoint of C in BASE_DIR/<name> (default $TMPDIR/pissa-bench-train/<name>), written once, loaded
+ * with MO. */
+static pissa_model *load_config(const config *c, const char *base_dir, const pissa_model_opts *mo) {
     char dir[4096], path[4200];
     const char *tmp = getenv("TMPDIR");
     if (base_dir) snprintf(dir, sizeof dir, "%s/%s", base_dir, c->name);
@@ -215,7 +222,7 @@ static pissa_model *load_config(const config *c, const char *base_dir) {
     }
 
     pissa_model *m;
-    cli_check(pissa_model_load(dir, &m), dir);
+    cli_check(pissa_model_load_with_opts(dir, mo, &m), dir);
     return m;
 }
 
@@ -225,6 +232,7 @@ int main(int argc, char **argv) {
     cli_prog = "bench_train";
     const char *cname = NULL, *base_dir = NULL, *model_dir = NULL;
     int warmup = 2, steps = 5, threads = 2, peak_n = 2048, checkpoint = 0, batch = 4, seq = 256;
+    pissa_model_opts mo = pissa_model_default_opts();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--config") && v) cname = v, i++;
@@ -236,10 +244,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--model") && v) model_dir = v, i++;
         else if (!strcmp(a, "--batch") && v) batch = atoi(v), i++;
         else if (!strcmp(a, "--seq") && v) seq = atoi(v), i++;
+        else if (!strcmp(a, "--base-dtype") && v) mo.base_dtype = cli_qtype(a, v), i++;
         else if (!strcmp(a, "--grad-checkpoint")) checkpoint = 1;
         else {
-            fprintf(stderr, "usage: bench_train (--config stories260k|d512|d768 | --model DIR [--batch 4] [--seq 256]) "
-                            "[--warmup 2] [--steps 5] [--threads 2] [--dir DIR] [--peak-n 2048] [--grad-checkpoint]\n");
+            fprintf(stderr, "usage: bench_train (--config stories260k|d512|d768|d2048|d4096 | --model DIR [--batch 4] [--seq 256]) "
+                            "[--base-dtype T] [--warmup 2] [--steps 5] [--threads 2] [--dir DIR] [--peak-n 2048] [--grad-checkpoint]\n");
             return 2;
         }
     }
@@ -247,7 +256,7 @@ int main(int argc, char **argv) {
     for (int i = 0; cname && i < N_CONFIGS; i++)
         if (!strcmp(cname, configs[i].name)) c = &configs[i];
     if (!c == !model_dir || steps < 1 || warmup < 0 || threads < 1 || peak_n < 64 || batch < 1 || seq < 2) {
-        fprintf(stderr, "bench_train: give --config stories260k, d512 or d768, or --model DIR (and positive counts)\n");
+        fprintf(stderr, "bench_train: give --config stories260k, d512, d768, d2048 or d4096, or --model DIR (and positive counts)\n");
         return 2;
     }
     pissa_set_num_threads(threads);
@@ -255,14 +264,15 @@ int main(int argc, char **argv) {
     pissa_model *m;
     config from_model;
     if (model_dir) {
-        cli_check(pissa_model_load(model_dir, &m), model_dir);
+        cli_check(pissa_model_load_with_opts(model_dir, &mo, &m), model_dir);
         const pissa_llama_config *mc = pissa_model_config(m);
         from_model = (config){model_dir, mc->hidden_size, mc->num_hidden_layers, mc->num_attention_heads,
                               mc->num_key_value_heads, mc->intermediate_size, mc->vocab_size, batch, seq};
         c = &from_model;
     } else {
-        m = load_config(c, base_dir);
+        m = load_config(c, base_dir, &mo);
     }
+    const char *base = mo.base_dtype < 0 ? "stored" : pissa_qtype_name((pissa_qtype)mo.base_dtype);
     pissa_adapter_opts ao = pissa_adapter_default_opts();
     ao.targets = PISSA_PROJ_ALL;
     ao.init.kind = PISSA_INIT_LORA;
@@ -319,18 +329,18 @@ int main(int argc, char **argv) {
 
     double peak = sgemm_peak(peak_n), flops = step_flops(c), gflops = flops / med * 1e-9;
     printf("config %s: D %lld L %lld H %lld KV %lld F %lld V %lld, batch %d x %d, LoRA r %d on 7 projections "
-           "(%lld trainable), %d threads\n",
+           "(%lld trainable), base %s, %d threads, OpenBLAS core %s\n",
            c->name, (long long)c->D, (long long)c->L, (long long)c->H, (long long)c->KV, (long long)c->F,
-           (long long)c->V, c->B, c->T, RANK, (long long)trainable, threads);
+           (long long)c->V, c->B, c->T, RANK, (long long)trainable, base, threads, openblas_get_corename());
     printf("step (median of %d after %d warm-up): %.1f ms (min %.1f, max %.1f), %.0f tokens/s, first loss %.6f\n",
            steps, warmup, 1e3 * med, 1e3 * lo, 1e3 * hi, (double)ntok / med, loss0);
     printf("matmul work %.2f GFLOP/step: %.1f GFLOP/s = %.0f%% of sgemm peak %.1f GFLOP/s (%d^3)\n", flops * 1e-9,
            gflops, 100 * gflops / peak, peak, peak_n);
     printf("peak RSS %.0f MiB (planned arena %.0f MiB%s)\n", rss_mib, (double)arena / (1024.0 * 1024.0),
            checkpoint ? ", activation checkpointing" : "");
-    printf("RESULT config=%s ms=%.2f ms_min=%.2f ms_max=%.2f tokens_s=%.1f gflop_step=%.4f gflops=%.2f peak=%.2f "
-           "rss_mib=%.1f arena_mib=%.1f loss0=%.6f checkpoint=%d\n",
-           c->name, 1e3 * med, 1e3 * lo, 1e3 * hi, (double)ntok / med, flops * 1e-9, gflops, peak, rss_mib,
+    printf("RESULT config=%s base=%s ms=%.2f ms_min=%.2f ms_max=%.2f tokens_s=%.1f gflop_step=%.4f gflops=%.2f "
+           "peak=%.2f rss_mib=%.1f arena_mib=%.1f loss0=%.6f checkpoint=%d\n",
+           c->name, base, 1e3 * med, 1e3 * lo, 1e3 * hi, (double)ntok / med, flops * 1e-9, gflops, peak, rss_mib,
            (double)arena / (1024.0 * 1024.0), loss0, checkpoint);
 
     free(times);

@@ -5,7 +5,7 @@ from the checkpoint bench_train wrote (DIR/<config>/model.safetensors, tied embe
 (lr 1e-4, weight decay 0) on the adapters, the same (B, T) batch of ids. One configuration per process, so the peak
 RSS (getrusage ru_maxrss, read right after the timed steps) is this configuration's alone.
 
-    /usr/bin/python3 bench/bench_train_torch.py --config stories260k|d512|d768 --dir DIR [--threads 2]
+    /usr/bin/python3 bench/bench_train_torch.py --config stories260k|d512|d768|d2048|d4096 --dir DIR [--threads 2]
         [--warmup 2] [--steps 5]
 
 Prints human-readable lines, then "RESULT key=value ..." for run_train.sh. GFLOP/s uses bench_train.c's count.
@@ -26,6 +26,8 @@ CONFIGS = {  # D, L, H, KV, F, V, B, T (REFERENCE.md section 7)
     "stories260k": (64, 5, 8, 4, 172, 512, 8, 256),
     "d512": (512, 8, 8, 8, 1376, 4096, 4, 256),
     "d768": (768, 12, 12, 12, 2048, 32000, 4, 256),
+    "d2048": (2048, 4, 32, 4, 5632, 32000, 4, 256),  # TinyLlama-1.1B's layer shapes (bench_train.c)
+    "d4096": (4096, 2, 32, 32, 11008, 32000, 1, 512),  # Llama-2-7B's
 }
 RANK = 16
 

@@ -2,9 +2,11 @@
 # SVD benchmark, libpissa against PyTorch on the same matrices; builds nothing.
 #   bench/run_svd.sh [--no-exact] [--shapes 1024x1024,4096x4096,4096x11008] [--reps 3]
 # Environment: BUILD_DIR (default build), THREADS (default 2; OpenBLAS on our side, torch.set_num_threads on
-# PyTorch's), OUT_DIR (default $TMPDIR/pissa-bench-svd: the matrices, up to 180 MB each, and c_results.tsv).
+# PyTorch's), OUT_DIR (default $TMPDIR/pissa-bench-svd: the matrices, up to 180 MB each, and c_results.tsv),
+# OPENBLAS_CORETYPE (default SkylakeX on a CPU with AVX-512: bench/blas_env.sh).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/blas_env.sh" # OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs unless set
 build=${BUILD_DIR:-$here/../build}
 threads=${THREADS:-2}
 out=${OUT_DIR:-${TMPDIR:-/tmp}/pissa-bench-svd}

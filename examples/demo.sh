@@ -4,9 +4,9 @@
 # learning rate and data -- on a shifted task B (half of the tokens get new successors), and print the two loss
 # curves side by side. Writes WORK/curves.png when gnuplot is installed.
 #
-# Pretraining uses only the existing programs: pissa-synth writes a random model, pissa-finetune trains a LoRA
-# adapter of rank 64 (= the hidden size, so every projection gets a full-rank update) and pissa-merge folds it into
-# a full checkpoint. The embeddings (tied with the output layer) stay at their random values.
+# Pretraining uses only the existing programs: pissa-synth writes a random model at Hugging Face's initializer
+# scale (weights of std 0.02) and pissa-finetune --method full trains every weight of it, embeddings included, into
+# a full checkpoint.
 #
 # Usage: examples/demo.sh [BUILD_DIR] [WORK_DIR]
 # PISSA_DEMO_QUICK=1 (tests/demo/check_demo.sh): a fifth of the data, pretraining and batch, 10 updates evaluated
@@ -34,11 +34,10 @@ echo "== 1. corpora: task A (pretraining) and the shifted task B, $V-token vocab
 "$build/pissa-corpus" --out "$work/b_eval.jsonl" --rows 200 --len $T --vocab $V --shift 0.5 --seed 4
 echo "   (the best possible loss on either task is the chain's entropy, 1.14 nats per token)"
 
-echo "== 2. pretraining: random Llama (D $D, 2 layers, V $V) + rank-64 LoRA on every projection, merged"
+echo "== 2. pretraining: random Llama (D $D, 2 layers, V $V), every weight trained"
 "$build/pissa-synth" --out "$work/random" --dim $D --hidden 172 --layers 2 --heads 4 --kv-heads 4 --vocab $V --seq $T
-"$build/pissa-finetune" --model "$work/random" --data "$work/a_train.jsonl" --out "$work/pretrain" --method lora \
-    --rank 64 --target all-linear --lr 1e-2 --steps $pre_steps --batch $batch --seq $T -q
-"$build/pissa-merge" --model "$work/random" --adapter "$work/pretrain" --out "$work/pretrained"
+"$build/pissa-finetune" --model "$work/random" --data "$work/a_train.jsonl" --out "$work/pretrained" --method full \
+    --lr 1e-2 --steps $pre_steps --batch $batch --seq $T -q
 base_a=$("$build/pissa-eval" --model "$work/pretrained" --data "$work/a_eval.jsonl" --json 2>/dev/null | loss_of)
 base_b=$("$build/pissa-eval" --model "$work/pretrained" --data "$work/b_eval.jsonl" --json 2>/dev/null | loss_of)
 echo "   pretrained model $work/pretrained: held-out loss $base_a on task A, $base_b on task B"

@@ -134,10 +134,6 @@ static pissa_status fill_residual(void *user, const char *name, float *dst, int6
     return PISSA_OK;
 }
 
-static pissa_status fill_convert(void *user, const char *name, float *dst, int64_t numel) {
-    return pissa_checkpoint_read_f32(((fill_ctx *)user)->run->ckpt, name, dst, numel);
-}
-
 /* QPiSSA's report: per matrix and on average, the PiSSA repo's error reduction against QLoRA,
  * 1 − ‖W − (deq(q(W_res)) + s·B·A)‖_* / ‖W − deq(q(W))‖_*, and how many codes the written residual re-quantizes to. */
 static void report_qpissa(const run *R, const target *targets, int64_t n) {
@@ -352,9 +348,7 @@ int main(int argc, char **argv) {
         ctx[k].t = t;
         pissa_status st;
         if (t) st = pissa_st_writer_add_fill(w, name, ctx[k].out_dtype, 2, info.shape, fill_residual, &ctx[k]);
-        else if (ctx[k].out_dtype != info.dtype)
-            st = pissa_st_writer_add_fill(w, name, ctx[k].out_dtype, info.ndim, info.shape, fill_convert, &ctx[k]);
-        else st = pissa_st_writer_add_raw(w, name, info.dtype, info.ndim, info.shape, info.data);
+        else st = pissa_st_writer_add_from_checkpoint(w, R.ckpt, name, ctx[k].out_dtype); /* pages given back */
         cli_check(st, name);
     }
     char path[PATH_MAX];

@@ -1,8 +1,9 @@
 /* pissa-synth: writes a small random checkpoint of any supported family (pissa/config.h) in Hugging Face layout
  * (config.json + model.safetensors, or shards + model.safetensors.index.json), so that pissa-init, the tests, the
- * benchmarks and the quick start need no download. The tensors are the config's list (pissa_config_tensor). Linear
- * weights get a decaying singular spectrum, like trained weights, so that PiSSA's principal components mean
- * something. */
+ * benchmarks and the quick start need no download. The tensors are the config's list (pissa_config_tensor), drawn at
+ * the scale Hugging Face's initializer_range gives a new model (so a wide model starts near a loss of ln V, and
+ * activations and quantization see realistic values), and linear weights get a decaying singular spectrum, like
+ * trained weights, so that PiSSA's principal components mean something. */
 #include <errno.h>
 #include <math.h>
 #include <sys/stat.h>
@@ -32,6 +33,7 @@ static const char *usage =
     "  --untied         write a separate lm_head.weight (default: tied embeddings)\n"
     "  --dtype T        f32, bf16 or f16 (default f32)\n"
     "  --shards N       split the weights into N shards with an index (default 1: one file)\n"
+    "  --initializer-range X  std of the weights (config.json initializer_range; default 0.02)\n"
     "  --seed S         random seed (default 1)\n";
 
 typedef enum { NORM, EMBED, LINEAR, BIAS } kind;
@@ -42,11 +44,28 @@ typedef struct spec {
     int ndim;
     int64_t shape[2];
     uint64_t seed;
+    double range; /* initializer_range */
 } spec;
 
-/* NORM: 1 + N(0, 0.05²). EMBED: N(0, 1). BIAS: N(0, 0.1²) (transformers starts biases at 0; these are not, so that a
- * bias that a path drops changes its results). LINEAR (out, in): W = G1·diag(σ)·G2/√in + 0.05·N/√in with G1, G2
- * Gaussian and σ_j = 1/(1 + j): singular values decay like trained weights'. */
+/* transformers' _init_weights draws every Linear and Embedding N(0, range²) (range = initializer_range, 0.02 for
+ * Llama, Mistral, Qwen), norms 1 and biases 0. Here:
+ *   EMBED  N(0, range²), as transformers: with a tied head the logits are ĥ·e with ‖ĥ‖ ≈ √D, of std range·√D
+ *          (1.3 at D 4096), so a new model starts near a loss of ln V. (N(0, 1) gave logits of std √D: a loss of
+ *          2063 at D 4096.)
+ *   LINEAR (out, in): W = c·(G1·diag(σ)·G2 + ν·N), G1 (out, k), G2 (k, in), N (out, in) standard normal,
+ *          σ_j = 1/(1 + j), ν = 0.05, k = min(out, in, 1024), c = range / √(Σ_j σ_j² + ν²): every element has
+ *          variance c²·(Σ_j σ_j² + ν²) = range², transformers' scale, but the singular values decay like a
+ *          trained weight's (about σ_j·c·√(out·in) for the leading ones) instead of a Gaussian matrix's flat
+ *          spectrum, so PiSSA's principal components hold most of the energy. The noise's singular values are
+ *          about ν·c·(√out + √in), which the spectrum meets near j = √(out·in) / (ν·(√out + √in)) (≈ 450 at
+ *          2048², 800 at 11008 × 4096): components past 1024 would be buried in it anyway, and capping k keeps a
+ *          7B model to minutes.
+ *   NORM   1 + N(0, 0.05²) rather than exactly 1, so that a path that dropped a norm weight would show.
+ *   BIAS   N(0, 0.1²) rather than transformers' 0, for the same reason; the families with biases (Qwen2, the
+ *          bias options) are tested at small D, where 0.1 is comparable with a projection's output. */
+enum { MAX_RANK = 1024 };
+static const double NOISE = 0.05;
+
 static pissa_status fill(void *user, const char *name, float *dst, int64_t numel) {
     const spec *s = user;
     uint64_t x = s->seed;
@@ -56,22 +75,25 @@ static pissa_status fill(void *user, const char *name, float *dst, int64_t numel
         return PISSA_OK;
     }
     if (s->kind == EMBED || s->kind == BIAS) {
-        double std = s->kind == EMBED ? 1.0 : 0.1;
+        double std = s->kind == EMBED ? s->range : 0.1;
         for (int64_t i = 0; i < numel; i++) dst[i] = (float)(std * cli_normal(&x));
         return PISSA_OK;
     }
     int64_t out = s->shape[0], in = s->shape[1], k = out < in ? out : in;
+    if (k > MAX_RANK) k = MAX_RANK;
+    double energy = NOISE * NOISE; /* Σ_j σ_j² + ν² */
+    for (int64_t j = 0; j < k; j++) energy += 1.0 / ((1.0 + j) * (1.0 + j));
+    double c = s->range / sqrt(energy);
     float *g1 = malloc(sizeof(float) * (size_t)(out * k)), *g2 = malloc(sizeof(float) * (size_t)(k * in));
     if (!g1 || !g2) {
         free(g1);
         free(g2);
         return PISSA_ERR_NOMEM;
     }
-    double c = 1.0 / sqrt((double)in);
-    for (int64_t i = 0; i < out; i++)
+    for (int64_t i = 0; i < out; i++) /* c·G1·diag(σ) */
         for (int64_t j = 0; j < k; j++) g1[i * k + j] = (float)(cli_normal(&x) * c / (1.0 + j));
     for (int64_t i = 0; i < k * in; i++) g2[i] = (float)cli_normal(&x);
-    for (int64_t i = 0; i < numel; i++) dst[i] = (float)(0.05 * c * cli_normal(&x));
+    for (int64_t i = 0; i < numel; i++) dst[i] = (float)(NOISE * c * cli_normal(&x));
     int64_t s1[2] = {out, k}, s2[2] = {k, in};
     pissa_tensor *G1 = NULL, *G2 = NULL, *W = NULL;
     pissa_status st = pissa_tensor_wrap(g1, 2, s1, &G1);
@@ -84,6 +106,14 @@ static pissa_status fill(void *user, const char *name, float *dst, int64_t numel
     free(g1);
     free(g2);
     return st;
+}
+
+/* X in the shortest form that reads back as X (as Python's json writes a float). */
+static void shortest_double(double x, char *buf, size_t cap) {
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, cap, "%.*g", p, x);
+        if (strtod(buf, NULL) == x) return;
+    }
 }
 
 static int cmp_spec(const void *a, const void *b) { return strcmp(((const spec *)a)->name, ((const spec *)b)->name); }
@@ -106,7 +136,7 @@ int main(int argc, char **argv) {
     const char *out = NULL, *family = "llama", *rope_scaling = NULL;
     int64_t D = 64, F = 172, L = 2, H = 8, KV = 4, V = 512, T = 512, shards = 1, hd = 0, window = 0;
     int tied = 1, attention_bias = 0, mlp_bias = 0;
-    double theta = 10000.0;
+    double theta = 10000.0, range = 0.02;
     uint64_t seed = 1;
     pissa_dtype dtype = PISSA_F32;
     for (int i = 1; i < argc; i++) {
@@ -130,7 +160,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--attention-bias")) attention_bias = 1;
         else if (!strcmp(a, "--mlp-bias")) mlp_bias = 1;
         else if (!strcmp(a, "--shards")) shards = cli_int(a, cli_value(argc, argv, &i), 1, 99999);
-        else if (!strcmp(a, "--seed")) seed = cli_u64(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--initializer-range")) {
+            range = cli_double(a, cli_value(argc, argv, &i));
+            if (!(range > 0) || !isfinite(range)) cli_usage_error("--initializer-range must be a positive number");
+        } else if (!strcmp(a, "--seed")) seed = cli_u64(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--untied")) tied = 0;
         else if (!strcmp(a, "--dtype")) {
             cli_check(pissa_dtype_parse(cli_value(argc, argv, &i), &dtype), "--dtype");
@@ -155,23 +188,24 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < sizeof arch / sizeof *arch; k++)
         if (!strcmp(family, arch[k][0])) architecture = arch[k][1];
     if (!architecture) cli_usage_error("--family: '%s' is not llama, mistral, qwen2 or qwen3", family);
-    char scaling[512] = "null", window_json[32] = "null";
+    char scaling[512] = "null", window_json[32] = "null", range_json[32];
+    shortest_double(range, range_json, sizeof range_json);
     if (rope_scaling) rope_scaling_json(rope_scaling, scaling, sizeof scaling);
     if (window) snprintf(window_json, sizeof window_json, "%lld", (long long)window);
     char config[4096];
     int len = snprintf(config, sizeof config,
                        "{\n  \"architectures\": [\n    \"%s\"\n  ],\n  \"attention_bias\": %s,\n"
                        "  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n  \"head_dim\": %lld,\n"
-                       "  \"hidden_act\": \"silu\",\n  \"hidden_size\": %lld,\n  \"initializer_range\": 0.02,\n"
+                       "  \"hidden_act\": \"silu\",\n  \"hidden_size\": %lld,\n  \"initializer_range\": %s,\n"
                        "  \"intermediate_size\": %lld,\n  \"max_position_embeddings\": %lld,\n"
                        "  \"mlp_bias\": %s,\n  \"model_type\": \"%s\",\n  \"num_attention_heads\": %lld,\n"
                        "  \"num_hidden_layers\": %lld,\n  \"num_key_value_heads\": %lld,\n"
                        "  \"rms_norm_eps\": 1e-05,\n  \"rope_scaling\": %s,\n  \"rope_theta\": %.17g,\n"
                        "  \"sliding_window\": %s,\n  \"tie_word_embeddings\": %s,\n  \"torch_dtype\": \"%s\",\n"
                        "  \"use_sliding_window\": false,\n  \"vocab_size\": %lld\n}\n",
-                       architecture, attention_bias ? "true" : "false", (long long)hd, (long long)D, (long long)F,
-                       (long long)T, mlp_bias ? "true" : "false", family, (long long)H, (long long)L, (long long)KV,
-                       scaling, theta, window_json, tied ? "true" : "false",
+                       architecture, attention_bias ? "true" : "false", (long long)hd, (long long)D, range_json,
+                       (long long)F, (long long)T, mlp_bias ? "true" : "false", family, (long long)H, (long long)L,
+                       (long long)KV, scaling, theta, window_json, tied ? "true" : "false",
                        dtype == PISSA_F32 ? "float32" : dtype == PISSA_BF16 ? "bfloat16" : "float16", (long long)V);
     pissa_llama_config cfg;
     cli_check(pissa_llama_config_parse(config, (size_t)len, "config.json", &cfg), "config.json");
@@ -186,7 +220,8 @@ int main(int argc, char **argv) {
         kind k = ts.role == PISSA_ROLE_EMBED ? EMBED : ts.role == PISSA_ROLE_BIAS ? BIAS
                  : ts.ndim == 2 ? LINEAR : NORM;
         spec *sp = &specs[i];
-        *sp = (spec){.kind = k, .ndim = ts.ndim, .shape = {ts.shape[0], ts.ndim == 2 ? ts.shape[1] : 0}, .seed = seed};
+        *sp = (spec){.kind = k, .ndim = ts.ndim, .shape = {ts.shape[0], ts.ndim == 2 ? ts.shape[1] : 0}, .seed = seed,
+                      .range = range};
         snprintf(sp->name, sizeof sp->name, "%s", ts.name);
     }
     qsort(specs, (size_t)n, sizeof *specs, cmp_spec);

@@ -256,6 +256,28 @@ pissa_status pissa_checkpoint_read_f32(const pissa_checkpoint *c, const char *na
     return pissa_st_read_f32(f, name, dst, n);
 }
 
+static pissa_status fill_from_checkpoint(void *user, const char *name, float *dst, int64_t numel) {
+    return pissa_checkpoint_read_f32(user, name, dst, numel); /* gives the pages back */
+}
+
+pissa_status pissa_st_writer_add_from_checkpoint(pissa_st_writer *w, const pissa_checkpoint *c, const char *name,
+                                                 pissa_dtype dtype) {
+    if (!w || !c || !name)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_st_writer_add_from_checkpoint: NULL argument");
+    pissa_st_file *f;
+    pissa_st_info info;
+    PISSA_TRY(shard_of(c, name, &f));
+    PISSA_TRY(pissa_st_find(f, name, &info));
+    if (dtype == info.dtype) {
+        PISSA_TRY(pissa_st_writer_add_raw(w, name, dtype, info.ndim, info.shape, info.data));
+        return pissa__st_writer_from_mapping(w, pissa__st_mapping(f));
+    }
+    if (!pissa_dtype_is_float(info.dtype))
+        return pissa__fail(PISSA_ERR_UNSUPPORTED, "%s: tensor '%s' is %s: it can be copied as it is, not converted "
+                           "to %s", pissa_st_path(f), name, pissa_dtype_name(info.dtype), pissa_dtype_name(dtype));
+    return pissa_st_writer_add_fill(w, name, dtype, info.ndim, info.shape, fill_from_checkpoint, (void *)c);
+}
+
 pissa_mapping *pissa__checkpoint_mapping(const pissa_checkpoint *c, const char *name) {
     pissa_st_file *f;
     if (shard_of(c, name, &f) != PISSA_OK) {

@@ -69,6 +69,10 @@ void pissa__rng_skip(pissa_rng *r, uint64_t n);
 
 /* The mapping of an open safetensors file (borrowed; retain it to keep it past pissa_st_close). */
 pissa_mapping *pissa__st_mapping(const pissa_st_file *f);
+/* The data of the tensor W added last (add_raw or add_f32) lies in the file mapping M (borrowed, like the data, until
+ * the write returns): the writer gives its pages back as it writes them, so that copying a mapped checkpoint does not
+ * leave the whole source resident. */
+pissa_status pissa__st_writer_from_mapping(pissa_st_writer *w, const pissa_mapping *m);
 /* The mapping of the shard of checkpoint C that holds tensor NAME (borrowed), or NULL. */
 pissa_mapping *pissa__checkpoint_mapping(const pissa_checkpoint *c, const char *name);
 

@@ -466,10 +466,8 @@ pissa_status pissa_peft_merge_checkpoint(const pissa_checkpoint *base, const pis
                       pissa_peft_adapter_find(a, module, &at) == PISSA_OK;
             free(module);
         }
-        if (adapted || out_dt != info.dtype)
-            st = pissa_st_writer_add_fill(w, name, out_dt, info.ndim, info.shape, fill_merged, &ctx);
-        else /* untouched: the stored bytes, exactly */
-            st = pissa_st_writer_add_raw(w, name, info.dtype, info.ndim, info.shape, info.data);
+        if (adapted) st = pissa_st_writer_add_fill(w, name, out_dt, info.ndim, info.shape, fill_merged, &ctx);
+        else st = pissa_st_writer_add_from_checkpoint(w, base, name, out_dt); /* the stored bytes, or converted */
     }
     if (st == PISSA_OK) pissa_clear_error(); /* misses of pissa_peft_adapter_find */
     const char *json = pissa_checkpoint_config_json(base);

@@ -419,7 +419,9 @@ pissa_status pissa_st_load(const pissa_st_file *f, const char *name, pissa_tenso
     if (t->dtype == PISSA_F32 && (uintptr_t)src % sizeof(float) == 0)
         return pissa__tensor_mapped(f->map, (const float *)(const void *)src, t->ndim, t->shape, out);
     PISSA_TRY(pissa_tensor_create(t->ndim, t->shape, out));
-    return pissa_convert_to_f32(pissa_tensor_data(*out), src, t->dtype, (size_t)t->numel);
+    pissa_status st = pissa_convert_to_f32(pissa_tensor_data(*out), src, t->dtype, (size_t)t->numel);
+    pissa__mapping_drop(f->map, src, (size_t)(t->end - t->begin)); /* copied: the pages go back */
+    return st;
 }
 
 pissa_status pissa_st_read_f32(const pissa_st_file *f, const char *name, float *dst, int64_t n) {
@@ -431,7 +433,9 @@ pissa_status pissa_st_read_f32(const pissa_st_file *f, const char *name, float *
                            (long long)t->numel, (long long)n);
     if (n == 0) return PISSA_OK;
     if (!dst) return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_st_read_f32: NULL destination");
-    return pissa_convert_to_f32(dst, f->buffer + t->begin, t->dtype, (size_t)n);
+    pissa_status st = pissa_convert_to_f32(dst, f->buffer + t->begin, t->dtype, (size_t)n);
+    pissa__mapping_drop(f->map, f->buffer + t->begin, (size_t)(t->end - t->begin)); /* copied: the pages go back */
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -446,7 +450,8 @@ typedef struct wr_tensor {
     int64_t shape[PISSA_MAX_DIMS];
     uint64_t nbytes;
     wr_source src;
-    const void *data; /* F32: float32 values; RAW: bytes in DTYPE */
+    const void *data;          /* F32: float32 values; RAW: bytes in DTYPE */
+    const pissa_mapping *map; /* the file mapping DATA lies in, whose pages are given back as they are written */
     pissa_st_fill_fn fill;
     void *user;
 } wr_tensor;
@@ -596,6 +601,13 @@ pissa_status pissa_st_writer_add_fill(pissa_st_writer *w, const char *name, piss
     return add(w, name, dtype, ndim, shape, SRC_FILL, NULL, fill, user);
 }
 
+pissa_status pissa__st_writer_from_mapping(pissa_st_writer *w, const pissa_mapping *m) {
+    if (!w || !w->n || w->t[w->n - 1].src == SRC_FILL)
+        return pissa__fail(PISSA_ERR_INVALID_ARG, "safetensors writer: no tensor with data to attach a mapping to");
+    w->t[w->n - 1].map = m;
+    return PISSA_OK;
+}
+
 /* Position of each dtype in the reference's Dtype enum, whose derived order its writer sorts by
  * (descending): roughly "larger element first", with ties broken by enum position, e.g. BF16 before F16. */
 static int rust_dtype_rank(pissa_dtype dt) {
@@ -688,6 +700,9 @@ static pissa_status build_header(const pissa_st_writer *w, wr_tensor *const *ord
 }
 
 enum { CHUNK = 16384 }; /* elements converted per write: bounded scratch memory for any tensor size */
+/* Source bytes written between two give-backs of a mapped tensor's pages: the resident set of a copy from a mapping
+ * grows by this much at most, whatever the tensor's size (a multiple of 4 and of every element size). */
+#define MAPPED_SPAN ((size_t)4 << 20)
 
 /* float32 values stored as DTYPE, converted a chunk at a time. */
 static pissa_status write_converted(pissa_atomic_file *af, const float *src, size_t n, pissa_dtype dtype,
@@ -702,10 +717,24 @@ static pissa_status write_converted(pissa_atomic_file *af, const float *src, siz
     return PISSA_OK;
 }
 
+/* RAW bytes or F32 values of T, a span at a time; a mapped source gives each span's pages back once written. */
+static pissa_status write_data(pissa_atomic_file *af, const wr_tensor *t, size_t numel, unsigned char *scratch) {
+    const unsigned char *src = t->data;
+    size_t esize = t->src == SRC_RAW ? pissa_dtype_size(t->dtype) : sizeof(float), per = MAPPED_SPAN / esize;
+    if (!t->map) per = numel; /* memory the caller owns: one pass */
+    for (size_t i = 0; i < numel; i += per) {
+        size_t k = numel - i < per ? numel - i : per;
+        const unsigned char *p = src + i * esize;
+        PISSA_TRY(t->src == SRC_RAW ? pissa__atomic_write(af, p, k * esize)
+                                    : write_converted(af, (const float *)(const void *)p, k, t->dtype, scratch));
+        pissa__mapping_drop(t->map, p, k * esize);
+    }
+    return PISSA_OK;
+}
+
 static pissa_status write_tensor(pissa_atomic_file *af, const char *path, const wr_tensor *t, unsigned char *scratch) {
     size_t numel = (size_t)(t->nbytes / pissa_dtype_size(t->dtype));
-    if (t->src == SRC_RAW) return pissa__atomic_write(af, t->data, (size_t)t->nbytes);
-    if (t->src == SRC_F32) return write_converted(af, t->data, numel, t->dtype, scratch);
+    if (t->src != SRC_FILL) return write_data(af, t, numel, scratch);
     float *vals = pissa__alloc(numel, sizeof *vals);
     if (!vals) return pissa__fail(PISSA_ERR_NOMEM, "%s: tensor '%s': cannot allocate %zu floats", path, t->name, numel);
     pissa_status st = t->fill(t->user, t->name, vals, (int64_t)numel);

@@ -565,12 +565,17 @@ pissa_status pissa__weights_save_hf(const pissa__weights *w, const char *dir, in
     for (size_t i = 0; i < w->n && st == PISSA_OK; i++) {
         const pissa__qweight *q = &w->q[i];
         int64_t shape[2] = {q->rows, q->cols};
-        if (w->tensors[i])
-            st = pissa_st_writer_add_f32(wr, w->names[i], dtype, w->tensors[i]->ndim, w->tensors[i]->shape,
-                                         w->tensors[i]->data);
-        else if ((q->type == PISSA_QTYPE_BF16 && dtype == PISSA_BF16) || (q->type == PISSA_QTYPE_F16 && dtype == PISSA_F16))
+        const pissa_tensor *t = w->tensors[i];
+        const pissa_mapping *map = NULL; /* where the data is read from a file mapping: pages given back as written */
+        if (t) {
+            st = pissa_st_writer_add_f32(wr, w->names[i], dtype, t->ndim, t->shape, t->data);
+            map = pissa_tensor_ownership(t) == PISSA_MAPPED ? t->map : NULL;
+        } else if ((q->type == PISSA_QTYPE_BF16 && dtype == PISSA_BF16) ||
+                   (q->type == PISSA_QTYPE_F16 && dtype == PISSA_F16)) {
             st = pissa_st_writer_add_raw(wr, w->names[i], dtype, 2, shape, q->data); /* the stored bits, exactly */
-        else st = pissa_st_writer_add_fill(wr, w->names[i], dtype, 2, shape, fill_matrix, (void *)q);
+            map = w->maps[i];
+        } else st = pissa_st_writer_add_fill(wr, w->names[i], dtype, 2, shape, fill_matrix, (void *)q);
+        if (st == PISSA_OK && map) st = pissa__st_writer_from_mapping(wr, map);
     }
     char *path = pissa__path_join(out, "model.safetensors"), *config = NULL;
     if (st == PISSA_OK && !path) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);

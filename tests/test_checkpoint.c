@@ -290,6 +290,89 @@ static void single_file_checkpoint_opens(void **state) {
     free(dir);
 }
 
+/* pissa_st_writer_add_from_checkpoint: a tensor copied from the mapping is the stored bytes (over several spans of
+ * the writer's give-backs), a converted one the conversion of its values; the source reads the same afterwards
+ * (its pages were given back, not changed); a non-float tensor is copied but not converted. */
+static void writer_copies_checkpoint_tensors_exactly_or_converted(void **state) {
+    (void)state;
+    char *dir = tu_tempdir("ckpt-copy");
+    write_text(dir, "config.json", small_config);
+    enum { BIG = 2500001 }; /* 10 MB of float32: three of the writer's 4 MB spans, the last one partial */
+    float *big = malloc(sizeof(float) * BIG);
+    for (int i = 0; i < BIG; i++) big[i] = (float)(i % 1000) * 0.37f - (float)(i % 7);
+    int32_t ids[5] = {3, -1, 70000, 0, 12};
+    float small[6] = {1.5f, -2.25f, 3e-3f, 7.0f, -0.1f, 65504.0f};
+    int64_t s_big[1] = {BIG}, s_ids[1] = {5}, s_small[2] = {2, 3};
+    pissa_st_writer *w;
+    assert_ok(pissa_st_writer_create(&w));
+    assert_ok(pissa_st_writer_add_f32(w, "model.layers.0.big.weight", PISSA_F32, 1, s_big, big));
+    assert_ok(pissa_st_writer_add_raw(w, "model.layers.0.ids", PISSA_I32, 1, s_ids, ids));
+    assert_ok(pissa_st_writer_add_f32(w, "model.layers.0.small.weight", PISSA_BF16, 2, s_small, small));
+    char *src = tu_path(dir, "model.safetensors");
+    assert_ok(pissa_st_writer_write(w, src));
+    pissa_st_writer_free(w);
+
+    pissa_checkpoint *c;
+    assert_ok(pissa_checkpoint_open(dir, &c));
+    char *copy = tu_path(dir, "copy.safetensors");
+    assert_ok(pissa_st_writer_create(&w));
+    assert_ok(pissa_st_writer_add_from_checkpoint(w, c, "model.layers.0.big.weight", PISSA_F32));
+    assert_ok(pissa_st_writer_add_from_checkpoint(w, c, "model.layers.0.ids", PISSA_I32));
+    assert_ok(pissa_st_writer_add_from_checkpoint(w, c, "model.layers.0.small.weight", PISSA_F32));
+    assert_fails(pissa_st_writer_add_from_checkpoint(w, c, "model.layers.0.ids", PISSA_F16), PISSA_ERR_UNSUPPORTED,
+                 "'model.layers.0.ids'", "I32");
+    assert_fails(pissa_st_writer_add_from_checkpoint(w, c, "lm_head.weight", PISSA_F32), PISSA_ERR_NOT_FOUND,
+                 "'lm_head.weight'", NULL);
+    pissa_st_writer *w2; /* BIG again, converted to BF16, in a second file (a writer takes each name once) */
+    assert_ok(pissa_st_writer_create(&w2));
+    assert_ok(pissa_st_writer_add_from_checkpoint(w2, c, "model.layers.0.big.weight", PISSA_BF16));
+    char *copy2 = tu_path(dir, "copy2.safetensors");
+    assert_ok(pissa_st_writer_write(w, copy));
+    assert_ok(pissa_st_writer_write(w2, copy2));
+    pissa_st_writer_free(w);
+    pissa_st_writer_free(w2);
+
+    pissa_st_file *f, *f2;
+    assert_ok(pissa_st_open(copy, &f));
+    assert_ok(pissa_st_open(copy2, &f2));
+    pissa_st_info a, b;
+    assert_ok(pissa_checkpoint_find(c, "model.layers.0.big.weight", &a));
+    assert_ok(pissa_st_find(f, "model.layers.0.big.weight", &b));
+    assert_int_equal(b.dtype, PISSA_F32);
+    assert_int_equal(b.nbytes, a.nbytes);
+    assert_memory_equal(b.data, big, sizeof(float) * BIG);
+    assert_memory_equal(a.data, big, sizeof(float) * BIG); /* the source's given-back pages read back unchanged */
+    assert_ok(pissa_st_find(f, "model.layers.0.ids", &b));
+    assert_int_equal(b.dtype, PISSA_I32);
+    assert_memory_equal(b.data, ids, sizeof ids);
+    float got[6];
+    assert_ok(pissa_st_read_f32(f, "model.layers.0.small.weight", got, 6));
+    for (int i = 0; i < 6; i++) assert_true(got[i] == pissa_bf16_to_f32(pissa_f32_to_bf16(small[i])));
+    assert_ok(pissa_st_find(f2, "model.layers.0.big.weight", &b));
+    assert_int_equal(b.dtype, PISSA_BF16);
+    uint16_t *want = malloc(sizeof(uint16_t) * BIG);
+    assert_ok(pissa_convert_from_f32(want, big, PISSA_BF16, BIG));
+    assert_memory_equal(b.data, want, sizeof(uint16_t) * BIG);
+    /* read_f32 gives the pages it copied back: a second read gives the same values */
+    float *again = malloc(sizeof(float) * BIG);
+    for (int rep = 0; rep < 2; rep++) {
+        memset(again, 0, sizeof(float) * BIG);
+        assert_ok(pissa_checkpoint_read_f32(c, "model.layers.0.big.weight", again, BIG));
+        assert_memory_equal(again, big, sizeof(float) * BIG);
+    }
+    free(again);
+    free(want);
+    pissa_st_close(f);
+    pissa_st_close(f2);
+    pissa_checkpoint_free(c);
+    free(big);
+    free(src);
+    free(copy);
+    free(copy2);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void refuses_a_non_llama_checkpoint_folder(void **state) {
     (void)state;
     char *dir = tu_tempdir("ckpt-gpt2");
@@ -426,6 +509,7 @@ int main(void) {
         cmocka_unit_test(check_supported_refuses_what_the_forward_pass_lacks),
         cmocka_unit_test(sharded_checkpoint_opens_with_names_sorted_across_shards),
         cmocka_unit_test(single_file_checkpoint_opens),
+        cmocka_unit_test(writer_copies_checkpoint_tensors_exactly_or_converted),
         cmocka_unit_test(refuses_a_non_llama_checkpoint_folder),
         cmocka_unit_test(missing_shard_is_reported_with_index_and_tensor),
         cmocka_unit_test(tensor_absent_from_its_named_shard_is_refused),

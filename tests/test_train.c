@@ -155,8 +155,10 @@ static int setup(void **state) {
     f->data = tu_path(f->dir, "train.jsonl");
     f->eval = tu_path(f->dir, "eval.jsonl");
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s --out %s --layers 2 --dim 32 --hidden 48 --heads 4 --kv-heads 2 --vocab 64 --seq 64",
-             PISSA_SYNTH_EXE, f->model);
+    /* --initializer-range 0.25, not transformers' 0.02: the tied embeddings stay frozen under adapters, and with
+     * ‖e‖ = 0.02·√32 the logits could not exceed ≈ 0.6, so no adapter could fit any data */
+    snprintf(cmd, sizeof cmd, "%s --out %s --layers 2 --dim 32 --hidden 48 --heads 4 --kv-heads 2 --vocab 64 --seq 64 "
+             "--initializer-range 0.25", PISSA_SYNTH_EXE, f->model);
     if (tu_run(cmd, NULL) != 0) return -1;
     write_jsonl(f->data, 10, 0);
     write_jsonl(f->eval, 6, 3);
@@ -239,7 +241,7 @@ static pissa_train_opts base_opts(void) {
 
 static void accumulating_k_microbatches_equals_one_batch_of_k_rows(void **state) {
     const fixture *f = *state;
-    /* Compared update by update from equal parameters: the synthetic model's random N(0, 1) embeddings make its
+    /* Compared update by update from equal parameters: the synthetic model's large random embeddings make its
      * logits large and its loss surface steep, so float32 rounding differences would grow over many updates. */
     pissa_train_opts o = base_opts();
     o.max_grad_norm = 0; /* the accumulated gradients stay in the model's buffers for comparison */
@@ -446,8 +448,10 @@ static void loss_decreases_on_repetitive_data(void **state) {
     }
     assert_ok(pissa_trainer_evaluate(r.t, ev, &after, NULL));
     printf("  train loss %.3f -> %.3f; held-out loss %.3f -> %.3f\n", first, last, before, after);
-    assert_true(last < 0.5 * first);
-    assert_true(after < 0.5 * before);
+    /* from about ln 64 + 1 (the fixture's large random weights) to about 3: a trainer that did not learn, or learnt
+     * the training rows only, would not gain a nat on both */
+    assert_true(last < first - 1.0);
+    assert_true(after < before - 1.0);
     pissa_dataset_free(ev);
     run_close(&r);
 }

@@ -226,11 +226,12 @@ static void save_hf_then_load_hf_gives_identical_tensors(void **state) {
         assert_non_null(b.maps[k]);
         const uint16_t *y = b.q[k].data;
         for (int i = 0; i < VOCAB * DIM; i++) assert_int_equal(y[i], pissa_f32_to_bf16(x[i]));
-        /* saved again as BF16: the same bits */
+        /* saved again in the dtype its config names (-1), BF16, read from the mapping: the same bits */
         char *hf2 = tu_path(dir, "hf_again");
-        assert_ok(pissa__weights_save_hf(&b, hf2, PISSA_BF16));
+        assert_ok(pissa__weights_save_hf(&b, hf2, -1));
         pissa__weights c;
         assert_ok(pissa__weights_load_hf(hf2, NULL, &c));
+        assert_string_equal(c.cfg.torch_dtype, "bfloat16");
         ptrdiff_t k2 = pissa__weights_index(&c, "model.embed_tokens.weight");
         assert_memory_equal(c.q[k2].data, y, sizeof(uint16_t) * VOCAB * DIM);
         pissa__weights_free(&c);
