@@ -64,6 +64,8 @@ typedef struct run {
     pissa_trainer *t;
 } run;
 
+static int64_t pack_len; /* > 0: the training rows packed into rows of this many tokens (pissa_dataset_pack) */
+
 /* INIT: an adapter method, or "full". C: the communicator, or NULL for one process. */
 static pissa_status run_open(const char *init, double dropout, const pissa_train_opts *o, const char *data,
                              int vocab, pissa_comm *c, run *r) {
@@ -81,6 +83,12 @@ static pissa_status run_open(const char *init, double dropout, const pissa_train
         assert_ok(pissa_model_add_adapters(r->m, &ao));
     }
     assert_ok(pissa_dataset_load_jsonl(data, vocab, &r->d));
+    if (pack_len > 0) {
+        pissa_dataset *packed;
+        assert_ok(pissa_dataset_pack(r->d, pack_len, &packed));
+        pissa_dataset_free(r->d);
+        r->d = packed;
+    }
     r->t = NULL;
     return pissa_trainer_create_comm(r->m, r->d, o, c, &r->t);
 }
@@ -232,6 +240,16 @@ static void fewer_rows_than_processes_still_trains_as_one_process(void **state) 
     o.batch = 1; /* the other processes hold no rows */
     o.accum = 3;
     compare_with_one_process("pissa", 0.1, &o, 6, 1e-5);
+}
+
+/* Packed rows carry their own positions: each process must take its slice of them with its slice of the ids. */
+static void packed_rows_train_as_one_process(void **state) {
+    (void)state;
+    pissa_train_opts o = base_opts(6);
+    o.batch = 3; /* 23 rows of 6..17 tokens packed into rows of 40: 2 + 1 over two processes, 1 + 1 + 1 over three */
+    pack_len = 40;
+    compare_with_one_process("pissa", 0.1, &o, 6, 1e-5);
+    pack_len = 0;
 }
 
 static void full_finetuning_trains_as_one_process(void **state) {
@@ -437,6 +455,7 @@ int main(void) {
         cmocka_unit_test(sum_f32_is_the_sum_with_the_same_bits_everywhere),
         cmocka_unit_test(adapters_with_dropout_train_as_one_process),
         cmocka_unit_test(fewer_rows_than_processes_still_trains_as_one_process),
+        cmocka_unit_test(packed_rows_train_as_one_process),
         cmocka_unit_test(full_finetuning_trains_as_one_process),
         cmocka_unit_test(evaluation_equals_one_process_bit_for_bit),
         cmocka_unit_test(resume_continues_on_any_process_count),
