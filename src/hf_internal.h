@@ -348,8 +348,9 @@ void pissa__hf_trie_free(pissa__hf_trie *trie);
 /* Encodes LEN bytes of valid UTF-8 TEXT; appends the ids to OUT. */
 pissa_status pissa__hf_encode(const pissa__hf *t, const char *text, size_t len, int add_special_tokens,
                               pissa__ids *out);
-/* Decodes IDS into B (valid UTF-8). Ids without a token are skipped, as tokenizers does. */
-pissa_status pissa__hf_decode(const pissa__hf *t, const int32_t *ids, size_t n, int skip_special_tokens,
+/* Decodes IDS into B (valid UTF-8). Ids without a token are skipped, as tokenizers does; then transformers'
+ * clean_up_tokenization (CLEANUP) if tokenizer_config.json asks for it (tokenizers' own decode, and its DecodeStream, never do). */
+pissa_status pissa__hf_decode(const pissa__hf *t, const int32_t *ids, size_t n, int skip_special_tokens, int cleanup,
                               pissa__strbuf *b);
 /* The bytes of token ID on its own (decoders that act per token, without the start-of-text rules and without
  * UTF-8 repair); appended to B. X and Y are scratch buffers. */

@@ -533,7 +533,7 @@ static void clean_up(pissa__strbuf *b, pissa__strbuf *tmp) {
     }
 }
 
-pissa_status pissa__hf_decode(const pissa__hf *t, const int32_t *ids, size_t n, int skip_special_tokens,
+pissa_status pissa__hf_decode(const pissa__hf *t, const int32_t *ids, size_t n, int skip_special_tokens, int cleanup,
                               pissa__strbuf *b) {
     strlist l[2];
     memset(l, 0, sizeof l);
@@ -564,7 +564,7 @@ pissa_status pissa__hf_decode(const pissa__hf *t, const int32_t *ids, size_t n, 
         if (!t->has_decoder) pissa__sb_put(b, l[cur].text.p ? l[cur].text.p : "", l[cur].text.n);
         else
             for (size_t i = 0; i < l[cur].n; i++) pissa__sb_put(b, sl_at(&l[cur], i), l[cur].v[i][1]);
-        if (t->clean_up_spaces) { /* on what this call appended */
+        if (cleanup && t->clean_up_spaces) { /* on what this call appended */
             pissa__strbuf part = {0};
             pissa__sb_put(&part, b->p ? b->p + start : "", b->n - start);
             clean_up(&part, &tmp);

@@ -595,7 +595,7 @@ pissa_status pissa_tokenizer_decode_text(const pissa_tokenizer *tok, const int32
         return pissa__fail(PISSA_ERR_INVALID_ARG, "pissa_tokenizer_decode_text: NULL argument");
     if (!tok->hf) return pissa_tokenizer_decode(tok, ids, n, buf, cap, len);
     pissa__strbuf b = {0};
-    pissa_status st = pissa__hf_decode(tok->hf, ids, n, skip_special_tokens, &b);
+    pissa_status st = pissa__hf_decode(tok->hf, ids, n, skip_special_tokens, 1, &b);
     if (st == PISSA_OK) {
         *len = b.n;
         if (cap < b.n + 1)
@@ -696,18 +696,19 @@ pissa_status pissa_token_stream_put(pissa_token_stream *s, int32_t id, const cha
     pissa__ids_push(&s->ids, id);
     s->text.n = 0;
     s->text.oom = 0;
-    PISSA_TRY(pissa__hf_decode(tok->hf, s->ids.v, s->ids.n, s->skip_special, &s->text));
+    PISSA_TRY(pissa__hf_decode(tok->hf, s->ids.v, s->ids.n, s->skip_special, 0, &s->text));
     if (s->ids.oom || s->text.oom) return pissa__fail(PISSA_ERR_NOMEM, "pissa_token_stream_put: out of memory");
     if (s->text.n <= s->prefix.n || ends_incomplete(&s->text)) return PISSA_OK;
-    /* the window's text should extend the released prefix; if a decoder rewrote it, release what differs */
-    size_t common = 0;
-    while (common < s->prefix.n && s->text.p[common] == s->prefix.p[common]) common++;
-    size_t start = common, new_prefix_index = s->ids.n - s->prefix_index;
+    /* The window's text extends the released prefix. A decoder that rewrites it (Strip with start > 1) makes
+     * tokenizers' DecodeStream fail (InvalidPrefix); what was released stays released: only what follows it goes
+     * out, from the next character boundary, never a second time. */
+    size_t start = s->prefix.n, new_prefix_index = s->ids.n - s->prefix_index;
+    while (start < s->text.n && ((unsigned char)s->text.p[start] & 0xC0) == 0x80) start++;
     memmove(s->ids.v, s->ids.v + s->prefix_index, (s->ids.n - s->prefix_index) * sizeof *s->ids.v);
     s->ids.n -= s->prefix_index;
     s->prefix_index = new_prefix_index;
     s->prefix.n = 0;
-    PISSA_TRY(pissa__hf_decode(tok->hf, s->ids.v, s->ids.n, s->skip_special, &s->prefix));
+    PISSA_TRY(pissa__hf_decode(tok->hf, s->ids.v, s->ids.n, s->skip_special, 0, &s->prefix));
     if (s->prefix.oom) return pissa__fail(PISSA_ERR_NOMEM, "pissa_token_stream_put: out of memory");
     *text = s->text.p + start;
     *len = s->text.n - start;
@@ -720,7 +721,7 @@ pissa_status pissa_token_stream_finish(pissa_token_stream *s, const char **text,
     *len = 0;
     if (s->tok->hf && s->ids.n) {
         s->text.n = 0;
-        PISSA_TRY(pissa__hf_decode(s->tok->hf, s->ids.v, s->ids.n, s->skip_special, &s->text));
+        PISSA_TRY(pissa__hf_decode(s->tok->hf, s->ids.v, s->ids.n, s->skip_special, 0, &s->text));
         if (s->text.n > s->prefix.n) {
             *text = s->text.p + s->prefix.n;
             *len = s->text.n - s->prefix.n;

@@ -21,16 +21,19 @@
 
 /* S (N bytes) as a C literal, cut at 80 bytes, for messages. */
 HF_UNUSED static const char *show(const char *s, size_t n) {
-    static char buf[400];
+    static char bufs[2][400]; /* two, so that one message can show two strings */
+    static int which;
+    char *buf = bufs[which ^= 1];
+    const size_t cap = sizeof bufs[0];
     size_t k = 0;
-    for (size_t i = 0; i < n && k < sizeof buf - 12; i++) {
+    for (size_t i = 0; i < n && k < cap - 12; i++) {
         unsigned char c = (unsigned char)s[i];
         if (i == 80) {
-            k += (size_t)snprintf(buf + k, sizeof buf - k, "...");
+            k += (size_t)snprintf(buf + k, cap - k, "...");
             break;
         }
-        if (c == '\n') k += (size_t)snprintf(buf + k, sizeof buf - k, "\\n");
-        else if (c < 0x20 || c == '"' || c == '\\') k += (size_t)snprintf(buf + k, sizeof buf - k, "\\x%02x", c);
+        if (c == '\n') k += (size_t)snprintf(buf + k, cap - k, "\\n");
+        else if (c < 0x20 || c == '"' || c == '\\') k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
         else buf[k++] = (char)c;
     }
     buf[k] = '\0';

@@ -170,11 +170,11 @@ PISSA_API void pissa_tokenizer_stop_ids(const pissa_tokenizer *tok, const int32_
 /* ---- streaming decode ---- */
 
 /* Text for tokens that arrive one at a time (generation): the concatenation of what pissa_token_stream_put returns
- * is the decode of all tokens put so far, released as soon as it is final — with two exceptions, both those of
- * tokenizers' DecodeStream, which this follows: transformers' clean_up_tokenization_spaces (" ?" -> "?", " n't" ...,
- * applied by pissa_tokenizer_decode_text when tokenizer_config.json sets it) is not applied, since the space is
- * released before the token that would remove it arrives; and a Strip decoder with start > 1 strips within each
- * window of tokens, not only at the text's start (no tokenizer of the supported families has one).
+ * is the decode of all tokens put so far, released as soon as it is final; as tokenizers' DecodeStream, which this
+ * follows, without transformers' clean_up_tokenization_spaces (" ?" -> "?", " n't" -> "n't", which
+ * pissa_tokenizer_decode_text applies when tokenizer_config.json sets it: a space is released before the token that
+ * would remove it arrives). Text once released is never released again: should a decoder rewrite it (a Strip with
+ * start > 1 strips within each window; no tokenizer of the supported families has one), only what follows goes out.
  * tokenizer.json: tokenizers' DecodeStream: each token is decoded together with the few tokens before it, and the
  * text after what was already released is returned once it does not end in an incomplete UTF-8 character (so a
  * character split over byte-level tokens comes out whole, with the token that completes it; until then the

@@ -236,7 +236,7 @@ class Tokenizer(_core.Handle):
 class TokenStream(_core.Handle):
     """Incremental decoding (pissa_token_stream): put(id) returns the text that became final with ID (a character
     split over byte-level tokens comes out whole); finish() returns what is held back. The concatenation is
-    decode(ids)."""
+    decode(ids) without transformers' clean_up_tokenization_spaces, as tokenizers' DecodeStream gives it."""
 
     _kind = "TokenStream"
 

@@ -4,10 +4,9 @@
  * tokens, the ids decoded with and without them, and streamed one at a time. Checked: an encoding that fits the
  * bound of pissa_tokenizer_max_tokens has the length a size query gives; decoding succeeds with the size its query
  * gives; every stream call succeeds.
- * Not checked: that the streamed text equals the decoded text, as tokenizer.h says. It does not when a later token
- * changes text already released: clean_up_tokenization_spaces (llama3's tokenizer_config sets it) turns "no", " ",
- * "?" into "no?" in a decode but streams "no ?"; a Strip decoder with start 2 strips every window's start
- * (corpus/hf_tokenizer/found-stream_*; docs/reliability.md). */
+ * Not checked: that the streamed text equals the decoded text. tokenizer.h names where it does not: the stream skips
+ * transformers' clean_up_tokenization_spaces (as tokenizers' DecodeStream), and a Strip decoder with start 2 strips
+ * every window's start (corpus/hf_tokenizer/found-stream_*; docs/reliability.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
