@@ -177,21 +177,26 @@ struct pissa_dir_txn {
     char *created; /* the outermost ancestor this transaction created, removed again on abort (or NULL) */
 };
 
-/* 1 if NAME is one of libpissa's temporary names, "X.tmp.PID.XXXXXX" (or a pre-PID "X.tmp.XXXXXX"); *pid gets
- * the PID (0 for the old form). */
-static int temp_name(const char *name, long *pid) {
-    const char *t = NULL;
-    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) t = p;
-    if (!t) return 0;
-    const char *s = t + 5, *dot = strchr(s, '.');
+/* 1 if S is "PID.XXXXXX" (or a pre-PID "XXXXXX", mkstemp's six characters); *pid gets the PID (0 for the old form). */
+static int pid_suffix(const char *s, long *pid) {
+    const char *dot = strchr(s, '.');
     *pid = 0;
-    if (!dot) return strlen(s) == 6; /* mkstemp's six characters */
+    if (!dot) return strlen(s) == 6;
     for (const char *d = s; d < dot; d++)
         if (*d < '0' || *d > '9') return 0;
     if (dot == s || strlen(dot + 1) != 6) return 0;
     *pid = strtol(s, NULL, 10);
     return 1;
 }
+
+/* 1 if NAME is one of libpissa's temporary names, "X.tmp.PID.XXXXXX" (or a pre-PID "X.tmp.XXXXXX"). */
+static int temp_name(const char *name, long *pid) {
+    const char *t = NULL;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) t = p;
+    return t && pid_suffix(t + 5, pid);
+}
+
+int pissa__fileio_no_exchange;
 
 static int pid_alive(long pid) { return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM); }
 
@@ -221,6 +226,27 @@ static void remove_stale(const char *dir, const char *base) {
         if (!temp_name(e->d_name, &pid) || pid_alive(pid)) continue;
         char *p = pissa__path_join(dir, e->d_name);
         if (p) remove_tree(p);
+        free(p);
+    }
+    closedir(d);
+}
+
+/* Without RENAME_EXCHANGE a commit moves the old version of PATH aside as "PATH.old.PID.XXXXXX" before it renames
+ * the new one in; a writer killed in between leaves PATH absent. The old version is whole: put it back (and drop a
+ * dead writer's moved-aside version that PATH already replaced). PARENT and BASE: PATH's. */
+static void restore_moved_aside(const char *path, const char *parent, const char *base) {
+    DIR *d = opendir(parent);
+    if (!d) return;
+    size_t nb = strlen(base);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid;
+        if (strncmp(e->d_name, base, nb) != 0 || strncmp(e->d_name + nb, ".old.", 5) != 0) continue;
+        if (!pid_suffix(e->d_name + nb + 5, &pid) || pid_alive(pid)) continue;
+        char *p = pissa__path_join(parent, e->d_name);
+        struct stat sb;
+        if (p && stat(path, &sb) != 0 && errno == ENOENT) rename(p, path);
+        else if (p) remove_tree(p);
         free(p);
     }
     closedir(d);
@@ -303,6 +329,10 @@ pissa_status pissa_dir_txn_begin(const char *dir, const char *const *drop, pissa
         return pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     }
     for (size_t n = strlen(path); n > 1 && path[n - 1] == '/'; n--) path[n - 1] = '\0';
+    char *pcopy = pissa__strdup(path), *bcopy = pissa__strdup(path);
+    if (pcopy && bcopy) restore_moved_aside(path, dirname(pcopy), basename(bcopy));
+    free(pcopy);
+    free(bcopy);
     struct stat sb;
     int exists = stat(path, &sb) == 0;
     if (exists && !S_ISDIR(sb.st_mode)) {
@@ -317,7 +347,7 @@ pissa_status pissa_dir_txn_begin(const char *dir, const char *const *drop, pissa
     }
     t->dir = path;
     pissa_status st = path ? PISSA_OK : pissa__fail(PISSA_ERR_IO, "%s: %s", dir, strerror(errno));
-    char *pcopy = path ? pissa__strdup(path) : NULL, *bcopy = path ? pissa__strdup(path) : NULL;
+    pcopy = path ? pissa__strdup(path) : NULL, bcopy = path ? pissa__strdup(path) : NULL;
     if (st == PISSA_OK && (!pcopy || !bcopy)) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", dir);
     const char *parent = pcopy ? dirname(pcopy) : NULL, *base = bcopy ? basename(bcopy) : NULL;
     if (st == PISSA_OK && !exists) { /* make the parents, remembering the outermost one made */
@@ -386,13 +416,15 @@ pissa_status pissa_dir_txn_commit(pissa_dir_txn *t) {
         st = pissa__fail(PISSA_ERR_IO, "%s: fsync failed: %s", t->tmp, strerror(errno));
     struct stat sb;
     int exists = stat(t->dir, &sb) == 0;
-    if (st == PISSA_OK && exists && renameat2(AT_FDCWD, t->tmp, AT_FDCWD, t->dir, RENAME_EXCHANGE) != 0) {
-        /* No exchange on this file system: the old version steps aside under a temporary name first, so a crash
-         * in between leaves DIR absent but both versions whole. */
+    if (st == PISSA_OK && exists &&
+        (pissa__fileio_no_exchange || renameat2(AT_FDCWD, t->tmp, AT_FDCWD, t->dir, RENAME_EXCHANGE) != 0)) {
+        /* No exchange on this file system: the old version steps aside as DIR.old.PID.XXXXXX first; a crash in
+         * between leaves DIR absent and the old version whole, which the next transaction puts back
+         * (restore_moved_aside). */
         char *old = malloc(strlen(t->dir) + 40);
         if (!old) st = pissa__fail(PISSA_ERR_NOMEM, "%s: out of memory", t->dir);
         else {
-            sprintf(old, "%s.tmp.%ld.XXXXXX", t->dir, (long)getpid());
+            sprintf(old, "%s.old.%ld.XXXXXX", t->dir, (long)getpid());
             if (!mkdtemp(old) || rename(t->dir, old) != 0)
                 st = pissa__fail(PISSA_ERR_IO, "%s: cannot move the old version aside: %s", t->dir, strerror(errno));
             else if (rename(t->tmp, t->dir) != 0) {

@@ -86,6 +86,8 @@ typedef struct pissa_atomic_file {
 } pissa_atomic_file;
 
 pissa_status pissa__atomic_open(const char *path, pissa_atomic_file *af);
+/* Tests only: nonzero makes pissa_dir_txn_commit take its path for file systems without RENAME_EXCHANGE. */
+extern int pissa__fileio_no_exchange;
 pissa_status pissa__atomic_write(pissa_atomic_file *af, const void *data, size_t len);
 /* fflush, fsync, fclose, rename, fsync of the directory. On failure the temporary file is removed. */
 pissa_status pissa__atomic_commit(pissa_atomic_file *af);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 static void put(const char *dir, const char *name, const char *text) {
@@ -153,6 +154,54 @@ static void a_killed_writer_leaves_the_old_version_and_its_leftovers_are_removed
     free(root);
 }
 
+/* Without RENAME_EXCHANGE (some file systems) the commit moves the old version aside before renaming the new one
+ * in. It still gives the new version and no leftovers; and a writer killed between its two renames leaves the old
+ * version whole aside, which the next transaction puts back (it once removed both versions as leftovers). */
+static void without_exchange_a_kill_between_the_renames_keeps_the_old_version(void **state) {
+    (void)state;
+    char *root = tu_tempdir("fileio"), *dir = tu_path(root, "out");
+    mkdir(dir, 0755);
+    put(dir, "a.json", "A1");
+    pissa__fileio_no_exchange = 1;
+    pissa_dir_txn *t;
+    assert_ok(pissa_dir_txn_begin(dir, NULL, &t));
+    put(pissa_dir_txn_path(t), "a.json", "A2");
+    assert_ok(pissa_dir_txn_commit(t));
+    pissa__fileio_no_exchange = 0;
+    assert_file(dir, "a.json", "A2");
+    assert_int_equal(count_entries(root, "out."), 0);
+    /* the state a kill between the renames leaves: DIR absent, the old version aside, the new one complete */
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    char aside[64], fresh[64];
+    snprintf(aside, sizeof aside, "out.old.%ld.Ab3xYz", (long)dead);
+    snprintf(fresh, sizeof fresh, "out.tmp.%ld.Cd4wVu", (long)dead);
+    char *aside_path = tu_path(root, aside), *fresh_path = tu_path(root, fresh);
+    assert_int_equal(rename(dir, aside_path), 0);
+    mkdir(fresh_path, 0755);
+    put(fresh_path, "a.json", "A3");
+    assert_ok(pissa_dir_txn_begin(dir, NULL, &t));
+    assert_file(dir, "a.json", "A2"); /* back in place, as it was */
+    assert_file(pissa_dir_txn_path(t), "a.json", "A2");
+    pissa_dir_txn_abort(t);
+    assert_file(dir, "a.json", "A2");
+    assert_int_equal(count_entries(root, "out."), 0); /* the dead writer's new version is gone */
+    /* a moved-aside version that DIR already replaced (killed before its removal) is a leftover */
+    mkdir(aside_path, 0755);
+    put(aside_path, "a.json", "A0");
+    assert_ok(pissa_dir_txn_begin(dir, NULL, &t));
+    pissa_dir_txn_abort(t);
+    assert_file(dir, "a.json", "A2");
+    assert_int_equal(count_entries(root, "out."), 0);
+    tu_rmtree(root);
+    free(aside_path);
+    free(fresh_path);
+    free(dir);
+    free(root);
+}
+
 /* A symlink to a folder stays a symlink; the folder it points to gets the new version. */
 static void a_symlinked_folder_stays_a_symlink(void **state) {
     (void)state;
@@ -192,6 +241,7 @@ int main(void) {
         cmocka_unit_test(carried_files_are_links_and_rewrites_do_not_touch_the_old_version),
         cmocka_unit_test(abort_leaves_no_empty_folders),
         cmocka_unit_test(a_killed_writer_leaves_the_old_version_and_its_leftovers_are_removed),
+        cmocka_unit_test(without_exchange_a_kill_between_the_renames_keeps_the_old_version),
         cmocka_unit_test(a_symlinked_folder_stays_a_symlink),
         cmocka_unit_test(a_file_in_the_way_is_refused),
     };
