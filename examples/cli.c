@@ -256,14 +256,7 @@ pissa_peft_config *cli_residual_adapter_config(int64_t r, double alpha, int rslo
         n += (size_t)snprintf(v + n, sizeof v - n, "%s\"%s\"", n > 1 ? ", " : "", tok);
     snprintf(v + n, sizeof v - n, "]");
     set_field(c, "target_modules", v);
-    char *quoted = malloc(2 * strlen(base) + 3), *q = quoted; /* a JSON string of the path */
-    if (!quoted) cli_fail("out of memory");
-    *q++ = '"';
-    for (const char *p = base; *p; p++) {
-        if (*p == '"' || *p == '\\') *q++ = '\\';
-        *q++ = *p;
-    }
-    *q++ = '"', *q = '\0';
+    char *quoted = cli_json_quote(base);
     set_field(c, "base_model_name_or_path", quoted);
     free(quoted);
     return c;
@@ -281,4 +274,25 @@ double cli_uniform(uint64_t *x) { return (double)(cli_mix(x) >> 11) * 0x1.0p-53;
 double cli_normal(uint64_t *x) {
     double u1 = ((double)(cli_mix(x) >> 11) + 1.0) * 0x1.0p-53, u2 = (double)(cli_mix(x) >> 11) * 0x1.0p-53;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+char *cli_json_quote(const char *s) {
+    char *out = malloc(6 * strlen(s) + 3), *q = out;
+    if (!out) cli_fail("out of memory");
+    *q++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        const char *e = *p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : *p == '\r' ? "\\r"
+                      : *p == '\t' ? "\\t" : *p == '\b' ? "\\b" : *p == '\f' ? "\\f" : NULL;
+        if (e) q += sprintf(q, "%s", e);
+        else if (*p < 0x20) q += sprintf(q, "\\u%04x", *p);
+        else *q++ = (char)*p;
+    }
+    *q++ = '"', *q = '\0';
+    return out;
+}
+
+void cli_json_string(FILE *f, const char *s) {
+    char *q = cli_json_quote(s);
+    fputs(q, f);
+    free(q);
 }

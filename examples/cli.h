@@ -4,6 +4,7 @@
 #define PISSA_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "pissa.h"
 
@@ -88,6 +89,12 @@ pissa_tokenizer *cli_tokenizer(const char *path, const char *model, int32_t voca
 
 /* Seconds since an arbitrary origin (monotonic). */
 double cli_now(void);
+
+/* S as a JSON string: in quotes, with '"', '\\' and control characters escaped as Python's json.dumps escapes them
+ * (other bytes as they are). Caller frees. */
+char *cli_json_quote(const char *s);
+/* Prints cli_json_quote(S) to F. */
+void cli_json_string(FILE *f, const char *s);
 
 /* Forwards library warnings and errors to stderr ("PROG: warning: ..."). */
 void cli_log_to_stderr(pissa_log_level level, const char *msg, void *user);

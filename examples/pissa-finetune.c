@@ -422,6 +422,7 @@ int main(int argc, char **argv) {
     cli_check_output("--out", out, "--eval-data", eval_path);
     cli_check_output("--out", out, "--tokenizer", tok_path);
     cli_check_output("--out", out, "--adapter", adapter);
+    cli_check_output("--out", out, "--chat-template", template_path);
     if (!steps == !(epochs > 0)) cli_usage_error("give exactly one of --steps N and --epochs E (E > 0)");
     if (!isnan(alpha) && !(alpha > 0 && isfinite(alpha))) cli_usage_error("--alpha must be a positive number");
     if (!(dropout >= 0 && dropout < 1)) cli_usage_error("--dropout must lie in [0, 1)");
@@ -552,7 +553,9 @@ int main(int argc, char **argv) {
                (long long)pissa_trainer_steps(c.t), last_loss, (long long)tokens, secs, secs > 0 ? tokens / secs : 0.0,
                job.size);
         if (eval) printf(", \"eval_loss\": %.8g, \"eval_tokens\": %lld", eval_loss, (long long)eval_tokens);
-        printf(", \"out\": \"%s\"}\n", out);
+        printf(", \"out\": ");
+        cli_json_string(stdout, out);
+        printf("}\n");
     } else if (!quiet) {
         fprintf(stderr, "pissa-finetune: %lld updates, %lld tokens in %.2f s; wrote %s\n",
                 (long long)pissa_trainer_steps(c.t) - start, (long long)tokens, secs, out);

@@ -60,12 +60,9 @@ static size_t chat_prompt(const pissa_tokenizer *tok, const char *template_path,
     if (!f) cli_fail("out of memory");
     fputc('[', f);
     for (int k = system ? 0 : 1; k < 2; k++) { /* {"role": ..., "content": ...} with the text as a JSON string */
-        fprintf(f, "%s{\"role\": \"%s\", \"content\": \"", k && system ? ", " : "", k ? "user" : "system");
-        for (const unsigned char *c = (const unsigned char *)(k ? user : system); *c; c++)
-            if (*c == '"' || *c == '\\') fprintf(f, "\\%c", *c);
-            else if (*c < 0x20) fprintf(f, "\\u%04x", *c);
-            else fputc(*c, f);
-        fputs("\"}", f);
+        fprintf(f, "%s{\"role\": \"%s\", \"content\": ", k && system ? ", " : "", k ? "user" : "system");
+        cli_json_string(f, k ? user : system);
+        fputc('}', f);
     }
     fputc(']', f);
     if (fclose(f) != 0) cli_fail("out of memory");

@@ -326,6 +326,32 @@ static void generate_with_tokenizer_json_stops_at_stop_ids(void **state) {
     assert_non_null(printed);
     assert_true(!strncmp(printed, "Hello world", 11));
     free(printed);
+    /* pissa-generate --chat: the system and user messages (quotes, a backslash, a newline: escaped into the messages'
+     * JSON) through the folder's chat template with add_generation_prompt, then only the reply printed: what the
+     * library gives for the same rendered and encoded prompt, greedily */
+    snprintf(cmd, sizeof cmd, "%s --model %s --chat --system 'Be \"brief\"' --prompt 'Hi \\ there\n?' --steps 40 "
+             "--temperature 0 > '%s' 2>/dev/null", PISSA_GENERATE_EXE, dir, out);
+    assert_int_equal(tu_run(cmd, NULL), 0);
+    printed = tu_slurp(out, NULL);
+    assert_non_null(printed);
+    const char *messages = "[{\"role\": \"system\", \"content\": \"Be \\\"brief\\\"\"}, "
+                           "{\"role\": \"user\", \"content\": \"Hi \\\\ there\\n?\"}]";
+    char *rendered;
+    size_t rendered_len, n_chat;
+    assert_ok(pissa_chat_apply(tok2, NULL, messages, 1, NULL, &rendered, &rendered_len));
+    assert_non_null(strstr(rendered, "Hi \\ there\n?"));
+    int32_t *chat_ids = encode(tok2, rendered, rendered_len, 0, &n_chat);
+    gen_log c = {0};
+    assert_ok(pissa_generate_tokens(g, tok2, chat_ids, n_chat, 40, 0.0f, 0.9f, 1, on_token, &c, &positions));
+    pissa__sb_put(&c.text, "\n", 1); /* the program ends with a newline */
+    print_message("pissa-generate --chat: %zu prompt tokens, a reply of %zu tokens\n", n_chat, c.n);
+    assert_true(c.n > 0);
+    assert_int_equal(strlen(printed), c.text.n);
+    assert_memory_equal(printed, c.text.p, c.text.n);
+    free(c.text.p);
+    free(chat_ids);
+    pissa_free(rendered);
+    free(printed);
     free(out);
     free(a.text.p);
     free(b.text.p);

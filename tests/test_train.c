@@ -878,6 +878,14 @@ static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state
     assert_int_equal(run_prog(f, cmd, &output), 2);
     assert_non_null(strstr(output, "contains the --data input"));
     free(output);
+    char *tmpl = tu_path(f->dir, "dd/chat.jinja"); /* the chat template too */
+    tu_write_bytes(tmpl, "{{ messages }}", 14);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --chat-template %s --out %s --steps 1 -q 2>&1",
+             PISSA_FINETUNE_EXE, f->model, f->data, tmpl, dd);
+    assert_int_equal(run_prog(f, cmd, &output), 2);
+    assert_non_null(strstr(output, "contains the --chat-template input"));
+    free(output);
+    free(tmpl);
     tu_rmtree(dd);
     free(dd), free(data);
     snprintf(cmd, sizeof cmd, "%s --model %s --data %s --adapter %s --out %s/ --steps 1 -q 2>&1", PISSA_FINETUNE_EXE,
@@ -890,6 +898,22 @@ static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state
     free(before);
     free(after);
     free(link);
+}
+
+/* --json is JSON whatever OUT is called: a quote, a backslash and a tab in the path come back from a JSON parser. */
+static void finetune_json_line_parses_with_any_out_path(void **state) {
+    const fixture *f = *state;
+    char *out = tu_path(f->dir, "we\"ird\\na\tme"), *output, cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out '%s' --method lora --rank 2 --steps 1 --batch 2 --json -q",
+             PISSA_FINETUNE_EXE, f->model, f->data, out); /* sh takes '...' literally */
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    cJSON *root = cJSON_Parse(output);
+    if (!root) fail_msg("--json printed no JSON: %s", output);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(root, "out")), out);
+    cJSON_Delete(root);
+    free(output);
+    tu_rmtree(out);
+    free(out);
 }
 
 /* A rerun that fails (bad data, a bad --resume) leaves a good OUT exactly as it was, byte for byte; a first run that
@@ -1021,6 +1045,7 @@ int main(void) {
         cmocka_unit_test(full_resumed_run_repeats_uninterrupted_run_bit_for_bit),
         cmocka_unit_test(finetune_full_writes_a_checkpoint_pissa_eval_reads_and_resumes),
         cmocka_unit_test(finetune_refuses_an_output_that_is_or_contains_an_input),
+        cmocka_unit_test(finetune_json_line_parses_with_any_out_path),
         cmocka_unit_test(finetune_failed_rerun_leaves_previous_out_untouched),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
