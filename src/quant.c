@@ -11,6 +11,7 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define QUANT_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,f16c")))
 #endif
@@ -339,7 +340,10 @@ typedef void (*run_fn)(const pissa__qweight *, int64_t, int64_t, int64_t, float 
 pissa__quant_isa pissa__quant_best_isa(void) {
 #ifdef QUANT_X86
     static int avx2 = -1; /* a benign race: every thread computes the same value */
-    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    if (avx2 < 0) { /* F16C from CPUID leaf 1 (clang's __builtin_cpu_supports does not know "f16c") */
+        unsigned a, b, c, d;
+        avx2 = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    }
     if (avx2) return PISSA__QUANT_AVX2;
 #endif
     return PISSA__QUANT_GENERIC;
