@@ -407,6 +407,28 @@ def seeds_jsonl():
     }
 
 
+def seeds_data():
+    # read with tests/reference/tokenizers/gpt2_style (ChatML template), rows cut at 48 tokens, packed into 64
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi, who are you?"},
+            {"role": "assistant", "content": "A model."}, {"role": "user", "content": "caf\u00e9 \U0001f600 2024"},
+            {"role": "assistant", "content": "Noted."}]
+    return {
+        "valid_messages.jsonl": jsonl([{"messages": chat}, {"messages": chat[1:3]}]),
+        "valid_prompt_completion.jsonl": jsonl([{"prompt": "Once upon a time", "completion": " there was a girl."},
+                                                {"prompt": "2 + 2 =", "completion": " 4"}]),
+        "valid_conversational_pc.jsonl": jsonl([{"prompt": chat[:2], "completion": [chat[2]]}]),
+        "valid_text.jsonl": jsonl([{"text": "The sun was warm and the flowers were red."}, {"text": "x"}]),
+        "valid_pretokenized.jsonl": jsonl([{"input_ids": [1, 5, 9, 2], "labels": [-100, -100, 9, 2]}]),
+        "valid_long_row_cut.jsonl": jsonl([{"text": "the garden " * 40}, {"prompt": "a " * 60, "completion": "b"}]),
+        "valid_plain_text.txt": TRAIN_TEXT.encode() * 3,
+        "bad_no_role.jsonl": jsonl([{"messages": [{"content": "hi"}]}]),
+        "valid_mixed_formats.jsonl": jsonl([{"text": "a"}, {"messages": chat[1:3]}]),
+        "bad_completion_not_string.jsonl": jsonl([{"prompt": "a", "completion": 5}]),
+        "bad_invalid_utf8.jsonl": b'{"text": "ab\xff\xfe"}\n',
+        "bad_empty_messages.jsonl": jsonl([{"messages": []}]),
+    }
+
+
 def seeds_text():
     # first byte: the sequence length is 2 + byte % 64
     return {
@@ -571,7 +593,8 @@ def seeds_hf_tokenizer():
 
 HARNESSES = {"safetensors": seeds_safetensors, "hf_checkpoint": seeds_hf_checkpoint, "sharded": seeds_sharded,
              "peft": seeds_peft, "llama2c_model": seeds_llama2c_model,
-             "llama2c_tokenizer": seeds_llama2c_tokenizer, "jsonl": seeds_jsonl, "text": seeds_text,
+             "llama2c_tokenizer": seeds_llama2c_tokenizer, "jsonl": seeds_jsonl, "data": seeds_data,
+             "text": seeds_text,
              "hf_tokenizer": seeds_hf_tokenizer}
 
 # ---- dictionaries ----------------------------------------------------------------------------------------------
@@ -617,6 +640,9 @@ DICTS = {
                           struct.pack("<i", 0x40000007), struct.pack("<i", -1)],
     "jsonl": ["input_ids", "labels", '"input_ids": [', '"labels": [', "\n", "\r\n"] + JSON_WORDS
     + ["299", "300", "1e2", "2.5"],
+    "data": quoted(["messages", "role", "content", "system", "user", "assistant", "prompt", "completion", "text",
+                    "input_ids", "labels"]) + ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "\n", "\r\n"]
+    + JSON_WORDS,
     "hf_tokenizer": quoted(["version", "added_tokens", "id", "content", "single_word", "lstrip", "rstrip", "normalized",
                             "special", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model", "type",
                             "vocab", "merges", "BPE", "byte_fallback", "ignore_merges", "fuse_unk", "unk_token",
