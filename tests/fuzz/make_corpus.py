@@ -429,6 +429,42 @@ def seeds_data():
     }
 
 
+def state_files(step=1, **changes):
+    """state.json SEP state.safetensors of tests/fuzz/fuzz_state.c's run: LoRA r 2 on q_proj and v_proj of the tiny
+    model, AdamW, batch 2, 4 rows of 8 tokens, saved after STEP updates."""
+    meta = {"accum": 1, "batch": 2, "epoch": 0, "format": "pissa-train-state", "mode": "adapters",
+            "optimizer": "adamw", "optimizer_steps": step, "position": 2 * step % 4, "rows": 4, "seed": "0", "seq": 8,
+            "shuffle": True, "step": step, "tensors": 8, "version": 1}
+    meta.update(changes)
+    tensors, k = {}, 0
+    for layer in range(L):
+        for proj in ("q_proj", "v_proj"):
+            out, inp = PROJ_SHAPE[proj]
+            for name, n in (("lora_A", 2 * inp), ("lora_B", out * 2)):
+                base = "model.layers.%d.self_attn.%s.%s" % (layer, proj, name)
+                k += 1
+                tensors[base] = ("F32", [n], f32(values(n, k)))
+                tensors[base + ".exp_avg"] = ("F32", [n], f32([v / 100 for v in values(n, k + 50)]))
+                tensors[base + ".exp_avg_sq"] = ("F32", [n], f32([v * v / 1e4 for v in values(n, k + 90)]))
+    return (json.dumps(meta, indent=2, sort_keys=True).encode() + SEP
+            + safetensors(tensors, {"format": "pt", "step": str(step)}))
+
+
+def seeds_state():
+    good = state_files()
+    return {
+        "valid_step1": good,
+        "valid_step3_epoch1": state_files(3, epoch=1),
+        "bad_torn_pair": state_files(2).split(SEP)[0] + SEP + good.split(SEP)[1],
+        "bad_other_batch": state_files(batch=4),
+        "bad_other_optimizer": state_files(optimizer="sgd"),
+        "bad_position_past_rows": state_files(position=9),
+        "valid_huge_step": state_files(step=1 << 62),  # loads: the run then has no updates left
+        "bad_no_tensors": good.split(SEP)[0],
+        "bad_not_json": b"{" + SEP + good.split(SEP)[1],
+    }
+
+
 def seeds_text():
     # first byte: the sequence length is 2 + byte % 64
     return {
@@ -594,7 +630,7 @@ def seeds_hf_tokenizer():
 HARNESSES = {"safetensors": seeds_safetensors, "hf_checkpoint": seeds_hf_checkpoint, "sharded": seeds_sharded,
              "peft": seeds_peft, "llama2c_model": seeds_llama2c_model,
              "llama2c_tokenizer": seeds_llama2c_tokenizer, "jsonl": seeds_jsonl, "data": seeds_data,
-             "text": seeds_text,
+             "state": seeds_state, "text": seeds_text,
              "hf_tokenizer": seeds_hf_tokenizer}
 
 # ---- dictionaries ----------------------------------------------------------------------------------------------
@@ -640,6 +676,10 @@ DICTS = {
                           struct.pack("<i", 0x40000007), struct.pack("<i", -1)],
     "jsonl": ["input_ids", "labels", '"input_ids": [', '"labels": [', "\n", "\r\n"] + JSON_WORDS
     + ["299", "300", "1e2", "2.5"],
+    "state": quoted(["accum", "batch", "epoch", "format", "pissa-train-state", "mode", "adapters", "full",
+                     "optimizer", "adamw", "sgd", "optimizer_steps", "position", "rows", "seed", "seq", "shuffle",
+                     "step", "tensors", "version"]) + ST_WORDS + [".exp_avg", ".exp_avg_sq", ".momentum_buffer",
+                                                                  "lora_A", "lora_B", "q_proj", "v_proj"] + JSON_WORDS + [SEP],
     "data": quoted(["messages", "role", "content", "system", "user", "assistant", "prompt", "completion", "text",
                     "input_ids", "labels"]) + ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "\n", "\r\n"]
     + JSON_WORDS,
@@ -680,7 +720,7 @@ def main():
                 if name not in seeds:
                     os.remove(os.path.join(folder, name))
         for name, data in sorted(seeds.items()):
-            assert SEP not in data or harness in ("hf_checkpoint", "sharded", "peft", "hf_tokenizer"), (harness, name)
+            assert SEP not in data or harness in ("hf_checkpoint", "sharded", "peft", "hf_tokenizer", "state"), (harness, name)
             with open(os.path.join(folder, name), "wb") as f:
                 f.write(data)
             total += len(data)
