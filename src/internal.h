@@ -120,6 +120,11 @@ void pissa__sb_puts(pissa__strbuf *b, const char *s);
 struct cJSON;
 /* Caller frees *out with free(). Object keys are sorted; non-ASCII is escaped as \uXXXX. */
 pissa_status pissa__json_dump_sorted(const struct cJSON *item, char **out);
+/* Appends the N bytes at S to B as a JSON string as Python's json.dumps writes it: the short escapes \" \\ \n \r \t
+ * \b \f, other controls as \u00XX and, with ENSURE_ASCII, everything outside " ".."~" as \uXXXX (surrogate pairs above
+ * U+FFFF). At a byte that does not begin a valid UTF-8 sequence: with BAD, *BAD gets its offset and 0 is returned
+ * (the string is left unfinished); without, the byte is copied as it is. Returns 1 when the string is complete. */
+int pissa__json_put_string(pissa__strbuf *b, const char *s, size_t n, int ensure_ascii, size_t *bad);
 /* A number that Python would print as a float (0.0, 0.05, 1e-05), for fields PEFT stores as floats. */
 struct cJSON *pissa__json_float(double v);
 /* Parses LEN bytes of TEXT (not NUL-terminated) as one JSON object; only whitespace may follow. SOURCE names the text

@@ -434,33 +434,7 @@ static void repr_rec(pissa__strbuf *b, jv x, int depth) {
 
 /* A JSON string; with ENSURE_ASCII, code points above 0x7F as \uXXXX (surrogate pairs above U+FFFF). */
 static void json_str(pissa__strbuf *b, const jstr *s, int ensure_ascii) {
-    pissa__sb_put(b, "\"", 1);
-    for (size_t i = 0; i < s->n; i++) {
-        unsigned char c = (unsigned char)s->p[i];
-        char tmp[16];
-        if (c == '"') pissa__sb_puts(b, "\\\"");
-        else if (c == '\\') pissa__sb_puts(b, "\\\\");
-        else if (c == '\n') pissa__sb_puts(b, "\\n");
-        else if (c == '\r') pissa__sb_puts(b, "\\r");
-        else if (c == '\t') pissa__sb_puts(b, "\\t");
-        else if (c == '\b') pissa__sb_puts(b, "\\b");
-        else if (c == '\f') pissa__sb_puts(b, "\\f");
-        else if (c < 0x20) {
-            snprintf(tmp, sizeof tmp, "\\u%04x", c);
-            pissa__sb_puts(b, tmp);
-        } else if (c >= 0x80 && ensure_ascii) {
-            int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-            unsigned cp = c & (len == 4 ? 0x07u : len == 3 ? 0x0Fu : 0x1Fu);
-            for (int k = 1; k < len && i + 1 < s->n && ((unsigned char)s->p[i + 1] & 0xC0) == 0x80; k++)
-                cp = cp << 6 | ((unsigned char)s->p[++i] & 0x3Fu);
-            if (cp >= 0x10000)
-                snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + (cp & 0x3FF));
-            else
-                snprintf(tmp, sizeof tmp, "\\u%04x", cp);
-            pissa__sb_puts(b, tmp);
-        } else pissa__sb_put(b, (const char *)&c, 1);
-    }
-    pissa__sb_put(b, "\"", 1);
+    pissa__json_put_string(b, s->p, s->n, ensure_ascii, NULL);
 }
 
 static void newline_indent(pissa__strbuf *b, int indent, int depth) {

@@ -33,13 +33,13 @@ static void indent(pissa__strbuf *b, int depth) {
     for (int i = 0; i < depth; i++) pissa__sb_put(b, "  ", 2);
 }
 
-/* Length of the valid UTF-8 sequence at U (1..4), or 0 if it is not one: overlong forms, surrogates and code points
- * above U+10FFFF are invalid. *CP receives the code point. */
-static int utf8_seq(const unsigned char *u, unsigned *cp) {
+/* Length of the valid UTF-8 sequence at U (1..4; at most N bytes), or 0 if it is not one: overlong forms,
+ * surrogates and code points above U+10FFFF are invalid. *CP receives the code point. */
+static int utf8_seq(const unsigned char *u, size_t n, unsigned *cp) {
     unsigned c = u[0];
     if (c < 0x80) return *cp = c, 1;
     int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
-    if (!len || c > 0xF4) return 0;
+    if (!len || c > 0xF4 || (size_t)len > n) return 0;
     unsigned v = c & (len == 4 ? 0x07 : len == 3 ? 0x0F : 0x1F);
     for (int i = 1; i < len; i++) {
         if ((u[i] & 0xC0) != 0x80) return 0;
@@ -48,6 +48,40 @@ static int utf8_seq(const unsigned char *u, unsigned *cp) {
     static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
     if (v < min[len] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
     return *cp = v, len;
+}
+
+int pissa__json_put_string(pissa__strbuf *b, const char *s, size_t n, int ensure_ascii, size_t *bad) {
+    pissa__sb_put(b, "\"", 1);
+    const unsigned char *u = (const unsigned char *)s;
+    char tmp[16];
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i], cp;
+        int len = utf8_seq(u + i, n - i, &cp);
+        if (!len) {
+            if (bad) return *bad = i, 0;
+            pissa__sb_put(b, (const char *)u + i, 1), i++;
+            continue;
+        }
+        if (c == '"') pissa__sb_puts(b, "\\\"");
+        else if (c == '\\') pissa__sb_puts(b, "\\\\");
+        else if (c == '\n') pissa__sb_puts(b, "\\n");
+        else if (c == '\r') pissa__sb_puts(b, "\\r");
+        else if (c == '\t') pissa__sb_puts(b, "\\t");
+        else if (c == '\b') pissa__sb_puts(b, "\\b");
+        else if (c == '\f') pissa__sb_puts(b, "\\f");
+        else if (cp < 0x20 || (ensure_ascii && cp >= 0x7f)) { /* Python escapes everything outside " ".."~" */
+            if (cp >= 0x10000)
+                snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
+                         0xDC00 + ((cp - 0x10000) & 0x3FF));
+            else snprintf(tmp, sizeof tmp, "\\u%04x", cp);
+            pissa__sb_puts(b, tmp);
+        } else {
+            pissa__sb_put(b, (const char *)u + i, (size_t)len);
+        }
+        i += (size_t)len;
+    }
+    pissa__sb_put(b, "\"", 1);
+    return 1;
 }
 
 /* What dump() writes into, and the first string it could not write. */
@@ -59,44 +93,15 @@ typedef struct dump_ctx {
     unsigned bad_byte;
 } dump_ctx;
 
-/* As Python's json.dumps with ensure_ascii: the short escapes \" \\ \n \r \t \b \f, other controls as \u00XX,
- * non-ASCII as \uXXXX (surrogate pairs above U+FFFF). A string that is not valid UTF-8 has no JSON form that reads
- * back as the same bytes: it is refused (the first one is recorded in D), never mangled into lone surrogates. */
+/* As Python's json.dumps with ensure_ascii. A string that is not valid UTF-8 has no JSON form that reads back as the
+ * same bytes: it is refused (the first one is recorded in D), never mangled into lone surrogates. */
 static void put_string(dump_ctx *d, const char *s) {
-    pissa__strbuf *b = &d->b;
-    pissa__sb_put(b, "\"", 1);
-    const unsigned char *u = (const unsigned char *)s;
-    char tmp[16];
-    while (*u) {
-        unsigned c = *u, cp;
-        int len = utf8_seq(u, &cp);
-        if (!len) {
-            if (!d->bad_key) {
-                d->bad_key = d->key ? d->key : "(value)";
-                d->bad_off = (size_t)(u - (const unsigned char *)s);
-                d->bad_byte = c;
-            }
-            return;
-        }
-        if (c == '"') pissa__sb_puts(b, "\\\"");
-        else if (c == '\\') pissa__sb_puts(b, "\\\\");
-        else if (c == '\n') pissa__sb_puts(b, "\\n");
-        else if (c == '\r') pissa__sb_puts(b, "\\r");
-        else if (c == '\t') pissa__sb_puts(b, "\\t");
-        else if (c == '\b') pissa__sb_puts(b, "\\b");
-        else if (c == '\f') pissa__sb_puts(b, "\\f");
-        else if (cp < 0x20 || cp >= 0x7f) { /* Python escapes everything outside " ".."~" */
-            if (cp >= 0x10000)
-                snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
-                         0xDC00 + ((cp - 0x10000) & 0x3FF));
-            else snprintf(tmp, sizeof tmp, "\\u%04x", cp);
-            pissa__sb_puts(b, tmp);
-        } else {
-            pissa__sb_put(b, (const char *)u, 1);
-        }
-        u += len;
+    size_t off;
+    if (!pissa__json_put_string(&d->b, s, strlen(s), 1, &off) && !d->bad_key) {
+        d->bad_key = d->key ? d->key : "(value)";
+        d->bad_off = off;
+        d->bad_byte = (unsigned char)s[off];
     }
-    pissa__sb_put(b, "\"", 1);
 }
 
 static void put_number(pissa__strbuf *b, double v) {

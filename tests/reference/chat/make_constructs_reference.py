@@ -106,6 +106,7 @@ CASES = [
     ("filter_round", "{{ 2.567 | round(2) }} {{ 2.5 | round }} {{ 3.5 | round }} {{ 3 | round }} {{ 2.1 | round(0, 'ceil') }} {{ 2.9 | round(method='floor') }} {{ 2.675 | round(2) }}"),
     ("filter_string", "{{ 3 | string }} {{ 3.0 | string }} {{ none | string }} {{ l | string }} {{ (1 | string) + 'x' }}"),
     ("filter_tojson", "{{ d | tojson }} {{ msgs[2] | tojson }} {{ 'é\"\\n<>&\\'' | tojson }} {{ fl | tojson }} {{ none | tojson }} {{ [true, false] | tojson }} {{ {1: 2} | tojson }}"),
+    ("filter_tojson_ascii", "{{ '\\x7f\\x01\u00e9\U0001f600' | tojson }} {{ '\\x7f\\x01\u00e9\U0001f600' | tojson(ensure_ascii=True) }}"),
     ("filter_tojson_indent", "{{ nested | tojson(indent=2) }}\n{{ [] | tojson(indent=4) }}\n{{ {'a': [], 'b': {}} | tojson(indent=2) }}"),
     ("filter_items_dictsort", "{{ d | items | list }} {{ d | dictsort }} {{ d | dictsort(by='value') }} {{ d | dictsort(reverse=true) }}"),
     ("filter_sort", "{{ l | sort }} {{ strs | sort }} {{ strs | sort(case_sensitive=true) }} {{ l | sort(reverse=true) }} {{ msgs | sort(attribute='role') | map(attribute='role') | list }}"),
