@@ -120,10 +120,17 @@ def tool_missing(tool, script, python, node):
         if not (exe and subprocess.run([exe, "--version"], capture_output=True).returncode == 0):
             return "node (Debian: nodejs), for the node reference scripts"
         folder = os.path.dirname(os.path.join(HERE, script))
-        if os.path.exists(os.path.join(folder, "package.json")) and not os.path.isdir(os.path.join(folder,
-                                                                                                  "node_modules")):
-            rel = os.path.relpath(folder, os.path.join(HERE, "..", ".."))
+        rel = os.path.relpath(folder, os.path.join(HERE, "..", ".."))
+        package = os.path.join(folder, "package.json")
+        if os.path.exists(package) and not os.path.isdir(os.path.join(folder, "node_modules")):
             return f"{rel}/node_modules (cd {rel} && npm ci --ignore-scripts)"
+        # package.json's "engines": {"node": ">=X.Y.Z"} (transformers.js 4 loads sharp, which needs node 20.9)
+        want = json.load(open(package)).get("engines", {}).get("node", "") if os.path.exists(package) else ""
+        if want.startswith(">="):
+            version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip().lstrip("v")
+            have, need = (tuple(int(x) for x in v.split(".")[:3]) for v in (version, want[2:]))
+            if have < need:
+                return f"node {want} (this node is {version}), for {rel}'s packages (engines in its package.json)"
         return None
     imports = {"python3": "", "numpy": "import numpy", "torch": "import numpy, torch", "jinja2": "import jinja2"}[tool]
     if not os.path.exists(python):
