@@ -592,8 +592,9 @@ pissa_status pissa_trainer_save_state(const pissa_trainer *t, const char *dir) {
 
 static pissa_status json_int(const cJSON *root, const char *key, const char *path, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
-        return pissa__fail(PISSA_ERR_FORMAT, "%s: \"%s\" is missing or not a non-negative integer", path, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0) ||
+        v->valuedouble != floor(v->valuedouble)) /* 2^53: the integers a JSON number holds exactly */
+        return pissa__fail(PISSA_ERR_FORMAT, "%s: \"%s\" is missing or not an integer in [0, 2^53]", path, key);
     *out = (int64_t)v->valuedouble;
     return PISSA_OK;
 }

@@ -459,7 +459,7 @@ def seeds_state():
         "bad_other_batch": state_files(batch=4),
         "bad_other_optimizer": state_files(optimizer="sgd"),
         "bad_position_past_rows": state_files(position=9),
-        "valid_huge_step": state_files(step=1 << 62),  # loads: the run then has no updates left
+        "bad_step_past_2_53": state_files(step=1 << 62),
         "bad_no_tensors": good.split(SEP)[0],
         "bad_not_json": b"{" + SEP + good.split(SEP)[1],
     }
