@@ -342,8 +342,10 @@ def main():
         missing = tool_missing(e["tool"], e["script"], a.python, a.node)
         args = [x.replace("{data}", os.path.abspath(a.data)) for x in e["args"]]
         if not missing:
-            absent = [x for x, raw in zip(args, e["args"]) if "{data}" in raw and not os.path.exists(x)]
+            absent = [x[6:] if x.startswith("needs:") else x for x, raw in zip(args, e["args"])
+                      if "{data}" in raw and not os.path.exists(x[6:] if x.startswith("needs:") else x)]
             missing = f"{absent[0]} (../shared/data)" if absent else None
+        args = [x for x in args if not x.startswith("needs:")]  # declared inputs the script finds by itself
         if missing:
             msg = f"{e['script']}: {missing} is missing"
             if require_all:
