@@ -297,8 +297,14 @@ class Generator(_core.Handle):
 
     def generate(self, prompt="", steps=256, temperature=1.0, topp=0.9, seed=0, callback=None):
         """run.c's generate(): the prompt then sampled tokens, until STEPS positions or the tokenizer's end (BOS for
-        llama2.c, a stop id for a tokenizer.json). Returns the text (the prompt included, as pissa-generate prints it). CALLBACK(token, piece_bytes), called for each
-        emitted token, may return True to stop. An exception in it stops generation and is re-raised here."""
+        llama2.c, a stop id for a tokenizer.json). Returns the text (the prompt included, as pissa-generate prints
+        it). CALLBACK(token, piece_bytes), called for each emitted token, may return True to stop. An exception in it stops generation and is re-raised here."""
+        text = prompt.encode() if isinstance(prompt, str) else prompt
+        return self._run(callback, lambda fn, n: lib.pissa_generate(self._h, self.tokenizer._h, text, steps,
+                                                                    temperature, topp, seed, fn, None, n))
+
+    def _run(self, callback, call):
+        """CALL(fn, n_positions) with a TOKEN_FN that collects the pieces and passes them to CALLBACK; the text."""
         pieces, error = [], []
 
         def on_token(user, token, piece, length):
@@ -312,9 +318,7 @@ class Generator(_core.Handle):
 
         fn = TOKEN_FN(on_token)
         n = c_int64()
-        text = prompt.encode() if isinstance(prompt, str) else prompt
-        check(lib.pissa_generate(self._h, self.tokenizer._h, text, steps, temperature, topp, seed, fn, None,
-                                 byref(n)))
+        check(call(fn, byref(n)))
         if error:
             raise error[0]
         self.positions = n.value
@@ -331,23 +335,6 @@ class Generator(_core.Handle):
             messages = [{"role": "system", "content": system}] + messages
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, chat_template=chat_template,
                                                  **kwargs)
-        pieces, error = [], []
-
-        def on_token(user, token, piece, length):
-            try:
-                b = ctypes.string_at(piece, length)
-                pieces.append(b)
-                return 1 if callback is not None and callback(token, b) else 0
-            except BaseException as e:  # noqa: B902 - KeyboardInterrupt too must not cross into C
-                error.append(e)
-                return 1
-
-        fn = TOKEN_FN(on_token)
-        n = c_int64()
         buf = (c_int32 * max(len(ids), 1))(*ids)
-        check(lib.pissa_generate_tokens(self._h, self.tokenizer._h, buf, len(ids), steps, temperature, topp, seed,
-                                        fn, None, byref(n)))
-        if error:
-            raise error[0]
-        self.positions = n.value
-        return b"".join(pieces).decode("utf-8", "replace")
+        return self._run(callback, lambda fn, n: lib.pissa_generate_tokens(self._h, self.tokenizer._h, buf, len(ids),
+                                                                           steps, temperature, topp, seed, fn, None, n))
