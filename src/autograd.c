@@ -33,11 +33,8 @@ pissa_status pissa__params_add(pissa__params *ps, const char *name, float *data,
 }
 
 pissa_status pissa__params_add_frozen(pissa__params *ps, const char *name, const pissa__qweight *q, int *id) {
-    if (q->type == PISSA_QTYPE_F32) return pissa__params_add(ps, name, (float *)q->data, q->rows, q->cols, 0, id);
     PISSA_TRY(pissa__params_add(ps, name, NULL, q->rows, q->cols, 0, id));
-    pissa__param *p = &ps->p[*id];
-    p->q = *q;
-    p->q.owned = NULL; /* a view: the owner releases */
+    pissa__params_rebind(ps, *id, q);
     return PISSA_OK;
 }
 
@@ -45,7 +42,7 @@ void pissa__params_rebind(pissa__params *ps, int id, const pissa__qweight *q) {
     pissa__param *p = &ps->p[id];
     p->data = q->type == PISSA_QTYPE_F32 ? (float *)q->data : NULL;
     p->q = *q;
-    p->q.owned = NULL;
+    p->q.owned = NULL; /* a view: the owner releases */
 }
 
 pissa_status pissa__params_plan(pissa__params *ps) {
