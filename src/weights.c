@@ -129,16 +129,23 @@ pissa__qweight pissa__weights_matrix(const pissa__weights *w, size_t i) {
     return q;
 }
 
+/* Empties entry I: its mapped pages given back, its tensor, format and mapping reference released. */
+static void clear_entry(pissa__weights *w, size_t i) {
+    pissa__weights_drop(w, i);
+    pissa_tensor_free(w->tensors[i]);
+    pissa__qweight_release(&w->q[i]);
+    pissa__mapping_release(w->maps[i]);
+    w->tensors[i] = NULL;
+    w->maps[i] = NULL;
+}
+
 pissa_status pissa__weights_to_f32(pissa__weights *w, size_t i) {
     if (w->tensors[i]) return PISSA_OK;
     pissa_tensor *t;
     int64_t shape[2] = {w->q[i].rows, w->q[i].cols};
     PISSA_TRY(pissa_tensor_create(2, shape, &t));
     pissa__qweight_dequantize(&w->q[i], 0, shape[0], pissa_tensor_data(t));
-    pissa__weights_drop(w, i);
-    pissa__qweight_release(&w->q[i]);
-    pissa__mapping_release(w->maps[i]);
-    w->maps[i] = NULL;
+    clear_entry(w, i);
     w->tensors[i] = t;
     return PISSA_OK;
 }
@@ -160,12 +167,7 @@ void pissa__weights_drop(const pissa__weights *w, size_t i) {
 }
 
 void pissa__weights_replace(pissa__weights *w, size_t i, pissa__qweight *q) {
-    pissa__weights_drop(w, i);
-    pissa_tensor_free(w->tensors[i]);
-    pissa__qweight_release(&w->q[i]);
-    pissa__mapping_release(w->maps[i]);
-    w->tensors[i] = NULL;
-    w->maps[i] = NULL;
+    clear_entry(w, i);
     w->q[i] = *q;
     memset(q, 0, sizeof *q);
 }
