@@ -225,6 +225,14 @@ static pissa_status alloc_adapters(pissa_model *m, unsigned mask, int64_t r, dou
     return PISSA_OK;
 }
 
+/* Puts *Q (taken, zeroed) in the weights in place of adapter A's base weight, and binds its parameter to it. */
+static void set_base(pissa_model *m, const adapter *a, pissa__qweight *q) {
+    size_t k = (size_t)pissa__weights_index(&m->w, m->params.p[a->pW].name);
+    pissa__weights_replace(&m->w, k, q);
+    pissa__qweight view = pissa__weights_matrix(&m->w, k);
+    pissa__params_rebind(&m->params, a->pW, &view);
+}
+
 /* Registers the adapters' parameters, indexes them and plans the gradients; then (nothing can fail any more) puts each
  * PiSSA residual in place of its base weight, whose pages or memory go back. */
 static pissa_status register_adapters(pissa_model *m) {
@@ -240,11 +248,8 @@ static pissa_status register_adapters(pissa_model *m) {
     for (size_t i = 0; i < m->n_ad; i++) {
         adapter *a = &m->ad[i];
         if (!a->res.owned) continue;
-        size_t k = (size_t)pissa__weights_index(&m->w, m->params.p[a->pW].name);
-        pissa__weights_replace(&m->w, k, &a->res);
+        set_base(m, a, &a->res);
         a->replaced = 1;
-        pissa__qweight q = pissa__weights_matrix(&m->w, k);
-        pissa__params_rebind(&m->params, a->pW, &q);
     }
     return PISSA_OK;
 }
@@ -343,10 +348,7 @@ static void restore_bases(pissa_model *m) {
         pissa__param *P = &m->params.p[a->pW];
         pissa__qweight from = pissa__weights_matrix(&src, (size_t)pissa__weights_index(&src, P->name)), q = {0};
         if ((st = pissa__qweight_convert(&q, P->q.type, &from)) != PISSA_OK) break;
-        size_t k = (size_t)pissa__weights_index(&m->w, P->name);
-        pissa__weights_replace(&m->w, k, &q);
-        pissa__qweight view = pissa__weights_matrix(&m->w, k);
-        pissa__params_rebind(&m->params, a->pW, &view);
+        set_base(m, a, &q);
         a->released = 0;
     }
     pissa__weights_free(&src);
