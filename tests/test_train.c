@@ -862,13 +862,13 @@ static void empty_and_targetless_data_sets_are_refused(void **state) {
  * being continued. Refused before anything is read or written. */
 static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state) {
     const fixture *f = *state;
-    char *link = tu_path(f->dir, "base_link"), *output, cmd[4096];
-    assert_int_equal(symlink(f->model, link), 0);
+    char *base_link = tu_path(f->dir, "base_link"), *output, cmd[4096];
+    assert_int_equal(symlink(f->model, base_link), 0);
     char *before = folder_bytes(f, f->model);
     char spelled[3][1024];
     snprintf(spelled[0], sizeof spelled[0], "%s/", f->model);
     snprintf(spelled[1], sizeof spelled[1], "%s/./", f->model);
-    snprintf(spelled[2], sizeof spelled[2], "%s", link);
+    snprintf(spelled[2], sizeof spelled[2], "%s", base_link);
     for (int i = 0; i < 3; i++) {
         snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model,
                  f->data, spelled[i]);
@@ -886,6 +886,24 @@ static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state
     assert_int_equal(run_prog(f, cmd, &output), 2);
     assert_non_null(strstr(output, "contains the --data input"));
     free(output);
+    char *dd_link = tu_path(f->dir, "dd_link"); /* ... also through a symlink to that folder */
+    assert_int_equal(symlink(dd, dd_link), 0);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model,
+             data, dd_link);
+    assert_int_equal(run_prog(f, cmd, &output), 2);
+    assert_non_null(strstr(output, "contains the --data input"));
+    free(output);
+    unlink(dd_link);
+    free(dd_link);
+    char *hard = tu_path(f->dir, "train_hardlink"); /* ... and OUT that is the data file under another name */
+    assert_int_equal(link(data, hard), 0);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model,
+             data, hard);
+    assert_int_equal(run_prog(f, cmd, &output), 2);
+    assert_non_null(strstr(output, "is the --data input"));
+    free(output);
+    unlink(hard);
+    free(hard);
     char *tmpl = tu_path(f->dir, "dd/chat.jinja"); /* the chat template too */
     tu_write_bytes(tmpl, "{{ messages }}", 14);
     snprintf(cmd, sizeof cmd, "%s --model %s --data %s --chat-template %s --out %s --steps 1 -q 2>&1",
@@ -902,10 +920,10 @@ static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state
     free(output);
     char *after = folder_bytes(f, f->model);
     assert_string_equal(before, after);
-    unlink(link);
+    unlink(base_link);
     free(before);
     free(after);
-    free(link);
+    free(base_link);
 }
 
 /* --json is JSON whatever OUT is called: a quote, a backslash and a tab in the path come back from a JSON parser. */
