@@ -962,8 +962,20 @@ static void finetune_failed_rerun_leaves_previous_out_untouched(void **state) {
              "--resume %s -q 2>&1", PISSA_FINETUNE_EXE, f->model, f->data, out, f->model);
     assert_int_equal(run_prog(f, cmd, &output), 1);
     free(output);
+    /* Valid inputs, but the save fails: with a file size limit of 0 (SIGXFSZ ignored) every write of the new OUT
+     * fails with EFBIG. The program's output goes through a pipe, which the limit does not cover. */
+    snprintf(cmd, sizeof cmd, "(ulimit -f 0; trap '' XFSZ; %s --model %s --data %s --out %s --method pissa --rank 4 "
+             "--steps 2 --batch 2 -q 2>&1; echo \"exit $?\") | cat", PISSA_FINETUNE_EXE, f->model, f->data, out);
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    if (!strstr(output, "exit 1") || !strstr(output, "too large"))
+        fail_msg("a save over the file size limit: expected a failure (File too large, exit 1), got: %s", output);
+    free(output);
     char *after = folder_bytes(f, out);
     assert_string_equal(before, after);
+    snprintf(cmd, sizeof cmd, "(ls -a '%s' | grep -c '^ft_keep\\.' || true)", f->dir); /* no new version left over */
+    assert_int_equal(run_prog(f, cmd, &output), 0);
+    assert_string_equal(output, "0\n");
+    free(output);
     char *fresh = tu_path(f->dir, "never/made");
     snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 2 -q 2>&1", PISSA_FINETUNE_EXE, f->model, bad,
              fresh);
