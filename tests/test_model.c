@@ -961,6 +961,29 @@ static void non_finite_weights_give_a_named_error_not_a_nan_loss(void **state) {
             fail_msg("pissa-eval on %s weights: %s", k ? "Inf" : "NaN", e_text);
         free(o_text), free(e_text), free(ck);
     }
+    /* A finite loss whose perplexity overflows a double (lm_head scaled by 1e6: a loss of about 2e6) is reported,
+     * with "ppl": null in --json, which stays JSON. */
+    pissa_model *m = load_fixture("llama_untied", 0);
+    assert_ok(pissa_model_set_full_finetune(m));
+    pissa_param_view v;
+    for (size_t i = 0; i < pissa_model_param_count(m); i++) {
+        assert_ok(pissa_model_param(m, i, &v));
+        if (!strcmp(v.name, "lm_head.weight"))
+            for (int64_t k = 0; k < v.rows * v.cols; k++) v.data[k] *= 1e6f;
+    }
+    char *ck = tu_path(dir, "huge"), cmd[2048];
+    assert_ok(pissa_model_save(m, ck, PISSA_F32));
+    pissa_model_free(m);
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --json -q >%s 2>%s", PISSA_EVAL_EXE, ck, data, out, err);
+    assert_int_equal(tu_run(cmd, NULL), 0);
+    char *o_text = tu_slurp(out, NULL);
+    cJSON *j = cJSON_Parse(o_text);
+    if (!j) fail_msg("pissa-eval --json printed no JSON: %s", o_text);
+    double loss = cJSON_GetObjectItem(j, "loss")->valuedouble;
+    assert_true(loss > 710 && isfinite(loss)); /* exp(710) overflows */
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "ppl")));
+    cJSON_Delete(j);
+    free(o_text), free(ck);
     tu_rmtree(dir);
     free(dir), free(data), free(err), free(out);
 }
