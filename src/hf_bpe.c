@@ -394,8 +394,8 @@ static pissa_status tokenize_word(const pissa__hf_bpe *m, pissa__hf_bpe_work *w,
     if (n < CACHE_MAX_WORD) {
         h = hash_bytes(word, n);
         cache_slot *c = cache_find(w, word, n, h);
-        if (c && c->used) {
-            pissa__ids_append(out, w->cache_ids.v + c->ids_off, c->ids_n);
+        if (c && c->used) { /* a word of unknown characters without unk_token has no ids: cache_ids may be NULL */
+            if (c->ids_n) pissa__ids_append(out, w->cache_ids.v + c->ids_off, c->ids_n);
             return PISSA_OK;
         }
     }
