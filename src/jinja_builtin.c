@@ -468,7 +468,11 @@ pissa_status jb_filter(jctx *c, const jnode *at, const jstr *name, jv x, const j
             free(b.p);
             return jx_error(c, at, "Object of type %s is not JSON serializable", bad);
         }
-        PISSA_TRY(jx_step(c, at, b.n / 16));
+        pissa_status st = jx_step(c, at, b.n / 16);
+        if (st != PISSA_OK) {
+            free(b.p);
+            return st;
+        }
         return jb_sb_result(c, at, &b, out);
     }
     if (!strcmp(w, "list")) {

@@ -377,6 +377,14 @@ static void limits_stop_hostile_templates(void **state) {
     pissa__jinja_limits plenty = {.max_steps = 10000000};
     assert_ok(render_limited("{% for i in range(1000) %}{% for j in range(100) %}{% endfor %}{% endfor %}", &plenty));
 
+    /* tojson charges a step per 16 bytes it writes: 100 KB of JSON passes a limit of 5000 steps (and frees its
+     * buffer on the way out: fuzz_jinja found the leak) */
+    const char *big_json = "{% set s = 'a' * 1000 %}{% set l = [s] * 100 %}{{ l | tojson }}";
+    pissa__jinja_limits few = {.max_steps = 5000};
+    assert_int_equal(render_limited(big_json, &few), PISSA_ERR_FORMAT);
+    assert_non_null(strstr(pissa_last_error(), "steps"));
+    assert_ok(render_limited(big_json, &plenty));
+
     pissa__jinja_limits out = {.max_output = 500};
     assert_int_equal(render_limited("{% for i in range(100) %}0123456789{% endfor %}", &out), PISSA_ERR_FORMAT);
     assert_non_null(strstr(pissa_last_error(), "output passed 500 bytes"));
