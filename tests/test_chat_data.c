@@ -657,7 +657,9 @@ static void trainer_on_packed_rows_gives_the_loss_and_update_of_the_rows(void **
                     dmax = fmax(dmax, fabs((double)after[1][k][j] - after[0][k][j]));
                     cmax = fmax(cmax, fabs((double)after[0][k][j]));
                 }
-                assert_true(dmax <= 1e-6 * cmax + 1e-9);
+                /* float32 rounding of differently shaped products: measured 1.2e-6 with OpenBLAS's AVX-512
+                 * (SkylakeX) kernels, 1e-7 with its Haswell ones */
+                assert_true(dmax <= 1e-5 * cmax + 1e-9);
                 worst = fmax(worst, cmax > 0 ? dmax / cmax : 0);
             }
             print_message("%zu rows in %zu packed rows of 16: loss %.8f vs %.8f unpacked; parameters after the step "

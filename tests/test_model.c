@@ -261,7 +261,8 @@ static void check_packed_equals_separate(const char *fixture) {
         double gmax = 0;
         for (size_t j = 0; j < k; j++) gmax = fmax(gmax, fabs(want[i][j]));
         double d = tu_max_abs_diff(v.grad, want[i], k);
-        if (d > 2e-6 * gmax) fail_msg("%s: packed gradient max|diff| %.3g (max|grad| %.3g)", v.name, d, gmax);
+        /* float32 rounding of differently shaped products: measured 4.2e-6 with OpenBLAS's AVX-512 kernels */
+        if (d > 1e-5 * gmax) fail_msg("%s: packed gradient max|diff| %.3g (max|grad| %.3g)", v.name, d, gmax);
         if (gmax > 0) worst = fmax(worst, d / gmax);
         free(want[i]);
     }

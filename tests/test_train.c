@@ -264,7 +264,10 @@ static void accumulating_k_microbatches_equals_one_batch_of_k_rows(void **state)
         double rel = tu_diff_norm(ga, gb, n) / tu_norm(gb, n);
         worst_grad = fmax(worst_grad, rel);
         worst_loss = fmax(worst_loss, fabs(a.loss - b.loss) / b.loss);
-        assert_true(rel <= 1e-5);
+        /* The same parameters, so only float32 summation order differs, but these gradients cancel strongly:
+         * measured 1.6e-7 with OpenBLAS's Haswell kernels and 6.3e-5 with its AVX-512 (SkylakeX) ones. A wrong
+         * accumulation (a scale, a dropped or repeated micro-batch) is off by 1e-1 or more. */
+        assert_true(rel <= 2e-4);
         assert_true(fabs(a.loss - b.loss) <= 1e-6 * b.loss);
         free(ga);
         free(gb);
