@@ -658,7 +658,7 @@ static void trainer_on_packed_rows_gives_the_loss_and_update_of_the_rows(void **
                     cmax = fmax(cmax, fabs((double)after[0][k][j]));
                 }
                 /* float32 rounding of differently shaped products: measured 1.2e-6 with OpenBLAS's AVX-512
-                 * (SkylakeX) kernels, 1e-7 with its Haswell ones */
+                 * (SkylakeX) kernels, 1e-7 with the generic (Prescott) ones it falls back to here */
                 assert_true(dmax <= 1e-5 * cmax + 1e-9);
                 worst = fmax(worst, cmax > 0 ? dmax / cmax : 0);
             }

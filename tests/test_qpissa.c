@@ -252,9 +252,9 @@ static int have_torch(void) { return system("/usr/bin/python3 -c 'import numpy, 
  * reference file is rerun and compared first when torch is present). ‖W − q(W)‖_* involves no SVD of ours: float32
  * SVD noise only (≤ 1e-6). ‖W − (q(W_res) + s·B·A)‖_* depends on codes of W − s·B·A: where every scaled value is at
  * least 1e-5 from an NF4 decision boundary (the reference's margin) both sides usually pick the same codes and agree
- * to 1e-5 (measured ≤ 5e-6 with OpenBLAS's Haswell kernels); a value closer than that, or any value when the BLAS
- * kernels round differently (AVX-512: one far row moved 2.1e-4), may round the other way, moving one element by one
- * NF4 step (measured up to 1e-3 of the norm after 5 rounds). */
+ * to 1e-5 (measured ≤ 5e-6 with OpenBLAS's generic Prescott kernels); a value closer than that, or any value when
+ * the BLAS kernels round differently (AVX-512: one far row moved 2.1e-4), may round the other way, moving one element
+ * by one NF4 step (measured up to 1e-3 of the norm after 5 rounds). */
 static void stories260k_error_reduction_matches_reference(void **state) {
     (void)state;
     const char *bin = PISSA_SHARED_DATA_DIR "/stories260K/stories260K.bin";
@@ -275,8 +275,8 @@ static void stories260k_error_reduction_matches_reference(void **state) {
             assert_int_equal(na, nb);
             for (int i = 0; i < na; i++) {
                 /* the same rule as for libpissa below: torch's SVD also rounds differently with other BLAS
-                 * kernels (the committed file was written with OpenBLAS's Haswell kernels; AVX-512 ones moved a
-                 * far row by 4e-6 and a near one by 1.4e-3) */
+                 * kernels (the committed file was written with OpenBLAS's generic Prescott kernels; AVX-512 ones
+                 * moved a far row by 4e-6 and a near one by 1.4e-3) */
                 double d = fabs(a[i].nuc_qpissa - b[i].nuc_qpissa) / b[i].nuc_qpissa;
                 assert_true(d <= (a[i].margin >= 1e-5 ? 1e-5 : 2e-3));
                 assert_true(fabs(a[i].nuc_qlora - b[i].nuc_qlora) <= 1e-6 * b[i].nuc_qlora);
@@ -314,9 +314,9 @@ static void stories260k_error_reduction_matches_reference(void **state) {
         print_message("%s: mean reduction %.4f%% (reference %.4f%%); |E| QPiSSA within %.1e (margins >= 1e-5), "
                       "%.1e (nearer); codes kept >= %.4f%%\n",
                       cases[c].name, 100 * mean_got, 100 * mean_want, worst_far, worst_near, kept);
-        /* Far rows agree to 5e-6 with OpenBLAS's Haswell kernels, but with its AVX-512 (SkylakeX) kernels the
-         * float32 noise of W − s·B·A crossed the reference's 1e-5 margin in one far row (2.1e-4): every row is held
-         * to one code flip's worth, and the mean reduction to 5e-5 below. */
+        /* Far rows agree to 5e-6 with OpenBLAS's generic (Prescott) kernels, but with its AVX-512 (SkylakeX)
+         * kernels the float32 noise of W − s·B·A crossed the reference's 1e-5 margin in one far row (2.1e-4): every
+         * row is held to one code flip's worth, and the mean reduction to 5e-5 below. */
         assert_true(fmax(worst_far, worst_near) <= 2e-3);
         assert_true(fabs(mean_got - mean_want) <= 5e-5);
         assert_true(kept >= 99.99); /* the written bf16 residual re-quantizes to QPiSSA's codes */

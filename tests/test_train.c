@@ -265,8 +265,8 @@ static void accumulating_k_microbatches_equals_one_batch_of_k_rows(void **state)
         worst_grad = fmax(worst_grad, rel);
         worst_loss = fmax(worst_loss, fabs(a.loss - b.loss) / b.loss);
         /* The same parameters, so only float32 summation order differs, but these gradients cancel strongly:
-         * measured 1.6e-7 with OpenBLAS's Haswell kernels and 6.3e-5 with its AVX-512 (SkylakeX) ones. A wrong
-         * accumulation (a scale, a dropped or repeated micro-batch) is off by 1e-1 or more. */
+         * measured 1.6e-7 with OpenBLAS's generic (Prescott) kernels and 6.3e-5 with its AVX-512 (SkylakeX) ones.
+         * A wrong accumulation (a scale, a dropped or repeated micro-batch) is off by 1e-1 or more. */
         assert_true(rel <= 2e-4);
         assert_true(fabs(a.loss - b.loss) <= 1e-6 * b.loss);
         free(ga);
