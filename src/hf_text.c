@@ -121,23 +121,29 @@ static void strip(const char *s, size_t n, int left, int right, pissa__strbuf *o
     pissa__sb_put(out, s + a, z - a);
 }
 
-/* Replaces every match of P in S by CONTENT (NormalizedString::replace). */
+/* Replaces every match of P in S by CONTENT (NormalizedString::replace), stopping once OUT passes LIMIT bytes. */
 static pissa_status replace(const pissa__hf_pattern *p, const char *content, size_t content_len, const char *s,
-                            size_t n, pissa__strbuf *out) {
+                            size_t n, size_t limit, pissa__strbuf *out) {
     pissa__spans m = {0};
     pissa_status st = pissa__hf_pattern_find(p, s, n, &m);
     if (st == PISSA_OK) {
         size_t at = 0;
-        for (size_t i = 0; i < m.n; i++) {
+        for (size_t i = 0; i < m.n && out->n <= limit; i++) {
             pissa__sb_put(out, s + at, m.v[i][0] - at);
             pissa__sb_put(out, content, content_len);
             at = m.v[i][1];
         }
-        pissa__sb_put(out, s + at, n - at);
+        if (out->n <= limit) pissa__sb_put(out, s + at, n - at);
     }
     free(m.v);
     return st;
 }
+
+/* How far normalizers may grow a text of LEN bytes. Real ones stay within a few times it (NFKD's longest expansion
+ * is 11x, "▁" for " " 3x), but an empty-match Replace inserts its content at every position, as tokenizers and
+ * transformers.js do, and a Sequence of them multiplies: refused rather than allocated. */
+#define HF_NORM_GROWTH 64
+#define HF_NORM_SLACK 4096
 
 pissa_status pissa__hf_normalize(const pissa__hf_normalizer *v, size_t n, const char *s, size_t len,
                                  pissa__strbuf *a, pissa__strbuf *b, const pissa__strbuf **out) {
@@ -145,6 +151,8 @@ pissa_status pissa__hf_normalize(const pissa__hf_normalizer *v, size_t n, const 
     a->oom = 0;
     pissa__sb_put(a, s, len);
     pissa__strbuf *cur = a, *next = b;
+    const size_t limit = len > (SIZE_MAX - HF_NORM_SLACK) / HF_NORM_GROWTH ? SIZE_MAX
+                                                                           : HF_NORM_GROWTH * len + HF_NORM_SLACK;
     for (size_t i = 0; i < n; i++) {
         const pissa__hf_normalizer *z = &v[i];
         next->n = 0;
@@ -163,11 +171,16 @@ pissa_status pissa__hf_normalize(const pissa__hf_normalizer *v, size_t n, const 
             if (cur->n) pissa__sb_put(next, z->text, z->text_len);
             pissa__sb_put(next, t, cur->n);
             break;
-        case HF_NORM_REPLACE: st = replace(z->pattern, z->text, z->text_len, t, cur->n, next); break;
+        case HF_NORM_REPLACE: st = replace(z->pattern, z->text, z->text_len, t, cur->n, limit, next); break;
         case HF_NORM_BYTE_LEVEL: put_byte_level(next, t, cur->n); break;
         }
         if (st != PISSA_OK) return st;
         if (next->oom) return pissa__fail(PISSA_ERR_NOMEM, "normalizer: out of memory (%zu bytes)", cur->n);
+        if (next->n > limit)
+            return pissa__fail(PISSA_ERR_UNSUPPORTED,
+                               "normalizer %zu grew a text of %zu bytes past %zu bytes (%d times it + %d): an "
+                               "empty-match Replace in a Sequence multiplies the text", i, len, limit, HF_NORM_GROWTH,
+                               HF_NORM_SLACK);
         pissa__strbuf *tmp = cur;
         cur = next;
         next = tmp;

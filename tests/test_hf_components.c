@@ -174,6 +174,7 @@ static void normalizers_follow_unicode_and_tokenizers(void **state) {
         {"{`type`:`Replace`,`pattern`:{`Regex`:`\\\\s+`},`content`:`_`}", "a \t b\n\nc", "a_b_c"},
         /* empty matches: one at 0, "aaa", one at the end; none right after "aaa" (Oniguruma's find_iter) */
         {"{`type`:`Replace`,`pattern`:{`Regex`:`a*`},`content`:`X`}", "baaac", "XbXcX"},
+        {"{`type`:`Replace`,`pattern`:{`String`:``},`content`:`X`}", "ab", "XaXbX"}, /* "ab".replaceAll("", "X") */
         {"{`type`:`Sequence`,`normalizers`:[{`type`:`Prepend`,`prepend`:`\xe2\x96\x81`},{`type`:`Replace`,"
          "`pattern`:{`String`:` `},`content`:`\xe2\x96\x81`}]}", "Hey you", "\xe2\x96\x81Hey\xe2\x96\x81you"},
         {"{`type`:`ByteLevel`}", "a \xc3\xa9", "a\xc4\xa0\xc3\x83\xc2\xa9"},
@@ -574,6 +575,18 @@ static void malformed_and_hostile_files_fail_cleanly(void **state) {
     (void)state;
     spec sp = {.tokens = L("a", "b", "ab")};
     spec x = sp;
+    /* An empty-match Replace inserts its content at every position (as tokenizers and transformers.js do); three in
+     * a Sequence multiply the text by 21 each (fuzz_hf_tokenizer's 2.4 GB input had more): refused at 64x + 4 KiB. */
+    x.normalizer = "{`type`:`Sequence`,`normalizers`:[{`type`:`Replace`,`pattern`:{`String`:``},`content`:`NNNNNNNNNNNNNNNNNNNN`},"
+                   "{`type`:`Replace`,`pattern`:{`String`:``},`content`:`NNNNNNNNNNNNNNNNNNNN`},"
+                   "{`type`:`Replace`,`pattern`:{`String`:``},`content`:`NNNNNNNNNNNNNNNNNNNN`}]}";
+    pissa_tokenizer *grow = spec_tok(&x);
+    int32_t few[64];
+    size_t n_few;
+    assert_int_equal(pissa_tokenizer_encode_text(grow, "ab", 2, 0, few, 64, &n_few), PISSA_ERR_UNSUPPORTED);
+    assert_non_null(strstr(pissa_last_error(), "normalizer 2 grew a text of 2 bytes past 4224 bytes"));
+    pissa_tokenizer_free(grow);
+    x = sp;
     x.merges = "[`a c`]";
     expect_refusal(&x, PISSA_ERR_FORMAT, "model.merges[0]", "\"c\"");
     x.merges = "[`b a`]";
