@@ -863,6 +863,16 @@ static void empty_and_targetless_data_sets_are_refused(void **state) {
 
 /* --out must never be, or contain, an input: the base model (however the path is spelled), the data, the adapter
  * being continued. Refused before anything is read or written. */
+/* pissa-finetune --data DATA --out OUT is a usage error (exit 2) whose message holds NEEDLE. */
+static void expect_out_refused(const fixture *f, const char *data, const char *out, const char *needle) {
+    char cmd[4096], *output;
+    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model, data,
+             out);
+    assert_int_equal(run_prog(f, cmd, &output), 2);
+    if (!strstr(output, needle)) fail_msg("--out %s: expected '%s', got: %s", out, needle, output);
+    free(output);
+}
+
 static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state) {
     const fixture *f = *state;
     char *base_link = tu_path(f->dir, "base_link"), *output, cmd[4096];
@@ -884,27 +894,15 @@ static void finetune_refuses_an_output_that_is_or_contains_an_input(void **state
     char *dd = tu_path(f->dir, "dd"), *data = tu_path(f->dir, "dd/train.jsonl");
     mkdir(dd, 0755);
     write_jsonl(data, 4, 0);
-    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model,
-             data, dd);
-    assert_int_equal(run_prog(f, cmd, &output), 2);
-    assert_non_null(strstr(output, "contains the --data input"));
-    free(output);
+    expect_out_refused(f, data, dd, "contains the --data input");
     char *dd_link = tu_path(f->dir, "dd_link"); /* ... also through a symlink to that folder */
     assert_int_equal(symlink(dd, dd_link), 0);
-    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model,
-             data, dd_link);
-    assert_int_equal(run_prog(f, cmd, &output), 2);
-    assert_non_null(strstr(output, "contains the --data input"));
-    free(output);
+    expect_out_refused(f, data, dd_link, "contains the --data input");
     unlink(dd_link);
     free(dd_link);
     char *hard = tu_path(f->dir, "train_hardlink"); /* ... and OUT that is the data file under another name */
     assert_int_equal(link(data, hard), 0);
-    snprintf(cmd, sizeof cmd, "%s --model %s --data %s --out %s --steps 1 -q 2>&1", PISSA_FINETUNE_EXE, f->model,
-             data, hard);
-    assert_int_equal(run_prog(f, cmd, &output), 2);
-    assert_non_null(strstr(output, "is the --data input"));
-    free(output);
+    expect_out_refused(f, data, hard, "is the --data input");
     unlink(hard);
     free(hard);
     char *tmpl = tu_path(f->dir, "dd/chat.jinja"); /* the chat template too */
