@@ -298,7 +298,8 @@ class Generator(_core.Handle):
     def generate(self, prompt="", steps=256, temperature=1.0, topp=0.9, seed=0, callback=None):
         """run.c's generate(): the prompt then sampled tokens, until STEPS positions or the tokenizer's end (BOS for
         llama2.c, a stop id for a tokenizer.json). Returns the text (the prompt included, as pissa-generate prints
-        it). CALLBACK(token, piece_bytes), called for each emitted token, may return True to stop. An exception in it stops generation and is re-raised here."""
+        it). CALLBACK(token, piece_bytes), called for each emitted token, may return True to stop. An exception in
+        it stops generation and is re-raised here."""
         text = prompt.encode() if isinstance(prompt, str) else prompt
         return self._run(callback, lambda fn, n: lib.pissa_generate(self._h, self.tokenizer._h, text, steps,
                                                                     temperature, topp, seed, fn, None, n))
