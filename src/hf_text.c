@@ -178,9 +178,8 @@ pissa_status pissa__hf_normalize(const pissa__hf_normalizer *v, size_t n, const 
         if (next->oom) return pissa__fail(PISSA_ERR_NOMEM, "normalizer: out of memory (%zu bytes)", cur->n);
         if (next->n > limit)
             return pissa__fail(PISSA_ERR_UNSUPPORTED,
-                               "normalizer %zu grew a text of %zu bytes past %zu bytes (%d times it + %d): an "
-                               "empty-match Replace in a Sequence multiplies the text", i, len, limit, HF_NORM_GROWTH,
-                               HF_NORM_SLACK);
+                               "normalizer %zu grew a text of %zu bytes past %zu bytes (normalizers may grow a text "
+                               "to %d times its length + %d bytes)", i, len, limit, HF_NORM_GROWTH, HF_NORM_SLACK);
         pissa__strbuf *tmp = cur;
         cur = next;
         next = tmp;
